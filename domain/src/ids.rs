@@ -61,6 +61,10 @@ uuid_id!(
     /// A session, i.e. one token family started by one login.
     SessionId
 );
+uuid_id!(
+    /// An access token's unique id (`jti`).
+    AccessTokenId
+);
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@ pub mod session;
 pub mod time;
 pub mod user;
 
-pub use ids::{IdError, SessionId, UserId};
+pub use ids::{AccessTokenId, IdError, SessionId, UserId};
 pub use lifetimes::{Lifetimes, ReuseResponse};
 pub use refresh_token::{RefreshSecret, RefreshToken, RefreshTokenError, TokenDigest};
 pub use rotation::{decide, ExpiryKind, PresentedToken, RotationDecision, SessionState};

@@ -1,0 +1,251 @@
+//! Ports: what the use cases need from the outside world.
+//!
+//! Every port is synchronous: the adapters behind them (Diesel, r2d2,
+//! argon2) block anyway, so the HTTP adapter runs a whole use case inside one
+//! call on a blocking thread. Atomicity belongs to the adapter: each method
+//! documented as "one transaction" must be exactly that.
+
+use std::time::Duration;
+
+use domain::{
+    Generation, Lifetimes, NewSession, NewUser, PasswordHash, Password, ReuseResponse, Roles,
+    RotationDecision, Session, SessionId, SessionStatus, Timestamp, TokenDigest, User, UserId,
+    Username,
+};
+
+/// The storage failed or could not be reached. Carries a description for the
+/// log only; it never reaches a client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("storage unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// A cryptographic operation failed unexpectedly (not a verification failure).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("crypto failure: {0}")]
+pub struct CryptoError(pub String);
+
+/// Reads the current time. The only clock the use cases see.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+/// Cryptographically secure random bytes.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait RandomSource: Send + Sync + 'static {
+    /// 32 bytes for a refresh token.
+    fn token_bytes(&self) -> [u8; 32];
+    /// 16 bytes for an identifier.
+    fn id_bytes(&self) -> [u8; 16];
+}
+
+/// Password hashing (argon2id in production).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait PasswordHasher: Send + Sync + 'static {
+    /// Hashes a new password.
+    ///
+    /// # Errors
+    /// [`CryptoError`] when the hasher fails (never for a valid password).
+    fn hash(&self, password: &Password) -> Result<PasswordHash, CryptoError>;
+
+    /// Checks `password` against `hash`. With `None` (unknown user) it checks
+    /// against a dummy hash made with the same parameters and returns
+    /// `false`, so both cases take comparable time.
+    ///
+    /// # Errors
+    /// [`CryptoError`] when the stored hash cannot be read.
+    fn verify(&self, password: &Password, hash: Option<&PasswordHash>) -> Result<bool, CryptoError>;
+}
+
+/// The claims of an access token, as the use cases see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub roles: Roles,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// Unique token id (`jti`).
+    pub token_id: String,
+}
+
+/// Why an access token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("access token expired")]
+    Expired,
+    #[error("access token invalid")]
+    Invalid,
+}
+
+/// Signs and verifies access tokens.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait AccessTokenSigner: Send + Sync + 'static {
+    /// Signs `claims` with the current key.
+    ///
+    /// # Errors
+    /// [`CryptoError`] when no key is usable.
+    fn sign(&self, claims: &AccessClaims) -> Result<String, CryptoError>;
+
+    /// Verifies signature, algorithm, `typ`, `iss`, `aud`, `exp` and `nbf`
+    /// at `now` (with the configured leeway) and returns the claims.
+    ///
+    /// # Errors
+    /// [`VerifyError::Expired`] past `exp`, [`VerifyError::Invalid`] for
+    /// anything else.
+    fn verify(&self, token: &str, now: Timestamp) -> Result<AccessClaims, VerifyError>;
+}
+
+/// Why a user could not be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CreateUserError {
+    #[error("username taken")]
+    UsernameTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait UserRepository: Send + Sync + 'static {
+    /// Stores a new user.
+    ///
+    /// # Errors
+    /// [`CreateUserError::UsernameTaken`] when the username exists in any
+    /// letter case; [`CreateUserError::Store`] otherwise.
+    fn create(&self, user: NewUser) -> Result<User, CreateUserError>;
+
+    /// The user with this username (compared case-insensitively) and their
+    /// password hash.
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage fails.
+    fn find_credentials(&self, username: &Username) -> Result<Option<(User, PasswordHash)>, StoreError>;
+
+    /// # Errors
+    /// [`StoreError`] when storage fails.
+    fn find(&self, id: UserId) -> Result<Option<User>, StoreError>;
+}
+
+/// Who is asking, as far as the network tells.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Everything a rotation needs, decided on inside one transaction.
+#[derive(Debug, Clone)]
+pub struct RotateRequest {
+    pub presented: TokenDigest,
+    /// Digest of the successor derived from the presented token.
+    pub successor: TokenDigest,
+    pub lifetimes: Lifetimes,
+    pub reuse_response: ReuseResponse,
+    pub client: ClientInfo,
+    pub now: Timestamp,
+}
+
+/// The result of [`SessionRepository::rotate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// No token with this digest is on record.
+    UnknownToken,
+    /// The decision taken and applied. `session` is the state after it;
+    /// on `Reuse` the theft response has been committed.
+    Decided {
+        decision: RotationDecision,
+        /// The generation of the presented token.
+        presented: Generation,
+        session: Session,
+        user: User,
+    },
+}
+
+/// Why a session is being ended through one of its tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The client logged out: the session ends, whatever token was shown,
+    /// and no theft response follows.
+    Logout,
+    /// A successful login carried this old token: the session ends, but an
+    /// already rotated token (outside grace) is reuse and gets the theft
+    /// response.
+    ReplacedByLogin,
+}
+
+/// Ending a session through one of its tokens.
+#[derive(Debug, Clone)]
+pub struct EndRequest {
+    pub token: TokenDigest,
+    pub reason: EndReason,
+    pub lifetimes: Lifetimes,
+    pub reuse_response: ReuseResponse,
+    pub client: ClientInfo,
+    pub now: Timestamp,
+}
+
+/// The result of [`SessionRepository::end_by_token`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndOutcome {
+    UnknownToken,
+    /// The session was live and is now revoked.
+    Ended { session: SessionId, user: UserId },
+    /// The session had already ended; nothing changed.
+    AlreadyEnded { session: SessionId, user: UserId },
+    /// The token was a rotated one: theft response committed.
+    Reused { session: SessionId, user: UserId },
+}
+
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait SessionRepository: Send + Sync + 'static {
+    /// Creates a session with its first refresh token (generation 0) and, in
+    /// the same transaction, revokes the least recently used live sessions
+    /// of the user beyond `max_sessions`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage fails.
+    fn create(&self, session: NewSession, token: TokenDigest, max_sessions: u32) -> Result<Session, StoreError>;
+
+    /// One transaction: finds the presented token, locks its session, takes
+    /// [`domain::decide`] and applies it: on `Rotate` the presented token is
+    /// marked used and the successor stored; on `Reuse` the theft response
+    /// (`reuse_response`) is committed before returning. Of concurrent calls
+    /// with the same token, exactly one sees `Rotate`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage fails; nothing is then changed.
+    fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError>;
+
+    /// One transaction: ends the session that `token` (current or rotated)
+    /// belongs to, see [`EndReason`].
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage fails.
+    fn end_by_token(&self, request: EndRequest) -> Result<EndOutcome, StoreError>;
+
+    /// Revokes every live session of `user`; returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage fails.
+    fn revoke_all(&self, user: UserId, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// Revokes `session` if it belongs to `user` and is live; `false` when
+    /// it is not the user's or not live.
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage fails.
+    fn revoke_one(&self, user: UserId, session: SessionId, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// The user's live sessions (not revoked, not past either deadline),
+    /// most recently used first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage fails.
+    fn list_live(&self, user: UserId, idle_ttl: Duration, now: Timestamp) -> Result<Vec<Session>, StoreError>;
+
+    /// Whether tokens of `session` may be honoured at `now`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage fails.
+    fn status(&self, session: SessionId, idle_ttl: Duration, now: Timestamp) -> Result<SessionStatus, StoreError>;
+}
