@@ -1,0 +1,190 @@
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread;
+use std::time::Duration;
+
+use super::*;
+
+fn pw(s: &str) -> Password {
+    Password::parse(s.to_owned()).unwrap()
+}
+
+/// One shared hasher: construction computes a dummy hash, no need to pay it
+/// in every test.
+fn hasher() -> &'static Argon2Hasher {
+    static HASHER: OnceLock<Argon2Hasher> = OnceLock::new();
+    HASHER.get_or_init(|| Argon2Hasher::new(2))
+}
+
+#[test]
+fn a_hashed_password_verifies() {
+    let h = hasher();
+    let hash = h.hash(&pw("correct horse battery")).unwrap();
+    assert!(h.verify(&pw("correct horse battery"), Some(&hash)).unwrap());
+}
+
+#[test]
+fn a_wrong_password_does_not_verify() {
+    let h = hasher();
+    let hash = h.hash(&pw("correct horse battery")).unwrap();
+    assert!(!h
+        .verify(&pw("correct horse battery!"), Some(&hash))
+        .unwrap());
+}
+
+#[test]
+fn an_unknown_user_never_verifies() {
+    let h = hasher();
+    assert!(!h.verify(&pw("correct horse battery"), None).unwrap());
+    // The dummy it checked against uses the same parameters as real hashes.
+    let dummy = h.dummy.clone().unwrap();
+    assert!(dummy.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+}
+
+#[test]
+fn hashes_are_argon2id_with_owasp_parameters_and_a_fresh_salt() {
+    let h = hasher();
+    let a = h.hash(&pw("same password")).unwrap();
+    let b = h.hash(&pw("same password")).unwrap();
+    assert!(
+        a.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{}",
+        a.as_str()
+    );
+    assert_ne!(a.as_str(), b.as_str(), "each hash gets its own salt");
+    let parsed = password_hash::PasswordHash::new(a.as_str()).unwrap();
+    assert_eq!(parsed.salt.unwrap().as_str().len(), 22, "16-byte salt");
+}
+
+#[test]
+fn unicode_passwords_round_trip() {
+    let h = hasher();
+    let hash = h.hash(&pw("pässwörd-😀-密码")).unwrap();
+    assert!(h.verify(&pw("pässwörd-😀-密码"), Some(&hash)).unwrap());
+    assert!(!h.verify(&pw("passwörd-😀-密码"), Some(&hash)).unwrap());
+}
+
+#[test]
+fn an_unreadable_stored_hash_is_a_crypto_error() {
+    let h = hasher();
+    for bad in [
+        "",
+        "not a hash",
+        "$argon2id$v=19$m=19456,t=2,p=1",
+        "$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+        "$argon2id$v=19$m=19456,t=2,p=1$%%%$%%%",
+    ] {
+        let result = h.verify(
+            &pw("whatever-pass"),
+            Some(&PasswordHash::new(bad.to_owned())),
+        );
+        assert!(result.is_err(), "{bad:?} should not be readable");
+    }
+}
+
+#[test]
+fn hashes_with_older_parameters_still_verify() {
+    let weak = Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(8, 1, 1, None).unwrap(),
+    );
+    let old = hash_with(&weak, b"legacy-password").unwrap();
+    assert!(hasher()
+        .verify(&pw("legacy-password"), Some(&PasswordHash::new(old)))
+        .unwrap());
+}
+
+#[test]
+fn at_most_max_concurrent_computations_overlap() {
+    let h = Arc::new(Argon2Hasher::new(1));
+    let done = Arc::new(AtomicBool::new(false));
+    let max_seen = Arc::new(AtomicUsize::new(0));
+    let max_queue = Arc::new(AtomicUsize::new(0));
+
+    let monitor = {
+        let (h, done, max_seen, max_queue) = (
+            Arc::clone(&h),
+            Arc::clone(&done),
+            Arc::clone(&max_seen),
+            Arc::clone(&max_queue),
+        );
+        thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                max_seen.fetch_max(h.in_flight(), Ordering::SeqCst);
+                max_queue.fetch_max(h.queue_depth(), Ordering::SeqCst);
+                thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let workers: Vec<_> = (0..3)
+        .map(|i| {
+            let h = Arc::clone(&h);
+            thread::spawn(move || {
+                let p = pw(&format!("password-{i}"));
+                let hash = h.hash(&p).unwrap();
+                assert!(h.verify(&p, Some(&hash)).unwrap());
+                assert!(!h.verify(&p, None).unwrap());
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    monitor.join().unwrap();
+
+    assert_eq!(
+        max_seen.load(Ordering::SeqCst),
+        1,
+        "never more than one at once"
+    );
+    assert!(
+        max_queue.load(Ordering::SeqCst) >= 1,
+        "the others had to wait"
+    );
+    assert_eq!(h.in_flight(), 0);
+    assert_eq!(h.queue_depth(), 0);
+}
+
+#[test]
+fn zero_concurrency_is_treated_as_one() {
+    assert_eq!(Argon2Hasher::new(0).max_concurrent(), 1);
+}
+
+#[test]
+fn debug_output_reveals_no_hash_or_salt() {
+    let h = hasher();
+    let shown = format!("{h:?}");
+    let dummy = h.dummy.clone().unwrap();
+    let salt = dummy.split('$').nth(4).unwrap();
+    assert!(!shown.contains(salt), "{shown}");
+    assert!(!shown.contains("$argon2id$"), "{shown}");
+    assert!(shown.contains("Argon2Hasher"));
+    assert!(shown.contains("19456"));
+}
+
+#[test]
+fn an_unknown_user_costs_about_what_a_wrong_password_costs() {
+    let h = hasher();
+    let stored = h.hash(&pw("the real password")).unwrap();
+    let fastest = |f: &dyn Fn()| {
+        (0..3)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                f();
+                start.elapsed()
+            })
+            .min()
+            .unwrap()
+    };
+    let wrong = fastest(&|| assert!(!h.verify(&pw("a wrong password"), Some(&stored)).unwrap()));
+    let unknown = fastest(&|| assert!(!h.verify(&pw("a wrong password"), None).unwrap()));
+    // Loose bounds: this guards against a shortcut (microseconds instead of
+    // milliseconds), not against scheduler noise.
+    let ratio = unknown.as_secs_f64() / wrong.as_secs_f64();
+    assert!(
+        (0.25..4.0).contains(&ratio),
+        "unknown {unknown:?} vs wrong {wrong:?}"
+    );
+}
