@@ -1,0 +1,76 @@
+//! Token Warden's HTTP adapter (Actix-web): routes, DTOs, cookies, problem
+//! errors. Every use case runs on a blocking thread (`web::block`), since
+//! the ports behind it (Diesel, argon2) block.
+
+pub mod body;
+pub mod client;
+mod cookie;
+mod dto;
+pub mod error;
+mod extract;
+mod handlers;
+
+use std::sync::Arc;
+
+use actix_web::web::{self, ServiceConfig};
+
+use application::TokenWarden;
+
+pub use client::IpNet;
+pub use error::ApiError;
+pub use extract::Authenticated;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub cookie_name: String,
+    pub cookie_secure: bool,
+    /// Origins besides the server's own that may send cookie-authenticated POSTs.
+    pub allowed_origins: Vec<String>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            cookie_name: "refresh_token".to_owned(),
+            cookie_secure: true,
+            allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// The published signing keys, as served at `/.well-known/jwks.json`.
+pub trait JwksSource: Send + Sync + 'static {
+    fn jwks(&self) -> serde_json::Value;
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    pub warden: Arc<TokenWarden>,
+    pub config: Arc<WebConfig>,
+    pub jwks: Arc<dyn JwksSource>,
+}
+
+/// Registers every route of the API on `cfg`.
+pub fn configure(state: ApiState) -> impl FnOnce(&mut ServiceConfig) {
+    move |cfg: &mut ServiceConfig| {
+        cfg.app_data(web::Data::new(state))
+            .service(
+                web::scope("/auth")
+                    .route("/register", web::post().to(handlers::auth::register))
+                    .route("/login", web::post().to(handlers::auth::login))
+                    .route("/refresh", web::post().to(handlers::auth::refresh))
+                    .route("/logout", web::post().to(handlers::auth::logout))
+                    .route("/logout-all", web::post().to(handlers::sessions::logout_all))
+                    .route("/sessions", web::get().to(handlers::sessions::list))
+                    .route("/sessions/{id}", web::delete().to(handlers::sessions::delete)),
+            )
+            .route("/api/me", web::get().to(handlers::sessions::me))
+            .route("/.well-known/jwks.json", web::get().to(handlers::wellknown::jwks))
+            .default_service(web::to(handlers::not_found));
+    }
+}

@@ -1,0 +1,94 @@
+//! Request bodies: read with a hard 64 KiB limit and parsed so that every
+//! failure is one of the contract's problems (413, 400 or 422), never
+//! Actix's plain-text defaults.
+
+use actix_web::http::header;
+use actix_web::HttpRequest;
+use futures_util::StreamExt as _;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, FieldError};
+
+/// The largest body any endpoint accepts.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] without
+/// buffering it.
+pub async fn read_body(req: &HttpRequest, payload: &mut actix_web::web::Payload) -> Result<Vec<u8>, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0).min(MAX_BODY_BYTES));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| ApiError::MalformedRequest)?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Parses JSON: syntax errors are 400 `malformed_request`, wrong types or
+/// missing fields 422 `invalid_input` naming the field where serde tells.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::InvalidInput(vec![FieldError {
+            field: field_of(&e.to_string()),
+            message: "missing or of the wrong type".to_owned(),
+        }]),
+        _ => ApiError::MalformedRequest,
+    })
+}
+
+/// Like [`parse_json`], but an empty body (a cookie-only client) is `None`.
+pub fn parse_optional_json<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(None)
+    } else {
+        parse_json(body).map(Some)
+    }
+}
+
+/// serde says "missing field `x`" or "invalid type: ..., expected ..."; keep
+/// only the field name, never the value the client sent.
+fn field_of(message: &str) -> String {
+    message
+        .split('`')
+        .nth(1)
+        .filter(|f| f.len() <= 64 && f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .unwrap_or("body")
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Login {
+        #[allow(dead_code)]
+        username: String,
+    }
+
+    #[test]
+    fn syntax_errors_are_malformed_and_type_errors_invalid() {
+        assert!(matches!(parse_json::<Login>(b"{"), Err(ApiError::MalformedRequest)));
+        assert!(matches!(parse_json::<Login>(b"nonsense"), Err(ApiError::MalformedRequest)));
+        match parse_json::<Login>(b"{}") {
+            Err(ApiError::InvalidInput(errors)) => assert_eq!(errors[0].field, "username"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(parse_json::<Login>(br#"{"username": 5}"#), Err(ApiError::InvalidInput(_))));
+    }
+
+    #[test]
+    fn an_empty_body_is_no_body() {
+        assert!(matches!(parse_optional_json::<Login>(b"  \n"), Ok(None)));
+    }
+}

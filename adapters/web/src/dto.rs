@@ -1,0 +1,124 @@
+//! Request and response bodies, and their conversion into domain types.
+
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use application::{IssuedTokens, SessionView};
+use domain::{Timestamp, User};
+
+/// Self-registration always gets the role `user`; other roles are granted
+/// with `tokenwarden user create --role`. Unknown fields are ignored.
+#[derive(Debug, Deserialize)]
+pub struct RegisterRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenDelivery {
+    #[default]
+    Cookie,
+    Body,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub device_name: Option<String>,
+    #[serde(default)]
+    pub token_delivery: TokenDelivery,
+}
+
+/// Body of `/auth/refresh` and `/auth/logout`: the token, for native clients.
+#[derive(Debug, Deserialize, Default)]
+pub struct RefreshRequest {
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserBody {
+    pub id: String,
+    pub username: String,
+    pub roles: Vec<String>,
+}
+
+impl From<&User> for UserBody {
+    fn from(u: &User) -> Self {
+        Self { id: u.id.to_string(), username: u.username.to_string(), roles: u.roles.names() }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub session_id: String,
+    pub refresh_expires_in: u64,
+    pub user: UserBody,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+impl TokenResponse {
+    pub fn new(issued: &IssuedTokens, delivery: TokenDelivery) -> Self {
+        Self {
+            access_token: issued.access_token.clone(),
+            token_type: "Bearer",
+            expires_in: issued.access_expires_in.as_secs(),
+            session_id: issued.session_id.to_string(),
+            refresh_expires_in: issued.refresh_expires_in.as_secs(),
+            user: UserBody::from(&issued.user),
+            refresh_token: (delivery == TokenDelivery::Body).then(|| issued.refresh_token.expose().to_owned()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionBody {
+    pub id: String,
+    pub device_name: Option<String>,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub last_ip: Option<String>,
+    pub last_user_agent: Option<String>,
+    pub expires_at: String,
+    pub current: bool,
+}
+
+impl From<&SessionView> for SessionBody {
+    fn from(v: &SessionView) -> Self {
+        let s = &v.session;
+        Self {
+            id: s.id.to_string(),
+            device_name: s.device_name.clone(),
+            created_at: rfc3339(s.created_at),
+            last_used_at: rfc3339(s.last_used_at),
+            last_ip: s.last_ip.clone(),
+            last_user_agent: s.last_user_agent.clone(),
+            expires_at: rfc3339(v.expires_at),
+            current: v.current,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct MeBody {
+    pub id: String,
+    pub username: String,
+    pub roles: Vec<String>,
+    pub session_id: String,
+}
+
+/// RFC 3339 in UTC with millisecond precision.
+pub fn rfc3339(t: Timestamp) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.as_millis()) * 1_000_000)
+        .ok()
+        .and_then(|dt| dt.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}

@@ -1,0 +1,208 @@
+//! The one error type of the HTTP API: an exhaustive status table and
+//! RFC 9457 problem+json bodies. Public messages are written here; internal
+//! causes go to the log only, under an error id the client can quote.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use application::Unexpected;
+
+/// One invalid field of a request body.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("malformed request")]
+    MalformedRequest,
+    #[error("invalid input")]
+    InvalidInput(Vec<FieldError>),
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("username taken")]
+    UsernameTaken,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// No credentials at all. `bearer` selects the `WWW-Authenticate` form.
+    #[error("missing token")]
+    MissingToken { bearer: bool },
+    #[error("invalid token")]
+    InvalidToken { bearer: bool },
+    #[error("token expired")]
+    TokenExpired { bearer: bool },
+    #[error("token reused")]
+    TokenReused,
+    #[error("session revoked")]
+    SessionRevoked { bearer: bool },
+    #[error("forbidden")]
+    Forbidden,
+    #[error("forbidden origin")]
+    ForbiddenOrigin,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("storage unavailable")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<Unexpected> for ApiError {
+    fn from(e: Unexpected) -> Self {
+        match e {
+            Unexpected::Store(e) => Self::Unavailable(e.to_string()),
+            Unexpected::Crypto(e) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl ApiError {
+    /// The stable machine-readable name of the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedRequest => "malformed_request",
+            Self::InvalidInput(_) => "invalid_input",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UsernameTaken => "username_taken",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::MissingToken { .. } => "missing_token",
+            Self::InvalidToken { .. } => "invalid_token",
+            Self::TokenExpired { .. } => "token_expired",
+            Self::TokenReused => "token_reused",
+            Self::SessionRevoked { .. } => "session_revoked",
+            Self::Forbidden => "forbidden",
+            Self::ForbiddenOrigin => "forbidden_origin",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Self::MalformedRequest => "The request body is not valid JSON.",
+            Self::InvalidInput(_) => "The request is well-formed but some fields are invalid.",
+            Self::PayloadTooLarge => "The request body exceeds 64 KiB.",
+            Self::UsernameTaken => "This username is already taken.",
+            Self::InvalidCredentials => "Invalid username or password.",
+            Self::MissingToken { .. } => "No token was presented.",
+            Self::InvalidToken { .. } => "The token is malformed, unknown or not valid here.",
+            Self::TokenExpired { .. } => "The token has expired.",
+            Self::TokenReused => "This refresh token was already used; all affected sessions have been ended.",
+            Self::SessionRevoked { .. } => "The session has ended; log in again.",
+            Self::Forbidden => "You lack the role this resource requires.",
+            Self::ForbiddenOrigin => "Requests from this origin are not allowed.",
+            Self::NotFound => "No such resource.",
+            Self::MethodNotAllowed => "This method is not allowed on this resource.",
+            Self::RateLimited { .. } => "Too many attempts; try again later.",
+            Self::Unavailable(_) => "The service is temporarily unavailable.",
+            Self::Internal(_) => "An internal error occurred.",
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge of a Bearer failure (RFC 6750 §3.1).
+    fn challenge(&self) -> Option<&'static str> {
+        match self {
+            Self::MissingToken { bearer: true } => Some("Bearer"),
+            Self::InvalidToken { bearer: true }
+            | Self::TokenExpired { bearer: true }
+            | Self::SessionRevoked { bearer: true } => Some("Bearer error=\"invalid_token\""),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_id: Option<String>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::MalformedRequest => StatusCode::BAD_REQUEST,
+            Self::InvalidInput(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UsernameTaken => StatusCode::CONFLICT,
+            Self::InvalidCredentials
+            | Self::MissingToken { .. }
+            | Self::InvalidToken { .. }
+            | Self::TokenExpired { .. }
+            | Self::TokenReused
+            | Self::SessionRevoked { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden | Self::ForbiddenOrigin => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let error_id = match self {
+            Self::Unavailable(cause) | Self::Internal(cause) => {
+                let id = error_id();
+                tracing::error!(error_id = %id, cause = %cause, "request failed");
+                Some(id)
+            }
+            _ => None,
+        };
+        let code = self.code();
+        let body = Problem {
+            kind: format!("https://tokenwarden.dev/problems/{}", code.replace('_', "-")),
+            title: self.title(),
+            status: status.as_u16(),
+            code,
+            errors: match self {
+                Self::InvalidInput(errors) => Some(errors),
+                _ => None,
+            },
+            error_id,
+        };
+        let mut response = HttpResponse::build(status);
+        response.content_type("application/problem+json");
+        response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        if let Some(challenge) = self.challenge() {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge)));
+        }
+        if let Self::RateLimited { retry_after_secs } = self {
+            response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        response.json(body)
+    }
+}
+
+/// A short random id that ties a 5xx answer to its log line.
+fn error_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{:x}-{:x}", nanos & 0xffff_ffff, COUNTER.fetch_add(1, Ordering::Relaxed))
+}
