@@ -5,12 +5,12 @@
 //! atomicity is the adapters' job (see [`ports::SessionRepository`]).
 
 pub mod auth;
+mod issue;
 pub mod login;
 pub mod ports;
 pub mod refresh;
 pub mod register;
 pub mod sessions;
-mod issue;
 
 #[cfg(test)]
 mod test_support;
@@ -26,7 +26,10 @@ pub use refresh::RefreshError;
 pub use register::{RegisterError, RegisterInput};
 pub use sessions::{DeleteSessionError, SessionView};
 
-use ports::{AccessTokenSigner, Clock, CryptoError, PasswordHasher, RandomSource, SessionRepository, StoreError, UserRepository};
+use ports::{
+    AccessTokenSigner, Clock, CryptoError, PasswordHasher, RandomSource, SessionRepository,
+    StoreError, UserRepository,
+};
 
 /// Policies the use cases follow.
 #[derive(Debug, Clone)]

@@ -38,7 +38,11 @@ impl TokenWarden {
         let username = Username::parse(&input.username).ok();
         let password = Password::parse(input.password).ok();
         let found = match &username {
-            Some(name) => self.ports.users.find_credentials(name).map_err(Unexpected::from)?,
+            Some(name) => self
+                .ports
+                .users
+                .find_credentials(name)
+                .map_err(Unexpected::from)?,
             None => None,
         };
         let verified = match &password {
@@ -61,7 +65,11 @@ impl TokenWarden {
         };
 
         let now = self.ports.clock.now();
-        if let Some(previous) = input.previous_token.as_deref().and_then(|t| RefreshToken::parse(t).ok()) {
+        if let Some(previous) = input
+            .previous_token
+            .as_deref()
+            .and_then(|t| RefreshToken::parse(t).ok())
+        {
             self.ports
                 .sessions
                 .end_by_token(EndRequest {
@@ -88,8 +96,512 @@ impl TokenWarden {
         let session = self
             .ports
             .sessions
-            .create(new_session, refresh_token.digest(), self.settings.lifetimes.max_sessions)
+            .create(
+                new_session,
+                refresh_token.digest(),
+                self.settings.lifetimes.max_sessions,
+            )
             .map_err(Unexpected::from)?;
         Ok(self.issue(&session, user, refresh_token, now)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use domain::{AccessTokenId, PasswordHash, ReuseResponse, TokenDigest};
+    use mockall::Sequence;
+
+    use super::*;
+    use crate::ports::{EndOutcome, MockPasswordHasher};
+    use crate::test_support::{
+        access_token_for, alice, alice_hash, client, crypto_broken, nth_id_bytes, presented_token,
+        session_of, store_down, stored, Mocks, ALICE_PASSWORD, DAY, NOW, TOKEN_BYTES,
+    };
+
+    fn alice_logs_in() -> LoginInput {
+        LoginInput {
+            username: "alice".to_owned(),
+            password: ALICE_PASSWORD.to_owned(),
+            device_name: Some("phone".to_owned()),
+            previous_token: None,
+            client: client(),
+        }
+    }
+
+    fn with_previous(token: &str) -> LoginInput {
+        LoginInput {
+            previous_token: Some(token.to_owned()),
+            ..alice_logs_in()
+        }
+    }
+
+    fn finding_alice(m: &mut Mocks) {
+        m.users
+            .expect_find_credentials()
+            .withf(|name| name.as_str() == "alice")
+            .times(1)
+            .returning(|_| Ok(Some((alice(), alice_hash()))));
+    }
+
+    fn finding_nobody(m: &mut Mocks) {
+        m.users
+            .expect_find_credentials()
+            .times(1)
+            .returning(|_| Ok(None));
+    }
+
+    /// The hasher answers `verdict` for the one verification it is asked for.
+    fn verifying(hasher: &mut MockPasswordHasher, verdict: bool) {
+        hasher
+            .expect_verify()
+            .times(1)
+            .returning(move |_, _| Ok(verdict));
+    }
+
+    fn creating_sessions(m: &mut Mocks) {
+        m.sessions
+            .expect_create()
+            .times(1)
+            .returning(|new, _, _| Ok(stored(&new)));
+    }
+
+    /// A login of alice with the right password that gets as far as the
+    /// session: everything but the session store is set up.
+    fn valid_credentials() -> Mocks {
+        let mut m = Mocks::new().signing_anything();
+        finding_alice(&mut m);
+        verifying(&mut m.hasher, true);
+        m
+    }
+
+    fn no_session_is_started(m: &mut Mocks) {
+        m.sessions.expect_create().never();
+        m.sessions.expect_end_by_token().never();
+        m.signer.expect_sign().never();
+    }
+
+    #[test]
+    fn the_password_is_checked_against_the_stored_hash() {
+        let mut m = Mocks::new().signing_anything();
+        finding_alice(&mut m);
+        m.hasher
+            .expect_verify()
+            .withf(|p: &Password, h: &Option<&PasswordHash>| {
+                p.expose() == ALICE_PASSWORD && *h == Some(&alice_hash())
+            })
+            .times(1)
+            .returning(|_, _| Ok(true));
+        creating_sessions(&mut m);
+
+        assert!(m.build().login(alice_logs_in()).is_ok());
+    }
+
+    #[test]
+    fn a_login_creates_a_session_that_ends_after_the_max_lifetime() {
+        let mut m = valid_credentials();
+        let max_lifetime = m.settings.lifetimes.max_lifetime;
+        let max_sessions = m.settings.lifetimes.max_sessions;
+        m.sessions
+            .expect_create()
+            .withf(move |new, _, limit| {
+                *new == NewSession {
+                    id: SessionId::from_random_bytes(nth_id_bytes(1)),
+                    user_id: alice().id,
+                    device_name: Some("phone".to_owned()),
+                    created_at: NOW,
+                    expires_at: NOW.plus(max_lifetime),
+                    ip: client().ip,
+                    user_agent: client().user_agent,
+                } && *limit == max_sessions
+            })
+            .times(1)
+            .returning(|new, _, _| Ok(stored(&new)));
+
+        let issued = m.build().login(alice_logs_in()).unwrap();
+
+        assert_eq!(
+            issued.session_id,
+            SessionId::from_random_bytes(nth_id_bytes(1))
+        );
+        assert_eq!(issued.session_expires_in, 30 * DAY);
+    }
+
+    #[test]
+    fn the_first_token_digest_stored_matches_the_returned_refresh_token() {
+        let mut m = valid_credentials();
+        let stored_digest: Arc<Mutex<Option<TokenDigest>>> = Arc::default();
+        let record = Arc::clone(&stored_digest);
+        m.sessions
+            .expect_create()
+            .times(1)
+            .returning(move |new, digest, _| {
+                *record.lock().unwrap() = Some(digest);
+                Ok(stored(&new))
+            });
+
+        let issued = m.build().login(alice_logs_in()).unwrap();
+
+        assert_eq!(
+            *stored_digest.lock().unwrap(),
+            Some(issued.refresh_token.digest())
+        );
+        assert_eq!(
+            issued.refresh_token,
+            RefreshToken::from_random_bytes(TOKEN_BYTES)
+        );
+    }
+
+    #[test]
+    fn a_login_returns_a_signed_access_token_for_the_new_session() {
+        let mut m = Mocks::new();
+        finding_alice(&mut m);
+        verifying(&mut m.hasher, true);
+        creating_sessions(&mut m);
+        let access_ttl = m.settings.lifetimes.access_ttl;
+        m.signer
+            .expect_sign()
+            .withf(move |c| {
+                c.user_id == alice().id
+                    && c.session_id == SessionId::from_random_bytes(nth_id_bytes(1))
+                    && c.roles == alice().roles
+                    && c.issued_at == NOW
+                    && c.expires_at == NOW.plus(access_ttl)
+                    && c.token_id == AccessTokenId::from_random_bytes(nth_id_bytes(2)).to_string()
+            })
+            .times(1)
+            .returning(|c| Ok(access_token_for(c)));
+
+        let issued = m.build().login(alice_logs_in()).unwrap();
+
+        assert_eq!(
+            issued.access_token,
+            format!(
+                "at.{}.{}",
+                SessionId::from_random_bytes(nth_id_bytes(1)),
+                AccessTokenId::from_random_bytes(nth_id_bytes(2))
+            )
+        );
+        assert_eq!(issued.access_expires_in, access_ttl);
+        assert_eq!(issued.refresh_expires_in, 7 * DAY);
+        assert_eq!(issued.user, alice());
+    }
+
+    #[test]
+    fn a_wrong_password_is_invalid_credentials_and_starts_no_session() {
+        let mut m = Mocks::new();
+        finding_alice(&mut m);
+        verifying(&mut m.hasher, false);
+        no_session_is_started(&mut m);
+
+        assert_eq!(
+            m.build().login(alice_logs_in()).unwrap_err(),
+            LoginError::InvalidCredentials
+        );
+    }
+
+    #[test]
+    fn an_unknown_user_is_still_verified_against_the_dummy_hash() {
+        let mut m = Mocks::new();
+        finding_nobody(&mut m);
+        m.hasher
+            .expect_verify()
+            .withf(|p: &Password, h: &Option<&PasswordHash>| {
+                p.expose() == ALICE_PASSWORD && h.is_none()
+            })
+            .times(1)
+            .returning(|_, _| Ok(false));
+        no_session_is_started(&mut m);
+
+        assert_eq!(
+            m.build().login(alice_logs_in()).unwrap_err(),
+            LoginError::InvalidCredentials
+        );
+    }
+
+    #[test]
+    fn an_unknown_user_is_refused_even_if_the_hasher_says_yes() {
+        let mut m = Mocks::new();
+        finding_nobody(&mut m);
+        verifying(&mut m.hasher, true);
+        no_session_is_started(&mut m);
+
+        assert_eq!(
+            m.build().login(alice_logs_in()).unwrap_err(),
+            LoginError::InvalidCredentials
+        );
+    }
+
+    #[test]
+    fn a_malformed_username_still_spends_a_verify_without_a_user_lookup() {
+        for bad in ["al", "alice smith", "' OR 1=1 --", &"a".repeat(65)] {
+            let mut m = Mocks::new();
+            m.users.expect_find_credentials().never();
+            m.hasher
+                .expect_verify()
+                .withf(|p: &Password, h: &Option<&PasswordHash>| {
+                    p.expose() == ALICE_PASSWORD && h.is_none()
+                })
+                .times(1)
+                .returning(|_, _| Ok(true));
+            no_session_is_started(&mut m);
+
+            let input = LoginInput {
+                username: bad.to_owned(),
+                ..alice_logs_in()
+            };
+            assert_eq!(
+                m.build().login(input).unwrap_err(),
+                LoginError::InvalidCredentials
+            );
+        }
+    }
+
+    #[test]
+    fn a_malformed_password_still_spends_a_verify_and_is_refused_whatever_it_says() {
+        let mut m = Mocks::new();
+        finding_alice(&mut m);
+        m.hasher
+            .expect_verify()
+            .withf(|p: &Password, h: &Option<&PasswordHash>| {
+                p.expose().chars().count() >= Password::MIN_LEN && h.is_none()
+            })
+            .times(1)
+            .returning(|_, _| Ok(true));
+        no_session_is_started(&mut m);
+
+        let input = LoginInput {
+            password: "short".to_owned(),
+            ..alice_logs_in()
+        };
+        assert_eq!(
+            m.build().login(input).unwrap_err(),
+            LoginError::InvalidCredentials
+        );
+    }
+
+    #[test]
+    fn a_failing_dummy_verify_for_a_malformed_password_is_still_invalid_credentials() {
+        let mut m = Mocks::new();
+        finding_alice(&mut m);
+        m.hasher
+            .expect_verify()
+            .times(1)
+            .returning(|_, _| Err(crypto_broken()));
+        no_session_is_started(&mut m);
+
+        let input = LoginInput {
+            password: "x".repeat(257),
+            ..alice_logs_in()
+        };
+        assert_eq!(
+            m.build().login(input).unwrap_err(),
+            LoginError::InvalidCredentials
+        );
+    }
+
+    #[test]
+    fn a_hasher_failure_is_unexpected_crypto() {
+        let mut m = Mocks::new();
+        finding_alice(&mut m);
+        m.hasher
+            .expect_verify()
+            .times(1)
+            .returning(|_, _| Err(crypto_broken()));
+        no_session_is_started(&mut m);
+
+        assert_eq!(
+            m.build().login(alice_logs_in()).unwrap_err(),
+            LoginError::Unexpected(Unexpected::Crypto(crypto_broken()))
+        );
+    }
+
+    #[test]
+    fn a_store_failure_looking_up_the_user_is_unexpected_store() {
+        let mut m = Mocks::new();
+        m.users
+            .expect_find_credentials()
+            .times(1)
+            .returning(|_| Err(store_down()));
+        m.hasher.expect_verify().never();
+        no_session_is_started(&mut m);
+
+        assert_eq!(
+            m.build().login(alice_logs_in()).unwrap_err(),
+            LoginError::Unexpected(Unexpected::Store(store_down()))
+        );
+    }
+
+    #[test]
+    fn a_store_failure_creating_the_session_is_unexpected_store_and_signs_nothing() {
+        let mut m = Mocks::new();
+        finding_alice(&mut m);
+        verifying(&mut m.hasher, true);
+        m.sessions
+            .expect_create()
+            .times(1)
+            .returning(|_, _, _| Err(store_down()));
+        m.signer.expect_sign().never();
+
+        assert_eq!(
+            m.build().login(alice_logs_in()).unwrap_err(),
+            LoginError::Unexpected(Unexpected::Store(store_down()))
+        );
+    }
+
+    #[test]
+    fn a_signer_failure_is_unexpected_crypto() {
+        let mut m = Mocks::new();
+        finding_alice(&mut m);
+        verifying(&mut m.hasher, true);
+        creating_sessions(&mut m);
+        m.signer
+            .expect_sign()
+            .times(1)
+            .returning(|_| Err(crypto_broken()));
+
+        assert_eq!(
+            m.build().login(alice_logs_in()).unwrap_err(),
+            LoginError::Unexpected(Unexpected::Crypto(crypto_broken()))
+        );
+    }
+
+    #[test]
+    fn a_previous_token_is_ended_as_replaced_by_login_only_after_the_credentials_are_verified() {
+        let mut m = Mocks::new().signing_anything();
+        m.settings.reuse_response = ReuseResponse::RevokeFamily;
+        let lifetimes = m.settings.lifetimes.clone();
+        let mut seq = Sequence::new();
+        m.users
+            .expect_find_credentials()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(Some((alice(), alice_hash()))));
+        m.hasher
+            .expect_verify()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(true));
+        m.sessions
+            .expect_end_by_token()
+            .withf(move |r| {
+                r.token == presented_token().digest()
+                    && r.reason == EndReason::ReplacedByLogin
+                    && r.lifetimes == lifetimes
+                    && r.reuse_response == ReuseResponse::RevokeFamily
+                    && r.client == client()
+                    && r.now == NOW
+            })
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| {
+                let old = session_of(&alice());
+                Ok(EndOutcome::Ended {
+                    session: old.id,
+                    user: old.user_id,
+                })
+            });
+        m.sessions
+            .expect_create()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|new, _, _| Ok(stored(&new)));
+
+        assert!(m
+            .build()
+            .login(with_previous(presented_token().expose()))
+            .is_ok());
+    }
+
+    #[test]
+    fn a_failed_login_never_ends_the_previous_session() {
+        for found in [true, false] {
+            let mut m = Mocks::new();
+            if found {
+                finding_alice(&mut m);
+            } else {
+                finding_nobody(&mut m);
+            }
+            verifying(&mut m.hasher, false);
+            no_session_is_started(&mut m);
+
+            let result = m.build().login(with_previous(presented_token().expose()));
+            assert_eq!(result.unwrap_err(), LoginError::InvalidCredentials);
+        }
+    }
+
+    #[test]
+    fn a_previous_token_found_reused_does_not_stop_the_login() {
+        let mut m = valid_credentials();
+        m.sessions.expect_end_by_token().times(1).returning(|_| {
+            let old = session_of(&alice());
+            Ok(EndOutcome::Reused {
+                session: old.id,
+                user: old.user_id,
+            })
+        });
+        creating_sessions(&mut m);
+
+        assert!(m
+            .build()
+            .login(with_previous(presented_token().expose()))
+            .is_ok());
+    }
+
+    #[test]
+    fn an_unknown_or_already_ended_previous_token_does_not_stop_the_login() {
+        let old = session_of(&alice());
+        for outcome in [
+            EndOutcome::UnknownToken,
+            EndOutcome::AlreadyEnded {
+                session: old.id,
+                user: old.user_id,
+            },
+        ] {
+            let mut m = valid_credentials();
+            m.sessions
+                .expect_end_by_token()
+                .times(1)
+                .return_const(Ok(outcome));
+            creating_sessions(&mut m);
+
+            assert!(m
+                .build()
+                .login(with_previous(presented_token().expose()))
+                .is_ok());
+        }
+    }
+
+    #[test]
+    fn a_malformed_previous_token_is_ignored() {
+        let mut m = valid_credentials();
+        m.sessions.expect_end_by_token().never();
+        creating_sessions(&mut m);
+
+        assert!(m
+            .build()
+            .login(with_previous("not-a-refresh-token"))
+            .is_ok());
+    }
+
+    #[test]
+    fn a_store_failure_ending_the_previous_session_is_unexpected_store_and_starts_no_session() {
+        let mut m = Mocks::new();
+        finding_alice(&mut m);
+        verifying(&mut m.hasher, true);
+        m.sessions
+            .expect_end_by_token()
+            .times(1)
+            .returning(|_| Err(store_down()));
+        m.sessions.expect_create().never();
+        m.signer.expect_sign().never();
+
+        assert_eq!(
+            m.build()
+                .login(with_previous(presented_token().expose()))
+                .unwrap_err(),
+            LoginError::Unexpected(Unexpected::Store(store_down()))
+        );
     }
 }

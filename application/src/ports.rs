@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use domain::{
-    Generation, Lifetimes, NewSession, NewUser, PasswordHash, Password, ReuseResponse, Roles,
+    Generation, Lifetimes, NewSession, NewUser, Password, PasswordHash, ReuseResponse, Roles,
     RotationDecision, Session, SessionId, SessionStatus, Timestamp, TokenDigest, User, UserId,
     Username,
 };
@@ -52,9 +52,20 @@ pub trait PasswordHasher: Send + Sync + 'static {
     /// against a dummy hash made with the same parameters and returns
     /// `false`, so both cases take comparable time.
     ///
+    /// The lifetime is spelled out only because `mockall` cannot mock an
+    /// elided lifetime inside `Option`; implementations may still elide it.
+    ///
     /// # Errors
     /// [`CryptoError`] when the stored hash cannot be read.
-    fn verify(&self, password: &Password, hash: Option<&PasswordHash>) -> Result<bool, CryptoError>;
+    #[allow(
+        clippy::needless_lifetimes,
+        reason = "mockall needs the lifetime named"
+    )]
+    fn verify<'a>(
+        &self,
+        password: &Password,
+        hash: Option<&'a PasswordHash>,
+    ) -> Result<bool, CryptoError>;
 }
 
 /// The claims of an access token, as the use cases see them.
@@ -119,7 +130,10 @@ pub trait UserRepository: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`StoreError`] when storage fails.
-    fn find_credentials(&self, username: &Username) -> Result<Option<(User, PasswordHash)>, StoreError>;
+    fn find_credentials(
+        &self,
+        username: &Username,
+    ) -> Result<Option<(User, PasswordHash)>, StoreError>;
 
     /// # Errors
     /// [`StoreError`] when storage fails.
@@ -147,6 +161,9 @@ pub struct RotateRequest {
 
 /// The result of [`SessionRepository::rotate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Returned once per refresh and matched on at once: boxing `Session` would
+// only cost an allocation and change the port the adapters implement.
+#[allow(clippy::large_enum_variant)]
 pub enum RotateOutcome {
     /// No token with this digest is on record.
     UnknownToken,
@@ -189,11 +206,20 @@ pub struct EndRequest {
 pub enum EndOutcome {
     UnknownToken,
     /// The session was live and is now revoked.
-    Ended { session: SessionId, user: UserId },
+    Ended {
+        session: SessionId,
+        user: UserId,
+    },
     /// The session had already ended; nothing changed.
-    AlreadyEnded { session: SessionId, user: UserId },
+    AlreadyEnded {
+        session: SessionId,
+        user: UserId,
+    },
     /// The token was a rotated one: theft response committed.
-    Reused { session: SessionId, user: UserId },
+    Reused {
+        session: SessionId,
+        user: UserId,
+    },
 }
 
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
@@ -204,7 +230,12 @@ pub trait SessionRepository: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`StoreError`] when storage fails.
-    fn create(&self, session: NewSession, token: TokenDigest, max_sessions: u32) -> Result<Session, StoreError>;
+    fn create(
+        &self,
+        session: NewSession,
+        token: TokenDigest,
+        max_sessions: u32,
+    ) -> Result<Session, StoreError>;
 
     /// One transaction: finds the presented token, locks its session, takes
     /// [`domain::decide`] and applies it: on `Rotate` the presented token is
@@ -234,18 +265,33 @@ pub trait SessionRepository: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`StoreError`] when storage fails.
-    fn revoke_one(&self, user: UserId, session: SessionId, now: Timestamp) -> Result<bool, StoreError>;
+    fn revoke_one(
+        &self,
+        user: UserId,
+        session: SessionId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
 
     /// The user's live sessions (not revoked, not past either deadline),
     /// most recently used first.
     ///
     /// # Errors
     /// [`StoreError`] when storage fails.
-    fn list_live(&self, user: UserId, idle_ttl: Duration, now: Timestamp) -> Result<Vec<Session>, StoreError>;
+    fn list_live(
+        &self,
+        user: UserId,
+        idle_ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Vec<Session>, StoreError>;
 
     /// Whether tokens of `session` may be honoured at `now`.
     ///
     /// # Errors
     /// [`StoreError`] when storage fails.
-    fn status(&self, session: SessionId, idle_ttl: Duration, now: Timestamp) -> Result<SessionStatus, StoreError>;
+    fn status(
+        &self,
+        session: SessionId,
+        idle_ttl: Duration,
+        now: Timestamp,
+    ) -> Result<SessionStatus, StoreError>;
 }

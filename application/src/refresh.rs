@@ -13,7 +13,11 @@ pub enum RefreshError {
     #[error("refresh token malformed or unknown")]
     Invalid,
     #[error("refresh token expired ({kind:?})")]
-    Expired { kind: ExpiryKind, session: SessionId, user: UserId },
+    Expired {
+        kind: ExpiryKind,
+        session: SessionId,
+        user: UserId,
+    },
     /// Theft evidence: the theft response has been committed.
     #[error("refresh token reused")]
     Reused { session: SessionId, user: UserId },
@@ -29,7 +33,11 @@ impl TokenWarden {
     ///
     /// # Errors
     /// See [`RefreshError`].
-    pub fn refresh(&self, token: Option<&str>, client: ClientInfo) -> Result<IssuedTokens, RefreshError> {
+    pub fn refresh(
+        &self,
+        token: Option<&str>,
+        client: ClientInfo,
+    ) -> Result<IssuedTokens, RefreshError> {
         let raw = token.ok_or(RefreshError::Missing)?;
         let presented = RefreshToken::parse(raw).map_err(|_| RefreshError::Invalid)?;
         let successor = presented.successor(&self.settings.refresh_secret);
@@ -46,7 +54,13 @@ impl TokenWarden {
                 now,
             })
             .map_err(Unexpected::from)?;
-        let RotateOutcome::Decided { decision, session, user, .. } = outcome else {
+        let RotateOutcome::Decided {
+            decision,
+            session,
+            user,
+            ..
+        } = outcome
+        else {
             return Err(RefreshError::Invalid);
         };
         let (sid, uid) = (session.id, user.id);
@@ -54,9 +68,319 @@ impl TokenWarden {
             RotationDecision::Rotate { .. } | RotationDecision::GraceReplay => {
                 Ok(self.issue(&session, user, successor, now)?)
             }
-            RotationDecision::Reuse => Err(RefreshError::Reused { session: sid, user: uid }),
-            RotationDecision::Expired(kind) => Err(RefreshError::Expired { kind, session: sid, user: uid }),
-            RotationDecision::Revoked => Err(RefreshError::Revoked { session: sid, user: uid }),
+            RotationDecision::Reuse => Err(RefreshError::Reused {
+                session: sid,
+                user: uid,
+            }),
+            RotationDecision::Expired(kind) => Err(RefreshError::Expired {
+                kind,
+                session: sid,
+                user: uid,
+            }),
+            RotationDecision::Revoked => Err(RefreshError::Revoked {
+                session: sid,
+                user: uid,
+            }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use domain::{Generation, RefreshSecret, ReuseResponse, Session, TokenDigest, User};
+
+    use super::*;
+    use crate::test_support::{
+        alice, client, crypto_broken, expected_successor, presented_token, session_of, store_down,
+        Mocks, DAY, NOW,
+    };
+
+    /// The session after a rotation at [`NOW`].
+    fn rotated_session() -> Session {
+        let s = session_of(&alice());
+        Session {
+            generation: s.generation.next(),
+            rotated_at: NOW,
+            last_used_at: NOW,
+            ..s
+        }
+    }
+
+    fn decided(decision: RotationDecision, session: Session, user: User) -> RotateOutcome {
+        RotateOutcome::Decided {
+            decision,
+            presented: Generation::new(3),
+            session,
+            user,
+        }
+    }
+
+    /// The store decides `decision` for the one rotation it is asked for.
+    fn rotating_to(m: &mut Mocks, decision: RotationDecision) {
+        let session = match decision {
+            RotationDecision::Rotate { .. } => rotated_session(),
+            _ => session_of(&alice()),
+        };
+        m.sessions
+            .expect_rotate()
+            .times(1)
+            .return_const(Ok(decided(decision, session, alice())));
+    }
+
+    fn refresh_presented(m: Mocks) -> Result<IssuedTokens, RefreshError> {
+        m.build()
+            .refresh(Some(presented_token().expose()), client())
+    }
+
+    fn rotate() -> RotationDecision {
+        RotationDecision::Rotate {
+            next: Generation::new(4),
+        }
+    }
+
+    #[test]
+    fn a_missing_token_is_missing_and_touches_no_port() {
+        let m = Mocks::untouchable();
+        assert_eq!(
+            m.build().refresh(None, client()).unwrap_err(),
+            RefreshError::Missing
+        );
+    }
+
+    #[test]
+    fn a_malformed_token_is_invalid_and_touches_no_port() {
+        let token = presented_token();
+        let truncated = &token.expose()[..20];
+        for bad in [
+            "",
+            "garbage",
+            truncated,
+            "twr_!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
+        ] {
+            let m = Mocks::untouchable();
+            assert_eq!(
+                m.build().refresh(Some(bad), client()).unwrap_err(),
+                RefreshError::Invalid
+            );
+        }
+    }
+
+    #[test]
+    fn a_rotation_passes_the_digest_of_the_presented_token_and_of_its_derived_successor() {
+        let mut m = Mocks::new().signing_anything();
+        m.settings.reuse_response = ReuseResponse::RevokeFamily;
+        let lifetimes = m.settings.lifetimes.clone();
+        m.sessions
+            .expect_rotate()
+            .withf(move |r| {
+                r.presented == presented_token().digest()
+                    && r.successor == expected_successor().digest()
+                    && r.lifetimes == lifetimes
+                    && r.reuse_response == ReuseResponse::RevokeFamily
+                    && r.client == client()
+                    && r.now == NOW
+            })
+            .times(1)
+            .return_const(Ok(decided(rotate(), rotated_session(), alice())));
+
+        assert!(refresh_presented(m).is_ok());
+    }
+
+    #[test]
+    fn a_rotation_returns_the_successor_and_a_fresh_access_token() {
+        let mut m = Mocks::new();
+        rotating_to(&mut m, rotate());
+        let access_ttl = m.settings.lifetimes.access_ttl;
+        m.signer
+            .expect_sign()
+            .withf(move |c| {
+                c.user_id == alice().id
+                    && c.session_id == rotated_session().id
+                    && c.roles == alice().roles
+                    && c.issued_at == NOW
+                    && c.expires_at == NOW.plus(access_ttl)
+            })
+            .times(1)
+            .returning(|_| Ok("signed".to_owned()));
+
+        let issued = refresh_presented(m).unwrap();
+
+        assert_eq!(issued.refresh_token, expected_successor());
+        assert_ne!(issued.refresh_token, presented_token());
+        assert_eq!(issued.access_token, "signed");
+        assert_eq!(issued.session_id, rotated_session().id);
+        assert_eq!(issued.user, alice());
+        assert_eq!(issued.refresh_expires_in, 7 * DAY);
+        assert_eq!(
+            issued.session_expires_in,
+            NOW.until(rotated_session().expires_at)
+        );
+    }
+
+    #[test]
+    fn the_successor_is_derived_with_the_settings_refresh_secret() {
+        let other = RefreshSecret::from_bytes([0x01; 32]);
+        let successor = presented_token().successor(&other);
+        assert_ne!(successor, expected_successor());
+        let mut m = Mocks::new().signing_anything();
+        m.settings.refresh_secret = other;
+        m.sessions
+            .expect_rotate()
+            .withf(move |r| r.successor == successor.digest())
+            .times(1)
+            .return_const(Ok(decided(rotate(), rotated_session(), alice())));
+
+        let issued = refresh_presented(m).unwrap();
+
+        assert_eq!(
+            issued.refresh_token,
+            presented_token().successor(&RefreshSecret::from_bytes([0x01; 32]))
+        );
+    }
+
+    #[test]
+    fn a_grace_replay_returns_the_same_successor_as_the_rotation_did() {
+        let mut m = Mocks::new().signing_anything();
+        let successors: Arc<Mutex<Vec<TokenDigest>>> = Arc::default();
+        let seen = Arc::clone(&successors);
+        let mut decisions = vec![RotationDecision::GraceReplay, rotate()];
+        m.sessions.expect_rotate().times(2).returning(move |r| {
+            seen.lock().unwrap().push(r.successor);
+            Ok(decided(
+                decisions.pop().unwrap(),
+                rotated_session(),
+                alice(),
+            ))
+        });
+        m.sessions.expect_revoke_all().never();
+        m.sessions.expect_end_by_token().never();
+        let warden = m.build();
+
+        let first = warden
+            .refresh(Some(presented_token().expose()), client())
+            .unwrap();
+        let replay = warden
+            .refresh(Some(presented_token().expose()), client())
+            .unwrap();
+
+        assert_eq!(replay.refresh_token, first.refresh_token);
+        assert_eq!(replay.refresh_token, expected_successor());
+        assert_eq!(replay.session_id, first.session_id);
+        assert_ne!(
+            replay.access_token, first.access_token,
+            "a fresh access token (new jti)"
+        );
+        let successors = successors.lock().unwrap();
+        assert_eq!(*successors, vec![expected_successor().digest(); 2]);
+    }
+
+    #[test]
+    fn an_unknown_token_is_invalid_and_signs_nothing() {
+        let mut m = Mocks::new();
+        m.sessions
+            .expect_rotate()
+            .times(1)
+            .return_const(Ok(RotateOutcome::UnknownToken));
+        m.signer.expect_sign().never();
+
+        assert_eq!(refresh_presented(m).unwrap_err(), RefreshError::Invalid);
+    }
+
+    #[test]
+    fn a_reused_token_is_reported_with_its_session() {
+        let mut m = Mocks::new();
+        rotating_to(&mut m, RotationDecision::Reuse);
+        m.signer.expect_sign().never();
+        let s = session_of(&alice());
+
+        assert_eq!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::Reused {
+                session: s.id,
+                user: s.user_id
+            }
+        );
+    }
+
+    #[test]
+    fn an_idle_token_is_reported_expired_with_its_kind_and_session() {
+        let mut m = Mocks::new();
+        rotating_to(&mut m, RotationDecision::Expired(ExpiryKind::Idle));
+        m.signer.expect_sign().never();
+        let s = session_of(&alice());
+
+        assert_eq!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::Expired {
+                kind: ExpiryKind::Idle,
+                session: s.id,
+                user: s.user_id
+            }
+        );
+    }
+
+    #[test]
+    fn a_token_past_the_absolute_lifetime_is_reported_expired_absolute() {
+        let mut m = Mocks::new();
+        rotating_to(&mut m, RotationDecision::Expired(ExpiryKind::Absolute));
+        m.signer.expect_sign().never();
+        let s = session_of(&alice());
+
+        assert_eq!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::Expired {
+                kind: ExpiryKind::Absolute,
+                session: s.id,
+                user: s.user_id
+            }
+        );
+    }
+
+    #[test]
+    fn a_token_of_a_revoked_session_is_reported_revoked_with_its_session() {
+        let mut m = Mocks::new();
+        rotating_to(&mut m, RotationDecision::Revoked);
+        m.signer.expect_sign().never();
+        let s = session_of(&alice());
+
+        assert_eq!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::Revoked {
+                session: s.id,
+                user: s.user_id
+            }
+        );
+    }
+
+    #[test]
+    fn a_store_failure_during_rotation_is_unexpected_store() {
+        let mut m = Mocks::new();
+        m.sessions
+            .expect_rotate()
+            .times(1)
+            .return_const(Err(store_down()));
+        m.signer.expect_sign().never();
+
+        assert_eq!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::Unexpected(Unexpected::Store(store_down()))
+        );
+    }
+
+    #[test]
+    fn a_signer_failure_after_rotation_is_unexpected_crypto() {
+        let mut m = Mocks::new();
+        rotating_to(&mut m, rotate());
+        m.signer
+            .expect_sign()
+            .times(1)
+            .returning(|_| Err(crypto_broken()));
+
+        assert_eq!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::Unexpected(Unexpected::Crypto(crypto_broken()))
+        );
     }
 }

@@ -27,7 +27,11 @@ impl TokenWarden {
     /// # Errors
     /// [`RegisterError::UsernameTaken`] when the name exists in any case.
     pub fn register(&self, input: RegisterInput) -> Result<User, RegisterError> {
-        let password_hash = self.ports.hasher.hash(&input.password).map_err(Unexpected::from)?;
+        let password_hash = self
+            .ports
+            .hasher
+            .hash(&input.password)
+            .map_err(Unexpected::from)?;
         let user = NewUser {
             id: UserId::from_random_bytes(self.ports.random.id_bytes()),
             username: input.username,
@@ -39,5 +43,105 @@ impl TokenWarden {
             CreateUserError::UsernameTaken => RegisterError::UsernameTaken,
             CreateUserError::Store(e) => RegisterError::Unexpected(e.into()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::{PasswordHash, Role};
+
+    use super::*;
+    use crate::test_support::{alice, crypto_broken, nth_id_bytes, store_down, Mocks, NOW};
+
+    fn input() -> RegisterInput {
+        RegisterInput {
+            username: Username::parse("Alice").unwrap(),
+            password: Password::parse("correct horse battery staple".to_owned()).unwrap(),
+            roles: Roles::new([Role::admin(), Role::user()]),
+        }
+    }
+
+    fn hash() -> PasswordHash {
+        PasswordHash::new("$argon2id$hashed".to_owned())
+    }
+
+    /// A hasher that hashes exactly the registered password, once.
+    fn hashing(m: &mut Mocks) {
+        m.hasher
+            .expect_hash()
+            .withf(|p| p.expose() == "correct horse battery staple")
+            .times(1)
+            .returning(|_| Ok(hash()));
+    }
+
+    #[test]
+    fn a_registration_stores_the_hashed_password_with_a_fresh_id_and_the_current_time() {
+        let mut m = Mocks::new();
+        hashing(&mut m);
+        let stored = User {
+            username: Username::parse("Alice").unwrap(),
+            ..alice()
+        };
+        let returned = stored.clone();
+        m.users
+            .expect_create()
+            .withf(|u| {
+                u.id == UserId::from_random_bytes(nth_id_bytes(1))
+                    && u.username.as_str() == "Alice"
+                    && u.password_hash == hash()
+                    && u.roles == Roles::new([Role::admin(), Role::user()])
+                    && u.created_at == NOW
+            })
+            .times(1)
+            .returning(move |_| Ok(returned.clone()));
+
+        assert_eq!(m.build().register(input()), Ok(stored));
+    }
+
+    #[test]
+    fn a_taken_username_is_reported_as_username_taken() {
+        let mut m = Mocks::new();
+        hashing(&mut m);
+        m.users
+            .expect_create()
+            .times(1)
+            .returning(|_| Err(CreateUserError::UsernameTaken));
+
+        assert_eq!(
+            m.build().register(input()),
+            Err(RegisterError::UsernameTaken)
+        );
+    }
+
+    #[test]
+    fn a_store_failure_while_creating_the_user_is_unexpected_store() {
+        let mut m = Mocks::new();
+        hashing(&mut m);
+        m.users
+            .expect_create()
+            .times(1)
+            .returning(|_| Err(CreateUserError::Store(store_down())));
+
+        assert_eq!(
+            m.build().register(input()),
+            Err(RegisterError::Unexpected(Unexpected::Store(store_down())))
+        );
+    }
+
+    #[test]
+    fn a_hasher_failure_is_unexpected_crypto_and_stores_nothing() {
+        let mut m = Mocks::new();
+        m.hasher
+            .expect_hash()
+            .times(1)
+            .returning(|_| Err(crypto_broken()));
+        m.users.expect_create().never();
+
+        assert_eq!(
+            m.build().register(input()),
+            Err(RegisterError::Unexpected(Unexpected::Crypto(
+                crypto_broken()
+            )))
+        );
     }
 }

@@ -52,7 +52,10 @@ impl TokenWarden {
     /// # Errors
     /// Only [`Unexpected`].
     pub fn logout_all(&self, principal: &Principal) -> Result<u64, Unexpected> {
-        Ok(self.ports.sessions.revoke_all(principal.user_id, self.ports.clock.now())?)
+        Ok(self
+            .ports
+            .sessions
+            .revoke_all(principal.user_id, self.ports.clock.now())?)
     }
 
     /// The caller's live sessions, exactly one of them `current`.
@@ -61,7 +64,10 @@ impl TokenWarden {
     /// Only [`Unexpected`].
     pub fn list_sessions(&self, principal: &Principal) -> Result<Vec<SessionView>, Unexpected> {
         let idle = self.settings.lifetimes.idle_ttl;
-        let sessions = self.ports.sessions.list_live(principal.user_id, idle, self.ports.clock.now())?;
+        let sessions =
+            self.ports
+                .sessions
+                .list_live(principal.user_id, idle, self.ports.clock.now())?;
         Ok(sessions
             .into_iter()
             .map(|session| SessionView {
@@ -77,9 +83,18 @@ impl TokenWarden {
     /// # Errors
     /// [`DeleteSessionError::NotFound`] when it is not a live session of the
     /// caller.
-    pub fn delete_session(&self, principal: &Principal, session: SessionId) -> Result<(), DeleteSessionError> {
+    pub fn delete_session(
+        &self,
+        principal: &Principal,
+        session: SessionId,
+    ) -> Result<(), DeleteSessionError> {
         let now = self.ports.clock.now();
-        if self.ports.sessions.revoke_one(principal.user_id, session, now).map_err(Unexpected::from)? {
+        if self
+            .ports
+            .sessions
+            .revoke_one(principal.user_id, session, now)
+            .map_err(Unexpected::from)?
+        {
             Ok(())
         } else {
             Err(DeleteSessionError::NotFound)
@@ -92,5 +107,299 @@ impl TokenWarden {
     /// Only [`Unexpected`].
     pub fn me(&self, principal: &Principal) -> Result<Option<User>, Unexpected> {
         Ok(self.ports.users.find(principal.user_id)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use domain::{ReuseResponse, Roles, UserId};
+
+    use super::*;
+    use crate::ports::EndOutcome;
+    use crate::test_support::{
+        alice, client, presented_token, principal_of, session_of, store_down, Mocks, DAY, NOW,
+    };
+
+    fn caller() -> Principal {
+        principal_of(&session_of(&alice()), alice().roles)
+    }
+
+    /// Another live session of alice, on another device.
+    fn other_session() -> Session {
+        Session {
+            id: SessionId::from_random_bytes([0x0d; 16]),
+            device_name: Some("phone".to_owned()),
+            rotated_at: NOW.minus(6 * DAY),
+            ..session_of(&alice())
+        }
+    }
+
+    #[test]
+    fn logout_without_a_token_touches_no_port() {
+        assert_eq!(Mocks::untouchable().build().logout(None, client()), Ok(()));
+    }
+
+    #[test]
+    fn logout_with_a_malformed_token_touches_no_port() {
+        for bad in ["", "garbage", "twr_short"] {
+            assert_eq!(
+                Mocks::untouchable().build().logout(Some(bad), client()),
+                Ok(())
+            );
+        }
+    }
+
+    #[test]
+    fn logout_ends_the_session_of_the_token_as_a_logout() {
+        let mut m = Mocks::new();
+        m.settings.reuse_response = ReuseResponse::RevokeFamily;
+        let lifetimes = m.settings.lifetimes.clone();
+        m.sessions
+            .expect_end_by_token()
+            .withf(move |r| {
+                r.token == presented_token().digest()
+                    && r.reason == EndReason::Logout
+                    && r.lifetimes == lifetimes
+                    && r.reuse_response == ReuseResponse::RevokeFamily
+                    && r.client == client()
+                    && r.now == NOW
+            })
+            .times(1)
+            .returning(|_| {
+                let s = session_of(&alice());
+                Ok(EndOutcome::Ended {
+                    session: s.id,
+                    user: s.user_id,
+                })
+            });
+
+        assert_eq!(
+            m.build().logout(Some(presented_token().expose()), client()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn logout_with_an_unknown_dead_or_rotated_token_still_succeeds() {
+        let s = session_of(&alice());
+        for outcome in [
+            EndOutcome::UnknownToken,
+            EndOutcome::AlreadyEnded {
+                session: s.id,
+                user: s.user_id,
+            },
+            EndOutcome::Reused {
+                session: s.id,
+                user: s.user_id,
+            },
+        ] {
+            let mut m = Mocks::new();
+            m.sessions
+                .expect_end_by_token()
+                .times(1)
+                .return_const(Ok(outcome));
+
+            assert_eq!(
+                m.build().logout(Some(presented_token().expose()), client()),
+                Ok(())
+            );
+        }
+    }
+
+    #[test]
+    fn a_store_failure_at_logout_is_unexpected_store() {
+        let mut m = Mocks::new();
+        m.sessions
+            .expect_end_by_token()
+            .times(1)
+            .return_const(Err(store_down()));
+
+        assert_eq!(
+            m.build().logout(Some(presented_token().expose()), client()),
+            Err(Unexpected::Store(store_down()))
+        );
+    }
+
+    #[test]
+    fn logout_all_revokes_every_session_of_the_caller_and_reports_how_many() {
+        let mut m = Mocks::new();
+        m.sessions
+            .expect_revoke_all()
+            .withf(|user, now| *user == alice().id && *now == NOW)
+            .times(1)
+            .return_const(Ok(3u64));
+
+        assert_eq!(m.build().logout_all(&caller()), Ok(3));
+    }
+
+    #[test]
+    fn a_store_failure_at_logout_all_is_unexpected_store() {
+        let mut m = Mocks::new();
+        m.sessions
+            .expect_revoke_all()
+            .times(1)
+            .return_const(Err(store_down()));
+
+        assert_eq!(
+            m.build().logout_all(&caller()),
+            Err(Unexpected::Store(store_down()))
+        );
+    }
+
+    #[test]
+    fn list_sessions_shows_the_callers_live_sessions_with_only_the_asking_one_current() {
+        let mut m = Mocks::new();
+        let idle = m.settings.lifetimes.idle_ttl;
+        m.sessions
+            .expect_list_live()
+            .withf(move |user, idle_ttl, now| {
+                *user == alice().id && *idle_ttl == idle && *now == NOW
+            })
+            .times(1)
+            .return_const(Ok(vec![other_session(), session_of(&alice())]));
+
+        let views = m.build().list_sessions(&caller()).unwrap();
+
+        assert_eq!(views.len(), 2);
+        assert_eq!(views[0].session, other_session());
+        assert!(!views[0].current);
+        assert_eq!(views[1].session, session_of(&alice()));
+        assert!(views[1].current);
+    }
+
+    #[test]
+    fn list_sessions_reports_the_earlier_of_the_idle_and_absolute_deadlines() {
+        let mut m = Mocks::new();
+        let ends_soon = Session {
+            expires_at: NOW.plus(Duration::from_secs(60)),
+            ..session_of(&alice())
+        };
+        let idles_first = other_session();
+        let listed = vec![ends_soon.clone(), idles_first.clone()];
+        m.sessions
+            .expect_list_live()
+            .times(1)
+            .return_const(Ok(listed));
+
+        let views = m.build().list_sessions(&caller()).unwrap();
+
+        assert_eq!(views[0].expires_at, ends_soon.expires_at);
+        assert_eq!(views[1].expires_at, idles_first.rotated_at.plus(7 * DAY));
+        assert!(views[1].expires_at < idles_first.expires_at);
+    }
+
+    #[test]
+    fn list_sessions_of_a_caller_without_live_sessions_is_empty() {
+        let mut m = Mocks::new();
+        m.sessions
+            .expect_list_live()
+            .times(1)
+            .return_const(Ok(Vec::new()));
+
+        assert_eq!(m.build().list_sessions(&caller()), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn a_store_failure_listing_sessions_is_unexpected_store() {
+        let mut m = Mocks::new();
+        m.sessions
+            .expect_list_live()
+            .times(1)
+            .return_const(Err(store_down()));
+
+        assert_eq!(
+            m.build().list_sessions(&caller()),
+            Err(Unexpected::Store(store_down()))
+        );
+    }
+
+    #[test]
+    fn delete_session_revokes_that_session_of_the_caller() {
+        let mut m = Mocks::new();
+        let target = other_session().id;
+        m.sessions
+            .expect_revoke_one()
+            .withf(move |user, session, now| {
+                *user == alice().id && *session == target && *now == NOW
+            })
+            .times(1)
+            .return_const(Ok(true));
+
+        assert_eq!(m.build().delete_session(&caller(), target), Ok(()));
+    }
+
+    #[test]
+    fn deleting_a_session_that_is_not_a_live_one_of_the_caller_is_not_found() {
+        let mut m = Mocks::new();
+        m.sessions
+            .expect_revoke_one()
+            .times(1)
+            .return_const(Ok(false));
+        let someone_elses = SessionId::from_random_bytes([0xee; 16]);
+
+        assert_eq!(
+            m.build().delete_session(&caller(), someone_elses),
+            Err(DeleteSessionError::NotFound)
+        );
+    }
+
+    #[test]
+    fn a_store_failure_deleting_a_session_is_unexpected_store() {
+        let mut m = Mocks::new();
+        m.sessions
+            .expect_revoke_one()
+            .times(1)
+            .return_const(Err(store_down()));
+
+        assert_eq!(
+            m.build().delete_session(&caller(), other_session().id),
+            Err(DeleteSessionError::Unexpected(Unexpected::Store(
+                store_down()
+            )))
+        );
+    }
+
+    #[test]
+    fn me_returns_the_callers_account() {
+        let mut m = Mocks::new();
+        m.users
+            .expect_find()
+            .withf(|id| *id == alice().id)
+            .times(1)
+            .return_const(Ok(Some(alice())));
+
+        assert_eq!(m.build().me(&caller()), Ok(Some(alice())));
+    }
+
+    #[test]
+    fn me_of_an_account_that_no_longer_exists_is_none() {
+        let mut m = Mocks::new();
+        let ghost = Principal {
+            user_id: UserId::from_random_bytes([0x99; 16]),
+            ..principal_of(&session_of(&alice()), Roles::default())
+        };
+        m.users
+            .expect_find()
+            .withf(move |id| *id == ghost.user_id)
+            .times(1)
+            .return_const(Ok(None));
+
+        assert_eq!(m.build().me(&ghost), Ok(None));
+    }
+
+    #[test]
+    fn a_store_failure_reading_the_account_is_unexpected_store() {
+        let mut m = Mocks::new();
+        m.users
+            .expect_find()
+            .times(1)
+            .return_const(Err(store_down()));
+
+        assert_eq!(
+            m.build().me(&caller()),
+            Err(Unexpected::Store(store_down()))
+        );
     }
 }

@@ -1,1 +1,227 @@
+//! Builders shared by the use-case tests: a [`TokenWarden`] over `mockall`
+//! mocks with a fixed clock and a deterministic random source, and sample
+//! users, sessions, tokens and clients.
+//!
+//! Repository, hasher and signer mocks start without expectations, so any
+//! call a test did not ask for fails it: a test only sets up the calls its
+//! use case is supposed to make.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::{
+    Generation, Lifetimes, NewSession, PasswordHash, RefreshSecret, RefreshToken, ReuseResponse,
+    Role, Roles, Session, SessionId, Timestamp, User, UserId, Username,
+};
+
+use crate::ports::{
+    AccessClaims, ClientInfo, CryptoError, MockAccessTokenSigner, MockClock, MockPasswordHasher,
+    MockRandomSource, MockSessionRepository, MockUserRepository, StoreError,
+};
+use crate::{Ports, Principal, Settings, TokenWarden};
+
+/// The instant the fixed clock always reads (2023-11-14T22:13:20Z).
+pub(crate) const NOW: Timestamp = Timestamp::from_millis(1_700_000_000_000);
+
+/// What the deterministic random source hands out for every refresh token.
+pub(crate) const TOKEN_BYTES: [u8; 32] = [0x42; 32];
+
+/// The refresh secret of [`settings`].
+pub(crate) const SECRET: [u8; 32] = [0x5e; 32];
+
+pub(crate) const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// The `n`-th (1-based) identifier the deterministic random source hands out.
+pub(crate) fn nth_id_bytes(n: u8) -> [u8; 16] {
+    [n; 16]
+}
+
+/// Default lifetimes, `RevokeAll`, and [`SECRET`].
+pub(crate) fn settings() -> Settings {
+    Settings {
+        lifetimes: Lifetimes::default(),
+        reuse_response: ReuseResponse::RevokeAll,
+        refresh_secret: RefreshSecret::from_bytes(SECRET),
+    }
+}
+
+/// A clock that reads [`NOW`], as often as asked.
+pub(crate) fn fixed_clock() -> MockClock {
+    let mut clock = MockClock::new();
+    clock.expect_now().return_const(NOW);
+    clock
+}
+
+/// Refresh tokens are always [`TOKEN_BYTES`]; identifiers are
+/// [`nth_id_bytes`]`(1)`, `(2)`, … in the order they are asked for.
+pub(crate) fn deterministic_random() -> MockRandomSource {
+    let mut random = MockRandomSource::new();
+    random.expect_token_bytes().return_const(TOKEN_BYTES);
+    let mut drawn = 0u8;
+    random.expect_id_bytes().returning(move || {
+        drawn = drawn.wrapping_add(1);
+        nth_id_bytes(drawn)
+    });
+    random
+}
+
+/// The mocks behind every port, plus the settings, before they are wired.
+pub(crate) struct Mocks {
+    pub users: MockUserRepository,
+    pub sessions: MockSessionRepository,
+    pub hasher: MockPasswordHasher,
+    pub signer: MockAccessTokenSigner,
+    pub clock: MockClock,
+    pub random: MockRandomSource,
+    pub settings: Settings,
+}
+
+impl Mocks {
+    /// Strict repositories, hasher and signer; [`fixed_clock`] and
+    /// [`deterministic_random`]; [`settings`].
+    pub fn new() -> Self {
+        Self {
+            clock: fixed_clock(),
+            random: deterministic_random(),
+            ..Self::untouchable()
+        }
+    }
+
+    /// Every port strict, the clock and random source included: for paths
+    /// that must not touch any port at all.
+    pub fn untouchable() -> Self {
+        Self {
+            users: MockUserRepository::new(),
+            sessions: MockSessionRepository::new(),
+            hasher: MockPasswordHasher::new(),
+            signer: MockAccessTokenSigner::new(),
+            clock: MockClock::new(),
+            random: MockRandomSource::new(),
+            settings: settings(),
+        }
+    }
+
+    /// Makes the signer sign anything, answering [`access_token_for`].
+    pub fn signing_anything(mut self) -> Self {
+        self.signer
+            .expect_sign()
+            .returning(|claims| Ok(access_token_for(claims)));
+        self
+    }
+
+    /// The service over these mocks. Unmet `times(..)` expectations are
+    /// reported when it is dropped.
+    pub fn build(self) -> TokenWarden {
+        TokenWarden::new(
+            Ports {
+                users: Arc::new(self.users),
+                sessions: Arc::new(self.sessions),
+                hasher: Arc::new(self.hasher),
+                signer: Arc::new(self.signer),
+                clock: Arc::new(self.clock),
+                random: Arc::new(self.random),
+            },
+            self.settings,
+        )
+    }
+}
+
+/// The access token text the permissive signer returns for `claims`.
+pub(crate) fn access_token_for(claims: &AccessClaims) -> String {
+    format!("at.{}.{}", claims.session_id, claims.token_id)
+}
+
+pub(crate) fn alice() -> User {
+    User {
+        id: UserId::from_random_bytes([0xa1; 16]),
+        username: Username::parse("alice").expect("valid username"),
+        roles: Roles::new([Role::user()]),
+        created_at: NOW.minus(DAY * 100),
+    }
+}
+
+pub(crate) fn alice_hash() -> PasswordHash {
+    PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned())
+}
+
+pub(crate) const ALICE_PASSWORD: &str = "correct horse battery staple";
+
+/// A live session of `user`, rotated an hour ago, started two days ago.
+pub(crate) fn session_of(user: &User) -> Session {
+    let created_at = NOW.minus(DAY * 2);
+    Session {
+        id: SessionId::from_random_bytes([0x5e; 16]),
+        user_id: user.id,
+        generation: Generation::new(3),
+        device_name: Some("laptop".to_owned()),
+        created_at,
+        last_used_at: NOW.minus(Duration::from_secs(3600)),
+        rotated_at: NOW.minus(Duration::from_secs(3600)),
+        expires_at: created_at.plus(Lifetimes::default().max_lifetime),
+        revoked_at: None,
+        last_ip: Some("203.0.113.7".to_owned()),
+        last_user_agent: Some("Firefox/130".to_owned()),
+    }
+}
+
+/// The session a repository stores for `new`: generation 0, just issued.
+pub(crate) fn stored(new: &NewSession) -> Session {
+    Session {
+        id: new.id,
+        user_id: new.user_id,
+        generation: Generation::FIRST,
+        device_name: new.device_name.clone(),
+        created_at: new.created_at,
+        last_used_at: new.created_at,
+        rotated_at: new.created_at,
+        expires_at: new.expires_at,
+        revoked_at: None,
+        last_ip: new.ip.clone(),
+        last_user_agent: new.user_agent.clone(),
+    }
+}
+
+/// The refresh token a client presents in the tests.
+pub(crate) fn presented_token() -> RefreshToken {
+    RefreshToken::from_random_bytes([0x7a; 32])
+}
+
+/// What the service derives from [`presented_token`] under [`SECRET`].
+pub(crate) fn expected_successor() -> RefreshToken {
+    presented_token().successor(&RefreshSecret::from_bytes(SECRET))
+}
+
+pub(crate) fn client() -> ClientInfo {
+    ClientInfo {
+        ip: Some("203.0.113.7".to_owned()),
+        user_agent: Some("Firefox/130".to_owned()),
+    }
+}
+
+pub(crate) fn principal_of(session: &Session, roles: Roles) -> Principal {
+    Principal {
+        user_id: session.user_id,
+        session_id: session.id,
+        roles,
+    }
+}
+
+/// The claims of a genuine access token for `session`.
+pub(crate) fn claims_for(user: &User, session: &Session) -> AccessClaims {
+    AccessClaims {
+        user_id: user.id,
+        session_id: session.id,
+        roles: user.roles.clone(),
+        issued_at: NOW.minus(Duration::from_secs(60)),
+        expires_at: NOW.plus(Duration::from_secs(14 * 60)),
+        token_id: "jti-1".to_owned(),
+    }
+}
+
+pub(crate) fn store_down() -> StoreError {
+    StoreError("connection refused".to_owned())
+}
+
+pub(crate) fn crypto_broken() -> CryptoError {
+    CryptoError("no usable key".to_owned())
+}
