@@ -1,0 +1,187 @@
+//! Test harness: the real server (`Application::build` on port 0) with a
+//! fresh database per test, on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use persistence::testing::TestDatabase;
+use reqwest::header::{HeaderMap, COOKIE, SET_COOKIE, USER_AGENT};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use server::{Application, Config};
+
+pub const PASSWORD: &str = "correct horse battery";
+pub const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one `#[tokio::test]` per backend for an `async fn(Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+            }
+        )+
+    };
+}
+
+/// A running server and what it needs to stay alive.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub config: Config,
+    pub database: TestDatabase,
+    _keys: tempfile::TempDir,
+}
+
+/// What a login or refresh hands out.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub session_id: String,
+    pub body: Value,
+}
+
+impl TestApp {
+    /// `None` (after printing why) when the backend is not available here.
+    pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
+        let database = match backend {
+            Backend::Sqlite => TestDatabase::sqlite(),
+            Backend::Postgres => TestDatabase::postgres()?,
+        };
+        Some(Self::spawn_on(database, adjust).await)
+    }
+
+    /// Starts a server on an existing database (several servers may share one).
+    pub async fn spawn_on(database: TestDatabase, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let keys = tempfile::tempdir().unwrap();
+        let mut config = Config::with_defaults(database.url(), keys.path());
+        config.bind = "127.0.0.1:0".parse().unwrap();
+        config.cookie_secure = true;
+        adjust(&mut config);
+        let app = Application::build(config.clone()).await.expect("server starts");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        TestApp { address, client, config, database, _keys: keys }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client.post(self.url(path)).header(USER_AGENT, UA).json(body).send().await.unwrap()
+    }
+
+    pub async fn register(&self, username: &str) -> Response {
+        self.post_json("/auth/register", &json!({"username": username, "password": PASSWORD})).await
+    }
+
+    /// Registers and logs in `username` (cookie delivery).
+    pub async fn signed_up(&self, username: &str) -> Tokens {
+        assert_eq!(self.register(username).await.status(), StatusCode::CREATED);
+        self.login(username).await
+    }
+
+    pub async fn login(&self, username: &str) -> Tokens {
+        let r = self.post_json("/auth/login", &json!({"username": username, "password": PASSWORD})).await;
+        assert_eq!(r.status(), StatusCode::OK, "login of {username}");
+        tokens_from_cookie(r).await
+    }
+
+    /// `POST /auth/refresh` with the token in the cookie, as a browser would.
+    pub async fn refresh_cookie(&self, refresh: &str) -> Response {
+        self.refresh_cookie_as(refresh, UA).await
+    }
+
+    pub async fn refresh_cookie_as(&self, refresh: &str, user_agent: &str) -> Response {
+        self.client
+            .post(self.url("/auth/refresh"))
+            .header(USER_AGENT, user_agent)
+            .header(COOKIE, format!("refresh_token={refresh}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_bearer(&self, path: &str, access: &str) -> Response {
+        self.client.get(self.url(path)).bearer_auth(access).send().await.unwrap()
+    }
+
+    pub async fn me_status(&self, access: &str) -> StatusCode {
+        self.get_bearer("/api/me", access).await.status()
+    }
+}
+
+/// The value of the refresh cookie a response sets, if any.
+pub fn set_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("refresh_token="))
+        .map(str::to_owned)
+}
+
+/// The refresh cookie's value, `None` when not set.
+pub fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    let c = set_cookie(headers)?;
+    let value = c.strip_prefix("refresh_token=")?.split(';').next()?.to_owned();
+    Some(value)
+}
+
+/// Whether the response clears the refresh cookie.
+pub fn clears_cookie(headers: &HeaderMap) -> bool {
+    set_cookie(headers).is_some_and(|c| c.starts_with("refresh_token=;") && c.contains("Max-Age=0"))
+}
+
+pub async fn tokens_from_cookie(r: Response) -> Tokens {
+    let refresh = cookie_value(r.headers()).expect("a refresh cookie");
+    let body: Value = r.json().await.unwrap();
+    Tokens {
+        access: body["access_token"].as_str().unwrap().to_owned(),
+        session_id: body["session_id"].as_str().unwrap().to_owned(),
+        refresh,
+        body,
+    }
+}
+
+pub async fn problem(r: Response) -> (StatusCode, Value) {
+    let status = r.status();
+    let content_type = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert_eq!(content_type, "application/problem+json", "errors are problem documents");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"].as_u64(), Some(u64::from(status.as_u16())));
+    assert!(body["type"].is_string() && body["title"].is_string());
+    (status, body)
+}
+
+/// Asserts a problem answer with this status and code.
+pub async fn assert_problem(r: Response, status: StatusCode, code: &str) -> Value {
+    let (got, body) = problem(r).await;
+    assert_eq!((got, body["code"].as_str().unwrap_or("")), (status, code), "{body}");
+    body
+}
