@@ -22,6 +22,7 @@ const LOCK_STALE_AFTER: Duration = Duration::from_secs(30);
 /// Creates `dir` (and missing parents) with mode 0700 if it does not exist.
 pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), KeyError> {
     if dir.is_dir() {
+        warn_if_shared_dir(dir);
         return Ok(());
     }
     let mut builder = fs::DirBuilder::new();
@@ -32,6 +33,25 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), KeyError> {
         builder.mode(0o700);
     }
     builder.create(dir).map_err(|e| KeyError::io(dir, e))
+}
+
+fn warn_if_shared_dir(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = fs::metadata(dir) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %dir.display(),
+                    mode = format!("{mode:o}"),
+                    "the keys directory is accessible to other users; chmod 700 it"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 /// Whether `path` exists; errors other than "not found" count as existing so
