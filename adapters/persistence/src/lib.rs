@@ -1,0 +1,28 @@
+//! Diesel persistence for Token Warden, over PostgreSQL and SQLite.
+//!
+//! One code path serves both backends through a [`diesel::MultiConnection`]
+//! ([`AnyConnection`]), so the schema only uses column types both share: ids
+//! are hyphenated UUID text, instants are `BIGINT` milliseconds since the
+//! epoch, token digests are lower-case hex, roles a comma-separated list.
+//!
+//! [`Database`] implements the [`application::ports::UserRepository`] and
+//! [`application::ports::SessionRepository`] ports. Every port method that
+//! writes is one transaction that takes its locks up front: `BEGIN
+//! IMMEDIATE` on SQLite (a deferred transaction that later upgrades to a
+//! write lock fails with "database is locked" under load), and row locks
+//! (`SELECT ... FOR UPDATE`) on PostgreSQL, always user before session so
+//! that two transactions cannot deadlock. See `transaction.rs`.
+
+mod connection;
+mod error;
+mod migrations;
+mod rotation;
+mod rows;
+mod schema;
+mod sessions;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+mod transaction;
+mod users;
+
+pub use connection::{AnyConnection, Backend, Database};

@@ -1,0 +1,46 @@
+//! The tables, as Diesel sees them. Kept by hand in step with
+//! `migrations/{sqlite,postgres}`: only types both backends share.
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        username -> Text,
+        username_key -> Text,
+        password_hash -> Text,
+        roles -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        generation -> BigInt,
+        device_name -> Nullable<Text>,
+        created_at -> BigInt,
+        last_used_at -> BigInt,
+        rotated_at -> BigInt,
+        expires_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        revoked_reason -> Nullable<Text>,
+        last_ip -> Nullable<Text>,
+        last_user_agent -> Nullable<Text>,
+        rotated_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (digest) {
+        digest -> Text,
+        session_id -> Text,
+        generation -> BigInt,
+        issued_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(refresh_tokens -> sessions (session_id));
+diesel::allow_tables_to_appear_in_same_query!(users, sessions, refresh_tokens);

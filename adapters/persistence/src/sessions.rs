@@ -1,0 +1,297 @@
+//! [`SessionRepository`] over `sessions` and `refresh_tokens`: creation with
+//! eviction, revocation, listing. Rotation and ending a session through one
+//! of its tokens live in `rotation.rs`.
+
+use std::time::Duration;
+
+use application::ports::{
+    EndOutcome, EndRequest, RotateOutcome, RotateRequest, SessionRepository, StoreError,
+};
+use diesel::prelude::*;
+use domain::{
+    Generation, NewSession, Session, SessionId, SessionStatus, Timestamp, TokenDigest, UserId,
+};
+
+use crate::connection::{AnyConnection, Database};
+use crate::error::{store, DbError};
+use crate::rows::{generation_to_db, reason, NewSessionRow, NewTokenRow, SessionRow};
+use crate::schema::{refresh_tokens, sessions};
+use crate::transaction::{lock_rows, write_transaction};
+
+impl SessionRepository for Database {
+    fn create(
+        &self,
+        session: NewSession,
+        token: TokenDigest,
+        max_sessions: u32,
+    ) -> Result<Session, StoreError> {
+        self.create_session(session, &token, max_sessions)
+            .map_err(store("create session"))
+    }
+
+    fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError> {
+        self.rotate_token(&request)
+            .map_err(store("rotate refresh token"))
+    }
+
+    fn end_by_token(&self, request: EndRequest) -> Result<EndOutcome, StoreError> {
+        self.end_session_by_token(&request)
+            .map_err(store("end session by token"))
+    }
+
+    fn revoke_all(&self, user: UserId, now: Timestamp) -> Result<u64, StoreError> {
+        self.revoke_all_sessions(user, now)
+            .map_err(store("revoke all sessions"))
+    }
+
+    fn revoke_one(
+        &self,
+        user: UserId,
+        session: SessionId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.revoke_one_session(user, session, now)
+            .map_err(store("revoke session"))
+    }
+
+    fn list_live(
+        &self,
+        user: UserId,
+        idle_ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Vec<Session>, StoreError> {
+        self.live_sessions(user, idle_ttl, now)
+            .map_err(store("list live sessions"))
+    }
+
+    fn status(
+        &self,
+        session: SessionId,
+        idle_ttl: Duration,
+        now: Timestamp,
+    ) -> Result<SessionStatus, StoreError> {
+        self.session_status(session, idle_ttl, now)
+            .map_err(store("session status"))
+    }
+}
+
+impl Database {
+    fn create_session(
+        &self,
+        new: NewSession,
+        token: &TokenDigest,
+        max_sessions: u32,
+    ) -> Result<Session, DbError> {
+        let id = new.id.to_string();
+        let user_id = new.user_id.to_string();
+        let digest = token.to_hex();
+        let created_at = new.created_at.as_millis();
+        let expires_at = new.expires_at.as_millis();
+        let mut conn = self.conn()?;
+        write_transaction(&mut conn, |conn| {
+            lock_rows(conn, &user_id, None)?;
+            diesel::insert_into(sessions::table)
+                .values(NewSessionRow {
+                    id: &id,
+                    user_id: &user_id,
+                    generation: generation_to_db(Generation::FIRST),
+                    device_name: new.device_name.as_deref(),
+                    created_at,
+                    last_used_at: created_at,
+                    rotated_at: created_at,
+                    expires_at,
+                    last_ip: new.ip.as_deref(),
+                    last_user_agent: new.user_agent.as_deref(),
+                    rotated_by: new.user_agent.as_deref(),
+                })
+                .execute(conn)?;
+            diesel::insert_into(refresh_tokens::table)
+                .values(NewTokenRow {
+                    digest: &digest,
+                    session_id: &id,
+                    generation: generation_to_db(Generation::FIRST),
+                    issued_at: created_at,
+                    expires_at,
+                })
+                .execute(conn)?;
+            evict_least_recently_used(conn, &user_id, &id, max_sessions, created_at)?;
+            Ok(())
+        })?;
+        Ok(Session {
+            id: new.id,
+            user_id: new.user_id,
+            generation: Generation::FIRST,
+            device_name: new.device_name,
+            created_at: new.created_at,
+            last_used_at: new.created_at,
+            rotated_at: new.created_at,
+            expires_at: new.expires_at,
+            revoked_at: None,
+            last_ip: new.ip,
+            last_user_agent: new.user_agent,
+        })
+    }
+
+    fn revoke_all_sessions(&self, user: UserId, now: Timestamp) -> Result<u64, DbError> {
+        let user_id = user.to_string();
+        let mut conn = self.conn()?;
+        let revoked = write_transaction(&mut conn, |conn| {
+            lock_rows(conn, &user_id, None)?;
+            revoke_user_sessions(conn, &user_id, now.as_millis(), reason::REVOKE_ALL)
+        })?;
+        Ok(u64::try_from(revoked).unwrap_or(u64::MAX))
+    }
+
+    fn revoke_one_session(
+        &self,
+        user: UserId,
+        session: SessionId,
+        now: Timestamp,
+    ) -> Result<bool, DbError> {
+        let (user_id, session_id, now) = (user.to_string(), session.to_string(), now.as_millis());
+        let mut conn = self.conn()?;
+        // One statement on one row: it needs no lock beyond its own.
+        let revoked = write_transaction(&mut conn, |conn| {
+            Ok(diesel::update(
+                sessions::table
+                    .filter(sessions::id.eq(&session_id))
+                    .filter(sessions::user_id.eq(&user_id))
+                    .filter(sessions::revoked_at.is_null())
+                    .filter(sessions::expires_at.gt(now)),
+            )
+            .set((
+                sessions::revoked_at.eq(now),
+                sessions::revoked_reason.eq(reason::REVOKE_ONE),
+            ))
+            .execute(conn)?)
+        })?;
+        Ok(revoked == 1)
+    }
+
+    fn live_sessions(
+        &self,
+        user: UserId,
+        idle_ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Vec<Session>, DbError> {
+        let mut conn = self.conn()?;
+        let rows: Vec<SessionRow> = sessions::table
+            .filter(sessions::user_id.eq(user.to_string()))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::expires_at.gt(now.as_millis()))
+            .order((
+                sessions::last_used_at.desc(),
+                sessions::created_at.desc(),
+                sessions::id.asc(),
+            ))
+            .select(SessionRow::as_select())
+            .load(&mut conn)?;
+        // The idle deadline is checked by the domain's own rule, so that the
+        // list and `status` can never disagree.
+        let mut live = Vec::with_capacity(rows.len());
+        for row in rows {
+            let session = row.into_session()?;
+            if session.status(idle_ttl, now) == SessionStatus::Live {
+                live.push(session);
+            }
+        }
+        Ok(live)
+    }
+
+    fn session_status(
+        &self,
+        session: SessionId,
+        idle_ttl: Duration,
+        now: Timestamp,
+    ) -> Result<SessionStatus, DbError> {
+        let mut conn = self.conn()?;
+        let row = sessions::table
+            .find(session.to_string())
+            .select(SessionRow::as_select())
+            .first(&mut conn)
+            .optional()?;
+        match row {
+            Some(row) => Ok(row.into_session()?.status(idle_ttl, now)),
+            None => Ok(SessionStatus::Unknown),
+        }
+    }
+}
+
+/// Revokes one session unless it already is. Returns how many rows changed.
+pub(crate) fn revoke_session(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    now: i64,
+    why: &'static str,
+) -> Result<usize, DbError> {
+    Ok(diesel::update(
+        sessions::table
+            .filter(sessions::id.eq(session_id))
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set((
+        sessions::revoked_at.eq(now),
+        sessions::revoked_reason.eq(why),
+    ))
+    .execute(conn)?)
+}
+
+/// Revokes every session of the user that is neither revoked nor past its
+/// absolute end. Returns how many.
+pub(crate) fn revoke_user_sessions(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    now: i64,
+    why: &'static str,
+) -> Result<usize, DbError> {
+    Ok(diesel::update(
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::expires_at.gt(now)),
+    )
+    .set((
+        sessions::revoked_at.eq(now),
+        sessions::revoked_reason.eq(why),
+    ))
+    .execute(conn)?)
+}
+
+/// Revokes the least recently used live sessions of the user beyond
+/// `max_sessions`, never the one just created (`keep`).
+fn evict_least_recently_used(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    keep: &str,
+    max_sessions: u32,
+    now: i64,
+) -> Result<usize, DbError> {
+    // Most recently used first; everything past the first `max_sessions - 1`
+    // others goes. The list is short (bounded by the limit plus sessions
+    // that merely expired), so it is cut here rather than with an OFFSET.
+    let others: Vec<String> = sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::id.ne(keep))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .order((
+            sessions::last_used_at.desc(),
+            sessions::created_at.desc(),
+            sessions::id.desc(),
+        ))
+        .select(sessions::id)
+        .load(conn)?;
+    let allowed = usize::try_from(max_sessions.saturating_sub(1)).unwrap_or(usize::MAX);
+    let victims = others.get(allowed..).unwrap_or_default();
+    if victims.is_empty() {
+        return Ok(0);
+    }
+    Ok(
+        diesel::update(sessions::table.filter(sessions::id.eq_any(victims)))
+            .set((
+                sessions::revoked_at.eq(now),
+                sessions::revoked_reason.eq(reason::EVICTED),
+            ))
+            .execute(conn)?,
+    )
+}

@@ -1,0 +1,178 @@
+//! Test support (feature `testing`): a fresh, empty database per test,
+//! dropped when the handle is, so tests run in parallel without sharing
+//! state.
+//!
+//! * [`TestDatabase::sqlite`]: a file in a temporary directory.
+//! * [`TestDatabase::postgres`]: `CREATE DATABASE tw_<random>` on the server
+//!   named by `TEST_DATABASE_URL`, dropped with `DROP DATABASE ... WITH
+//!   (FORCE)` (also when the test panics). Without `TEST_DATABASE_URL` it
+//!   prints why and returns `None`, unless
+//!   `TOKENWARDEN_TEST_REQUIRE_SERVICES=1` (CI), where it panics.
+//!
+//! Failures to set up panic: this is test code, and a test cannot go on.
+
+use diesel::{sql_query, Connection, PgConnection, RunQueryDsl};
+
+use crate::Database;
+
+const URL_VAR: &str = "TEST_DATABASE_URL";
+const REQUIRE_VAR: &str = "TOKENWARDEN_TEST_REQUIRE_SERVICES";
+
+/// A database that exists for as long as this value.
+pub struct TestDatabase {
+    url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    /// Removing the directory removes the database file and its WAL.
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+}
+
+impl std::fmt::Debug for TestDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        let kind = match self.cleanup {
+            Cleanup::Sqlite(_) => "sqlite",
+            Cleanup::Postgres { .. } => "postgres",
+        };
+        f.debug_struct("TestDatabase")
+            .field("backend", &kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestDatabase {
+    /// An empty SQLite database in a fresh temporary directory.
+    pub fn sqlite() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tokenwarden-test-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+        let url = format!("sqlite://{}", dir.path().join("tokenwarden.db").display());
+        Self {
+            url,
+            cleanup: Cleanup::Sqlite(dir),
+        }
+    }
+
+    /// An empty PostgreSQL database, or `None` (with a line saying so) when
+    /// `TEST_DATABASE_URL` is not set.
+    ///
+    /// # Panics
+    /// When `TEST_DATABASE_URL` is unset but `TOKENWARDEN_TEST_REQUIRE_SERVICES=1`,
+    /// or when the database cannot be created.
+    pub fn postgres() -> Option<Self> {
+        let admin_url = match std::env::var(URL_VAR) {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                if std::env::var(REQUIRE_VAR).as_deref() == Ok("1") {
+                    panic!("{URL_VAR} is not set, but {REQUIRE_VAR}=1 requires the PostgreSQL tests to run");
+                }
+                eprintln!(
+                    "skipping the PostgreSQL variant: {URL_VAR} is not set \
+                     (e.g. {URL_VAR}=postgres://postgres@127.0.0.1:5432/test)"
+                );
+                return None;
+            }
+        };
+        let name = format!("tw_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::establish(&admin_url)
+            .unwrap_or_else(|e| panic!("cannot connect to {URL_VAR}: {e}"));
+        sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .unwrap_or_else(|e| panic!("cannot create the test database {name}: {e}"));
+        let url = with_database(&admin_url, &name);
+        Some(Self {
+            url,
+            cleanup: Cleanup::Postgres { admin_url, name },
+        })
+    }
+
+    /// The `DATABASE_URL` of this database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A [`Database`] on it, without running migrations.
+    ///
+    /// # Panics
+    /// When it cannot connect.
+    pub fn connect(&self, pool_size: u32) -> Database {
+        Database::connect(&self.url, pool_size)
+            .unwrap_or_else(|e| panic!("cannot connect to the test database: {e}"))
+    }
+
+    /// A [`Database`] on it with every migration applied.
+    ///
+    /// # Panics
+    /// When it cannot connect or migrate.
+    pub fn open(&self, pool_size: u32) -> Database {
+        let db = self.connect(pool_size);
+        db.run_migrations()
+            .unwrap_or_else(|e| panic!("cannot migrate the test database: {e}"));
+        db
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Cleanup::Postgres { admin_url, name } = &self.cleanup else {
+            return;
+        };
+        // Never panic in drop (it may run during a panic): report and go on.
+        let dropped = PgConnection::establish(admin_url)
+            .map_err(|e| e.to_string())
+            .and_then(|mut admin| {
+                sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = dropped {
+            eprintln!("could not drop the test database {name}: {e}");
+        }
+    }
+}
+
+/// `url` with its database name replaced by `name`, keeping any parameters.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let mut out = match base[authority_start..].find('/') {
+        Some(slash) => format!("{}/{name}", &base[..authority_start + slash]),
+        None => format!("{base}/{name}"),
+    };
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_name_is_replaced_and_parameters_kept() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/test", "tw_x"),
+            "postgres://u@h:5432/tw_x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h", "tw_x"),
+            "postgres://u@h/tw_x"
+        );
+        assert_eq!(
+            with_database("postgresql://u:p@h/test?sslmode=disable", "tw_x"),
+            "postgresql://u:p@h/tw_x?sslmode=disable"
+        );
+    }
+}

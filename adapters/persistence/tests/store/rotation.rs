@@ -1,0 +1,396 @@
+use application::ports::{
+    ClientInfo, EndOutcome, EndReason, RotateOutcome, RotateRequest, SessionRepository,
+};
+use domain::{Generation, ReuseResponse, RotationDecision, SessionStatus};
+
+use crate::common::*;
+
+on_both_backends!(
+    the_current_token_rotates_into_the_next_generation,
+    an_unknown_token_is_reported_as_such,
+    a_replay_of_the_parent_inside_the_grace_window_is_a_grace_replay,
+    reuse_revokes_every_session_of_the_user_and_is_committed,
+    reuse_with_revoke_family_revokes_only_that_session,
+    logout_with_a_rotated_token_ends_the_session_without_a_theft_response,
+    a_login_carrying_a_rotated_token_is_reuse,
+    a_login_carrying_a_current_token_ends_only_that_session,
+);
+
+fn the_current_token_rotates_into_the_next_generation(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let (session, t0) = login(&db, &alice, at(0));
+    assert_eq!(session.generation, Generation::FIRST);
+
+    let t1 = digest();
+    let outcome = db
+        .rotate(RotateRequest {
+            client: ClientInfo {
+                ip: Some("192.0.2.9".to_owned()),
+                user_agent: Some(UA.to_owned()),
+            },
+            ..rotate_request(t0, t1, at(5), UA)
+        })
+        .unwrap();
+    let RotateOutcome::Decided {
+        decision: d,
+        presented,
+        session: after,
+        user,
+    } = outcome
+    else {
+        panic!("token unknown");
+    };
+    assert_eq!(
+        d,
+        RotationDecision::Rotate {
+            next: Generation::new(1)
+        }
+    );
+    assert_eq!(presented, Generation::FIRST);
+    assert_eq!(user, alice);
+    assert_eq!(after.id, session.id);
+    assert_eq!(after.generation, Generation::new(1));
+    assert_eq!(after.rotated_at, at(5));
+    assert_eq!(after.last_used_at, at(5));
+    assert_eq!(after.last_ip.as_deref(), Some("192.0.2.9"));
+    assert_eq!(after.last_user_agent.as_deref(), Some(UA));
+    assert_eq!(
+        (after.created_at, after.expires_at),
+        (session.created_at, session.expires_at)
+    );
+    assert_eq!(after.revoked_at, None);
+
+    // The successor is the current token now.
+    let t2 = digest();
+    let outcome = rotate(&db, t1, t2, at(6), UA);
+    assert_eq!(
+        decision(&outcome),
+        RotationDecision::Rotate {
+            next: Generation::new(2)
+        }
+    );
+    let RotateOutcome::Decided { presented, .. } = outcome else {
+        unreachable!()
+    };
+    assert_eq!(presented, Generation::new(1));
+
+    // Rotated tokens are kept, so a replay is recognised: two generations
+    // old, it is reuse even inside the grace window.
+    assert_eq!(
+        decision(&rotate(&db, t0, digest(), at(7), UA)),
+        RotationDecision::Reuse
+    );
+}
+
+fn an_unknown_token_is_reported_as_such(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let (session, _) = login(&db, &alice, at(0));
+    assert_eq!(
+        rotate(&db, digest(), digest(), at(1), UA),
+        RotateOutcome::UnknownToken
+    );
+    for reason in [EndReason::Logout, EndReason::ReplacedByLogin] {
+        assert_eq!(
+            end(&db, digest(), reason, ReuseResponse::RevokeAll, at(1)),
+            EndOutcome::UnknownToken
+        );
+    }
+    assert_eq!(
+        db.status(session.id, idle(), at(1)).unwrap(),
+        SessionStatus::Live
+    );
+}
+
+fn a_replay_of_the_parent_inside_the_grace_window_is_a_grace_replay(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let (_, t0) = login(&db, &alice, at(0));
+    let t1 = digest();
+    assert!(matches!(
+        decision(&rotate(&db, t0, t1, at(5), UA)),
+        RotationDecision::Rotate { .. }
+    ));
+
+    // Same agent, 9 s after the rotation (window 10 s): the same successor.
+    let outcome = rotate(&db, t0, t1, at(14), UA);
+    let RotateOutcome::Decided {
+        decision: d,
+        presented,
+        session,
+        ..
+    } = outcome
+    else {
+        panic!("token unknown");
+    };
+    assert_eq!(d, RotationDecision::GraceReplay);
+    assert_eq!(presented, Generation::FIRST);
+    assert_eq!(session.generation, Generation::new(1), "nothing rotated");
+    assert_eq!(session.rotated_at, at(5));
+    assert_eq!(session.last_used_at, at(14), "the use is recorded");
+    assert_eq!(session.revoked_at, None);
+
+    // The successor still rotates normally afterwards.
+    let t2 = digest();
+    assert_eq!(
+        decision(&rotate(&db, t1, t2, at(16), UA)),
+        RotationDecision::Rotate {
+            next: Generation::new(2)
+        }
+    );
+
+    // Another agent replaying inside the window is reuse.
+    let (other, o0) = login(&db, &alice, at(20));
+    let o1 = digest();
+    assert!(matches!(
+        decision(&rotate(&db, o0, o1, at(21), UA)),
+        RotationDecision::Rotate { .. }
+    ));
+    assert_eq!(
+        decision(&rotate(&db, o0, o1, at(22), OTHER_UA)),
+        RotationDecision::Reuse
+    );
+    assert_eq!(
+        db.status(other.id, idle(), at(22)).unwrap(),
+        SessionStatus::Revoked
+    );
+}
+
+fn reuse_revokes_every_session_of_the_user_and_is_committed(db: &TestDatabase) {
+    let database = db.open(2);
+    let alice = user(&database, "alice");
+    let bob = user(&database, "bob");
+    let (stolen, first, second) = login_and_rotate(&database, &alice);
+    let (other, _) = login(&database, &alice, at(2));
+    let (bobs, _) = login(&database, &bob, at(2));
+
+    // The rotated token comes back after the grace window: theft.
+    let outcome = rotate(&database, first, digest(), at(30), UA);
+    let RotateOutcome::Decided {
+        decision: d,
+        session,
+        user,
+        ..
+    } = outcome
+    else {
+        panic!("token unknown");
+    };
+    assert_eq!(d, RotationDecision::Reuse);
+    assert_eq!(session.revoked_at, Some(at(30)));
+    assert_eq!(user.id, alice.id);
+    drop(database);
+
+    // A new pool (new connections) sees the revocation: it was committed.
+    let fresh = db.connect(2);
+    assert_eq!(
+        fresh.status(stolen.id, idle(), at(31)).unwrap(),
+        SessionStatus::Revoked
+    );
+    assert_eq!(
+        fresh.status(other.id, idle(), at(31)).unwrap(),
+        SessionStatus::Revoked
+    );
+    assert_eq!(
+        fresh.status(bobs.id, idle(), at(31)).unwrap(),
+        SessionStatus::Live
+    );
+    assert!(fresh
+        .list_live(alice.id, idle(), at(31))
+        .unwrap()
+        .is_empty());
+
+    // Any token of the family now answers Revoked, and changes nothing.
+    let outcome = rotate(&fresh, second, digest(), at(40), UA);
+    let RotateOutcome::Decided {
+        decision: d,
+        session,
+        ..
+    } = outcome
+    else {
+        panic!("token unknown");
+    };
+    assert_eq!(d, RotationDecision::Revoked);
+    assert_eq!(session.revoked_at, Some(at(30)));
+    assert_eq!(session.generation, Generation::new(1));
+}
+
+fn reuse_with_revoke_family_revokes_only_that_session(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let (stolen, first, _) = login_and_rotate(&db, &alice);
+    let (other, _) = login(&db, &alice, at(2));
+
+    let outcome = db
+        .rotate(RotateRequest {
+            reuse_response: ReuseResponse::RevokeFamily,
+            ..rotate_request(first, digest(), at(30), UA)
+        })
+        .unwrap();
+    assert_eq!(decision(&outcome), RotationDecision::Reuse);
+    assert_eq!(
+        db.status(stolen.id, idle(), at(31)).unwrap(),
+        SessionStatus::Revoked
+    );
+    assert_eq!(
+        db.status(other.id, idle(), at(31)).unwrap(),
+        SessionStatus::Live
+    );
+}
+
+fn logout_with_a_rotated_token_ends_the_session_without_a_theft_response(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let (session, first, second) = login_and_rotate(&db, &alice);
+    let (other, _) = login(&db, &alice, at(2));
+
+    let ended = end(
+        &db,
+        first,
+        EndReason::Logout,
+        ReuseResponse::RevokeAll,
+        at(50),
+    );
+    assert_eq!(
+        ended,
+        EndOutcome::Ended {
+            session: session.id,
+            user: alice.id
+        }
+    );
+    assert_eq!(
+        db.status(session.id, idle(), at(51)).unwrap(),
+        SessionStatus::Revoked
+    );
+    assert_eq!(
+        db.status(other.id, idle(), at(51)).unwrap(),
+        SessionStatus::Live,
+        "no theft response"
+    );
+
+    // Idempotent, with any token of the session.
+    let again = end(
+        &db,
+        second,
+        EndReason::Logout,
+        ReuseResponse::RevokeAll,
+        at(52),
+    );
+    assert_eq!(
+        again,
+        EndOutcome::AlreadyEnded {
+            session: session.id,
+            user: alice.id
+        }
+    );
+    assert_eq!(
+        decision(&rotate(&db, second, digest(), at(53), UA)),
+        RotationDecision::Revoked
+    );
+    assert_eq!(
+        db.status(other.id, idle(), at(53)).unwrap(),
+        SessionStatus::Live
+    );
+}
+
+fn a_login_carrying_a_rotated_token_is_reuse(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let (session, first, _) = login_and_rotate(&db, &alice);
+    let (other, _) = login(&db, &alice, at(2));
+
+    let ended = end(
+        &db,
+        first,
+        EndReason::ReplacedByLogin,
+        ReuseResponse::RevokeAll,
+        at(50),
+    );
+    assert_eq!(
+        ended,
+        EndOutcome::Reused {
+            session: session.id,
+            user: alice.id
+        }
+    );
+    assert_eq!(
+        db.status(session.id, idle(), at(51)).unwrap(),
+        SessionStatus::Revoked
+    );
+    assert_eq!(
+        db.status(other.id, idle(), at(51)).unwrap(),
+        SessionStatus::Revoked
+    );
+}
+
+fn a_login_carrying_a_current_token_ends_only_that_session(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let (session, _, current) = login_and_rotate(&db, &alice);
+    let (other, _) = login(&db, &alice, at(2));
+
+    let ended = end(
+        &db,
+        current,
+        EndReason::ReplacedByLogin,
+        ReuseResponse::RevokeAll,
+        at(50),
+    );
+    assert_eq!(
+        ended,
+        EndOutcome::Ended {
+            session: session.id,
+            user: alice.id
+        }
+    );
+    assert_eq!(
+        db.status(session.id, idle(), at(51)).unwrap(),
+        SessionStatus::Revoked
+    );
+    assert_eq!(
+        db.status(other.id, idle(), at(51)).unwrap(),
+        SessionStatus::Live
+    );
+    let again = end(
+        &db,
+        current,
+        EndReason::ReplacedByLogin,
+        ReuseResponse::RevokeAll,
+        at(52),
+    );
+    assert_eq!(
+        again,
+        EndOutcome::AlreadyEnded {
+            session: session.id,
+            user: alice.id
+        }
+    );
+
+    // The just-rotated parent, from the same agent inside the grace window,
+    // is a concurrent request of the same client, not theft.
+    let bob = user(&db, "bob");
+    let (bobs, b0) = login(&db, &bob, at(100));
+    let (bobs_other, _) = login(&db, &bob, at(100));
+    assert!(matches!(
+        decision(&rotate(&db, b0, digest(), at(101), UA)),
+        RotationDecision::Rotate { .. }
+    ));
+    let ended = end(
+        &db,
+        b0,
+        EndReason::ReplacedByLogin,
+        ReuseResponse::RevokeAll,
+        at(102),
+    );
+    assert_eq!(
+        ended,
+        EndOutcome::Ended {
+            session: bobs.id,
+            user: bob.id
+        }
+    );
+    assert_eq!(
+        db.status(bobs_other.id, idle(), at(103)).unwrap(),
+        SessionStatus::Live
+    );
+}

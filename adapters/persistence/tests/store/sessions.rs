@@ -1,0 +1,168 @@
+use application::ports::RotateOutcome;
+use application::ports::SessionRepository;
+use domain::{ExpiryKind, Generation, RotationDecision, SessionId, SessionStatus};
+
+use crate::common::*;
+
+on_both_backends!(
+    the_least_recently_used_sessions_beyond_the_limit_are_evicted,
+    list_live_and_status_follow_the_idle_and_absolute_deadlines,
+    revoke_one_only_ends_a_live_session_of_its_owner,
+    revoke_all_ends_every_live_session_of_the_user,
+);
+
+fn ids(db: &Database, user: &domain::User, now: domain::Timestamp) -> Vec<SessionId> {
+    db.list_live(user.id, idle(), now)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect()
+}
+
+fn the_least_recently_used_sessions_beyond_the_limit_are_evicted(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let bob = user(&db, "bob");
+    let (bobs, _) = login(&db, &bob, at(0));
+    let (s1, t1) = login_limited(&db, &alice, at(0), 3);
+    let (s2, _) = login_limited(&db, &alice, at(1), 3);
+    let (s3, _) = login_limited(&db, &alice, at(2), 3);
+    assert_eq!(ids(&db, &alice, at(3)), vec![s3.id, s2.id, s1.id]);
+
+    // Using s1 makes s2 the least recently used.
+    assert!(matches!(
+        decision(&rotate(&db, t1, digest(), at(3), UA)),
+        RotationDecision::Rotate { .. }
+    ));
+    let (s4, _) = login_limited(&db, &alice, at(4), 3);
+    assert_eq!(
+        db.status(s2.id, idle(), at(5)).unwrap(),
+        SessionStatus::Revoked
+    );
+    assert_eq!(ids(&db, &alice, at(5)), vec![s4.id, s1.id, s3.id]);
+
+    // A limit of one keeps only the new session; other users are untouched.
+    let (s5, _) = login_limited(&db, &alice, at(6), 1);
+    assert_eq!(ids(&db, &alice, at(7)), vec![s5.id]);
+    assert_eq!(
+        db.status(bobs.id, idle(), at(7)).unwrap(),
+        SessionStatus::Live
+    );
+}
+
+fn list_live_and_status_follow_the_idle_and_absolute_deadlines(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let (a, a0) = login(&db, &alice, at(0));
+    let (b, mut b_token) = login(&db, &alice, at(10));
+
+    assert_eq!(ids(&db, &alice, at(50)), vec![b.id, a.id]);
+    assert_eq!(
+        db.status(a.id, idle(), at(99)).unwrap(),
+        SessionStatus::Live
+    );
+    // Idle: not used for 100 s.
+    assert_eq!(
+        db.status(a.id, idle(), at(100)).unwrap(),
+        SessionStatus::Expired
+    );
+    assert_eq!(ids(&db, &alice, at(100)), vec![b.id]);
+    let outcome = rotate(&db, a0, digest(), at(100), UA);
+    assert_eq!(
+        decision(&outcome),
+        RotationDecision::Expired(ExpiryKind::Idle)
+    );
+    let domain_outcome = match outcome {
+        RotateOutcome::Decided { session, .. } => session,
+        RotateOutcome::UnknownToken => panic!("token unknown"),
+    };
+    assert_eq!(
+        domain_outcome.generation,
+        Generation::FIRST,
+        "an expired token changes nothing"
+    );
+    assert_eq!(domain_outcome.last_used_at, at(0));
+
+    // Kept alive by rotations, b still ends 1000 s after its login.
+    for t in (90..1_000).step_by(90) {
+        let next = digest();
+        assert!(matches!(
+            decision(&rotate(&db, b_token, next, at(t), UA)),
+            RotationDecision::Rotate { .. }
+        ));
+        b_token = next;
+    }
+    assert_eq!(
+        db.status(b.id, idle(), at(1_009)).unwrap(),
+        SessionStatus::Live
+    );
+    assert_eq!(ids(&db, &alice, at(1_009)), vec![b.id]);
+    assert_eq!(
+        db.status(b.id, idle(), at(1_010)).unwrap(),
+        SessionStatus::Expired
+    );
+    assert!(ids(&db, &alice, at(1_010)).is_empty());
+    assert_eq!(
+        decision(&rotate(&db, b_token, digest(), at(1_010), UA)),
+        RotationDecision::Expired(ExpiryKind::Absolute)
+    );
+
+    // Revoked wins over expired; unknown ids are unknown.
+    let (c, _) = login(&db, &alice, at(2_000));
+    assert!(db.revoke_one(alice.id, c.id, at(2_001)).unwrap());
+    assert_eq!(
+        db.status(c.id, idle(), at(5_000)).unwrap(),
+        SessionStatus::Revoked
+    );
+    let unknown = SessionId::from_random_bytes([3; 16]);
+    assert_eq!(
+        db.status(unknown, idle(), at(0)).unwrap(),
+        SessionStatus::Unknown
+    );
+}
+
+fn revoke_one_only_ends_a_live_session_of_its_owner(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let bob = user(&db, "bob");
+    let (a, _) = login(&db, &alice, at(0));
+
+    assert!(!db.revoke_one(bob.id, a.id, at(1)).unwrap(), "not bob's");
+    assert_eq!(db.status(a.id, idle(), at(1)).unwrap(), SessionStatus::Live);
+    assert!(db.revoke_one(alice.id, a.id, at(2)).unwrap());
+    assert!(
+        !db.revoke_one(alice.id, a.id, at(3)).unwrap(),
+        "already revoked"
+    );
+    assert_eq!(
+        db.status(a.id, idle(), at(3)).unwrap(),
+        SessionStatus::Revoked
+    );
+    assert!(!db
+        .revoke_one(alice.id, SessionId::from_random_bytes([4; 16]), at(3))
+        .unwrap());
+}
+
+fn revoke_all_ends_every_live_session_of_the_user(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let bob = user(&db, "bob");
+    let (a1, _) = login(&db, &alice, at(0));
+    let (a2, _) = login(&db, &alice, at(1));
+    let (a3, _) = login(&db, &alice, at(2));
+    let (b1, _) = login(&db, &bob, at(0));
+    assert!(db.revoke_one(alice.id, a3.id, at(3)).unwrap());
+
+    assert_eq!(db.revoke_all(alice.id, at(4)).unwrap(), 2);
+    for s in [&a1, &a2, &a3] {
+        assert_eq!(
+            db.status(s.id, idle(), at(5)).unwrap(),
+            SessionStatus::Revoked
+        );
+    }
+    assert_eq!(
+        db.status(b1.id, idle(), at(5)).unwrap(),
+        SessionStatus::Live
+    );
+    assert_eq!(db.revoke_all(alice.id, at(6)).unwrap(), 0);
+}

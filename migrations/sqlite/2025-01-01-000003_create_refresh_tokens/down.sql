@@ -1,0 +1,3 @@
+DROP INDEX refresh_tokens_expires_at_idx;
+DROP INDEX refresh_tokens_session_id_generation_unique;
+DROP TABLE refresh_tokens;
