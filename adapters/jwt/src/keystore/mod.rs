@@ -6,6 +6,7 @@ mod meta;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -49,6 +50,9 @@ struct Inner {
     last_load: Mutex<Instant>,
     /// When an unknown kid last caused a re-read.
     last_kid_miss: Mutex<Option<Instant>>,
+    /// The largest leeway of the signers built on this store, in ms: what
+    /// [`KeyStore::jwks`] keeps retired keys published for.
+    leeway_ms: AtomicU64,
 }
 
 /// The keys as read at one moment.
@@ -118,6 +122,7 @@ impl KeyStore {
                 reload_interval,
                 last_load: Mutex::new(Instant::now()),
                 last_kid_miss: Mutex::new(None),
+                leeway_ms: AtomicU64::new(0),
             }),
         })
     }
@@ -186,8 +191,19 @@ impl KeyStore {
         Ok(())
     }
 
-    /// The RFC 7517 key set of every key published at `now`.
-    pub fn jwks(&self, now: Timestamp, leeway: Duration) -> serde_json::Value {
+    /// The RFC 7517 key set to serve at `/.well-known/jwks.json`: every key
+    /// published now (wall clock), with the leeway of the [`JwtSigner`]s
+    /// built on this store (zero if none).
+    ///
+    /// [`JwtSigner`]: crate::JwtSigner
+    pub fn jwks(&self) -> serde_json::Value {
+        self.reload_if_stale();
+        let leeway = Duration::from_millis(self.inner.leeway_ms.load(Ordering::Relaxed));
+        self.jwks_at(system_now(), leeway)
+    }
+
+    /// The RFC 7517 key set of every key published at `now` with `leeway`.
+    pub fn jwks_at(&self, now: Timestamp, leeway: Duration) -> serde_json::Value {
         let snapshot = self.snapshot();
         let keys: Vec<_> = snapshot
             .published(now, leeway)
@@ -205,6 +221,13 @@ impl KeyStore {
             .into_iter()
             .map(|k| k.kid.clone())
             .collect()
+    }
+
+    /// Keeps retired keys in [`KeyStore::jwks`] for at least `leeway` past
+    /// their tokens' expiry, as the verifier does.
+    pub(crate) fn note_leeway(&self, leeway: Duration) {
+        let ms = u64::try_from(leeway.as_millis()).unwrap_or(u64::MAX);
+        self.inner.leeway_ms.fetch_max(ms, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
@@ -258,6 +281,18 @@ impl KeyStore {
             .write()
             .unwrap_or_else(PoisonError::into_inner) = fresh;
         Ok(())
+    }
+}
+
+impl From<Arc<KeyStore>> for KeyStore {
+    fn from(store: Arc<KeyStore>) -> Self {
+        (*store).clone()
+    }
+}
+
+impl From<&KeyStore> for KeyStore {
+    fn from(store: &KeyStore) -> Self {
+        store.clone()
     }
 }
 

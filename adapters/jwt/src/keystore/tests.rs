@@ -78,8 +78,8 @@ fn a_second_open_reuses_the_key_and_the_secret() {
     assert_eq!(pem_files(tmp.path()).len(), 1);
     let now = system_now();
     assert_eq!(
-        first.jwks(now, Duration::ZERO),
-        second.jwks(now, Duration::ZERO)
+        first.jwks_at(now, Duration::ZERO),
+        second.jwks_at(now, Duration::ZERO)
     );
 }
 
@@ -154,7 +154,7 @@ fn the_jwks_lists_public_keys_only() {
     let store = KeyStore::open(tmp.path()).unwrap();
     let old = store.current_kid();
     let new = store.rotate(t(0), TTL).unwrap();
-    let jwks = store.jwks(t(0), Duration::ZERO);
+    let jwks = store.jwks_at(t(0), Duration::ZERO);
     let keys = jwks["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[0]["kid"], new.as_str());
@@ -293,7 +293,7 @@ fn a_key_placed_by_an_operator_is_adopted() {
     let adopted = KeyStore::open(tmp.path()).unwrap();
     assert_eq!(adopted.current_kid(), "my-key");
     let now = system_now();
-    let jwks = |s: &KeyStore| s.jwks(now, Duration::ZERO)["keys"][0]["x"].clone();
+    let jwks = |s: &KeyStore| s.jwks_at(now, Duration::ZERO)["keys"][0]["x"].clone();
     assert_eq!(jwks(&adopted), jwks(&original));
 }
 
@@ -351,4 +351,37 @@ fn debug_output_shows_kids_but_no_key_material() {
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     assert!(!shown.contains(&body[..20]), "{shown}");
     assert!(!shown.contains("secret"), "{shown}");
+}
+
+#[test]
+fn the_wall_clock_jwks_honours_the_signers_leeway() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(KeyStore::open(tmp.path()).unwrap());
+    let old = store.current_kid();
+    // Retired so that its tokens expired 10 s ago.
+    let rotated_at = system_now()
+        .minus(RELOAD_INTERVAL)
+        .minus(Duration::from_secs(10));
+    let new = store.rotate(rotated_at, Duration::ZERO).unwrap();
+    let kids = |s: &KeyStore| -> Vec<String> {
+        s.jwks()["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(kids(&store), vec![new.clone()]);
+
+    let config = crate::JwtConfig {
+        issuer: "i".into(),
+        audience: "a".into(),
+        leeway: Duration::from_secs(30),
+    };
+    let _signer = crate::JwtSigner::new(Arc::clone(&store), config);
+    assert_eq!(
+        kids(&store),
+        vec![new, old],
+        "kept for the verifier's leeway"
+    );
 }

@@ -34,7 +34,11 @@ pub struct JwtSigner {
 }
 
 impl JwtSigner {
-    pub fn new(store: KeyStore, config: JwtConfig) -> Self {
+    /// Accepts a `KeyStore`, `&KeyStore` or `Arc<KeyStore>`; all share the
+    /// same keys.
+    pub fn new(store: impl Into<KeyStore>, config: JwtConfig) -> Self {
+        let store = store.into();
+        store.note_leeway(config.leeway);
         let validation = validation_for(&config);
         Self {
             store,
@@ -61,7 +65,7 @@ impl JwtSigner {
     /// tokens valid at `now` may have been signed with.
     pub fn jwks_at(&self, now: Timestamp) -> serde_json::Value {
         self.store.reload_if_stale();
-        self.store.jwks(now, self.config.leeway)
+        self.store.jwks_at(now, self.config.leeway)
     }
 
     fn check(&self, token: &str, now: Timestamp) -> Result<AccessClaims, VerifyError> {
