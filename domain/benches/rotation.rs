@@ -4,7 +4,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use domain::{decide, Generation, Lifetimes, PresentedToken, RefreshSecret, RefreshToken, SessionState, Timestamp};
+use domain::{
+    decide, Generation, Lifetimes, PresentedToken, RefreshSecret, RefreshToken, SessionState,
+    Timestamp,
+};
 
 fn rotation(c: &mut Criterion) {
     let lifetimes = Lifetimes::default();
@@ -20,7 +23,9 @@ fn rotation(c: &mut Criterion) {
         b.iter(|| {
             decide(
                 black_box(&state),
-                black_box(PresentedToken { generation: Generation::new(7) }),
+                black_box(PresentedToken {
+                    generation: Generation::new(7),
+                }),
                 black_box(Some("Mozilla/5.0 Firefox/130.0")),
                 &lifetimes,
                 now,
@@ -31,7 +36,9 @@ fn rotation(c: &mut Criterion) {
         b.iter(|| {
             decide(
                 black_box(&state),
-                black_box(PresentedToken { generation: Generation::new(6) }),
+                black_box(PresentedToken {
+                    generation: Generation::new(6),
+                }),
                 black_box(Some("Mozilla/5.0 Firefox/130.0")),
                 &lifetimes,
                 now,

@@ -17,4 +17,6 @@ pub use refresh_token::{RefreshSecret, RefreshToken, RefreshTokenError, TokenDig
 pub use rotation::{decide, ExpiryKind, PresentedToken, RotationDecision, SessionState};
 pub use session::{Generation, NewSession, Session, SessionStatus};
 pub use time::Timestamp;
-pub use user::{NewUser, Password, PasswordError, PasswordHash, Role, Roles, User, Username, UsernameError};
+pub use user::{
+    NewUser, Password, PasswordError, PasswordHash, Role, Roles, User, Username, UsernameError,
+};

@@ -39,7 +39,9 @@ impl RefreshToken {
         if body.len() != ENCODED_LEN {
             return Err(RefreshTokenError);
         }
-        let decoded = URL_SAFE_NO_PAD.decode(body).map_err(|_| RefreshTokenError)?;
+        let decoded = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| RefreshTokenError)?;
         if decoded.len() != 32 {
             return Err(RefreshTokenError);
         }
@@ -158,7 +160,14 @@ mod tests {
 
     #[test]
     fn malformed_tokens_are_rejected_before_any_lookup() {
-        for bad in ["", "twr_", "abc", "twr_!!!!", &"twr_".repeat(20), "TWR_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
+        for bad in [
+            "",
+            "twr_",
+            "abc",
+            "twr_!!!!",
+            &"twr_".repeat(20),
+            "TWR_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
             assert_eq!(RefreshToken::parse(bad), Err(RefreshTokenError), "{bad}");
         }
     }

@@ -50,7 +50,9 @@ pub enum ExpiryKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RotationDecision {
     /// The current token: issue the successor of generation `next`.
-    Rotate { next: Generation },
+    Rotate {
+        next: Generation,
+    },
     /// A concurrent request of the same client: answer with the successor
     /// already issued, revoke nothing.
     GraceReplay,
@@ -85,7 +87,9 @@ pub fn decide(
         return if now >= state.rotated_at.plus(lifetimes.idle_ttl) {
             RotationDecision::Expired(ExpiryKind::Idle)
         } else {
-            RotationDecision::Rotate { next: state.generation.next() }
+            RotationDecision::Rotate {
+                next: state.generation.next(),
+            }
         };
     }
     let in_grace = !lifetimes.grace.is_zero() && now < state.rotated_at.plus(lifetimes.grace);
@@ -101,7 +105,12 @@ pub fn decide(
 
 impl SessionState {
     /// The state after `decision` was taken at `now` for `user_agent`.
-    pub fn apply(&self, decision: RotationDecision, user_agent: Option<&str>, now: Timestamp) -> Self {
+    pub fn apply(
+        &self,
+        decision: RotationDecision,
+        user_agent: Option<&str>,
+        now: Timestamp,
+    ) -> Self {
         match decision {
             RotationDecision::Rotate { next } => Self {
                 generation: next,
@@ -109,7 +118,10 @@ impl SessionState {
                 rotated_by: user_agent.map(str::to_owned),
                 ..self.clone()
             },
-            RotationDecision::Reuse => Self { revoked: true, ..self.clone() },
+            RotationDecision::Reuse => Self {
+                revoked: true,
+                ..self.clone()
+            },
             RotationDecision::GraceReplay
             | RotationDecision::Expired(_)
             | RotationDecision::Revoked => self.clone(),
@@ -150,47 +162,105 @@ mod tests {
     }
 
     fn presented(n: u32) -> PresentedToken {
-        PresentedToken { generation: Generation::new(n) }
+        PresentedToken {
+            generation: Generation::new(n),
+        }
     }
 
     #[test]
     fn the_current_token_rotates_into_the_next_generation() {
         let d = decide(&fresh(0), presented(0), UA, &lifetimes(), at(1));
-        assert_eq!(d, RotationDecision::Rotate { next: Generation::new(1) });
+        assert_eq!(
+            d,
+            RotationDecision::Rotate {
+                next: Generation::new(1)
+            }
+        );
     }
 
     #[test]
     fn a_parent_replayed_inside_the_grace_window_by_the_same_agent_is_a_grace_replay() {
-        let s = fresh(0).apply(RotationDecision::Rotate { next: Generation::new(1) }, UA, at(5));
-        assert_eq!(decide(&s, presented(0), UA, &lifetimes(), at(14)), RotationDecision::GraceReplay);
+        let s = fresh(0).apply(
+            RotationDecision::Rotate {
+                next: Generation::new(1),
+            },
+            UA,
+            at(5),
+        );
+        assert_eq!(
+            decide(&s, presented(0), UA, &lifetimes(), at(14)),
+            RotationDecision::GraceReplay
+        );
     }
 
     #[test]
     fn a_parent_replayed_by_another_agent_is_reuse_even_inside_the_window() {
-        let s = fresh(0).apply(RotationDecision::Rotate { next: Generation::new(1) }, UA, at(5));
+        let s = fresh(0).apply(
+            RotationDecision::Rotate {
+                next: Generation::new(1),
+            },
+            UA,
+            at(5),
+        );
         let d = decide(&s, presented(0), Some("curl/8"), &lifetimes(), at(6));
         assert_eq!(d, RotationDecision::Reuse);
     }
 
     #[test]
     fn a_parent_replayed_after_the_window_is_reuse() {
-        let s = fresh(0).apply(RotationDecision::Rotate { next: Generation::new(1) }, UA, at(5));
-        assert_eq!(decide(&s, presented(0), UA, &lifetimes(), at(15)), RotationDecision::Reuse);
+        let s = fresh(0).apply(
+            RotationDecision::Rotate {
+                next: Generation::new(1),
+            },
+            UA,
+            at(5),
+        );
+        assert_eq!(
+            decide(&s, presented(0), UA, &lifetimes(), at(15)),
+            RotationDecision::Reuse
+        );
     }
 
     #[test]
     fn a_grandparent_is_reuse_even_inside_the_window() {
         let s = fresh(0)
-            .apply(RotationDecision::Rotate { next: Generation::new(1) }, UA, at(1))
-            .apply(RotationDecision::Rotate { next: Generation::new(2) }, UA, at(2));
-        assert_eq!(decide(&s, presented(0), UA, &lifetimes(), at(3)), RotationDecision::Reuse);
+            .apply(
+                RotationDecision::Rotate {
+                    next: Generation::new(1),
+                },
+                UA,
+                at(1),
+            )
+            .apply(
+                RotationDecision::Rotate {
+                    next: Generation::new(2),
+                },
+                UA,
+                at(2),
+            );
+        assert_eq!(
+            decide(&s, presented(0), UA, &lifetimes(), at(3)),
+            RotationDecision::Reuse
+        );
     }
 
     #[test]
     fn a_zero_grace_window_turns_every_replay_into_reuse() {
-        let s = fresh(0).apply(RotationDecision::Rotate { next: Generation::new(1) }, UA, at(5));
-        let l = Lifetimes { grace: Duration::ZERO, ..lifetimes() };
-        assert_eq!(decide(&s, presented(0), UA, &l, at(5)), RotationDecision::Reuse);
+        let s = fresh(0).apply(
+            RotationDecision::Rotate {
+                next: Generation::new(1),
+            },
+            UA,
+            at(5),
+        );
+        let l = Lifetimes {
+            grace: Duration::ZERO,
+            ..lifetimes()
+        };
+        assert_eq!(
+            decide(&s, presented(0), UA, &l, at(5)),
+            RotationDecision::Reuse
+        );
     }
 
     #[test]
@@ -201,22 +271,40 @@ mod tests {
 
     #[test]
     fn a_rotated_token_stays_reuse_after_its_idle_deadline() {
-        let s = fresh(0).apply(RotationDecision::Rotate { next: Generation::new(1) }, UA, at(1));
-        assert_eq!(decide(&s, presented(0), UA, &lifetimes(), at(500)), RotationDecision::Reuse);
+        let s = fresh(0).apply(
+            RotationDecision::Rotate {
+                next: Generation::new(1),
+            },
+            UA,
+            at(1),
+        );
+        assert_eq!(
+            decide(&s, presented(0), UA, &lifetimes(), at(500)),
+            RotationDecision::Reuse
+        );
     }
 
     #[test]
     fn nothing_is_honoured_after_the_absolute_lifetime() {
-        let s = SessionState { expires_at: at(50), ..fresh(0) };
+        let s = SessionState {
+            expires_at: at(50),
+            ..fresh(0)
+        };
         let d = decide(&s, presented(0), UA, &lifetimes(), at(50));
         assert_eq!(d, RotationDecision::Expired(ExpiryKind::Absolute));
     }
 
     #[test]
     fn a_revoked_session_answers_revoked_for_any_token() {
-        let s = SessionState { revoked: true, ..fresh(0) };
+        let s = SessionState {
+            revoked: true,
+            ..fresh(0)
+        };
         for g in 0..3 {
-            assert_eq!(decide(&s, presented(g), UA, &lifetimes(), at(1)), RotationDecision::Revoked);
+            assert_eq!(
+                decide(&s, presented(g), UA, &lifetimes(), at(1)),
+                RotationDecision::Revoked
+            );
         }
     }
 
@@ -228,8 +316,11 @@ mod tests {
     }
 
     fn step() -> impl Strategy<Value = Step> {
-        (0u32..6, 0i64..40_000, any::<bool>())
-            .prop_map(|(token, dt_ms, same_agent)| Step { token, dt_ms, same_agent })
+        (0u32..6, 0i64..40_000, any::<bool>()).prop_map(|(token, dt_ms, same_agent)| Step {
+            token,
+            dt_ms,
+            same_agent,
+        })
     }
 
     fn lifetimes_strategy() -> impl Strategy<Value = Lifetimes> {

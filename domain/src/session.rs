@@ -113,17 +113,32 @@ mod tests {
     #[test]
     fn the_refresh_deadline_never_passes_the_absolute_one() {
         let s = session(1_000, 5_000);
-        assert_eq!(s.refresh_expires_at(Duration::from_secs(1)), Timestamp::from_millis(2_000));
-        assert_eq!(s.refresh_expires_at(Duration::from_secs(60)), Timestamp::from_millis(5_000));
+        assert_eq!(
+            s.refresh_expires_at(Duration::from_secs(1)),
+            Timestamp::from_millis(2_000)
+        );
+        assert_eq!(
+            s.refresh_expires_at(Duration::from_secs(60)),
+            Timestamp::from_millis(5_000)
+        );
     }
 
     #[test]
     fn status_reports_revoked_before_expired() {
         let mut s = session(0, 1_000);
-        assert_eq!(s.status(Duration::from_secs(60), Timestamp::from_millis(10)), SessionStatus::Live);
-        assert_eq!(s.status(Duration::from_secs(60), Timestamp::from_millis(1_000)), SessionStatus::Expired);
+        assert_eq!(
+            s.status(Duration::from_secs(60), Timestamp::from_millis(10)),
+            SessionStatus::Live
+        );
+        assert_eq!(
+            s.status(Duration::from_secs(60), Timestamp::from_millis(1_000)),
+            SessionStatus::Expired
+        );
         s.revoked_at = Some(Timestamp::from_millis(5));
-        assert_eq!(s.status(Duration::from_secs(60), Timestamp::from_millis(2_000)), SessionStatus::Revoked);
+        assert_eq!(
+            s.status(Duration::from_secs(60), Timestamp::from_millis(2_000)),
+            SessionStatus::Revoked
+        );
     }
 
     #[test]

@@ -49,14 +49,20 @@ mod tests {
     #[test]
     fn plus_saturates_instead_of_overflowing() {
         let t = Timestamp::from_millis(i64::MAX - 1);
-        assert_eq!(t.plus(Duration::from_secs(10)), Timestamp::from_millis(i64::MAX));
+        assert_eq!(
+            t.plus(Duration::from_secs(10)),
+            Timestamp::from_millis(i64::MAX)
+        );
     }
 
     #[test]
     fn until_is_zero_for_the_past() {
         let t = Timestamp::from_millis(5_000);
         assert_eq!(t.until(Timestamp::from_millis(1_000)), Duration::ZERO);
-        assert_eq!(t.until(Timestamp::from_millis(6_500)), Duration::from_millis(1_500));
+        assert_eq!(
+            t.until(Timestamp::from_millis(6_500)),
+            Duration::from_millis(1_500)
+        );
     }
 
     #[test]

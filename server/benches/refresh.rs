@@ -1,5 +1,6 @@
 //! A full refresh through the application layer against SQLite (a file, WAL):
 //! token parsing, successor derivation, the rotation transaction and signing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ fn refresh(c: &mut Criterion) {
     let db_url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let config = Config::with_defaults(db_url, dir.path().join("keys"));
     let db = open_database(&config).expect("database");
-    let warden = build_warden(&config, &db, open_keys(&config).expect("keys")).expect("warden");
+    let warden = build_warden(&config, &db, &open_keys(&config).expect("keys")).expect("warden");
     warden
         .register(RegisterInput {
             username: Username::parse("bench").expect("name"),
@@ -23,7 +24,10 @@ fn refresh(c: &mut Criterion) {
             roles: Roles::new([Role::user()]),
         })
         .expect("register");
-    let client = ClientInfo { ip: Some("127.0.0.1".to_owned()), user_agent: Some("criterion".to_owned()) };
+    let client = ClientInfo {
+        ip: Some("127.0.0.1".to_owned()),
+        user_agent: Some("criterion".to_owned()),
+    };
     let login = warden
         .login(LoginInput {
             username: "bench".to_owned(),
@@ -39,7 +43,9 @@ fn refresh(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(10));
     group.bench_function("refresh/sqlite", |b| {
         b.iter(|| {
-            let issued = warden.refresh(Some(&token), client.clone()).expect("refresh");
+            let issued = warden
+                .refresh(Some(&token), client.clone())
+                .expect("refresh");
             token = issued.refresh_token.expose().to_owned();
         })
     });

@@ -1,0 +1,10 @@
+//! Token Warden's composition root: typed configuration, the adapters wired
+//! behind the application's ports, and the HTTP server.
+
+pub mod config;
+pub mod startup;
+pub mod system;
+pub mod telemetry;
+
+pub use config::{Config, ConfigError, RawSettings};
+pub use startup::{Application, StartupError};

@@ -1,1 +1,143 @@
-fn main() {}
+//! `tokenwarden`: serve, migrate, manage users.
+
+use std::io::Read as _;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use application::RegisterInput;
+use domain::{Password, Role, Roles, Username};
+use server::startup::{build_warden, open_database, open_keys};
+use server::{telemetry, Application, Config, RawSettings};
+
+#[derive(Parser)]
+#[command(
+    name = "tokenwarden",
+    version,
+    about = "Refresh-token service: rotation, reuse detection, revocation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    settings: RawSettings,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run pending migrations, then serve HTTP until SIGTERM/SIGINT.
+    Serve,
+    /// Run pending migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Create {
+        username: String,
+        /// A role to grant (repeatable); default `user`.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Read the password from standard input (required: never from argv).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_raw(&cli.settings) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    telemetry::init(&config.rust_log, config.log_format);
+    let result = match cli.command {
+        Command::Serve => serve(config),
+        Command::Migrate => migrate(&config),
+        Command::User(UserCommand::Create {
+            username,
+            roles,
+            password_stdin,
+        }) => create_user(&config, &username, &roles, password_stdin),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&*e),
+    }
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("tokenwarden: {e}");
+    ExitCode::FAILURE
+}
+
+type CmdResult = Result<(), Box<dyn std::error::Error>>;
+
+fn serve(config: Config) -> CmdResult {
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(config.clone()).await?;
+        tracing::info!(port = app.port(), bind = %config.bind, "tokenwarden listening");
+        app.run_until_stopped().await?;
+        tracing::info!("tokenwarden stopped");
+        Ok(())
+    })
+}
+
+fn migrate(config: &Config) -> CmdResult {
+    open_database(config)?;
+    println!("migrations are up to date");
+    Ok(())
+}
+
+fn create_user(
+    config: &Config,
+    username: &str,
+    roles: &[String],
+    password_stdin: bool,
+) -> CmdResult {
+    if !password_stdin {
+        return Err(
+            "user create needs --password-stdin: passwords are never read from the command line"
+                .into(),
+        );
+    }
+    let username = Username::parse(username).map_err(|e| format!("invalid username: {e}"))?;
+    let roles = if roles.is_empty() {
+        Roles::new([Role::user()])
+    } else {
+        Roles::new(
+            roles
+                .iter()
+                .map(|r| Role::parse(r).map_err(|e| format!("invalid role '{r}': {e}")))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+    };
+    let mut input = String::new();
+    std::io::stdin().take(4096).read_to_string(&mut input)?;
+    let password = input
+        .strip_suffix('\n')
+        .map(|p| p.strip_suffix('\r').unwrap_or(p))
+        .unwrap_or(&input);
+    let password =
+        Password::parse(password.to_owned()).map_err(|e| format!("invalid password: {e}"))?;
+    let db = open_database(config)?;
+    let warden = build_warden(config, &db, &open_keys(config)?)?;
+    let user = warden
+        .register(RegisterInput {
+            username,
+            password,
+            roles,
+        })
+        .map_err(|e| format!("cannot create user: {e}"))?;
+    println!(
+        "created user {} ({}) with roles {}",
+        user.username,
+        user.id,
+        user.roles.names().join(",")
+    );
+    Ok(())
+}

@@ -26,7 +26,11 @@ fn tokenwarden(db: &str, keys: &std::path::Path) -> Command {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Server(Child, u16);
@@ -41,14 +45,20 @@ impl Drop for Server {
 async fn serve(db: &str, keys: &std::path::Path, extra: &[(&str, &str)]) -> Server {
     let port = free_port();
     let mut cmd = tokenwarden(db, keys);
-    cmd.arg("serve").env("TOKENWARDEN_BIND", format!("127.0.0.1:{port}")).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.arg("serve")
+        .env("TOKENWARDEN_BIND", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     for (k, v) in extra {
         cmd.env(k, v);
     }
     let server = Server(cmd.spawn().unwrap(), port);
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if reqwest::get(format!("http://127.0.0.1:{port}/.well-known/jwks.json")).await.is_ok() {
+        if reqwest::get(format!("http://127.0.0.1:{port}/.well-known/jwks.json"))
+            .await
+            .is_ok()
+        {
             return server;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -56,14 +66,30 @@ async fn serve(db: &str, keys: &std::path::Path, extra: &[(&str, &str)]) -> Serv
     panic!("server on port {port} did not start");
 }
 
-fn create_user(db: &str, keys: &std::path::Path, name: &str, password: &str, roles: &[&str]) -> std::process::Output {
+fn create_user(
+    db: &str,
+    keys: &std::path::Path,
+    name: &str,
+    password: &str,
+    roles: &[&str],
+) -> std::process::Output {
     let mut cmd = tokenwarden(db, keys);
     cmd.args(["user", "create", name, "--password-stdin"]);
     for r in roles {
         cmd.args(["--role", r]);
     }
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -71,11 +97,28 @@ fn create_user(db: &str, keys: &std::path::Path, name: &str, password: &str, rol
 async fn user_create_reads_the_password_from_stdin_and_the_user_can_log_in() {
     let db = TestDatabase::sqlite();
     let keys = tempfile::tempdir().unwrap();
-    let migrate = tokenwarden(db.url(), keys.path()).arg("migrate").output().unwrap();
-    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    let migrate = tokenwarden(db.url(), keys.path())
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
 
-    let out = create_user(db.url(), keys.path(), "root_admin", "a long admin password", &["admin", "user"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = create_user(
+        db.url(),
+        keys.path(),
+        "root_admin",
+        "a long admin password",
+        &["admin", "user"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(!printed.contains("a long admin password"));
     assert!(printed.contains("admin,user"), "{printed}");
@@ -83,7 +126,10 @@ async fn user_create_reads_the_password_from_stdin_and_the_user_can_log_in() {
     let dup = create_user(db.url(), keys.path(), "ROOT_ADMIN", "another password", &[]);
     assert!(!dup.status.success());
 
-    let no_stdin = tokenwarden(db.url(), keys.path()).args(["user", "create", "x_user"]).output().unwrap();
+    let no_stdin = tokenwarden(db.url(), keys.path())
+        .args(["user", "create", "x_user"])
+        .output()
+        .unwrap();
     assert!(!no_stdin.status.success());
 
     let server = serve(db.url(), keys.path(), &[]).await;
@@ -108,7 +154,11 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
         ("TOKENWARDEN_BIND", "nowhere"),
         ("TOKENWARDEN_COOKIE_SECURE", "maybe"),
     ] {
-        let out = tokenwarden("sqlite://unused.db", keys.path()).arg("serve").env(var, value).output().unwrap();
+        let out = tokenwarden("sqlite://unused.db", keys.path())
+            .arg("serve")
+            .env(var, value)
+            .output()
+            .unwrap();
         assert!(!out.status.success(), "{var}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
@@ -119,7 +169,10 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
 #[test]
 fn an_unreachable_database_stops_start_up() {
     let keys = tempfile::tempdir().unwrap();
-    let out = tokenwarden("postgres://nobody@127.0.0.1:1/none", keys.path()).arg("migrate").output().unwrap();
+    let out = tokenwarden("postgres://nobody@127.0.0.1:1/none", keys.path())
+        .arg("migrate")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("DATABASE_URL"), "{stderr}");
@@ -129,7 +182,9 @@ fn an_unreachable_database_stops_start_up() {
 /// one token, spread over both, exactly one rotates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_server_processes_on_one_database_yield_one_successor() {
-    let Some(db) = TestDatabase::postgres() else { return };
+    let Some(db) = TestDatabase::postgres() else {
+        return;
+    };
     let keys = tempfile::tempdir().unwrap();
     let grace = [("TOKENWARDEN_REUSE_GRACE", "0s")];
     let a = serve(db.url(), keys.path(), &grace).await;
@@ -153,20 +208,39 @@ async fn two_server_processes_on_one_database_yield_one_successor() {
     let token = body["refresh_token"].as_str().unwrap().to_owned();
 
     let requests = (0..50).map(|i| {
-        let url = format!("{}/auth/refresh", if i % 2 == 0 { base(&a) } else { base(&b) });
+        let url = format!(
+            "{}/auth/refresh",
+            if i % 2 == 0 { base(&a) } else { base(&b) }
+        );
         let client = client.clone();
         let token = token.clone();
         async move {
-            let r = client.post(url).json(&json!({"refresh_token": token})).send().await.unwrap();
+            let r = client
+                .post(url)
+                .json(&json!({"refresh_token": token}))
+                .send()
+                .await
+                .unwrap();
             let status = r.status();
             let body: Value = r.json().await.unwrap();
             (status, body)
         }
     });
     let results = join_all(requests).await;
-    let winners: Vec<&Value> = results.iter().filter(|(s, _)| *s == StatusCode::OK).map(|(_, b)| b).collect();
-    assert_eq!(winners.len(), 1, "exactly one successor across both processes");
-    let successors: HashSet<&str> = winners.iter().filter_map(|b| b["refresh_token"].as_str()).collect();
+    let winners: Vec<&Value> = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one successor across both processes"
+    );
+    let successors: HashSet<&str> = winners
+        .iter()
+        .filter_map(|b| b["refresh_token"].as_str())
+        .collect();
     assert_eq!(successors.len(), 1);
     for (status, body) in results.iter().filter(|(s, _)| *s != StatusCode::OK) {
         assert_eq!(*status, StatusCode::UNAUTHORIZED, "{body}");

@@ -77,7 +77,9 @@ impl TestApp {
         config.bind = "127.0.0.1:0".parse().unwrap();
         config.cookie_secure = true;
         adjust(&mut config);
-        let app = Application::build(config.clone()).await.expect("server starts");
+        let app = Application::build(config.clone())
+            .await
+            .expect("server starts");
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder()
@@ -85,7 +87,13 @@ impl TestApp {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
-        TestApp { address, client, config, database, _keys: keys }
+        TestApp {
+            address,
+            client,
+            config,
+            database,
+            _keys: keys,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -93,11 +101,21 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.client.post(self.url(path)).header(USER_AGENT, UA).json(body).send().await.unwrap()
+        self.client
+            .post(self.url(path))
+            .header(USER_AGENT, UA)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn register(&self, username: &str) -> Response {
-        self.post_json("/auth/register", &json!({"username": username, "password": PASSWORD})).await
+        self.post_json(
+            "/auth/register",
+            &json!({"username": username, "password": PASSWORD}),
+        )
+        .await
     }
 
     /// Registers and logs in `username` (cookie delivery).
@@ -107,7 +125,12 @@ impl TestApp {
     }
 
     pub async fn login(&self, username: &str) -> Tokens {
-        let r = self.post_json("/auth/login", &json!({"username": username, "password": PASSWORD})).await;
+        let r = self
+            .post_json(
+                "/auth/login",
+                &json!({"username": username, "password": PASSWORD}),
+            )
+            .await;
         assert_eq!(r.status(), StatusCode::OK, "login of {username}");
         tokens_from_cookie(r).await
     }
@@ -128,7 +151,12 @@ impl TestApp {
     }
 
     pub async fn get_bearer(&self, path: &str, access: &str) -> Response {
-        self.client.get(self.url(path)).bearer_auth(access).send().await.unwrap()
+        self.client
+            .get(self.url(path))
+            .bearer_auth(access)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn me_status(&self, access: &str) -> StatusCode {
@@ -149,7 +177,11 @@ pub fn set_cookie(headers: &HeaderMap) -> Option<String> {
 /// The refresh cookie's value, `None` when not set.
 pub fn cookie_value(headers: &HeaderMap) -> Option<String> {
     let c = set_cookie(headers)?;
-    let value = c.strip_prefix("refresh_token=")?.split(';').next()?.to_owned();
+    let value = c
+        .strip_prefix("refresh_token=")?
+        .split(';')
+        .next()?
+        .to_owned();
     Some(value)
 }
 
@@ -171,8 +203,16 @@ pub async fn tokens_from_cookie(r: Response) -> Tokens {
 
 pub async fn problem(r: Response) -> (StatusCode, Value) {
     let status = r.status();
-    let content_type = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    assert_eq!(content_type, "application/problem+json", "errors are problem documents");
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert_eq!(
+        content_type, "application/problem+json",
+        "errors are problem documents"
+    );
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["status"].as_u64(), Some(u64::from(status.as_u16())));
     assert!(body["type"].is_string() && body["title"].is_string());
@@ -182,6 +222,10 @@ pub async fn problem(r: Response) -> (StatusCode, Value) {
 /// Asserts a problem answer with this status and code.
 pub async fn assert_problem(r: Response, status: StatusCode, code: &str) -> Value {
     let (got, body) = problem(r).await;
-    assert_eq!((got, body["code"].as_str().unwrap_or("")), (status, code), "{body}");
+    assert_eq!(
+        (got, body["code"].as_str().unwrap_or("")),
+        (status, code),
+        "{body}"
+    );
     body
 }

@@ -16,7 +16,9 @@ on_both_backends!(
 );
 
 async fn invalid_registrations_are_422(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     for body in [
         json!({"username": "ab", "password": PASSWORD}),
         json!({"username": "a".repeat(65), "password": PASSWORD}),
@@ -30,16 +32,29 @@ async fn invalid_registrations_are_422(backend: Backend) {
         json!(["username", "password"]),
     ] {
         let r = app.post_json("/auth/register", &body).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input").await;
     }
     // A password of 8 multi-byte characters is long enough.
-    let r = app.post_json("/auth/register", &json!({"username": "unicode", "password": "пароль12"})).await;
+    let r = app
+        .post_json(
+            "/auth/register",
+            &json!({"username": "unicode", "password": "пароль12"}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
 async fn malformed_json_is_400_and_oversized_bodies_413(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
-    for path in ["/auth/register", "/auth/login", "/auth/refresh", "/auth/logout"] {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    for path in [
+        "/auth/register",
+        "/auth/login",
+        "/auth/refresh",
+        "/auth/logout",
+    ] {
         let r = app
             .client
             .post(app.url(path))
@@ -50,17 +65,38 @@ async fn malformed_json_is_400_and_oversized_bodies_413(backend: Backend) {
             .unwrap();
         assert_problem(r, StatusCode::BAD_REQUEST, "malformed_request").await;
         let huge = json!({"username": "a".repeat(70 * 1024), "password": PASSWORD}).to_string();
-        let r = app.client.post(app.url(path)).header(CONTENT_TYPE, "application/json").body(huge).send().await.unwrap();
+        let r = app
+            .client
+            .post(app.url(path))
+            .header(CONTENT_TYPE, "application/json")
+            .body(huge)
+            .send()
+            .await
+            .unwrap();
         assert_problem(r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
     }
 }
 
 async fn wrong_password_and_unknown_user_look_the_same(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     assert_eq!(app.register("yuri").await.status(), StatusCode::CREATED);
-    let wrong = app.post_json("/auth/login", &json!({"username": "yuri", "password": "not the password"})).await;
-    let unknown = app.post_json("/auth/login", &json!({"username": "nobody", "password": "not the password"})).await;
-    let invalid = app.post_json("/auth/login", &json!({"username": "é", "password": "x"})).await;
+    let wrong = app
+        .post_json(
+            "/auth/login",
+            &json!({"username": "yuri", "password": "not the password"}),
+        )
+        .await;
+    let unknown = app
+        .post_json(
+            "/auth/login",
+            &json!({"username": "nobody", "password": "not the password"}),
+        )
+        .await;
+    let invalid = app
+        .post_json("/auth/login", &json!({"username": "é", "password": "x"}))
+        .await;
     let a = assert_problem(wrong, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     let b = assert_problem(unknown, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     let c = assert_problem(invalid, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
@@ -69,7 +105,9 @@ async fn wrong_password_and_unknown_user_look_the_same(backend: Backend) {
 }
 
 async fn hostile_input_never_causes_a_server_error(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let t = app.signed_up("zoe").await;
     let long = "A".repeat(7_000);
     let cookies = [
@@ -83,12 +121,33 @@ async fn hostile_input_never_causes_a_server_error(backend: Backend) {
     ];
     for cookie in &cookies {
         for path in ["/auth/refresh", "/auth/logout", "/auth/login"] {
-            let r = app.client.post(app.url(path)).header(COOKIE, cookie.as_str()).send().await.unwrap();
-            assert!(r.status().is_client_error() || r.status().is_success(), "{path} {cookie}: {}", r.status());
+            let r = app
+                .client
+                .post(app.url(path))
+                .header(COOKIE, cookie.as_str())
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                r.status().is_client_error() || r.status().is_success(),
+                "{path} {cookie}: {}",
+                r.status()
+            );
         }
     }
-    for auth in [long.as_str(), "Bearer ", "Bearer a.b", "Bearer ' OR 1=1 --", "bearer \u{7f}"] {
-        let r = app.client.get(app.url("/api/me")).header("authorization", auth).send().await;
+    for auth in [
+        long.as_str(),
+        "Bearer ",
+        "Bearer a.b",
+        "Bearer ' OR 1=1 --",
+        "bearer \u{7f}",
+    ] {
+        let r = app
+            .client
+            .get(app.url("/api/me"))
+            .header("authorization", auth)
+            .send()
+            .await;
         if let Ok(r) = r {
             assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{auth}");
         }
@@ -101,24 +160,47 @@ async fn hostile_input_never_causes_a_server_error(backend: Backend) {
         json!({"refresh_token": 12}),
         json!({"refresh_token": "x".repeat(60_000)}),
     ] {
-        for path in ["/auth/login", "/auth/refresh", "/auth/register", "/auth/logout"] {
+        for path in [
+            "/auth/login",
+            "/auth/refresh",
+            "/auth/register",
+            "/auth/logout",
+        ] {
             let r = app.post_json(path, &body).await;
-            assert!(r.status().is_client_error() || r.status().is_success(), "{path} {body}: {}", r.status());
+            assert!(
+                r.status().is_client_error() || r.status().is_success(),
+                "{path} {body}: {}",
+                r.status()
+            );
             if !r.status().is_success() {
                 problem(r).await;
             }
         }
     }
-    let r = app.client.delete(app.url("/auth/sessions/%27%20OR%201%3D1")).bearer_auth(&t.access).send().await.unwrap();
+    let r = app
+        .client
+        .delete(app.url("/auth/sessions/%27%20OR%201%3D1"))
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
-    let r = app.client.get(app.url("/no/such/route")).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/no/such/route"))
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
     // The user's session survived all of it.
     assert_eq!(app.me_status(&t.access).await, StatusCode::OK);
 }
 
 async fn foreign_origins_are_refused_and_spend_nothing(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |c| c.allowed_origins = vec!["https://app.example.com".into()]).await
+    let Some(app) = TestApp::spawn_with(backend, |c| {
+        c.allowed_origins = vec!["https://app.example.com".into()]
+    })
+    .await
     else {
         return;
     };
@@ -132,7 +214,10 @@ async fn foreign_origins_are_refused_and_spend_nothing(backend: Backend) {
             .send()
     };
     let r = refresh_from("https://evil.example").await.unwrap();
-    assert!(set_cookie(r.headers()).is_none(), "a refused origin leaves the cookie alone");
+    assert!(
+        set_cookie(r.headers()).is_none(),
+        "a refused origin leaves the cookie alone"
+    );
     assert_problem(r, StatusCode::FORBIDDEN, "forbidden_origin").await;
     let r = app
         .client
@@ -143,12 +228,27 @@ async fn foreign_origins_are_refused_and_spend_nothing(backend: Backend) {
         .await
         .unwrap();
     assert_problem(r, StatusCode::FORBIDDEN, "forbidden_origin").await;
-    let r = app.client.post(app.url("/auth/logout")).header(ORIGIN, "https://evil.example").send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/auth/logout"))
+        .header(ORIGIN, "https://evil.example")
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, StatusCode::FORBIDDEN, "forbidden_origin").await;
     // The token was not spent: the allowed origin and the server's own origin work.
-    assert_eq!(refresh_from("https://app.example.com").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        refresh_from("https://app.example.com")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
     let body: Value = app
-        .post_json("/auth/login", &json!({"username": "abe", "password": PASSWORD}))
+        .post_json(
+            "/auth/login",
+            &json!({"username": "abe", "password": PASSWORD}),
+        )
         .await
         .json()
         .await

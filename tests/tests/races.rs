@@ -12,7 +12,10 @@ use serde_json::Value;
 
 const PARALLEL: usize = 50;
 
-on_both_backends!(fifty_parallel_refreshes_in_one_tab_share_one_successor, fifty_parallel_refreshes_without_grace_yield_one_successor,);
+on_both_backends!(
+    fifty_parallel_refreshes_in_one_tab_share_one_successor,
+    fifty_parallel_refreshes_without_grace_yield_one_successor,
+);
 
 async fn fire(app: &TestApp, refresh: &str) -> Vec<(StatusCode, Option<String>, Value)> {
     let requests = (0..PARALLEL).map(|_| async {
@@ -26,7 +29,11 @@ async fn fire(app: &TestApp, refresh: &str) -> Vec<(StatusCode, Option<String>, 
 }
 
 async fn fifty_parallel_refreshes_in_one_tab_share_one_successor(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |c| c.lifetimes.grace = Duration::from_secs(60)).await else { return };
+    let Some(app) =
+        TestApp::spawn_with(backend, |c| c.lifetimes.grace = Duration::from_secs(60)).await
+    else {
+        return;
+    };
     let t = app.signed_up("racer").await;
     let results = fire(&app, &t.refresh).await;
     for (status, _, body) in &results {
@@ -36,21 +43,33 @@ async fn fifty_parallel_refreshes_in_one_tab_share_one_successor(backend: Backen
     assert_eq!(successors.len(), 1, "exactly one successor exists");
     let successor = successors.into_iter().next().unwrap().clone();
     // The successor is live and the family intact.
-    assert_eq!(app.refresh_cookie(&successor).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.refresh_cookie(&successor).await.status(),
+        StatusCode::OK
+    );
 }
 
 async fn fifty_parallel_refreshes_without_grace_yield_one_successor(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |c| c.lifetimes.grace = Duration::ZERO).await else { return };
+    let Some(app) = TestApp::spawn_with(backend, |c| c.lifetimes.grace = Duration::ZERO).await
+    else {
+        return;
+    };
     let t = app.signed_up("racer").await;
     let results = fire(&app, &t.refresh).await;
-    let ok: Vec<_> = results.iter().filter(|(s, _, _)| *s == StatusCode::OK).collect();
+    let ok: Vec<_> = results
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::OK)
+        .collect();
     assert_eq!(ok.len(), 1, "exactly one request rotates");
     for (status, _, body) in results.iter().filter(|(s, _, _)| *s != StatusCode::OK) {
         assert_eq!(*status, StatusCode::UNAUTHORIZED, "{body}");
         let code = body["code"].as_str().unwrap();
         // The first loser proves theft and revokes the family; later ones
         // find it revoked already.
-        assert!(code == "token_reused" || code == "session_revoked", "{body}");
+        assert!(
+            code == "token_reused" || code == "session_revoked",
+            "{body}"
+        );
     }
     assert!(results.iter().any(|(_, _, b)| b["code"] == "token_reused"));
 }

@@ -14,7 +14,10 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] without
 /// buffering it.
-pub async fn read_body(req: &HttpRequest, payload: &mut actix_web::web::Payload) -> Result<Vec<u8>, ApiError> {
+pub async fn read_body(
+    req: &HttpRequest,
+    payload: &mut actix_web::web::Payload,
+) -> Result<Vec<u8>, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -36,8 +39,19 @@ pub async fn read_body(req: &HttpRequest, payload: &mut actix_web::web::Payload)
 
 /// Parses JSON: syntax errors are 400 `malformed_request`, wrong types or
 /// missing fields 422 `invalid_input` naming the field where serde tells.
+///
+/// Bodies must be JSON objects: serde would otherwise accept `["a", "b"]`
+/// for a struct.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| ApiError::MalformedRequest)?;
+    if !value.is_object() {
+        return Err(ApiError::InvalidInput(vec![FieldError {
+            field: "body".to_owned(),
+            message: "must be a JSON object".to_owned(),
+        }]));
+    }
+    serde_json::from_value(value).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::InvalidInput(vec![FieldError {
             field: field_of(&e.to_string()),
             message: "missing or of the wrong type".to_owned(),
@@ -78,13 +92,30 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_malformed_and_type_errors_invalid() {
-        assert!(matches!(parse_json::<Login>(b"{"), Err(ApiError::MalformedRequest)));
-        assert!(matches!(parse_json::<Login>(b"nonsense"), Err(ApiError::MalformedRequest)));
+        assert!(matches!(
+            parse_json::<Login>(b"{"),
+            Err(ApiError::MalformedRequest)
+        ));
+        assert!(matches!(
+            parse_json::<Login>(b"nonsense"),
+            Err(ApiError::MalformedRequest)
+        ));
         match parse_json::<Login>(b"{}") {
             Err(ApiError::InvalidInput(errors)) => assert_eq!(errors[0].field, "username"),
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(parse_json::<Login>(br#"{"username": 5}"#), Err(ApiError::InvalidInput(_))));
+        assert!(matches!(
+            parse_json::<Login>(br#"{"username": 5}"#),
+            Err(ApiError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            parse_json::<Login>(br#"["alice"]"#),
+            Err(ApiError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            parse_json::<Login>(b"null"),
+            Err(ApiError::InvalidInput(_))
+        ));
     }
 
     #[test]

@@ -26,11 +26,15 @@ impl IpNet {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, canonical(ip)) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -47,10 +51,15 @@ impl FromStr for IpNet {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr = canonical(IpAddr::from_str(addr).map_err(|_| format!("'{s}' is not an IP or CIDR"))?);
+        let addr =
+            canonical(IpAddr::from_str(addr).map_err(|_| format!("'{s}' is not an IP or CIDR"))?);
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("'{s}' has a bad prefix length"))?,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("'{s}' has a bad prefix length"))?,
             None => max,
         };
         Ok(Self { addr, prefix })
@@ -75,7 +84,9 @@ pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
     }
     let mut chain: Vec<IpAddr> = Vec::new();
     for value in req.headers().get_all("x-forwarded-for") {
-        let Ok(value) = value.to_str() else { return Some(peer) };
+        let Ok(value) = value.to_str() else {
+            return Some(peer);
+        };
         for entry in value.split(',') {
             match IpAddr::from_str(entry.trim()) {
                 Ok(ip) => chain.push(canonical(ip)),
@@ -84,7 +95,13 @@ pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
             }
         }
     }
-    Some(chain.into_iter().rev().find(|ip| !is_trusted(*ip)).unwrap_or(peer))
+    Some(
+        chain
+            .into_iter()
+            .rev()
+            .find(|ip| !is_trusted(*ip))
+            .unwrap_or(peer),
+    )
 }
 
 pub fn user_agent(req: &HttpRequest) -> Option<String> {
@@ -111,10 +128,18 @@ pub fn check_origin(req: &HttpRequest, config: &WebConfig) -> Result<(), ApiErro
     let Some(origin) = req.headers().get(header::ORIGIN) else {
         return Ok(());
     };
-    let origin = origin.to_str().map_err(|_| ApiError::ForbiddenOrigin)?.trim_end_matches('/');
+    let origin = origin
+        .to_str()
+        .map_err(|_| ApiError::ForbiddenOrigin)?
+        .trim_end_matches('/');
     let info = req.connection_info();
     let own = format!("{}://{}", info.scheme(), info.host());
-    if origin.eq_ignore_ascii_case(&own) || config.allowed_origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
+    if origin.eq_ignore_ascii_case(&own)
+        || config
+            .allowed_origins
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(origin))
+    {
         Ok(())
     } else {
         Err(ApiError::ForbiddenOrigin)
@@ -159,15 +184,23 @@ mod tests {
     fn behind_trusted_proxies_the_right_most_untrusted_entry_counts() {
         let trusted = vec!["10.0.0.0/8".parse().unwrap()];
         let r = req("10.0.0.1:4000", Some("6.6.6.6, 198.51.100.7, 10.0.0.2"));
-        assert_eq!(client_ip(&r, &trusted), Some("198.51.100.7".parse().unwrap()));
+        assert_eq!(
+            client_ip(&r, &trusted),
+            Some("198.51.100.7".parse().unwrap())
+        );
         let garbled = req("10.0.0.1:4000", Some("not-an-ip"));
-        assert_eq!(client_ip(&garbled, &trusted), Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(
+            client_ip(&garbled, &trusted),
+            Some("10.0.0.1".parse().unwrap())
+        );
     }
 
     #[test]
     fn user_agents_are_truncated_on_a_character_boundary() {
         let long = "é".repeat(400);
-        let r = TestRequest::default().insert_header(("User-Agent", long)).to_http_request();
+        let r = TestRequest::default()
+            .insert_header(("User-Agent", long))
+            .to_http_request();
         let ua = user_agent(&r).unwrap();
         assert!(ua.len() <= MAX_USER_AGENT_BYTES);
         assert!(ua.chars().all(|c| c == 'é'));

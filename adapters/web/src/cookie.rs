@@ -20,7 +20,9 @@ pub fn read(req: &HttpRequest, config: &WebConfig) -> Option<String> {
 
 pub fn set(config: &WebConfig, token: &str, max_age: Duration) -> Cookie<'static> {
     let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
-    base(config, token.to_owned()).max_age(CookieDuration::seconds(secs)).finish()
+    base(config, token.to_owned())
+        .max_age(CookieDuration::seconds(secs))
+        .finish()
 }
 
 pub fn clear(config: &WebConfig) -> Cookie<'static> {
@@ -44,7 +46,14 @@ mod tests {
     #[test]
     fn the_cookie_carries_every_contract_attribute() {
         let c = set(&WebConfig::default(), "twr_x", Duration::from_secs(90)).to_string();
-        for part in ["refresh_token=twr_x", "HttpOnly", "Secure", "SameSite=Strict", "Path=/auth", "Max-Age=90"] {
+        for part in [
+            "refresh_token=twr_x",
+            "HttpOnly",
+            "Secure",
+            "SameSite=Strict",
+            "Path=/auth",
+            "Max-Age=90",
+        ] {
             assert!(c.contains(part), "{c} lacks {part}");
         }
     }

@@ -49,7 +49,11 @@ pub struct UserBody {
 
 impl From<&User> for UserBody {
     fn from(u: &User) -> Self {
-        Self { id: u.id.to_string(), username: u.username.to_string(), roles: u.roles.names() }
+        Self {
+            id: u.id.to_string(),
+            username: u.username.to_string(),
+            roles: u.roles.names(),
+        }
     }
 }
 
@@ -74,7 +78,8 @@ impl TokenResponse {
             session_id: issued.session_id.to_string(),
             refresh_expires_in: issued.refresh_expires_in.as_secs(),
             user: UserBody::from(&issued.user),
-            refresh_token: (delivery == TokenDelivery::Body).then(|| issued.refresh_token.expose().to_owned()),
+            refresh_token: (delivery == TokenDelivery::Body)
+                .then(|| issued.refresh_token.expose().to_owned()),
         }
     }
 }

@@ -104,7 +104,9 @@ impl ApiError {
             Self::MissingToken { .. } => "No token was presented.",
             Self::InvalidToken { .. } => "The token is malformed, unknown or not valid here.",
             Self::TokenExpired { .. } => "The token has expired.",
-            Self::TokenReused => "This refresh token was already used; all affected sessions have been ended.",
+            Self::TokenReused => {
+                "This refresh token was already used; all affected sessions have been ended."
+            }
             Self::SessionRevoked { .. } => "The session has ended; log in again.",
             Self::Forbidden => "You lack the role this resource requires.",
             Self::ForbiddenOrigin => "Requests from this origin are not allowed.",
@@ -175,7 +177,10 @@ impl ResponseError for ApiError {
         };
         let code = self.code();
         let body = Problem {
-            kind: format!("https://tokenwarden.dev/problems/{}", code.replace('_', "-")),
+            kind: format!(
+                "https://tokenwarden.dev/problems/{}",
+                code.replace('_', "-")
+            ),
             title: self.title(),
             status: status.as_u16(),
             code,
@@ -189,7 +194,10 @@ impl ResponseError for ApiError {
         response.content_type("application/problem+json");
         response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
         if let Some(challenge) = self.challenge() {
-            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge)));
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            ));
         }
         if let Self::RateLimited { retry_after_secs } = self {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
@@ -203,6 +211,13 @@ fn error_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{SystemTime, UNIX_EPOCH};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{:x}-{:x}", nanos & 0xffff_ffff, COUNTER.fetch_add(1, Ordering::Relaxed))
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{:x}-{:x}",
+        nanos & 0xffff_ffff,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -37,8 +37,12 @@ pub fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Err(ApiError::MissingToken { bearer: true });
     };
-    let value = value.to_str().map_err(|_| ApiError::InvalidToken { bearer: true })?;
-    let (scheme, token) = value.split_once(' ').ok_or(ApiError::InvalidToken { bearer: true })?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::InvalidToken { bearer: true })?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or(ApiError::InvalidToken { bearer: true })?;
     let token = token.trim();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > MAX_BEARER_LEN {
         return Err(ApiError::InvalidToken { bearer: true });

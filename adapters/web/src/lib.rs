@@ -65,12 +65,21 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut ServiceConfig) {
                     .route("/login", web::post().to(handlers::auth::login))
                     .route("/refresh", web::post().to(handlers::auth::refresh))
                     .route("/logout", web::post().to(handlers::auth::logout))
-                    .route("/logout-all", web::post().to(handlers::sessions::logout_all))
+                    .route(
+                        "/logout-all",
+                        web::post().to(handlers::sessions::logout_all),
+                    )
                     .route("/sessions", web::get().to(handlers::sessions::list))
-                    .route("/sessions/{id}", web::delete().to(handlers::sessions::delete)),
+                    .route(
+                        "/sessions/{id}",
+                        web::delete().to(handlers::sessions::delete),
+                    ),
             )
             .route("/api/me", web::get().to(handlers::sessions::me))
-            .route("/.well-known/jwks.json", web::get().to(handlers::wellknown::jwks))
+            .route(
+                "/.well-known/jwks.json",
+                web::get().to(handlers::wellknown::jwks),
+            )
             .default_service(web::to(handlers::not_found));
     }
 }

@@ -3,43 +3,75 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use application::{IssuedTokens, LoginError, LoginInput, RefreshError, RegisterError, RegisterInput};
+use application::{
+    IssuedTokens, LoginError, LoginInput, RefreshError, RegisterError, RegisterInput,
+};
 use domain::{Password, Role, Roles, Username};
 
 use super::blocking;
 use crate::body::{parse_json, parse_optional_json, read_body};
 use crate::client::{check_origin, client_info};
-use crate::dto::{LoginRequest, RefreshRequest, RegisterRequest, TokenDelivery, TokenResponse, UserBody};
+use crate::dto::{
+    LoginRequest, RefreshRequest, RegisterRequest, TokenDelivery, TokenResponse, UserBody,
+};
 use crate::error::{ApiError, FieldError};
 use crate::{cookie, ApiState, WebConfig};
 
 /// Longest accepted device name, in characters.
 const MAX_DEVICE_NAME: usize = 100;
 
-pub async fn register(req: HttpRequest, mut payload: web::Payload, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+pub async fn register(
+    req: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
     let body: RegisterRequest = parse_json(&read_body(&req, &mut payload).await?)?;
     let mut errors = Vec::new();
     let username = Username::parse(&body.username)
-        .map_err(|e| errors.push(FieldError { field: "username".into(), message: e.to_string() }))
+        .map_err(|e| {
+            errors.push(FieldError {
+                field: "username".into(),
+                message: e.to_string(),
+            })
+        })
         .ok();
     let password = Password::parse(body.password)
-        .map_err(|e| errors.push(FieldError { field: "password".into(), message: e.to_string() }))
+        .map_err(|e| {
+            errors.push(FieldError {
+                field: "password".into(),
+                message: e.to_string(),
+            })
+        })
         .ok();
     let (Some(username), Some(password)) = (username, password) else {
         return Err(ApiError::InvalidInput(errors));
     };
-    let input = RegisterInput { username, password, roles: Roles::new([Role::user()]) };
-    let user = blocking(move || state.warden.register(input)).await?.map_err(|e| match e {
-        RegisterError::UsernameTaken => ApiError::UsernameTaken,
-        RegisterError::Unexpected(e) => e.into(),
-    })?;
+    let input = RegisterInput {
+        username,
+        password,
+        roles: Roles::new([Role::user()]),
+    };
+    let user = blocking(move || state.warden.register(input))
+        .await?
+        .map_err(|e| match e {
+            RegisterError::UsernameTaken => ApiError::UsernameTaken,
+            RegisterError::Unexpected(e) => e.into(),
+        })?;
     Ok(HttpResponse::Created().json(UserBody::from(&user)))
 }
 
-pub async fn login(req: HttpRequest, mut payload: web::Payload, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+pub async fn login(
+    req: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
     check_origin(&req, &state.config)?;
     let body: LoginRequest = parse_json(&read_body(&req, &mut payload).await?)?;
-    if body.device_name.as_ref().is_some_and(|d| d.chars().count() > MAX_DEVICE_NAME || d.chars().any(char::is_control)) {
+    if body
+        .device_name
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > MAX_DEVICE_NAME || d.chars().any(char::is_control))
+    {
         return Err(ApiError::InvalidInput(vec![FieldError {
             field: "device_name".into(),
             message: format!("at most {MAX_DEVICE_NAME} printable characters"),
@@ -54,14 +86,20 @@ pub async fn login(req: HttpRequest, mut payload: web::Payload, state: web::Data
         client: client_info(&req, &state.config),
     };
     let config = state.config.clone();
-    let issued = blocking(move || state.warden.login(input)).await?.map_err(|e| match e {
-        LoginError::InvalidCredentials => ApiError::InvalidCredentials,
-        LoginError::Unexpected(e) => e.into(),
-    })?;
+    let issued = blocking(move || state.warden.login(input))
+        .await?
+        .map_err(|e| match e {
+            LoginError::InvalidCredentials => ApiError::InvalidCredentials,
+            LoginError::Unexpected(e) => e.into(),
+        })?;
     Ok(token_response(&config, &issued, delivery))
 }
 
-pub async fn refresh(req: HttpRequest, mut payload: web::Payload, state: web::Data<ApiState>) -> HttpResponse {
+pub async fn refresh(
+    req: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<ApiState>,
+) -> HttpResponse {
     let config = state.config.clone();
     match refresh_inner(&req, &mut payload, state).await {
         Ok((issued, delivery)) => token_response(&config, &issued, delivery),
@@ -81,32 +119,50 @@ async fn refresh_inner(
         None => (cookie::read(req, &state.config), TokenDelivery::Cookie),
     };
     let client = client_info(req, &state.config);
-    let issued = blocking(move || state.warden.refresh(token.as_deref(), client)).await?.map_err(|e| match e {
-        RefreshError::Missing => ApiError::MissingToken { bearer: false },
-        RefreshError::Invalid => ApiError::InvalidToken { bearer: false },
-        RefreshError::Expired { .. } => ApiError::TokenExpired { bearer: false },
-        RefreshError::Reused { .. } => ApiError::TokenReused,
-        RefreshError::Revoked { .. } => ApiError::SessionRevoked { bearer: false },
-        RefreshError::Unexpected(e) => e.into(),
-    })?;
+    let issued = blocking(move || state.warden.refresh(token.as_deref(), client))
+        .await?
+        .map_err(|e| match e {
+            RefreshError::Missing => ApiError::MissingToken { bearer: false },
+            RefreshError::Invalid => ApiError::InvalidToken { bearer: false },
+            RefreshError::Expired { .. } => ApiError::TokenExpired { bearer: false },
+            RefreshError::Reused { .. } => ApiError::TokenReused,
+            RefreshError::Revoked { .. } => ApiError::SessionRevoked { bearer: false },
+            RefreshError::Unexpected(e) => e.into(),
+        })?;
     Ok((issued, delivery))
 }
 
-pub async fn logout(req: HttpRequest, mut payload: web::Payload, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+pub async fn logout(
+    req: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
     check_origin(&req, &state.config)?;
     let body: Option<RefreshRequest> = parse_optional_json(&read_body(&req, &mut payload).await?)?;
-    let token = body.and_then(|b| b.refresh_token).or_else(|| cookie::read(&req, &state.config));
+    let token = body
+        .and_then(|b| b.refresh_token)
+        .or_else(|| cookie::read(&req, &state.config));
     let client = client_info(&req, &state.config);
     let config = state.config.clone();
     blocking(move || state.warden.logout(token.as_deref(), client)).await??;
-    Ok(HttpResponse::NoContent().cookie(cookie::clear(&config)).finish())
+    Ok(HttpResponse::NoContent()
+        .cookie(cookie::clear(&config))
+        .finish())
 }
 
-fn token_response(config: &WebConfig, issued: &IssuedTokens, delivery: TokenDelivery) -> HttpResponse {
+fn token_response(
+    config: &WebConfig,
+    issued: &IssuedTokens,
+    delivery: TokenDelivery,
+) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     response.insert_header(("Cache-Control", "no-store"));
     if delivery == TokenDelivery::Cookie {
-        response.cookie(cookie::set(config, issued.refresh_token.expose(), issued.session_expires_in));
+        response.cookie(cookie::set(
+            config,
+            issued.refresh_token.expose(),
+            issued.session_expires_in,
+        ));
     }
     response.json(TokenResponse::new(issued, delivery))
 }

@@ -1,0 +1,643 @@
+//! Typed configuration: every setting of the contract as a flag with an
+//! environment fallback (the flag wins). Values arrive as text and are
+//! validated here, so that a bad one stops start-up with one line naming
+//! the setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use domain::{Lifetimes, ReuseResponse};
+use web::IpNet;
+
+/// A setting that could not be used. Displays as one line.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {setting}: {message}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            setting,
+            message: message.into(),
+        }
+    }
+}
+
+/// The settings as given on the command line or in the environment.
+#[derive(Debug, Clone, Args)]
+pub struct RawSettings {
+    /// Database: `sqlite://<file>` or `postgres://…`
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://tokenwarden.db",
+        global = true
+    )]
+    pub database_url: String,
+    /// Redis for the shared revocation list (unset: the database).
+    #[arg(long, env = "REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// Address to serve the API on.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub bind: String,
+    /// `iss` of access tokens.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_ISSUER",
+        default_value = "tokenwarden",
+        global = true
+    )]
+    pub issuer: String,
+    /// `aud` of access tokens.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_AUDIENCE",
+        default_value = "tokenwarden",
+        global = true
+    )]
+    pub audience: String,
+    /// Access-token lifetime (`500ms`, `2s`, `15m`, `7d`).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_ACCESS_TOKEN_TTL",
+        default_value = "15m",
+        global = true
+    )]
+    pub access_token_ttl: String,
+    /// A refresh token unused this long is dead.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_REFRESH_IDLE_TTL",
+        default_value = "7d",
+        global = true
+    )]
+    pub refresh_idle_ttl: String,
+    /// Absolute session lifetime from login.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_SESSION_MAX_LIFETIME",
+        default_value = "30d",
+        global = true
+    )]
+    pub session_max_lifetime: String,
+    /// Grace window for concurrent refreshes of the same client (0 disables).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_REUSE_GRACE",
+        default_value = "10s",
+        global = true
+    )]
+    pub reuse_grace: String,
+    /// Clock leeway when verifying access tokens.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_CLOCK_LEEWAY",
+        default_value = "0s",
+        global = true
+    )]
+    pub clock_leeway: String,
+    /// Window since a session's last use inside which an IP and device change is an anomaly.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_ANOMALY_WINDOW",
+        default_value = "10m",
+        global = true
+    )]
+    pub anomaly_window: String,
+    /// `revoke_all` or `revoke_family`.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_REUSE_RESPONSE",
+        default_value = "revoke_all",
+        global = true
+    )]
+    pub reuse_response: String,
+    /// `revoke_all` or `log_only`.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_ANOMALY_RESPONSE",
+        default_value = "revoke_all",
+        global = true
+    )]
+    pub anomaly_response: String,
+    /// Live sessions per user; the least recently used is evicted.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_MAX_SESSIONS",
+        default_value = "10",
+        global = true
+    )]
+    pub max_sessions: String,
+    /// Shared secret resource servers may introspect with.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_INTROSPECTION_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub introspection_token: Option<String>,
+    /// Name of the refresh cookie.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_COOKIE_NAME",
+        default_value = "refresh_token",
+        global = true
+    )]
+    pub cookie_name: String,
+    /// Whether the refresh cookie carries `Secure`.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_COOKIE_SECURE",
+        default_value = "true",
+        global = true
+    )]
+    pub cookie_secure: String,
+    /// Comma-separated IPs/CIDRs whose X-Forwarded-For is trusted.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_TRUSTED_PROXIES",
+        default_value = "",
+        global = true
+    )]
+    pub trusted_proxies: String,
+    /// Comma-separated origins allowed besides the server's own.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_ALLOWED_ORIGINS",
+        default_value = "",
+        global = true
+    )]
+    pub allowed_origins: String,
+    /// Directory of the signing keys.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_KEYS_DIR",
+        default_value = "./keys",
+        global = true
+    )]
+    pub keys_dir: PathBuf,
+    /// Failed logins per username before 429 (`5/min`).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_LOGIN_RATE_USER",
+        default_value = "5/min",
+        global = true
+    )]
+    pub login_rate_user: String,
+    /// Login attempts per client IP before 429 (`30/min`).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_LOGIN_RATE_IP",
+        default_value = "30/min",
+        global = true
+    )]
+    pub login_rate_ip: String,
+    /// How long audit rows are kept.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_AUDIT_RETENTION",
+        default_value = "90d",
+        global = true
+    )]
+    pub audit_retention: String,
+    /// Separate address for /metrics (unset: the API port).
+    #[arg(long, env = "TOKENWARDEN_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<String>,
+    /// Log filter, as `RUST_LOG`.
+    #[arg(long = "log", env = "RUST_LOG", default_value = "info", global = true)]
+    pub rust_log: String,
+    /// `pretty` or `json`.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_LOG_FORMAT",
+        default_value = "pretty",
+        global = true
+    )]
+    pub log_format: String,
+    /// Database connections per process.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_DB_POOL_SIZE",
+        default_value = "16",
+        global = true
+    )]
+    pub db_pool_size: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnomalyResponse {
+    RevokeAll,
+    LogOnly,
+}
+
+/// A rate limit: `count` events per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    pub bind: SocketAddr,
+    pub issuer: String,
+    pub audience: String,
+    pub lifetimes: Lifetimes,
+    pub clock_leeway: Duration,
+    pub anomaly_window: Duration,
+    pub reuse_response: ReuseResponse,
+    pub anomaly_response: AnomalyResponse,
+    pub introspection_token: Option<String>,
+    pub cookie_name: String,
+    pub cookie_secure: bool,
+    pub trusted_proxies: Vec<IpNet>,
+    pub allowed_origins: Vec<String>,
+    pub keys_dir: PathBuf,
+    pub login_rate_user: Rate,
+    pub login_rate_ip: Rate,
+    pub audit_retention: Duration,
+    pub metrics_bind: Option<SocketAddr>,
+    pub rust_log: String,
+    pub log_format: LogFormat,
+    pub db_pool_size: u32,
+}
+
+impl Config {
+    /// The defaults of the contract, with the given database and keys dir:
+    /// what tests start from.
+    pub fn with_defaults(database_url: impl Into<String>, keys_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            redis_url: None,
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            issuer: "tokenwarden".to_owned(),
+            audience: "tokenwarden".to_owned(),
+            lifetimes: Lifetimes::default(),
+            clock_leeway: Duration::ZERO,
+            anomaly_window: Duration::from_secs(600),
+            reuse_response: ReuseResponse::RevokeAll,
+            anomaly_response: AnomalyResponse::RevokeAll,
+            introspection_token: None,
+            cookie_name: "refresh_token".to_owned(),
+            cookie_secure: true,
+            trusted_proxies: Vec::new(),
+            allowed_origins: Vec::new(),
+            keys_dir: keys_dir.into(),
+            login_rate_user: Rate {
+                count: 5,
+                per: Duration::from_secs(60),
+            },
+            login_rate_ip: Rate {
+                count: 30,
+                per: Duration::from_secs(60),
+            },
+            audit_retention: Duration::from_secs(90 * 86_400),
+            metrics_bind: None,
+            rust_log: "info".to_owned(),
+            log_format: LogFormat::Pretty,
+            db_pool_size: 16,
+        }
+    }
+
+    pub fn from_raw(raw: &RawSettings) -> Result<Self, ConfigError> {
+        let database_url = raw.database_url.trim().to_owned();
+        let scheme_ok = ["sqlite://", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| database_url.starts_with(p));
+        if !scheme_ok || database_url.len() <= "sqlite://".len() {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "must start with sqlite:// (a file path) or postgres://",
+            ));
+        }
+        if let Some(url) = &raw.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError::new(
+                    "REDIS_URL",
+                    "must start with redis:// or rediss://",
+                ));
+            }
+        }
+        let lifetimes = Lifetimes {
+            access_ttl: positive("TOKENWARDEN_ACCESS_TOKEN_TTL", &raw.access_token_ttl)?,
+            idle_ttl: positive("TOKENWARDEN_REFRESH_IDLE_TTL", &raw.refresh_idle_ttl)?,
+            max_lifetime: positive(
+                "TOKENWARDEN_SESSION_MAX_LIFETIME",
+                &raw.session_max_lifetime,
+            )?,
+            grace: duration("TOKENWARDEN_REUSE_GRACE", &raw.reuse_grace)?,
+            max_sessions: raw
+                .max_sessions
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "TOKENWARDEN_MAX_SESSIONS",
+                        "must be a whole number of at least 1",
+                    )
+                })?,
+        };
+        Ok(Self {
+            database_url,
+            redis_url: raw.redis_url.clone(),
+            bind: socket("TOKENWARDEN_BIND", &raw.bind)?,
+            issuer: non_empty("TOKENWARDEN_ISSUER", &raw.issuer)?,
+            audience: non_empty("TOKENWARDEN_AUDIENCE", &raw.audience)?,
+            lifetimes,
+            clock_leeway: duration("TOKENWARDEN_CLOCK_LEEWAY", &raw.clock_leeway)?,
+            anomaly_window: duration("TOKENWARDEN_ANOMALY_WINDOW", &raw.anomaly_window)?,
+            reuse_response: match raw.reuse_response.trim() {
+                "revoke_all" => ReuseResponse::RevokeAll,
+                "revoke_family" => ReuseResponse::RevokeFamily,
+                _ => {
+                    return Err(ConfigError::new(
+                        "TOKENWARDEN_REUSE_RESPONSE",
+                        "must be revoke_all or revoke_family",
+                    ))
+                }
+            },
+            anomaly_response: match raw.anomaly_response.trim() {
+                "revoke_all" => AnomalyResponse::RevokeAll,
+                "log_only" => AnomalyResponse::LogOnly,
+                _ => {
+                    return Err(ConfigError::new(
+                        "TOKENWARDEN_ANOMALY_RESPONSE",
+                        "must be revoke_all or log_only",
+                    ))
+                }
+            },
+            introspection_token: match raw.introspection_token.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(t) if t.len() < 16 => {
+                    return Err(ConfigError::new(
+                        "TOKENWARDEN_INTROSPECTION_TOKEN",
+                        "must be at least 16 characters",
+                    ))
+                }
+                Some(t) => Some(t.to_owned()),
+            },
+            cookie_name: cookie_name(&raw.cookie_name)?,
+            cookie_secure: boolean("TOKENWARDEN_COOKIE_SECURE", &raw.cookie_secure)?,
+            trusted_proxies: list(&raw.trusted_proxies)
+                .map(|p| {
+                    p.parse::<IpNet>()
+                        .map_err(|m| ConfigError::new("TOKENWARDEN_TRUSTED_PROXIES", m))
+                })
+                .collect::<Result<_, _>>()?,
+            allowed_origins: list(&raw.allowed_origins)
+                .map(origin)
+                .collect::<Result<_, _>>()?,
+            keys_dir: raw.keys_dir.clone(),
+            login_rate_user: rate("TOKENWARDEN_LOGIN_RATE_USER", &raw.login_rate_user)?,
+            login_rate_ip: rate("TOKENWARDEN_LOGIN_RATE_IP", &raw.login_rate_ip)?,
+            audit_retention: positive("TOKENWARDEN_AUDIT_RETENTION", &raw.audit_retention)?,
+            metrics_bind: raw
+                .metrics_bind
+                .as_deref()
+                .map(|b| socket("TOKENWARDEN_METRICS_BIND", b))
+                .transpose()?,
+            rust_log: raw.rust_log.clone(),
+            log_format: match raw.log_format.trim() {
+                "pretty" => LogFormat::Pretty,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::new(
+                        "TOKENWARDEN_LOG_FORMAT",
+                        "must be pretty or json",
+                    ))
+                }
+            },
+            db_pool_size: raw
+                .db_pool_size
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "TOKENWARDEN_DB_POOL_SIZE",
+                        "must be a number from 1 to 1000",
+                    )
+                })?,
+        })
+    }
+}
+
+/// Parses `500ms`, `2s`, `15m`, `1h`, `7d` (and `0`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text == "0" {
+        return Some(Duration::ZERO);
+    }
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let ms_per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(ms_per_unit).map(Duration::from_millis)
+}
+
+fn duration(setting: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    parse_duration(text).ok_or_else(|| {
+        ConfigError::new(
+            setting,
+            format!("'{text}' is not a duration (use 500ms, 2s, 15m, 1h or 7d)"),
+        )
+    })
+}
+
+fn positive(setting: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    let d = duration(setting, text)?;
+    if d.is_zero() {
+        return Err(ConfigError::new(setting, "must be longer than zero"));
+    }
+    Ok(d)
+}
+
+fn rate(setting: &'static str, text: &str) -> Result<Rate, ConfigError> {
+    let bad = || {
+        ConfigError::new(
+            setting,
+            format!("'{text}' is not a rate (use 5/min, 30/min, 100/hour)"),
+        )
+    };
+    let (count, unit) = text.trim().split_once('/').ok_or_else(bad)?;
+    let count: u32 = count
+        .trim()
+        .parse()
+        .ok()
+        .filter(|c| *c >= 1)
+        .ok_or_else(bad)?;
+    let per = match unit.trim() {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "m" | "min" | "minute" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3_600),
+        "d" | "day" => Duration::from_secs(86_400),
+        _ => return Err(bad()),
+    };
+    Ok(Rate { count, per })
+}
+
+fn socket(setting: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.trim().parse().map_err(|_| {
+        ConfigError::new(
+            setting,
+            format!("'{text}' is not an address like 127.0.0.1:8080"),
+        )
+    })
+}
+
+fn non_empty(setting: &'static str, text: &str) -> Result<String, ConfigError> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(ConfigError::new(setting, "must not be empty"));
+    }
+    Ok(t.to_owned())
+}
+
+fn boolean(setting: &'static str, text: &str) -> Result<bool, ConfigError> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::new(
+            setting,
+            format!("'{text}' is not true or false"),
+        )),
+    }
+}
+
+fn cookie_name(text: &str) -> Result<String, ConfigError> {
+    let t = text.trim();
+    let ok = !t.is_empty()
+        && t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(t.to_owned())
+    } else {
+        Err(ConfigError::new(
+            "TOKENWARDEN_COOKIE_NAME",
+            "must be 1 to 64 characters of letters, digits, '_', '-', '.'",
+        ))
+    }
+}
+
+fn origin(text: &str) -> Result<String, ConfigError> {
+    let t = text.trim_end_matches('/');
+    let ok = (t.starts_with("http://") || t.starts_with("https://"))
+        && !t["https://".len().min(t.len())..].contains('/');
+    if ok {
+        Ok(t.to_owned())
+    } else {
+        Err(ConfigError::new(
+            "TOKENWARDEN_ALLOWED_ORIGINS",
+            format!("'{text}' is not an origin like https://app.example.com"),
+        ))
+    }
+}
+
+fn list(text: &str) -> impl Iterator<Item = &str> {
+    text.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        raw: RawSettings,
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let cli = Cli::try_parse_from(std::iter::once("tokenwarden").chain(args.iter().copied()))
+            .unwrap();
+        Config::from_raw(&cli.raw)
+    }
+
+    #[test]
+    fn durations_take_the_documented_units() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
+        for bad in ["", "5", "m", "5x", "-5s", "1.5s", "99999999999999999999d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_bad_value_names_its_setting() {
+        let e = parse(&["--access-token-ttl", "soon"]).unwrap_err();
+        assert_eq!(e.setting, "TOKENWARDEN_ACCESS_TOKEN_TTL");
+        assert!(!e.to_string().contains('\n'));
+        assert_eq!(
+            parse(&["--reuse-response", "shrug"]).unwrap_err().setting,
+            "TOKENWARDEN_REUSE_RESPONSE"
+        );
+        assert_eq!(
+            parse(&["--database-url", "mysql://x"]).unwrap_err().setting,
+            "DATABASE_URL"
+        );
+        assert_eq!(
+            parse(&["--trusted-proxies", "10.0.0.0/99"])
+                .unwrap_err()
+                .setting,
+            "TOKENWARDEN_TRUSTED_PROXIES"
+        );
+        assert_eq!(
+            parse(&["--login-rate-user", "5/fortnight"])
+                .unwrap_err()
+                .setting,
+            "TOKENWARDEN_LOGIN_RATE_USER"
+        );
+    }
+
+    #[test]
+    fn the_defaults_are_the_contracts() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.database_url, "sqlite://tokenwarden.db");
+        assert_eq!(c.lifetimes, Lifetimes::default());
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            c.login_rate_user,
+            Rate {
+                count: 5,
+                per: Duration::from_secs(60)
+            }
+        );
+        assert!(c.cookie_secure);
+        assert_eq!(c.reuse_response, ReuseResponse::RevokeAll);
+    }
+}
