@@ -244,6 +244,40 @@ mod tests {
         );
     }
 
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+
+    /// `PRAGMA name` as text; `column` is the name of its result column.
+    fn pragma(conn: &mut SqliteConnection, name: &str, column: &str) -> String {
+        diesel::sql_query(format!(
+            "SELECT CAST({column} AS TEXT) AS value FROM pragma_{name}"
+        ))
+        .get_result::<Setting>(conn)
+        .unwrap()
+        .value
+    }
+
+    #[test]
+    fn every_pooled_sqlite_connection_gets_the_settings() {
+        let test_db = crate::testing::TestDatabase::sqlite();
+        let db = test_db.connect(3);
+        // Hold several connections at once so that more than the first one
+        // is checked.
+        let mut held: Vec<_> = (0..3).map(|_| db.conn().unwrap()).collect();
+        for conn in &mut held {
+            let AnyConnection::Sqlite(conn) = &mut **conn else {
+                panic!("not SQLite");
+            };
+            assert_eq!(pragma(conn, "journal_mode", "journal_mode"), "wal");
+            assert_eq!(pragma(conn, "busy_timeout", "timeout"), "5000");
+            assert_eq!(pragma(conn, "foreign_keys", "foreign_keys"), "1");
+            assert_eq!(pragma(conn, "synchronous", "synchronous"), "1", "NORMAL");
+        }
+    }
+
     #[test]
     fn other_urls_are_refused_naming_the_setting_but_not_the_url() {
         for url in ["mysql://root:secret@h/db", "tw.db", "sqlite://", ""] {

@@ -1,8 +1,8 @@
 //! The two transactions that act on a presented refresh token: rotation and
-//! ending its session. Both find the token, lock its user and session, read
-//! the session *after* locking (a concurrent rotation may have committed
-//! meanwhile), let [`domain::decide`] choose, and apply the choice before
-//! committing. Of N concurrent rotations of one token, the first to get the
+//! ending its session. Both find the token, lock its user and session and
+//! read the session *with* the lock (a concurrent rotation may have committed
+//! while this one waited), let [`domain::decide`] choose, and apply the
+//! choice before committing. Of N concurrent rotations of one token, the first to get the
 //! lock rotates; the others then see the new generation and get a grace
 //! replay or reuse.
 
@@ -10,23 +10,24 @@ use std::time::Duration;
 
 use application::ports::{EndOutcome, EndReason, EndRequest, RotateOutcome, RotateRequest};
 use diesel::prelude::*;
-use domain::{
-    decide, PresentedToken, ReuseResponse, RotationDecision, Session, SessionState, Timestamp, User,
-};
+use domain::{decide, PresentedToken, ReuseResponse, RotationDecision, SessionState, Timestamp};
 
 use crate::connection::{AnyConnection, Database};
 use crate::error::DbError;
 use crate::rows::{generation_to_db, reason, FoundToken, NewTokenRow, SessionRow, UserRow};
-use crate::schema::{refresh_tokens, sessions, users};
+use crate::schema::{refresh_tokens, sessions};
 use crate::sessions::{revoke_session, revoke_user_sessions};
-use crate::transaction::{lock_rows, write_transaction};
+use crate::transaction::{lock_session, lock_user, write_transaction};
 
 impl Database {
     pub(crate) fn rotate_token(&self, request: &RotateRequest) -> Result<RotateOutcome, DbError> {
         let presented_digest = request.presented.to_hex();
         let mut conn = self.conn()?;
+        let Some(token) = find_token(&mut conn, &presented_digest)? else {
+            return Ok(RotateOutcome::UnknownToken);
+        };
         write_transaction(&mut conn, |conn| {
-            let Some((token, row)) = find_and_lock(conn, &presented_digest)? else {
+            let Some((user, mut row)) = lock_user_and_session(conn, &token)? else {
                 return Ok(RotateOutcome::UnknownToken);
             };
             let presented = token.generation()?;
@@ -41,6 +42,8 @@ impl Database {
                 request.now,
             );
             let now = request.now.as_millis();
+            // Each change is written and mirrored in `row`, which becomes
+            // the state returned.
             match decision {
                 RotationDecision::Rotate { next } => {
                     diesel::update(refresh_tokens::table.find(&presented_digest))
@@ -57,31 +60,42 @@ impl Database {
                             expires_at: row.expires_at,
                         })
                         .execute(conn)?;
+                    row.generation = generation_to_db(next);
+                    row.rotated_at = now;
+                    row.last_used_at = now;
+                    row.rotated_by = request.client.user_agent.clone();
+                    row.last_user_agent = request.client.user_agent.clone();
+                    row.last_ip = request.client.ip.clone();
                     diesel::update(sessions::table.find(&row.id))
                         .set((
-                            sessions::generation.eq(generation_to_db(next)),
-                            sessions::rotated_at.eq(now),
-                            sessions::last_used_at.eq(now),
-                            sessions::rotated_by.eq(user_agent),
-                            sessions::last_user_agent.eq(user_agent),
-                            sessions::last_ip.eq(request.client.ip.as_deref()),
+                            sessions::generation.eq(row.generation),
+                            sessions::rotated_at.eq(row.rotated_at),
+                            sessions::last_used_at.eq(row.last_used_at),
+                            sessions::rotated_by.eq(&row.rotated_by),
+                            sessions::last_user_agent.eq(&row.last_user_agent),
+                            sessions::last_ip.eq(&row.last_ip),
                         ))
                         .execute(conn)?;
                 }
                 RotationDecision::GraceReplay => {
+                    row.last_used_at = now;
                     diesel::update(sessions::table.find(&row.id))
                         .set(sessions::last_used_at.eq(now))
                         .execute(conn)?;
                 }
-                RotationDecision::Reuse => theft_response(conn, &row, request.reuse_response, now)?,
+                RotationDecision::Reuse => {
+                    theft_response(conn, &row, request.reuse_response, now)?;
+                    // Either scope revokes this (live, so not yet revoked)
+                    // session.
+                    row.revoked_at = Some(now);
+                }
                 RotationDecision::Expired(_) | RotationDecision::Revoked => {}
             }
-            let (session, user) = load_session_with_user(conn, &row.id)?;
             Ok(RotateOutcome::Decided {
                 decision,
                 presented,
-                session,
-                user,
+                session: row.into_session()?,
+                user: user.into_user()?,
             })
         })
     }
@@ -89,8 +103,11 @@ impl Database {
     pub(crate) fn end_session_by_token(&self, request: &EndRequest) -> Result<EndOutcome, DbError> {
         let digest = request.token.to_hex();
         let mut conn = self.conn()?;
+        let Some(token) = find_token(&mut conn, &digest)? else {
+            return Ok(EndOutcome::UnknownToken);
+        };
         write_transaction(&mut conn, |conn| {
-            let Some((token, row)) = find_and_lock(conn, &digest)? else {
+            let Some((_, row)) = lock_user_and_session(conn, &token)? else {
                 return Ok(EndOutcome::UnknownToken);
             };
             let (session, user) = token.ids()?;
@@ -139,13 +156,13 @@ fn is_live(state: &SessionState, idle_ttl: Duration, now: Timestamp) -> bool {
     !state.revoked && now < state.rotated_at.plus(idle_ttl).min(state.expires_at)
 }
 
-/// Finds the token with this digest and locks its user and session; `None`
-/// when either is gone. The session is read after the lock is held.
-fn find_and_lock(
-    conn: &mut AnyConnection,
-    digest: &str,
-) -> Result<Option<(FoundToken, SessionRow)>, DbError> {
-    let token = refresh_tokens::table
+/// Finds the presented token with a plain read, before any transaction:
+/// unknown tokens (typos, cleaned up, or an attacker guessing) then never
+/// queue for the write lock. What it reads never changes once committed
+/// (a token's generation and session, a session's user), and a client only
+/// ever holds a token whose insert has committed.
+fn find_token(conn: &mut AnyConnection, digest: &str) -> Result<Option<FoundToken>, DbError> {
+    Ok(refresh_tokens::table
         .inner_join(sessions::table)
         .filter(refresh_tokens::digest.eq(digest))
         .select((
@@ -154,19 +171,19 @@ fn find_and_lock(
             sessions::user_id,
         ))
         .first::<FoundToken>(conn)
-        .optional()?;
-    let Some(token) = token else {
+        .optional()?)
+}
+
+/// Inside the transaction: locks the token's user, then its session, and
+/// returns both as they are now; `None` when either is gone.
+fn lock_user_and_session(
+    conn: &mut AnyConnection,
+    token: &FoundToken,
+) -> Result<Option<(UserRow, SessionRow)>, DbError> {
+    let Some(user) = lock_user(conn, &token.user_id)? else {
         return Ok(None);
     };
-    if !lock_rows(conn, &token.user_id, Some(&token.session_id))? {
-        return Ok(None);
-    }
-    let row = sessions::table
-        .find(&token.session_id)
-        .select(SessionRow::as_select())
-        .first(conn)
-        .optional()?;
-    Ok(row.map(|row| (token, row)))
+    Ok(lock_session(conn, &token.session_id)?.map(|session| (user, session)))
 }
 
 /// The theft response: revokes the session's family, or every live session
@@ -186,16 +203,4 @@ fn theft_response(
         }
     }
     Ok(())
-}
-
-fn load_session_with_user(
-    conn: &mut AnyConnection,
-    session_id: &str,
-) -> Result<(Session, User), DbError> {
-    let (session, user) = sessions::table
-        .inner_join(users::table)
-        .filter(sessions::id.eq(session_id))
-        .select((SessionRow::as_select(), UserRow::as_select()))
-        .first::<(SessionRow, UserRow)>(conn)?;
-    Ok((session.into_session()?, user.into_user()?))
 }

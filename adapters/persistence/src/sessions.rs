@@ -16,7 +16,7 @@ use crate::connection::{AnyConnection, Database};
 use crate::error::{store, DbError};
 use crate::rows::{generation_to_db, reason, NewSessionRow, NewTokenRow, SessionRow};
 use crate::schema::{refresh_tokens, sessions};
-use crate::transaction::{lock_rows, write_transaction};
+use crate::transaction::{lock_user, write_transaction};
 
 impl SessionRepository for Database {
     fn create(
@@ -89,7 +89,9 @@ impl Database {
         let expires_at = new.expires_at.as_millis();
         let mut conn = self.conn()?;
         write_transaction(&mut conn, |conn| {
-            lock_rows(conn, &user_id, None)?;
+            // The user row orders this against other writers of the user's
+            // sessions (see `transaction.rs`).
+            lock_user(conn, &user_id)?;
             diesel::insert_into(sessions::table)
                 .values(NewSessionRow {
                     id: &id,
@@ -136,7 +138,7 @@ impl Database {
         let user_id = user.to_string();
         let mut conn = self.conn()?;
         let revoked = write_transaction(&mut conn, |conn| {
-            lock_rows(conn, &user_id, None)?;
+            lock_user(conn, &user_id)?;
             revoke_user_sessions(conn, &user_id, now.as_millis(), reason::REVOKE_ALL)
         })?;
         Ok(u64::try_from(revoked).unwrap_or(u64::MAX))

@@ -11,18 +11,21 @@
 //!   issues the `BEGIN` on the inner connection and lets the
 //!   `MultiConnection` transaction manager (which delegates to the same inner
 //!   manager) commit or roll back.
-//! * PostgreSQL: row locks (`SELECT ... FOR UPDATE`), taken with raw SQL on
-//!   the PostgreSQL variant because Diesel's locking clauses are not
-//!   available over `MultiConnection`. Writers lock the user row first and
-//!   the session row second, so two transactions never wait for each other
-//!   in a cycle (a theft response revokes *other* sessions of the user).
+//! * PostgreSQL: row locks (`SELECT ... FOR UPDATE`). Diesel's locking
+//!   clauses are not available over `MultiConnection`, so [`lock_user`] and
+//!   [`lock_session`] run the same query on the inner `PgConnection` with the
+//!   lock, and on SQLite without. Writers lock the user row first and the
+//!   session row second, so two transactions never wait for each other in a
+//!   cycle (a theft response, an eviction or `revoke_all` change *several*
+//!   sessions of one user).
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
-use diesel::sql_types::Text;
-use diesel::{sql_query, RunQueryDsl};
+use diesel::prelude::*;
 
 use crate::connection::AnyConnection;
 use crate::error::DbError;
+use crate::rows::{SessionRow, UserRow};
+use crate::schema::{sessions, users};
 
 /// Runs `f` in a transaction that holds the write lock (SQLite) from its
 /// first statement. Commits when `f` returns `Ok`, rolls back on `Err`.
@@ -54,30 +57,44 @@ pub(crate) fn write_transaction<T>(
     }
 }
 
-/// Locks the user's row, then (if given) the session's row, until the end
-/// of the transaction. PostgreSQL only; on SQLite the transaction already
-/// holds the database's write lock.
-///
-/// `FOR NO KEY UPDATE` on the user: it serialises the writers of one user's
-/// sessions without blocking the foreign-key checks of new sessions.
-///
-/// Returns `false` when the session row does not exist (any more).
-pub(crate) fn lock_rows(
+/// Reads the user, locking the row until the end of the transaction on
+/// PostgreSQL (`FOR NO KEY UPDATE`: it serialises the writers of one user's
+/// sessions without blocking the foreign-key checks of new sessions). On
+/// SQLite the transaction already holds the database's write lock.
+pub(crate) fn lock_user(
     conn: &mut AnyConnection,
     user_id: &str,
-    session_id: Option<&str>,
-) -> Result<bool, DbError> {
-    let AnyConnection::Postgresql(pg) = conn else {
-        return Ok(true);
-    };
-    sql_query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
-        .bind::<Text, _>(user_id)
-        .execute(pg)?;
-    let Some(session_id) = session_id else {
-        return Ok(true);
-    };
-    let locked = sql_query("SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE")
-        .bind::<Text, _>(session_id)
-        .execute(pg)?;
-    Ok(locked == 1)
+) -> Result<Option<UserRow>, DbError> {
+    // `as_select` is typed by backend, hence the query once per variant.
+    let user = users::table.find(user_id);
+    Ok(match conn {
+        AnyConnection::Postgresql(pg) => user
+            .select(UserRow::as_select())
+            .for_no_key_update()
+            .first(pg)
+            .optional()?,
+        AnyConnection::Sqlite(sqlite) => {
+            user.select(UserRow::as_select()).first(sqlite).optional()?
+        }
+    })
+}
+
+/// Reads the session, locking the row until the end of the transaction on
+/// PostgreSQL (`FOR UPDATE`). Lock the user first (see the module docs).
+pub(crate) fn lock_session(
+    conn: &mut AnyConnection,
+    session_id: &str,
+) -> Result<Option<SessionRow>, DbError> {
+    let session = sessions::table.find(session_id);
+    Ok(match conn {
+        AnyConnection::Postgresql(pg) => session
+            .select(SessionRow::as_select())
+            .for_update()
+            .first(pg)
+            .optional()?,
+        AnyConnection::Sqlite(sqlite) => session
+            .select(SessionRow::as_select())
+            .first(sqlite)
+            .optional()?,
+    })
 }

@@ -8,6 +8,7 @@
 
 mod common;
 
+mod connect;
 mod race;
 mod rotation;
 mod sessions;

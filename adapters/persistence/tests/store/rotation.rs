@@ -60,6 +60,11 @@ fn the_current_token_rotates_into_the_next_generation(db: &TestDatabase) {
         (session.created_at, session.expires_at)
     );
     assert_eq!(after.revoked_at, None);
+    // What is returned is what was stored.
+    assert_eq!(
+        db.list_live(alice.id, idle(), at(5)).unwrap(),
+        vec![after.clone()]
+    );
 
     // The successor is the current token now.
     let t2 = digest();
@@ -130,6 +135,10 @@ fn a_replay_of_the_parent_inside_the_grace_window_is_a_grace_replay(db: &TestDat
     assert_eq!(session.rotated_at, at(5));
     assert_eq!(session.last_used_at, at(14), "the use is recorded");
     assert_eq!(session.revoked_at, None);
+    assert_eq!(
+        db.list_live(alice.id, idle(), at(14)).unwrap(),
+        vec![session]
+    );
 
     // The successor still rotates normally afterwards.
     let t2 = digest();
