@@ -5,17 +5,22 @@
 //! atomicity is the adapters' job (see [`ports::SessionRepository`]).
 
 pub mod auth;
+pub mod cleanup;
+pub mod introspect;
 mod issue;
 pub mod login;
 pub mod ports;
 pub mod refresh;
 pub mod register;
+pub mod revocation;
 pub mod sessions;
+pub mod status_cache;
 
 #[cfg(test)]
 mod test_support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use domain::{Lifetimes, RefreshSecret, ReuseResponse};
 
@@ -27,8 +32,8 @@ pub use register::{RegisterError, RegisterInput};
 pub use sessions::{DeleteSessionError, SessionView};
 
 use ports::{
-    AccessTokenSigner, Clock, CryptoError, PasswordHasher, RandomSource, SessionRepository,
-    StoreError, UserRepository,
+    AccessTokenSigner, Clock, CryptoError, PasswordHasher, RandomSource, RevocationList,
+    SessionRepository, StoreError, UserRepository,
 };
 
 /// Policies the use cases follow.
@@ -38,6 +43,9 @@ pub struct Settings {
     pub reuse_response: ReuseResponse,
     /// Key that successor refresh tokens are derived with.
     pub refresh_secret: RefreshSecret,
+    /// The access-token verifier's clock leeway: revocation entries outlive
+    /// the tokens they cover by this much.
+    pub clock_leeway: Duration,
 }
 
 /// The adapters behind the ports.
@@ -48,17 +56,24 @@ pub struct Ports {
     pub signer: Arc<dyn AccessTokenSigner>,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn RandomSource>,
+    pub revocations: Arc<dyn RevocationList>,
 }
 
 /// The application service: every use case is a method on it.
 pub struct TokenWarden {
     ports: Ports,
     settings: Settings,
+    /// Sessions recently found live (see [`status_cache`]).
+    status_cache: status_cache::LiveSessions,
 }
 
 impl TokenWarden {
     pub fn new(ports: Ports, settings: Settings) -> Self {
-        Self { ports, settings }
+        Self {
+            ports,
+            settings,
+            status_cache: status_cache::LiveSessions::default(),
+        }
     }
 
     pub fn settings(&self) -> &Settings {
