@@ -1,1 +1,15 @@
+//! Redis adapters for Token Warden.
+//!
+//! [`RedisRevocationList`] implements the application's
+//! [`application::ports::RevocationList`] over Redis, with the database list
+//! as its durable record and fallback: see [`revocation`] for how entries
+//! are written, shared between instances (pub/sub) and checked, and what
+//! happens while Redis is down. [`pool`] gives every Redis call a deadline.
 
+pub mod pool;
+pub mod revocation;
+mod subscriber;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use revocation::{OnRedisFailure, RedisConfig, RedisRevocationList};
