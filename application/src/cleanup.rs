@@ -14,6 +14,7 @@
 //! that refreshes never wait behind one long delete, and takes a lock that
 //! keeps a second instance's job from doing the same work at the same time.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,7 +72,9 @@ impl CleanupReport {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait ExpiredDataStore: Send + Sync + 'static {
     /// One pass over every table, in batches. Returns `None`, having done
-    /// nothing, when another instance's pass holds the cleanup lock.
+    /// nothing, when another instance's pass holds the cleanup lock. Stops
+    /// after the current batch once `stop` is set (shutdown), reporting
+    /// what was removed so far.
     ///
     /// # Errors
     /// [`StoreError`] when storage fails; what earlier batches deleted stays
@@ -80,6 +83,7 @@ pub trait ExpiredDataStore: Send + Sync + 'static {
         &self,
         cutoffs: CleanupCutoffs,
         batching: Batching,
+        stop: &AtomicBool,
     ) -> Result<Option<CleanupReport>, StoreError>;
 }
 
@@ -124,13 +128,25 @@ impl Cleanup {
     /// # Errors
     /// [`StoreError`] when storage fails.
     pub fn run(&self) -> Result<CleanupRun, StoreError> {
+        self.run_until(&AtomicBool::new(false))
+    }
+
+    /// One pass that ends early (after the batch under way) once `stop` is
+    /// set.
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage fails.
+    pub fn run_until(&self, stop: &AtomicBool) -> Result<CleanupRun, StoreError> {
         let now = self.clock.now();
         let cutoffs = CleanupCutoffs {
             now,
             audit_before: now.minus(self.policy.audit_retention),
         };
         Ok(
-            match self.store.purge_expired(cutoffs, self.policy.batching)? {
+            match self
+                .store
+                .purge_expired(cutoffs, self.policy.batching, stop)?
+            {
                 Some(report) => CleanupRun::Done(report),
                 None => CleanupRun::Skipped,
             },
@@ -168,7 +184,7 @@ mod tests {
         };
         store
             .expect_purge_expired()
-            .withf(|cutoffs, batching| {
+            .withf(|cutoffs, batching, _| {
                 *cutoffs
                     == CleanupCutoffs {
                         now: NOW,

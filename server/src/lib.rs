@@ -1,7 +1,9 @@
 //! Token Warden's composition root: typed configuration, the adapters wired
 //! behind the application's ports, and the HTTP server.
 
+pub mod cleanup;
 pub mod config;
+pub mod revocations;
 pub mod startup;
 pub mod system;
 pub mod telemetry;

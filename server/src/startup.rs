@@ -12,7 +12,9 @@ use password::Argon2Hasher;
 use persistence::Database;
 use web::{ApiState, JwksSource, WebConfig};
 
+use crate::cleanup::{spawn_cleanup_job, CleanupJob};
 use crate::config::Config;
+use crate::revocations::open_revocations;
 use crate::system::{OsRandom, SystemClock};
 
 /// Why the server could not start. One line, naming the setting at fault.
@@ -22,6 +24,8 @@ pub enum StartupError {
     Database(String),
     #[error("cannot use TOKENWARDEN_KEYS_DIR: {0}")]
     Keys(String),
+    #[error("cannot use REDIS_URL: {0}")]
+    Redis(String),
     #[error("cannot listen on {setting}: {message}")]
     Bind {
         setting: &'static str,
@@ -38,7 +42,8 @@ pub fn open_database(config: &Config) -> Result<Database, StartupError> {
     Ok(db)
 }
 
-/// The use cases wired to the real adapters.
+/// The use cases wired to the real adapters. Blocks briefly (connecting to
+/// Redis when configured): call it off the async workers.
 pub fn build_warden(
     config: &Config,
     db: &Database,
@@ -60,11 +65,13 @@ pub fn build_warden(
         signer: Arc::new(signer),
         clock: Arc::new(SystemClock),
         random: Arc::new(OsRandom),
+        revocations: open_revocations(config, db)?,
     };
     let settings = Settings {
         lifetimes: config.lifetimes.clone(),
         reuse_response: config.reuse_response,
         refresh_secret: RefreshSecret::from_bytes(keys.refresh_secret()),
+        clock_leeway: config.clock_leeway,
     };
     Ok(TokenWarden::new(ports, settings))
 }
@@ -85,18 +92,22 @@ impl JwksSource for Jwks {
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
+    /// Stops with the server.
+    _cleanup: CleanupJob,
 }
 
 impl Application {
     /// Migrates the database, loads or creates the keys, binds the socket.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let setup = config.clone();
-        let (db, keys) = tokio::task::spawn_blocking(move || -> Result<_, StartupError> {
-            Ok((open_database(&setup)?, open_keys(&setup)?))
+        let (db, keys, warden) = tokio::task::spawn_blocking(move || -> Result<_, StartupError> {
+            let (db, keys) = (open_database(&setup)?, open_keys(&setup)?);
+            let warden = build_warden(&setup, &db, &keys)?;
+            Ok((db, keys, warden))
         })
         .await
         .map_err(|e| StartupError::Database(e.to_string()))??;
-        let warden = Arc::new(build_warden(&config, &db, &keys)?);
+        let warden = Arc::new(warden);
         let state = ApiState {
             warden,
             config: Arc::new(WebConfig {
@@ -104,6 +115,9 @@ impl Application {
                 cookie_secure: config.cookie_secure,
                 allowed_origins: config.allowed_origins.clone(),
                 trusted_proxies: config.trusted_proxies.clone(),
+                introspection_secret: config.introspection_token.clone(),
+                issuer: config.issuer.clone(),
+                audience: config.audience.clone(),
             }),
             jwks: Arc::new(Jwks(keys)),
         };
@@ -126,7 +140,11 @@ impl Application {
             })?
             .shutdown_timeout(30)
             .run();
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            _cleanup: spawn_cleanup_job(&config, &db),
+        })
     }
 
     pub fn port(&self) -> u16 {

@@ -16,6 +16,7 @@
 //! their session), then sessions (whose delete cascades to whatever tokens
 //! are left), revocation entries, audit rows.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use application::cleanup::Batching;
@@ -63,8 +64,10 @@ impl ExpiredDataStore for Database {
         &self,
         cutoffs: CleanupCutoffs,
         batching: Batching,
+        stop: &AtomicBool,
     ) -> Result<Option<CleanupReport>, StoreError> {
-        self.purge(cutoffs, batching).map_err(store("cleanup"))
+        self.purge(cutoffs, batching, stop)
+            .map_err(store("cleanup"))
     }
 }
 
@@ -85,6 +88,7 @@ impl Database {
         &self,
         cutoffs: CleanupCutoffs,
         batching: Batching,
+        stop: &AtomicBool,
     ) -> Result<Option<CleanupReport>, DbError> {
         let mut conn = self.conn()?;
         if let AnyConnection::Postgresql(pg) = &mut *conn {
@@ -95,10 +99,12 @@ impl Database {
                 return Ok(None);
             }
         }
-        let report = purge_all(&mut conn, cutoffs, batching);
+        let report = purge_all(&mut conn, cutoffs, batching, stop);
         if let AnyConnection::Postgresql(pg) = &mut *conn {
-            // A connection that cannot unlock is broken, and its server
-            // session (with the lock) ends when the pool drops it.
+            // A connection that cannot unlock is most likely broken, and
+            // its server session (with the lock) ends with it; at worst the
+            // pool retires it after its maximum lifetime (30 min), and other
+            // instances skip their passes until then.
             if let Err(error) = sql_query("SELECT pg_advisory_unlock($1)")
                 .bind::<BigInt, _>(CLEANUP_LOCK_KEY)
                 .execute(pg)
@@ -114,6 +120,7 @@ fn purge_all(
     conn: &mut AnyConnection,
     cutoffs: CleanupCutoffs,
     batching: Batching,
+    stop: &AtomicBool,
 ) -> Result<CleanupReport, DbError> {
     let now = cutoffs.now.as_millis();
     let deadline = |table, column| Purge {
@@ -123,9 +130,14 @@ fn purge_all(
         cutoff: now,
     };
     let mut report = CleanupReport {
-        refresh_tokens: purge(conn, &deadline("refresh_tokens", "expires_at"), batching)?,
-        sessions: purge(conn, &deadline("sessions", "expires_at"), batching)?,
-        revocations: purge(conn, &deadline("revocations", "expires_at"), batching)?,
+        refresh_tokens: purge(
+            conn,
+            &deadline("refresh_tokens", "expires_at"),
+            batching,
+            stop,
+        )?,
+        sessions: purge(conn, &deadline("sessions", "expires_at"), batching, stop)?,
+        revocations: purge(conn, &deadline("revocations", "expires_at"), batching, stop)?,
         audit_rows: None,
     };
     for audit in AUDIT_TABLES {
@@ -141,6 +153,7 @@ fn purge_all(
                 cutoff: cutoffs.audit_before.as_millis(),
             },
             batching,
+            stop,
         )?;
         report.audit_rows = Some(report.audit_rows.unwrap_or(0).saturating_add(purged));
     }
@@ -148,12 +161,20 @@ fn purge_all(
 }
 
 /// Deletes the rows `rule` selects, batch by batch; returns how many.
-fn purge(conn: &mut AnyConnection, rule: &Purge, batching: Batching) -> Result<u64, DbError> {
+fn purge(
+    conn: &mut AnyConnection,
+    rule: &Purge,
+    batching: Batching,
+    stop: &AtomicBool,
+) -> Result<u64, DbError> {
     let batch = i64::from(batching.batch_size.max(1));
     let op = if rule.inclusive { "<=" } else { "<" };
     let (table, column) = (rule.table, rule.column);
     let mut total = 0u64;
     loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(total);
+        }
         let deleted = write_transaction(conn, |conn| {
             Ok(match conn {
                 AnyConnection::Postgresql(pg) => sql_query(format!(

@@ -18,6 +18,7 @@ use crate::common::*;
 
 on_both_backends!(
     cleanup_removes_exactly_what_has_expired,
+    a_pass_stops_after_the_batch_under_way_when_told_to,
     a_pass_finding_the_lock_taken_does_nothing,
     refreshes_during_a_cleanup_of_100_000_expired_rows_all_succeed,
 );
@@ -92,7 +93,7 @@ fn cleanup_removes_exactly_what_has_expired(db: &TestDatabase) {
     .unwrap();
 
     let report = db
-        .purge_expired(cutoffs_at(1_000), small_batches())
+        .purge_expired(cutoffs_at(1_000), small_batches(), &AtomicBool::new(false))
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -145,7 +146,7 @@ fn cleanup_removes_exactly_what_has_expired(db: &TestDatabase) {
 
     // Nothing left to do.
     assert_eq!(
-        db.purge_expired(cutoffs_at(1_000), small_batches())
+        db.purge_expired(cutoffs_at(1_000), small_batches(), &AtomicBool::new(false))
             .unwrap()
             .unwrap(),
         CleanupReport::default()
@@ -161,14 +162,14 @@ fn a_pass_finding_the_lock_taken_does_nothing(db: &TestDatabase) {
     let seeded = seed_expired_sessions(&database, 10, 1, at(0));
     assert_eq!(
         database
-            .purge_expired(cutoffs_at(1), Batching::default())
+            .purge_expired(cutoffs_at(1), Batching::default(), &AtomicBool::new(false))
             .unwrap(),
         None,
         "another instance is cleaning up"
     );
     drop(lock);
     let report = database
-        .purge_expired(cutoffs_at(1), Batching::default())
+        .purge_expired(cutoffs_at(1), Batching::default(), &AtomicBool::new(false))
         .unwrap()
         .unwrap();
     assert_eq!(report.sessions, seeded.sessions);
@@ -214,6 +215,7 @@ fn refreshes_during_a_cleanup_of_100_000_expired_rows_all_succeed(db: &TestDatab
                 batch_size: 1_000,
                 pause: Duration::from_millis(1),
             },
+            &AtomicBool::new(false),
         )
         .unwrap()
         .unwrap();
@@ -231,4 +233,27 @@ fn refreshes_during_a_cleanup_of_100_000_expired_rows_all_succeed(db: &TestDatab
         4,
         "the live sessions are untouched"
     );
+}
+
+fn a_pass_stops_after_the_batch_under_way_when_told_to(db: &TestDatabase) {
+    let database = db.open(2);
+    seed_expired_sessions(&database, 50, 1, at(0));
+    let batching = Batching {
+        batch_size: 10,
+        pause: Duration::ZERO,
+    };
+    let stopped = database
+        .purge_expired(cutoffs_at(1), batching, &AtomicBool::new(true))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stopped,
+        CleanupReport::default(),
+        "told to stop before a batch"
+    );
+    let report = database
+        .purge_expired(cutoffs_at(1), batching, &AtomicBool::new(false))
+        .unwrap()
+        .unwrap();
+    assert_eq!((report.refresh_tokens, report.sessions), (50, 50));
 }
