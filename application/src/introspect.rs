@@ -67,7 +67,7 @@ impl TokenWarden {
             key: RevocationKey::AccessToken(jti),
             expires_at: claims.expires_at.plus(self.settings.clock_leeway),
         };
-        self.ports.revocations.revoke(&[entry], now)?;
+        self.ports.revocations.revoke(&[entry])?;
         Ok(())
     }
 }
@@ -198,8 +198,8 @@ mod tests {
             }));
         m.revocations
             .expect_revoke()
-            .withf(move |entries, now| {
-                entries.len() == 1 && entries[0].key == RevocationKey::Session(s.id) && *now == NOW
+            .withf(move |entries| {
+                entries.len() == 1 && entries[0].key == RevocationKey::Session(s.id)
             })
             .times(1)
             .return_const(Ok(()));
@@ -221,7 +221,7 @@ mod tests {
         };
         m.revocations
             .expect_revoke()
-            .withf(move |entries, now| entries == [expected] && *now == NOW)
+            .withf(move |entries| entries == [expected])
             .times(1)
             .return_const(Ok(()));
         m.sessions.expect_end_by_token().never();

@@ -625,9 +625,8 @@ mod tests {
             });
         m.revocations
             .expect_revoke()
-            .withf(move |entries, now| {
-                *now == NOW
-                    && entries.len() == 1
+            .withf(move |entries| {
+                entries.len() == 1
                     && entries[0].key == crate::ports::RevocationKey::Session(listed[0])
             })
             .times(1)
@@ -651,7 +650,7 @@ mod tests {
             }));
         m.revocations
             .expect_revoke()
-            .withf(move |entries, _| {
+            .withf(move |entries| {
                 entries.iter().map(|e| e.key).eq([
                     crate::ports::RevocationKey::Session(old.id),
                     crate::ports::RevocationKey::Session(other),

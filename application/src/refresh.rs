@@ -420,20 +420,19 @@ mod tests {
         });
         m.revocations
             .expect_revoke()
-            .withf(move |entries, now| {
+            .withf(move |entries| {
                 let until = NOW.plus(access_ttl).plus(std::time::Duration::from_secs(5));
-                *now == NOW
-                    && entries
-                        == [
-                            crate::ports::Revocation {
-                                key: RevocationKey::Session(s.id),
-                                expires_at: until,
-                            },
-                            crate::ports::Revocation {
-                                key: RevocationKey::Session(other),
-                                expires_at: until,
-                            },
-                        ]
+                entries
+                    == [
+                        crate::ports::Revocation {
+                            key: RevocationKey::Session(s.id),
+                            expires_at: until,
+                        },
+                        crate::ports::Revocation {
+                            key: RevocationKey::Session(other),
+                            expires_at: until,
+                        },
+                    ]
             })
             .times(1)
             .return_const(Ok(()));

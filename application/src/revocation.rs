@@ -91,14 +91,13 @@ pub enum Consistency {
 /// The shared list of revoked sessions and access tokens.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait RevocationList: Send + Sync + 'static {
-    /// Adds `entries` (an existing key keeps the later expiry). `now` is
-    /// when they were revoked.
+    /// Adds `entries` (an existing key keeps the later expiry).
     ///
     /// # Errors
     /// [`StoreError`] when the entries could not be recorded durably. An
     /// adapter with a secondary store (Redis) records them in the primary
     /// one and catches the secondary up later instead of failing.
-    fn revoke(&self, entries: &[Revocation], now: Timestamp) -> Result<(), StoreError>;
+    fn revoke(&self, entries: &[Revocation]) -> Result<(), StoreError>;
 
     /// The first of `keys` that is revoked at `now`, if any.
     ///
@@ -150,7 +149,7 @@ impl TokenWarden {
         }
         let entries = self.session_revocations(sessions, revoked_at);
         self.status_cache.forget(sessions);
-        if let Err(error) = self.ports.revocations.revoke(&entries, revoked_at) {
+        if let Err(error) = self.ports.revocations.revoke(&entries) {
             tracing::error!(
                 %error,
                 sessions = sessions.len(),

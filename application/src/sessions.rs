@@ -428,11 +428,10 @@ mod tests {
         m.revocations = crate::ports::MockRevocationList::new();
         m.revocations
             .expect_revoke()
-            .withf(move |entries, now| {
-                *now == NOW
-                    && entries.iter().map(|e| (e.key, e.expires_at)).eq(sessions
-                        .iter()
-                        .map(|s| (RevocationKey::Session(*s), NOW.plus(access_ttl))))
+            .withf(move |entries| {
+                entries.iter().map(|e| (e.key, e.expires_at)).eq(sessions
+                    .iter()
+                    .map(|s| (RevocationKey::Session(*s), NOW.plus(access_ttl))))
             })
             .times(1)
             .return_const(Ok(()));

@@ -182,7 +182,7 @@ pub(crate) fn session_of(user: &User) -> Session {
 pub(crate) fn empty_revocation_list() -> MockRevocationList {
     let mut list = MockRevocationList::new();
     list.expect_check().returning(|_, _, _| Ok(None));
-    list.expect_revoke().returning(|_, _| Ok(()));
+    list.expect_revoke().returning(|_| Ok(()));
     list
 }
 

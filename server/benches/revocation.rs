@@ -73,7 +73,7 @@ fn populate(list: &dyn RevocationList) -> Vec<SessionId> {
         expires_at: until,
     }));
     for chunk in entries.chunks(500) {
-        list.revoke(chunk, t).unwrap();
+        list.revoke(chunk).unwrap();
     }
     revoked
 }
@@ -127,7 +127,7 @@ fn bench_check(c: &mut Criterion, name: &str, list: &dyn RevocationList, consist
 struct NoList;
 
 impl RevocationList for NoList {
-    fn revoke(&self, _: &[Revocation], _: Timestamp) -> Result<(), StoreError> {
+    fn revoke(&self, _: &[Revocation]) -> Result<(), StoreError> {
         Ok(())
     }
     fn check(

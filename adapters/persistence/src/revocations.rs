@@ -14,9 +14,12 @@
 //! instance at `t` is honoured by every instance from `t + TRUST_FOR` at the
 //! latest, and by the instance that recorded it at once.
 //!
-//! Polls ask for `created_at >= newest seen - POLL_OVERLAP`: an entry whose
-//! transaction commits a little after a newer one (or whose instance's clock
-//! is a little behind) is still picked up.
+//! `created_at` is the database's clock when the row was written, and each
+//! poll asks for rows written since the database's clock at the start of
+//! the previous successful poll, minus [`DbRevocationList::POLL_OVERLAP`]:
+//! a row written just before that instant but committed just after it is
+//! still picked up, and instances' own clocks play no part. An idle table
+//! costs one empty indexed query per poll.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,8 +54,8 @@ struct Shared {
 #[derive(Default)]
 struct Mirror {
     entries: HashMap<RevocationKey, i64>,
-    /// The newest `created_at` seen.
-    newest: Option<i64>,
+    /// Where the next poll starts reading (`created_at`, database clock).
+    next_since: Option<i64>,
     /// When the last successful poll started.
     synced_at: Option<Instant>,
 }
@@ -68,8 +71,9 @@ impl DbRevocationList {
     pub const POLL_EVERY: Duration = Duration::from_millis(250);
     /// How long a copy is trusted after the poll that made it started.
     pub const TRUST_FOR: Duration = Duration::from_secs(1);
-    /// How far back each poll looks beyond the newest entry it has seen.
-    pub const POLL_OVERLAP: Duration = Duration::from_secs(10);
+    /// How far before the previous poll's start the next one looks: longer
+    /// than any revocation transaction takes from its insert to its commit.
+    pub const POLL_OVERLAP: Duration = Duration::from_secs(2);
 
     /// The list over `db`'s table, with a polling thread that ends when the
     /// last clone is dropped.
@@ -135,7 +139,30 @@ fn millis(d: Duration) -> i64 {
 struct EntryRow {
     key: String,
     expires_at: i64,
-    created_at: i64,
+}
+
+/// The database's clock in milliseconds since the epoch, as an SQL
+/// expression per backend.
+const PG_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+const SQLITE_NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+
+#[derive(QueryableByName)]
+struct DbNow {
+    #[diesel(sql_type = BigInt)]
+    now_ms: i64,
+}
+
+fn database_clock(conn: &mut AnyConnection) -> Result<i64, DbError> {
+    Ok(match conn {
+        AnyConnection::Postgresql(pg) => {
+            diesel::sql_query(format!("SELECT {PG_NOW_MS} AS now_ms")).get_result::<DbNow>(pg)?
+        }
+        AnyConnection::Sqlite(sqlite) => {
+            diesel::sql_query(format!("SELECT {SQLITE_NOW_MS} AS now_ms"))
+                .get_result::<DbNow>(sqlite)?
+        }
+    }
+    .now_ms)
 }
 
 /// Stored keys that are not ours are skipped (and logged): they can only
@@ -157,19 +184,14 @@ impl Shared {
             .mirror
             .read()
             .ok()
-            .and_then(|c| c.newest)
-            .map_or(i64::MIN, |n| {
-                n.saturating_sub(millis(DbRevocationList::POLL_OVERLAP))
-            });
+            .and_then(|c| c.next_since)
+            .unwrap_or(i64::MIN);
         let mut conn = self.db.conn()?;
+        let db_now = database_clock(&mut conn)?;
         let rows: Vec<EntryRow> = revocations::table
             .filter(revocations::created_at.ge(since))
             .filter(revocations::expires_at.gt(now))
-            .select((
-                revocations::key,
-                revocations::expires_at,
-                revocations::created_at,
-            ))
+            .select((revocations::key, revocations::expires_at))
             .load(&mut conn)?;
         drop(conn);
         let mut mirror = self
@@ -178,16 +200,12 @@ impl Shared {
             .map_err(|_| DbError::Corrupt("revocation copy poisoned"))?;
         mirror.entries.retain(|_, expires_at| *expires_at > now);
         for row in rows {
-            mirror.newest = Some(
-                mirror
-                    .newest
-                    .map_or(row.created_at, |n| n.max(row.created_at)),
-            );
             if let Some(key) = parse_key(&row.key) {
                 let expires_at = mirror.entries.entry(key).or_insert(row.expires_at);
                 *expires_at = (*expires_at).max(row.expires_at);
             }
         }
+        mirror.next_since = Some(db_now.saturating_sub(millis(DbRevocationList::POLL_OVERLAP)));
         mirror.synced_at = Some(started);
         Ok(())
     }
@@ -216,16 +234,11 @@ impl Shared {
         }
     }
 
-    fn record(&self, entries: &[Revocation], now: Timestamp) -> Result<(), DbError> {
+    fn record(&self, entries: &[Revocation]) -> Result<(), DbError> {
         let mut conn = self.db.conn()?;
         write_transaction(&mut conn, |conn| {
             for e in entries {
-                upsert(
-                    conn,
-                    &e.key.to_string(),
-                    e.expires_at.as_millis(),
-                    now.as_millis(),
-                )?;
+                upsert(conn, &e.key.to_string(), e.expires_at.as_millis())?;
             }
             Ok(())
         })
@@ -280,31 +293,32 @@ fn first_listed(
 }
 
 /// Inserts an entry, or keeps the later expiry of the two; either way
-/// `created_at` moves forward so that pollers see the change.
-fn upsert(conn: &mut AnyConnection, key: &str, expires_at: i64, now: i64) -> Result<(), DbError> {
+/// `created_at` becomes the database's clock now, so that pollers see the
+/// change.
+fn upsert(conn: &mut AnyConnection, key: &str, expires_at: i64) -> Result<(), DbError> {
     match conn {
         AnyConnection::Postgresql(pg) => {
-            diesel::sql_query(
-                "INSERT INTO revocations (key, expires_at, created_at) VALUES ($1, $2, $3) \
+            diesel::sql_query(format!(
+                "INSERT INTO revocations (key, expires_at, created_at) \
+                 VALUES ($1, $2, {PG_NOW_MS}) \
                  ON CONFLICT (key) DO UPDATE SET \
                  expires_at = GREATEST(revocations.expires_at, EXCLUDED.expires_at), \
-                 created_at = EXCLUDED.created_at",
-            )
+                 created_at = EXCLUDED.created_at"
+            ))
             .bind::<Text, _>(key)
             .bind::<BigInt, _>(expires_at)
-            .bind::<BigInt, _>(now)
             .execute(pg)?;
         }
         AnyConnection::Sqlite(sqlite) => {
-            diesel::sql_query(
-                "INSERT INTO revocations (key, expires_at, created_at) VALUES (?, ?, ?) \
+            diesel::sql_query(format!(
+                "INSERT INTO revocations (key, expires_at, created_at) \
+                 VALUES (?, ?, {SQLITE_NOW_MS}) \
                  ON CONFLICT (key) DO UPDATE SET \
                  expires_at = MAX(revocations.expires_at, excluded.expires_at), \
-                 created_at = excluded.created_at",
-            )
+                 created_at = excluded.created_at"
+            ))
             .bind::<Text, _>(key)
             .bind::<BigInt, _>(expires_at)
-            .bind::<BigInt, _>(now)
             .execute(sqlite)?;
         }
     }
@@ -312,12 +326,12 @@ fn upsert(conn: &mut AnyConnection, key: &str, expires_at: i64, now: i64) -> Res
 }
 
 impl RevocationList for DbRevocationList {
-    fn revoke(&self, entries: &[Revocation], now: Timestamp) -> Result<(), StoreError> {
+    fn revoke(&self, entries: &[Revocation]) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
         }
         self.shared
-            .record(entries, now)
+            .record(entries)
             .map_err(store("record revocations"))?;
         self.shared.remember(entries);
         Ok(())

@@ -341,13 +341,13 @@ pub(crate) fn decode(payload: &str) -> Vec<Revocation> {
 }
 
 impl RevocationList for RedisRevocationList {
-    fn revoke(&self, entries: &[Revocation], now: Timestamp) -> Result<(), StoreError> {
+    fn revoke(&self, entries: &[Revocation]) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
         }
         let inner = &self.inner;
         // The durable record first: without it nothing happened.
-        inner.fallback.revoke(entries, now)?;
+        inner.fallback.revoke(entries)?;
         inner.remember(entries);
         if !inner.in_sync.load(Ordering::Acquire) {
             // The subscriber pushes everything in force once Redis is back

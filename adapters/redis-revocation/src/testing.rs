@@ -159,7 +159,7 @@ pub struct MemoryRevocationList {
 }
 
 impl RevocationList for MemoryRevocationList {
-    fn revoke(&self, entries: &[Revocation], _now: Timestamp) -> Result<(), StoreError> {
+    fn revoke(&self, entries: &[Revocation]) -> Result<(), StoreError> {
         let mut map = self
             .entries
             .lock()

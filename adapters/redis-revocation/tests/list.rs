@@ -93,8 +93,7 @@ fn an_entry_recorded_on_one_instance_is_seen_by_another_at_once() {
 
     let key = session();
     assert_eq!(b.check(&[key], now(), Consistency::Cached).unwrap(), None);
-    a.revoke(&[entry(key, Duration::from_secs(60))], now())
-        .unwrap();
+    a.revoke(&[entry(key, Duration::from_secs(60))]).unwrap();
 
     assert_eq!(
         a.check(&[key], now(), Consistency::Cached).unwrap(),
@@ -132,7 +131,7 @@ fn redis_drops_an_entry_when_the_tokens_it_covers_have_expired() {
     let a = list(&url, &prefix, OnRedisFailure::FailClosed, &db);
     let key = session();
     let e = entry(key, Duration::from_millis(400));
-    a.revoke(&[e], now()).unwrap();
+    a.revoke(&[e]).unwrap();
 
     let mut conn = redis::Client::open(url.as_str())
         .unwrap()
@@ -161,8 +160,7 @@ fn redis_drops_an_entry_when_the_tokens_it_covers_have_expired() {
 fn a_redis_that_is_down_at_start_falls_back_to_the_database_without_hanging() {
     let db = Arc::new(MemoryRevocationList::default());
     let known = session();
-    db.revoke(&[entry(known, Duration::from_secs(60))], now())
-        .unwrap();
+    db.revoke(&[entry(known, Duration::from_secs(60))]).unwrap();
 
     let started = Instant::now();
     let down = list(
@@ -183,8 +181,7 @@ fn a_redis_that_is_down_at_start_falls_back_to_the_database_without_hanging() {
         assert_eq!(down.check(&[session()], now(), c).unwrap(), None);
     }
     let new = session();
-    down.revoke(&[entry(new, Duration::from_secs(60))], now())
-        .unwrap();
+    down.revoke(&[entry(new, Duration::from_secs(60))]).unwrap();
     assert_eq!(
         down.check(&[new], now(), Consistency::Cached).unwrap(),
         Some(new)
@@ -210,8 +207,7 @@ fn a_redis_that_is_down_fails_closed_when_so_configured() {
     }
     // Recording still works: the database is the record.
     let key = session();
-    down.revoke(&[entry(key, Duration::from_secs(60))], now())
-        .unwrap();
+    down.revoke(&[entry(key, Duration::from_secs(60))]).unwrap();
     assert_eq!(
         db.check(&[key], now(), Consistency::Fresh).unwrap(),
         Some(key)
@@ -231,8 +227,7 @@ fn a_redis_stopped_mid_test_is_noticed_at_once_and_caught_up_when_it_returns() {
     let strict = list(&server.url(), &prefix, OnRedisFailure::FailClosed, &db);
     assert!(a.in_sync() && b.in_sync() && strict.in_sync());
     let before = session();
-    a.revoke(&[entry(before, Duration::from_secs(60))], now())
-        .unwrap();
+    a.revoke(&[entry(before, Duration::from_secs(60))]).unwrap();
     seen_within(&b, before, Consistency::Cached, Duration::from_millis(500));
 
     server.stop();
@@ -247,8 +242,7 @@ fn a_redis_stopped_mid_test_is_noticed_at_once_and_caught_up_when_it_returns() {
     // Revoked while Redis is down: recorded in the database only.
     let during = session();
     let started = Instant::now();
-    a.revoke(&[entry(during, Duration::from_secs(60))], now())
-        .unwrap();
+    a.revoke(&[entry(during, Duration::from_secs(60))]).unwrap();
     for c in [Consistency::Cached, Consistency::Fresh] {
         assert_eq!(
             b.check(&[during], now(), c).unwrap(),
@@ -287,8 +281,7 @@ fn a_redis_stopped_mid_test_is_noticed_at_once_and_caught_up_when_it_returns() {
         }
     }
     let after = session();
-    b.revoke(&[entry(after, Duration::from_secs(60))], now())
-        .unwrap();
+    b.revoke(&[entry(after, Duration::from_secs(60))]).unwrap();
     seen_within(&a, after, Consistency::Cached, Duration::from_millis(500));
 }
 
@@ -301,8 +294,7 @@ fn the_id_of_one_access_token_is_shared_like_a_session() {
     let b = list(&url, &prefix, OnRedisFailure::Fallback, &db);
     let jti = RevocationKey::AccessToken(AccessTokenId::from_random_bytes(rand_bytes()));
     let sid = session();
-    a.revoke(&[entry(jti, Duration::from_secs(60))], now())
-        .unwrap();
+    a.revoke(&[entry(jti, Duration::from_secs(60))]).unwrap();
     seen_within(&b, jti, Consistency::Cached, Duration::from_millis(500));
     assert_eq!(
         b.check(&[sid, jti], now(), Consistency::Fresh).unwrap(),

@@ -69,27 +69,24 @@ fn cleanup_removes_exactly_what_has_expired(db: &TestDatabase) {
     let list = DbRevocationList::without_polling(db.clone());
     let key = |n: u8| RevocationKey::AccessToken(AccessTokenId::from_random_bytes([n; 16]));
     let session_key = RevocationKey::Session(SessionId::from_random_bytes([9; 16]));
-    list.revoke(
-        &[
-            Revocation {
-                key: key(1),
-                expires_at: at(999),
-            },
-            Revocation {
-                key: key(2),
-                expires_at: at(1_000),
-            },
-            Revocation {
-                key: key(3),
-                expires_at: at(1_001),
-            },
-            Revocation {
-                key: session_key,
-                expires_at: at(5_000),
-            },
-        ],
-        at(0),
-    )
+    list.revoke(&[
+        Revocation {
+            key: key(1),
+            expires_at: at(999),
+        },
+        Revocation {
+            key: key(2),
+            expires_at: at(1_000),
+        },
+        Revocation {
+            key: key(3),
+            expires_at: at(1_001),
+        },
+        Revocation {
+            key: session_key,
+            expires_at: at(5_000),
+        },
+    ])
     .unwrap();
 
     let report = db

@@ -45,13 +45,10 @@ fn an_entry_is_in_force_until_it_expires_cached_and_fresh(db: &TestDatabase) {
     let list = DbRevocationList::new(db.open(2));
     let t = now();
     let (s, j) = (session_key(), jti_key());
-    list.revoke(
-        &[
-            entry(s, t.plus(Duration::from_secs(60))),
-            entry(j, t.plus(Duration::from_secs(10))),
-        ],
-        t,
-    )
+    list.revoke(&[
+        entry(s, t.plus(Duration::from_secs(60))),
+        entry(j, t.plus(Duration::from_secs(10))),
+    ])
     .unwrap();
     for c in BOTH {
         assert_eq!(list.check(&[s], t, c).unwrap(), Some(s), "{c:?}");
@@ -69,9 +66,9 @@ fn a_repeated_entry_keeps_the_later_expiry(db: &TestDatabase) {
     let list = DbRevocationList::new(database.clone());
     let t = now();
     let s = session_key();
-    list.revoke(&[entry(s, t.plus(Duration::from_secs(60)))], t)
+    list.revoke(&[entry(s, t.plus(Duration::from_secs(60)))])
         .unwrap();
-    list.revoke(&[entry(s, t.plus(Duration::from_secs(5)))], t)
+    list.revoke(&[entry(s, t.plus(Duration::from_secs(5)))])
         .unwrap();
     let later = t.plus(Duration::from_secs(30));
     let fresh_instance = DbRevocationList::without_polling(database);
@@ -80,7 +77,7 @@ fn a_repeated_entry_keeps_the_later_expiry(db: &TestDatabase) {
             assert_eq!(l.check(&[s], later, c).unwrap(), Some(s), "{c:?}");
         }
     }
-    list.revoke(&[entry(s, t.plus(Duration::from_secs(90)))], t)
+    list.revoke(&[entry(s, t.plus(Duration::from_secs(90)))])
         .unwrap();
     assert_eq!(
         fresh_instance.live(t).unwrap(),
@@ -93,7 +90,7 @@ fn the_first_listed_key_is_reported_in_the_order_asked(db: &TestDatabase) {
     let t = now();
     let (s, j) = (session_key(), jti_key());
     let until = t.plus(Duration::from_secs(60));
-    list.revoke(&[entry(s, until), entry(j, until)], t).unwrap();
+    list.revoke(&[entry(s, until), entry(j, until)]).unwrap();
     for c in BOTH {
         assert_eq!(list.check(&[s, j], t, c).unwrap(), Some(s));
         assert_eq!(list.check(&[j, s], t, c).unwrap(), Some(j));
@@ -105,13 +102,10 @@ fn live_lists_only_entries_in_force(db: &TestDatabase) {
     let list = DbRevocationList::without_polling(db.open(2));
     let t = now();
     let (a, b) = (session_key(), jti_key());
-    list.revoke(
-        &[
-            entry(a, t.plus(Duration::from_secs(60))),
-            entry(b, t.plus(Duration::from_secs(1))),
-        ],
-        t,
-    )
+    list.revoke(&[
+        entry(a, t.plus(Duration::from_secs(60))),
+        entry(b, t.plus(Duration::from_secs(1))),
+    ])
     .unwrap();
     let mut live = list.live(t).unwrap();
     live.sort_by_key(|e| e.expires_at);
@@ -138,7 +132,7 @@ fn another_instance_sees_an_entry_fresh_at_once_and_cached_within_the_trust_wind
     // B has looked before, so its copy is trusted and says "not revoked".
     assert_eq!(b.check(&[s], t, Consistency::Cached).unwrap(), None);
 
-    a.revoke(&[entry(s, t.plus(Duration::from_secs(60)))], t)
+    a.revoke(&[entry(s, t.plus(Duration::from_secs(60)))])
         .unwrap();
     let revoked_at = Instant::now();
     assert_eq!(a.check(&[s], t, Consistency::Cached).unwrap(), Some(s));
