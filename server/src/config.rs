@@ -233,6 +233,14 @@ pub struct RawSettings {
         global = true
     )]
     pub db_pool_size: String,
+    /// On SIGTERM/SIGINT, how long requests in flight may take to finish.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_SHUTDOWN_TIMEOUT",
+        default_value = "30s",
+        global = true
+    )]
+    pub shutdown_timeout: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,6 +288,7 @@ pub struct Config {
     pub rust_log: String,
     pub log_format: LogFormat,
     pub db_pool_size: u32,
+    pub shutdown_timeout: Duration,
 }
 
 impl Config {
@@ -316,6 +325,7 @@ impl Config {
             rust_log: "info".to_owned(),
             log_format: LogFormat::Pretty,
             db_pool_size: 16,
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 
@@ -441,6 +451,7 @@ impl Config {
                         "must be a number from 1 to 1000",
                     )
                 })?,
+            shutdown_timeout: duration("TOKENWARDEN_SHUTDOWN_TIMEOUT", &raw.shutdown_timeout)?,
         })
     }
 }

@@ -25,4 +25,4 @@ pub mod testing;
 mod transaction;
 mod users;
 
-pub use connection::{AnyConnection, Backend, Database};
+pub use connection::{AnyConnection, Backend, Database, PoolState};
