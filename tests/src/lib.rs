@@ -41,6 +41,9 @@ macro_rules! on_both_backends {
 /// A running server and what it needs to stay alive.
 pub struct TestApp {
     pub address: String,
+    /// `http://127.0.0.1:<port>` of the separate metrics listener, when
+    /// `metrics_bind` is set.
+    pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     pub config: Config,
     pub database: TestDatabase,
@@ -76,11 +79,18 @@ impl TestApp {
         let mut config = Config::with_defaults(database.url(), keys.path());
         config.bind = "127.0.0.1:0".parse().unwrap();
         config.cookie_secure = true;
+        // Every test client logs in from 127.0.0.1, far more often than a
+        // real client would (and with Redis, tests share the counter): the
+        // per-IP budget would get in the way. Rate-limit tests set their own.
+        config.login_rate_ip.count = 100_000;
         adjust(&mut config);
         let app = Application::build(config.clone())
             .await
             .expect("server starts");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let metrics_address = app
+            .metrics_port()
+            .map(|port| format!("http://127.0.0.1:{port}"));
         tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -89,6 +99,7 @@ impl TestApp {
             .unwrap();
         TestApp {
             address,
+            metrics_address,
             client,
             config,
             database,

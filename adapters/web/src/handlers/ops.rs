@@ -1,15 +1,23 @@
 //! `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/docs`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::http::header;
+use actix_web::rt::time::timeout;
 use actix_web::{web, HttpResponse};
+use futures_util::future::join_all;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::blocking;
 use crate::error::ApiError;
 use crate::ops::OpsState;
+
+/// How long `/readyz` waits for a dependency: probes give up after a
+/// second or two, and a check that hangs means "not ready" anyway.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `/healthz`: the process is alive.
 #[derive(Debug, Serialize, ToSchema)]
@@ -60,7 +68,7 @@ pub async fn healthz() -> HttpResponse {
     get,
     path = "/readyz",
     tag = "operations",
-    description = "Readiness: the database (and Redis when configured) answer. \
+    description = "Readiness: the database (and Redis when configured) answer within 2 s each. \
                    Load balancers should send traffic only while this is 200.",
     responses(
         (status = 200, description = "Every dependency is reachable", body = Readiness),
@@ -69,15 +77,20 @@ pub async fn healthz() -> HttpResponse {
          body = NotReady, content_type = "application/problem+json"),
     ),
 )]
-pub async fn readyz(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
-    let checks = state.readiness.clone();
-    let results = blocking(move || {
-        checks
-            .iter()
-            .map(|c| (c.name(), c.check()))
-            .collect::<Vec<_>>()
-    })
-    .await?;
+pub async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
+    let checks = state.readiness.iter().map(|check| {
+        let check = Arc::clone(check);
+        async move {
+            let name = check.name();
+            let result = match timeout(CHECK_TIMEOUT, blocking(move || check.check())).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+            };
+            (name, result)
+        }
+    });
+    let results = join_all(checks).await;
     let mut states = BTreeMap::new();
     let mut ready = true;
     for (name, result) in results {
@@ -91,7 +104,7 @@ pub async fn readyz(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError
         };
         states.insert(name, state);
     }
-    let response = if ready {
+    if ready {
         HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(Readiness {
@@ -109,8 +122,7 @@ pub async fn readyz(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError
                 code: "service_unavailable",
                 checks: states,
             })
-    };
-    Ok(response)
+    }
 }
 
 #[utoipa::path(
@@ -178,3 +190,91 @@ pub async fn docs_redirect() -> HttpResponse {
     reason = "documents the Swagger UI route registered by utoipa_swagger_ui"
 )]
 pub(crate) async fn swagger_ui() {}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{test as actix_test, App};
+    use serde_json::Value;
+
+    use crate::ops::{configure, OpsState, ReadinessCheck};
+
+    struct Check(&'static str, Result<(), String>, Duration);
+
+    impl ReadinessCheck for Check {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn check(&self) -> Result<(), String> {
+            std::thread::sleep(self.2);
+            self.1.clone()
+        }
+    }
+
+    async fn readyz(checks: Vec<Arc<dyn ReadinessCheck>>) -> (u16, String, Value) {
+        let app = actix_test::init_service(App::new().configure(configure(OpsState::new(
+            checks,
+            None,
+            "refresh_token",
+        ))))
+        .await;
+        let res = actix_test::call_service(
+            &app,
+            actix_test::TestRequest::get().uri("/readyz").to_request(),
+        )
+        .await;
+        let status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = serde_json::from_slice(&actix_test::read_body(res).await).unwrap_or_default();
+        (status, content_type, body)
+    }
+
+    #[actix_web::test]
+    async fn ready_when_every_check_passes() {
+        let (status, _, body) =
+            readyz(vec![Arc::new(Check("database", Ok(()), Duration::ZERO))]).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["status"], "ready");
+        assert_eq!(body["checks"]["database"], "up");
+    }
+
+    #[actix_web::test]
+    async fn a_failing_check_is_a_503_problem_naming_it_without_the_cause() {
+        let (status, content_type, body) = readyz(vec![
+            Arc::new(Check(
+                "database",
+                Err("password authentication failed for tw".into()),
+                Duration::ZERO,
+            )),
+            Arc::new(Check("redis", Ok(()), Duration::ZERO)),
+        ])
+        .await;
+        assert_eq!(status, 503);
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(body["code"], "service_unavailable");
+        assert_eq!(body["status"], 503);
+        assert_eq!(body["checks"]["database"], "down");
+        assert_eq!(body["checks"]["redis"], "up");
+        assert!(!body.to_string().contains("password"), "{body}");
+    }
+
+    #[actix_web::test]
+    async fn a_hanging_check_counts_as_down_after_the_timeout() {
+        let started = std::time::Instant::now();
+        let (status, _, body) = readyz(vec![Arc::new(Check(
+            "database",
+            Ok(()),
+            CHECK_TIMEOUT + Duration::from_secs(1),
+        ))])
+        .await;
+        assert_eq!(status, 503);
+        assert_eq!(body["checks"]["database"], "down");
+        assert!(started.elapsed() < CHECK_TIMEOUT + Duration::from_millis(900));
+    }
+
+    use super::*;
+}
