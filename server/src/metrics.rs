@@ -173,7 +173,8 @@ impl MetricsSource for PrometheusMetrics {
     }
 }
 
-/// The session store, counting what it decides.
+/// The session store, counting what it decides and logging theft
+/// evidence (ids only).
 pub struct MeteredSessions<S>(pub S);
 
 fn refresh_outcome(outcome: &RotateOutcome) -> &'static str {
@@ -203,7 +204,18 @@ impl<S: SessionRepository> SessionRepository for MeteredSessions<S> {
         let outcome = self.0.rotate(request)?;
         let label = refresh_outcome(&outcome);
         counter!(REFRESHES, "outcome" => label).increment(1);
-        if label == "reused" {
+        if let RotateOutcome::Decided {
+            decision: RotationDecision::Reuse,
+            session,
+            user,
+            ..
+        } = &outcome
+        {
+            tracing::warn!(
+                user_id = %user.id,
+                session_id = %session.id,
+                "refresh token reuse: theft response applied"
+            );
             counter!(REUSE_DETECTIONS, "via" => "refresh").increment(1);
             revoked("reuse", 1);
         }
@@ -216,9 +228,14 @@ impl<S: SessionRepository> SessionRepository for MeteredSessions<S> {
             EndReason::ReplacedByLogin => "replaced_by_login",
         };
         let outcome = self.0.end_by_token(request)?;
-        match outcome {
+        match &outcome {
             EndOutcome::Ended { .. } => revoked(reason, 1),
-            EndOutcome::Reused { .. } => {
+            EndOutcome::Reused { session, user } => {
+                tracing::warn!(
+                    user_id = %user,
+                    session_id = %session,
+                    "refresh token reuse at {reason}: theft response applied"
+                );
                 counter!(REUSE_DETECTIONS, "via" => reason).increment(1);
                 revoked("reuse", 1);
             }
