@@ -25,11 +25,32 @@ impl ReadinessCheck for DatabaseCheck {
     }
 }
 
-/// The readiness checks of a server over `db`. Other dependencies (Redis)
-/// add theirs to the list.
-pub fn readiness_checks(db: &Database) -> Vec<Arc<dyn ReadinessCheck>> {
-    vec![Arc::new(DatabaseCheck(db.clone()))]
+/// `/readyz`: Redis answers `PING`.
+pub struct RedisCheck(pub Arc<RedisLoginLimiter>);
+
+impl ReadinessCheck for RedisCheck {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.0.ping()
+    }
 }
+
+/// The readiness checks of a server over `db`, plus `extra` (Redis when
+/// configured). Other dependencies add theirs to the list.
+pub fn readiness_checks(
+    db: &Database,
+    extra: Option<Arc<dyn ReadinessCheck>>,
+) -> Vec<Arc<dyn ReadinessCheck>> {
+    let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(DatabaseCheck(db.clone()))];
+    checks.extend(extra);
+    checks
+}
+
+/// The login limiter and, with Redis, the readiness check of its Redis.
+pub type LimiterAndCheck = (Arc<dyn LoginRateLimiter>, Option<Arc<dyn ReadinessCheck>>);
 
 fn limit(rate: Rate) -> Limit {
     Limit {
@@ -44,19 +65,22 @@ fn limit(rate: Rate) -> Limit {
 ///
 /// # Errors
 /// [`StartupError::Redis`] when Redis is configured but does not answer.
-pub fn login_limiter(config: &Config) -> Result<Arc<dyn LoginRateLimiter>, StartupError> {
+pub fn login_limiter(config: &Config) -> Result<LimiterAndCheck, StartupError> {
     let limits = LoginLimits {
         per_user: limit(config.login_rate_user),
         per_ip: limit(config.login_rate_ip),
     };
-    let inner: Arc<dyn LoginRateLimiter> = match &config.redis_url {
-        Some(url) => Arc::new(
-            RedisLoginLimiter::connect(url, limits)
-                .map_err(|e| StartupError::Redis(e.to_string()))?,
-        ),
-        None => Arc::new(InProcessLoginLimiter::new(limits)),
+    let (inner, check): LimiterAndCheck = match &config.redis_url {
+        Some(url) => {
+            let redis = Arc::new(
+                RedisLoginLimiter::connect(url, limits)
+                    .map_err(|e| StartupError::Redis(e.to_string()))?,
+            );
+            (redis.clone(), Some(Arc::new(RedisCheck(redis))))
+        }
+        None => (Arc::new(InProcessLoginLimiter::new(limits)), None),
     };
-    Ok(Arc::new(MeteredLimiter(inner)))
+    Ok((Arc::new(MeteredLimiter(inner)), check))
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C). Both start a graceful shutdown:

@@ -69,6 +69,22 @@ pub fn build_warden_with(
     keys: &KeyStore,
     hasher: Arc<Argon2Hasher>,
 ) -> Result<TokenWarden, StartupError> {
+    wire_warden(config, db, keys, hasher, true)
+}
+
+/// The wiring; `metered`: count what the session store decides.
+fn wire_warden(
+    config: &Config,
+    db: &Database,
+    keys: &KeyStore,
+    hasher: Arc<Argon2Hasher>,
+    metered: bool,
+) -> Result<TokenWarden, StartupError> {
+    let sessions: Arc<dyn application::ports::SessionRepository> = if metered {
+        Arc::new(MeteredSessions(db.clone()))
+    } else {
+        Arc::new(db.clone())
+    };
     let signer = JwtSigner::new(
         keys.clone(),
         JwtConfig {
@@ -79,7 +95,7 @@ pub fn build_warden_with(
     );
     let ports = Ports {
         users: Arc::new(db.clone()),
-        sessions: Arc::new(MeteredSessions(db.clone())),
+        sessions,
         hasher,
         signer: Arc::new(signer),
         clock: Arc::new(SystemClock),
@@ -111,11 +127,17 @@ pub struct BuildOptions {
     /// Request instrumentation (request ids, spans, access log, HTTP
     /// metrics) and `/metrics`.
     pub instrument: bool,
+    /// Graceful shutdown on SIGTERM/SIGINT. Tests that run servers inside
+    /// the test process turn it off, so that Ctrl-C still ends the process.
+    pub signals: bool,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        Self { instrument: true }
+        Self {
+            instrument: true,
+            signals: true,
+        }
     }
 }
 
@@ -154,7 +176,7 @@ impl Application {
     /// [`Application::build`] with [`BuildOptions`].
     pub async fn build_with(config: Config, options: BuildOptions) -> Result<Self, StartupError> {
         let setup = config.clone();
-        let (db, keys, limiter) =
+        let (db, keys, (limiter, redis_check)) =
             tokio::task::spawn_blocking(move || -> Result<_, StartupError> {
                 Ok((
                     open_database(&setup)?,
@@ -165,7 +187,7 @@ impl Application {
             .await
             .map_err(|e| StartupError::Database(e.to_string()))??;
         let hasher = Arc::new(Argon2Hasher::new(hasher_threads()));
-        let warden = build_warden_with(&config, &db, &keys, Arc::clone(&hasher))?
+        let warden = wire_warden(&config, &db, &keys, Arc::clone(&hasher), options.instrument)?
             .with_login_limiter(limiter);
         let state = ApiState {
             warden: Arc::new(warden),
@@ -181,7 +203,7 @@ impl Application {
             Arc::new(PrometheusMetrics::new(db.clone(), hasher)) as Arc<dyn MetricsSource>
         });
         let ops = OpsState::new(
-            readiness_checks(&db),
+            readiness_checks(&db, redis_check),
             metrics.clone().filter(|_| config.metrics_bind.is_none()),
             &config.cookie_name,
         );

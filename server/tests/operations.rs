@@ -568,3 +568,20 @@ async fn serve_takes_its_settings_from_the_file_under_env_and_flags() {
     assert!(dir.path().join("file-keys").is_dir());
     server.stop();
 }
+
+#[test]
+fn the_shipped_example_settings_file_is_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/tokenwarden.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    let out = cmd
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(["config", "check", "--config"])
+        .arg(&example)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("metrics_bind = \"127.0.0.1:9464\"  # file"));
+}

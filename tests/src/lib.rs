@@ -8,6 +8,7 @@ use persistence::testing::TestDatabase;
 use reqwest::header::{HeaderMap, COOKIE, SET_COOKIE, USER_AGENT};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
+use server::startup::BuildOptions;
 use server::{Application, Config};
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -84,7 +85,12 @@ impl TestApp {
         // per-IP budget would get in the way. Rate-limit tests set their own.
         config.login_rate_ip.count = 100_000;
         adjust(&mut config);
-        let app = Application::build(config.clone())
+        // Signals stay with the test process (Ctrl-C ends it).
+        let options = BuildOptions {
+            signals: false,
+            ..BuildOptions::default()
+        };
+        let app = Application::build_with(config.clone(), options)
             .await
             .expect("server starts");
         let address = format!("http://127.0.0.1:{}", app.port());

@@ -204,4 +204,15 @@ async fn with_redis_the_limits_are_shared_by_every_instance() {
     );
     assert_limited(login_with(&a, &name, PASSWORD).await, 60).await;
     assert_limited(login_with(&b, &name, PASSWORD).await, 60).await;
+
+    let ready: serde_json::Value = a
+        .client
+        .get(a.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["checks"]["redis"], "up", "{ready}");
 }

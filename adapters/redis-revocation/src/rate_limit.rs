@@ -143,6 +143,18 @@ impl RedisLoginLimiter {
         }
     }
 
+    /// `PING`, for readiness checks.
+    ///
+    /// # Errors
+    /// Why Redis did not answer.
+    pub fn ping(&self) -> Result<(), String> {
+        let mut conn = self.conn()?;
+        redis::cmd("PING")
+            .query::<String>(&mut *conn)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     fn key(&self, kind: &str, key: &str) -> String {
         format!("{}{kind}:{key}", self.prefix)
     }
