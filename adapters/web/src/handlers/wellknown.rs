@@ -1,10 +1,14 @@
 use actix_web::{web, HttpResponse};
 
+use super::blocking;
+use crate::error::ApiError;
 use crate::ApiState;
 
 /// `GET /.well-known/jwks.json`: every key a valid token may be signed with.
-pub async fn jwks(state: web::Data<ApiState>) -> HttpResponse {
-    HttpResponse::Ok()
+/// The key store may re-read its directory, so this runs off the async workers.
+pub async fn jwks(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let keys = blocking(move || state.jwks.jwks()).await?;
+    Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "public, max-age=60"))
-        .json(state.jwks.jwks())
+        .json(keys))
 }
