@@ -251,11 +251,12 @@ fn token_response(
     response.json(TokenResponse::new(issued, delivery))
 }
 
-/// Every failed refresh clears the cookie, so a browser stops sending a dead token.
+/// Every 401 from refresh clears the cookie, so a browser stops sending a
+/// dead token. Other failures keep it: a refused origin changes nothing, and
+/// a token must survive a database outage (503) or a malformed request.
 fn with_cleared_cookie(config: &WebConfig, e: ApiError) -> HttpResponse {
     let mut response = actix_web::ResponseError::error_response(&e);
-    if response.status() != StatusCode::FORBIDDEN {
-        // A refused origin changes nothing, not even the cookie.
+    if response.status() == StatusCode::UNAUTHORIZED {
         let _ = response.add_cookie(&cookie::clear(config));
     }
     response
