@@ -17,7 +17,8 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use application::ports::{
-    EndOutcome, EndReason, EndRequest, RotateOutcome, RotateRequest, SessionRepository, StoreError,
+    CreatedSession, EndOutcome, EndReason, EndRequest, RotateOutcome, RotateRequest,
+    SessionRepository, StoreError,
 };
 use application::rate_limit::{Admission, LoginRateLimiter};
 use domain::{
@@ -138,6 +139,10 @@ fn revoked(reason: &'static str, count: u64) {
     counter!(REVOCATIONS, "reason" => reason).increment(count);
 }
 
+fn count(sessions: &[SessionId]) -> u64 {
+    u64::try_from(sessions.len()).unwrap_or(u64::MAX)
+}
+
 /// `/metrics` of one server: samples its gauges, then renders everything.
 pub struct PrometheusMetrics {
     handle: PrometheusHandle,
@@ -196,8 +201,10 @@ impl<S: SessionRepository> SessionRepository for MeteredSessions<S> {
         session: NewSession,
         token: TokenDigest,
         max_sessions: u32,
-    ) -> Result<Session, StoreError> {
-        self.0.create(session, token, max_sessions)
+    ) -> Result<CreatedSession, StoreError> {
+        let created = self.0.create(session, token, max_sessions)?;
+        revoked("evicted", count(&created.evicted));
+        Ok(created)
     }
 
     fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError> {
@@ -208,6 +215,7 @@ impl<S: SessionRepository> SessionRepository for MeteredSessions<S> {
             decision: RotationDecision::Reuse,
             session,
             user,
+            revoked: gone,
             ..
         } = &outcome
         {
@@ -217,7 +225,7 @@ impl<S: SessionRepository> SessionRepository for MeteredSessions<S> {
                 "refresh token reuse: theft response applied"
             );
             counter!(REUSE_DETECTIONS, "via" => "refresh").increment(1);
-            revoked("reuse", 1);
+            revoked("reuse", count(gone));
         }
         Ok(outcome)
     }
@@ -230,33 +238,38 @@ impl<S: SessionRepository> SessionRepository for MeteredSessions<S> {
         let outcome = self.0.end_by_token(request)?;
         match &outcome {
             EndOutcome::Ended { .. } => revoked(reason, 1),
-            EndOutcome::Reused { session, user } => {
+            EndOutcome::Reused {
+                session,
+                user,
+                revoked: gone,
+            } => {
                 tracing::warn!(
                     user_id = %user,
                     session_id = %session,
                     "refresh token reuse at {reason}: theft response applied"
                 );
                 counter!(REUSE_DETECTIONS, "via" => reason).increment(1);
-                revoked("reuse", 1);
+                revoked("reuse", count(gone));
             }
             EndOutcome::UnknownToken | EndOutcome::AlreadyEnded { .. } => {}
         }
         Ok(outcome)
     }
 
-    fn revoke_all(&self, user: UserId, now: Timestamp) -> Result<u64, StoreError> {
-        let n = self.0.revoke_all(user, now)?;
-        revoked("revoke_all", n);
-        Ok(n)
+    fn revoke_all(&self, user: UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
+        let gone = self.0.revoke_all(user, now)?;
+        revoked("revoke_all", count(&gone));
+        Ok(gone)
     }
 
     fn revoke_one(
         &self,
         user: UserId,
         session: SessionId,
+        idle_ttl: Duration,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let done = self.0.revoke_one(user, session, now)?;
+        let done = self.0.revoke_one(user, session, idle_ttl, now)?;
         if done {
             revoked("revoke_one", 1);
         }

@@ -13,9 +13,11 @@ use password::Argon2Hasher;
 use persistence::Database;
 use web::{ApiState, JwksSource, MetricsSource, OpsState, WebConfig};
 
+use crate::cleanup::{spawn_cleanup_job, CleanupJob};
 use crate::config::Config;
 use crate::metrics::{MeteredSessions, PrometheusMetrics};
 use crate::operations::{login_limiter, readiness_checks, shutdown_signal};
+use crate::revocations::open_revocations;
 use crate::system::{OsRandom, SystemClock};
 
 /// Why the server could not start. One line, naming the setting at fault.
@@ -43,7 +45,8 @@ pub fn open_database(config: &Config) -> Result<Database, StartupError> {
     Ok(db)
 }
 
-/// The use cases wired to the real adapters.
+/// The use cases wired to the real adapters. Blocks briefly (connecting to
+/// Redis when configured): call it off the async workers.
 pub fn build_warden(
     config: &Config,
     db: &Database,
@@ -100,11 +103,13 @@ fn wire_warden(
         signer: Arc::new(signer),
         clock: Arc::new(SystemClock),
         random: Arc::new(OsRandom),
+        revocations: open_revocations(config, db)?,
     };
     let settings = Settings {
         lifetimes: config.lifetimes.clone(),
         reuse_response: config.reuse_response,
         refresh_secret: RefreshSecret::from_bytes(keys.refresh_secret()),
+        clock_leeway: config.clock_leeway,
     };
     Ok(TokenWarden::new(ports, settings))
 }
@@ -165,6 +170,8 @@ pub struct Application {
     server: actix_web::dev::Server,
     /// The separate `/metrics` listener (`TOKENWARDEN_METRICS_BIND`).
     metrics: Option<(u16, actix_web::dev::Server)>,
+    /// Stops with the server.
+    _cleanup: CleanupJob,
 }
 
 impl Application {
@@ -196,6 +203,9 @@ impl Application {
                 cookie_secure: config.cookie_secure,
                 allowed_origins: config.allowed_origins.clone(),
                 trusted_proxies: config.trusted_proxies.clone(),
+                introspection_secret: config.introspection_token.clone(),
+                issuer: config.issuer.clone(),
+                audience: config.audience.clone(),
             }),
             jwks: Arc::new(Jwks(keys)),
         };
@@ -250,6 +260,7 @@ impl Application {
             port,
             server,
             metrics,
+            _cleanup: spawn_cleanup_job(&config, &db),
         })
     }
 

@@ -16,7 +16,7 @@ use crate::connection::{AnyConnection, Database};
 use crate::error::DbError;
 use crate::rows::{generation_to_db, reason, FoundToken, NewTokenRow, SessionRow, UserRow};
 use crate::schema::{refresh_tokens, sessions};
-use crate::sessions::{revoke_session, revoke_user_sessions};
+use crate::sessions::{parse_ids, revoke_session, revoke_user_sessions};
 use crate::transaction::{lock_session, lock_user, write_transaction};
 
 impl Database {
@@ -42,6 +42,7 @@ impl Database {
                 request.now,
             );
             let now = request.now.as_millis();
+            let mut revoked = Vec::new();
             // Each change is written and mirrored in `row`, which becomes
             // the state returned.
             match decision {
@@ -84,7 +85,7 @@ impl Database {
                         .execute(conn)?;
                 }
                 RotationDecision::Reuse => {
-                    theft_response(conn, &row, request.reuse_response, now)?;
+                    revoked = theft_response(conn, &row, request.reuse_response, now)?;
                     // Either scope revokes this (live, so not yet revoked)
                     // session.
                     row.revoked_at = Some(now);
@@ -96,6 +97,7 @@ impl Database {
                 presented,
                 session: row.into_session()?,
                 user: user.into_user()?,
+                revoked: parse_ids(revoked)?,
             })
         })
     }
@@ -132,8 +134,12 @@ impl Database {
                     );
                     match decision {
                         RotationDecision::Reuse => {
-                            theft_response(conn, &row, request.reuse_response, now)?;
-                            EndOutcome::Reused { session, user }
+                            let revoked = theft_response(conn, &row, request.reuse_response, now)?;
+                            EndOutcome::Reused {
+                                session,
+                                user,
+                                revoked: parse_ids(revoked)?,
+                            }
                         }
                         RotationDecision::Rotate { .. } | RotationDecision::GraceReplay => {
                             revoke_session(conn, &row.id, now, reason::REPLACED_BY_LOGIN)?;
@@ -187,20 +193,24 @@ fn lock_user_and_session(
 }
 
 /// The theft response: revokes the session's family, or every live session
-/// of its user, with reason `token_reuse`. The caller commits it.
+/// of its user, with reason `token_reuse`. The caller commits it. Returns
+/// the sessions revoked.
 fn theft_response(
     conn: &mut AnyConnection,
     session: &SessionRow,
     scope: ReuseResponse,
     now: i64,
-) -> Result<(), DbError> {
-    match scope {
+) -> Result<Vec<String>, DbError> {
+    Ok(match scope {
         ReuseResponse::RevokeAll => {
-            revoke_user_sessions(conn, &session.user_id, now, reason::TOKEN_REUSE)?;
+            revoke_user_sessions(conn, &session.user_id, now, reason::TOKEN_REUSE)?
         }
         ReuseResponse::RevokeFamily => {
-            revoke_session(conn, &session.id, now, reason::TOKEN_REUSE)?;
+            if revoke_session(conn, &session.id, now, reason::TOKEN_REUSE)? == 1 {
+                vec![session.id.clone()]
+            } else {
+                Vec::new()
+            }
         }
-    }
-    Ok(())
+    })
 }

@@ -48,6 +48,8 @@ pub const REFRESH_COOKIE: &str = "refresh_cookie";
         handlers::sessions::delete,
         handlers::sessions::me,
         handlers::wellknown::jwks,
+        handlers::introspect::introspect,
+        handlers::introspect::revoke,
         handlers::ops::healthz,
         handlers::ops::readyz,
         handlers::ops::metrics,
@@ -72,6 +74,8 @@ pub const REFRESH_COOKIE: &str = "refresh_cookie";
         Health,
         Readiness,
         NotReady,
+        TokenField,
+        Introspection,
     )),
     modifiers(&SecuritySchemes),
     tags(
@@ -124,6 +128,42 @@ impl Modify for SecuritySchemes {
         );
         components.add_security_scheme(REFRESH_COOKIE, cookie_scheme("refresh_token"));
     }
+}
+
+/// The body of `/auth/introspect` and `/auth/revoke` (JSON or form).
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema only: handlers::introspect reads the bodies"
+)]
+pub struct TokenField {
+    /// An access token (introspection) or a refresh token (revocation).
+    token: String,
+    /// Accepted and ignored: the token's shape says what it is.
+    token_type_hint: Option<String>,
+}
+
+/// The answer of `/auth/introspect` (RFC 7662). Only `active` is present
+/// when the token is not active.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema only: handlers::introspect writes the bodies"
+)]
+pub struct Introspection {
+    active: bool,
+    /// `Bearer`.
+    token_type: Option<String>,
+    /// User id.
+    sub: Option<String>,
+    /// Session id.
+    sid: Option<String>,
+    roles: Option<Vec<String>>,
+    exp: Option<i64>,
+    iat: Option<i64>,
+    iss: Option<String>,
+    aud: Option<String>,
+    jti: Option<String>,
 }
 
 /// An RFC 9457 problem document: the body of every error.

@@ -8,8 +8,10 @@
 
 mod common;
 
+mod cleanup;
 mod connect;
 mod race;
+mod revocations;
 mod rotation;
 mod sessions;
 mod users;

@@ -1,4 +1,5 @@
 pub mod auth;
+pub mod introspect;
 pub mod ops;
 pub mod sessions;
 pub mod wellknown;
