@@ -10,6 +10,7 @@ pub mod introspect;
 mod issue;
 pub mod login;
 pub mod ports;
+pub mod rate_limit;
 pub mod refresh;
 pub mod register;
 pub mod revocation;
@@ -30,6 +31,8 @@ pub use login::{LoginError, LoginInput};
 pub use refresh::RefreshError;
 pub use register::{RegisterError, RegisterInput};
 pub use sessions::{DeleteSessionError, SessionView};
+
+use rate_limit::{InProcessLoginLimiter, LoginLimits, LoginRateLimiter};
 
 use ports::{
     AccessTokenSigner, Clock, CryptoError, PasswordHasher, RandomSource, RevocationList,
@@ -63,17 +66,29 @@ pub struct Ports {
 pub struct TokenWarden {
     ports: Ports,
     settings: Settings,
+    login_limiter: Arc<dyn LoginRateLimiter>,
     /// Sessions recently found live (see [`status_cache`]).
     status_cache: status_cache::LiveSessions,
 }
 
 impl TokenWarden {
+    /// The service over `ports`, with login rate limits counted in process
+    /// at the contract's defaults until [`TokenWarden::with_login_limiter`]
+    /// says otherwise.
     pub fn new(ports: Ports, settings: Settings) -> Self {
         Self {
             ports,
             settings,
+            login_limiter: Arc::new(InProcessLoginLimiter::new(LoginLimits::default())),
             status_cache: status_cache::LiveSessions::default(),
         }
+    }
+
+    /// Replaces the login rate limiter (see [`rate_limit`]).
+    #[must_use]
+    pub fn with_login_limiter(mut self, limiter: Arc<dyn LoginRateLimiter>) -> Self {
+        self.login_limiter = limiter;
+        self
     }
 
     pub fn settings(&self) -> &Settings {

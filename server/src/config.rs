@@ -234,6 +234,14 @@ pub struct RawSettings {
         global = true
     )]
     pub db_pool_size: String,
+    /// On SIGTERM/SIGINT, how long requests in flight may take to finish.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_SHUTDOWN_TIMEOUT",
+        default_value = "30s",
+        global = true
+    )]
+    pub shutdown_timeout: String,
     /// How often `serve` removes expired tokens, sessions, revocation entries and old audit rows.
     #[arg(
         long,
@@ -314,6 +322,7 @@ pub struct Config {
     pub rust_log: String,
     pub log_format: LogFormat,
     pub db_pool_size: u32,
+    pub shutdown_timeout: Duration,
     pub cleanup_interval: Duration,
     pub redis_failure: OnRedisFailure,
     pub redis_timeout: Duration,
@@ -354,6 +363,7 @@ impl Config {
             rust_log: "info".to_owned(),
             log_format: LogFormat::Pretty,
             db_pool_size: 16,
+            shutdown_timeout: Duration::from_secs(30),
             cleanup_interval: Duration::from_secs(300),
             redis_failure: OnRedisFailure::Fallback,
             redis_timeout: Duration::from_millis(250),
@@ -483,6 +493,7 @@ impl Config {
                         "must be a number from 1 to 1000",
                     )
                 })?,
+            shutdown_timeout: duration("TOKENWARDEN_SHUTDOWN_TIMEOUT", &raw.shutdown_timeout)?,
             cleanup_interval: positive("TOKENWARDEN_CLEANUP_INTERVAL", &raw.cleanup_interval)?,
             redis_failure: match raw.redis_failure.trim() {
                 "fallback" => OnRedisFailure::Fallback,

@@ -1,6 +1,7 @@
-//! `tokenwarden`: serve, migrate, manage users.
+//! `tokenwarden`: serve, migrate, manage users, rotate keys, check config.
 
 use std::io::Read as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -10,7 +11,7 @@ use application::RegisterInput;
 use domain::{Password, Role, Roles, Username};
 use server::cleanup::cleanup_service;
 use server::startup::{build_warden, open_database, open_keys};
-use server::{telemetry, Application, Config, RawSettings};
+use server::{commands, config_file, telemetry, Application, Config, RawSettings};
 
 #[derive(Parser)]
 #[command(
@@ -21,6 +22,10 @@ use server::{telemetry, Application, Config, RawSettings};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// A TOML file of settings (keys as `tokenwarden config check` prints
+    /// them); flags and environment variables override it.
+    #[arg(long, env = "TOKENWARDEN_CONFIG", global = true)]
+    config: Option<PathBuf>,
     #[command(flatten)]
     settings: RawSettings,
 }
@@ -38,6 +43,26 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new Ed25519 key current; the previous one stays published
+    /// until every token it signed has expired. Running servers pick the
+    /// new key up within 60 s.
+    Rotate,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and print it (secrets redacted).
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -55,13 +80,17 @@ enum UserCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let parsed = match config_file::parse::<Cli>() {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    let cli = &parsed.cli;
     let config = match Config::from_raw(&cli.settings) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
     telemetry::init(&config.rust_log, config.log_format);
-    let result = match cli.command {
+    let result = match &cli.command {
         Command::Serve => serve(config),
         Command::Migrate => migrate(&config),
         Command::Cleanup => cleanup(&config),
@@ -69,7 +98,16 @@ fn main() -> ExitCode {
             username,
             roles,
             password_stdin,
-        }) => create_user(&config, &username, &roles, password_stdin),
+        }) => create_user(&config, username, roles, *password_stdin),
+        Command::Keys(KeysCommand::Rotate) => commands::rotate_keys(&config),
+        Command::Config(ConfigCommand::Check) => {
+            print!(
+                "{}",
+                config_file::render_effective::<Cli>(&parsed.matches, parsed.file.as_ref())
+            );
+            println!("# the configuration is valid");
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -88,6 +126,9 @@ fn serve(config: Config) -> CmdResult {
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(config.clone()).await?;
         tracing::info!(port = app.port(), bind = %config.bind, "tokenwarden listening");
+        if let Some(port) = app.metrics_port() {
+            tracing::info!(port, "metrics listening");
+        }
         app.run_until_stopped().await?;
         tracing::info!("tokenwarden stopped");
         Ok(())

@@ -29,5 +29,5 @@ pub mod testing;
 mod transaction;
 mod users;
 
-pub use connection::{AnyConnection, Backend, Database};
+pub use connection::{AnyConnection, Backend, Database, PoolState};
 pub use revocations::DbRevocationList;

@@ -9,6 +9,9 @@ mod dto;
 pub mod error;
 mod extract;
 mod handlers;
+pub mod middleware;
+pub mod openapi;
+pub mod ops;
 
 use std::sync::Arc;
 
@@ -20,6 +23,7 @@ pub use client::IpNet;
 pub use error::ApiError;
 pub use extract::Authenticated;
 pub use handlers::introspect::IntrospectionSecret;
+pub use ops::{MetricsSource, OpsState, ReadinessCheck};
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -96,5 +100,16 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut ServiceConfig) {
                 web::get().to(handlers::wellknown::jwks),
             )
             .default_service(web::to(handlers::not_found));
+    }
+}
+
+/// Every route the API port serves: the API ([`configure`]) and the
+/// operator endpoints ([`ops::configure`]). The server builds its `App`
+/// from this, and so does the test that checks the OpenAPI document
+/// against the registered routes.
+pub fn routes(state: ApiState, ops: OpsState) -> impl FnOnce(&mut ServiceConfig) {
+    move |cfg: &mut ServiceConfig| {
+        configure(state)(cfg);
+        ops::configure(ops)(cfg);
     }
 }

@@ -17,6 +17,7 @@ use crate::body::{parse_json, read_body};
 use crate::client::client_info;
 use crate::error::{ApiError, FieldError};
 use crate::extract::bearer_token;
+use crate::openapi::Problem;
 use crate::ApiState;
 
 /// The shared secret resource servers introspect with
@@ -122,6 +123,27 @@ async fn authorize(req: &HttpRequest, state: &web::Data<ApiState>) -> Result<(),
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/introspect",
+    tag = "auth",
+    description = "RFC 7662-style token introspection for resource servers that cannot afford to \
+                   miss a revocation. `token` as a JSON field or an \
+                   `application/x-www-form-urlencoded` field. Anything expired, revoked, malformed \
+                   or unknown is `{\"active\": false}`. Authenticated with \
+                   `Bearer <TOKENWARDEN_INTROSPECTION_TOKEN>` or an admin's access token.",
+    request_body(content = crate::openapi::TokenField, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The token's state", body = crate::openapi::Introspection),
+        (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `session_revoked`: no valid credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: a valid access token without the role `admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_input`: no `token` field", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn introspect(
     req: HttpRequest,
     mut payload: web::Payload,
@@ -154,6 +176,21 @@ fn active<'a>(claims: &'a AccessClaims, state: &'a ApiState) -> Active<'a> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/revoke",
+    tag = "auth",
+    description = "RFC 7009-style revocation of a refresh token: ends that token's session. \
+                   Unknown or malformed tokens also get 200. `token` as a JSON or form field.",
+    request_body(content = crate::openapi::TokenField, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke"),
+        (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_input`: no `token` field", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn revoke(
     req: HttpRequest,
     mut payload: web::Payload,

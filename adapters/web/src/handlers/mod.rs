@@ -1,9 +1,10 @@
 pub mod auth;
 pub mod introspect;
+pub mod ops;
 pub mod sessions;
 pub mod wellknown;
 
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::HttpResponse;
 
 use crate::error::ApiError;
 
@@ -19,7 +20,6 @@ where
 }
 
 /// Unknown routes and methods get a problem body too.
-pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let _ = req;
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
