@@ -4,6 +4,8 @@
 //! own module with its own error enum. Use cases never open transactions:
 //! atomicity is the adapters' job (see [`ports::SessionRepository`]).
 
+pub mod admin;
+pub mod audit;
 pub mod auth;
 mod issue;
 pub mod login;
@@ -17,8 +19,10 @@ mod test_support;
 
 use std::sync::Arc;
 
-use domain::{Lifetimes, RefreshSecret, ReuseResponse};
+use domain::{AnomalyPolicy, Lifetimes, RefreshSecret, ReuseResponse};
 
+pub use admin::{AdminError, Page, TokenAnalysis};
+pub use audit::RefreshRejection;
 pub use auth::{AuthError, Principal};
 pub use issue::IssuedTokens;
 pub use login::{LoginError, LoginInput};
@@ -27,8 +31,8 @@ pub use register::{RegisterError, RegisterInput};
 pub use sessions::{DeleteSessionError, SessionView};
 
 use ports::{
-    AccessTokenSigner, Clock, CryptoError, PasswordHasher, RandomSource, SessionRepository,
-    StoreError, UserRepository,
+    AccessTokenSigner, AuditTrail, Clock, CryptoError, PasswordHasher, RandomSource,
+    SessionRepository, StoreError, UserRepository,
 };
 
 /// Policies the use cases follow.
@@ -38,6 +42,8 @@ pub struct Settings {
     pub reuse_response: ReuseResponse,
     /// Key that successor refresh tokens are derived with.
     pub refresh_secret: RefreshSecret,
+    /// When a refresh from another network and device counts as theft.
+    pub anomaly: AnomalyPolicy,
 }
 
 /// The adapters behind the ports.
@@ -48,6 +54,7 @@ pub struct Ports {
     pub signer: Arc<dyn AccessTokenSigner>,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn RandomSource>,
+    pub audit: Arc<dyn AuditTrail>,
 }
 
 /// The application service: every use case is a method on it.

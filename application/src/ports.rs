@@ -8,10 +8,15 @@
 use std::time::Duration;
 
 use domain::{
-    Generation, Lifetimes, NewSession, NewUser, Password, PasswordHash, ReuseResponse, Roles,
-    RotationDecision, Session, SessionId, SessionStatus, Timestamp, TokenDigest, User, UserId,
-    Username,
+    AnomalyPolicy, AnomalyResponse, Generation, Lifetimes, NewSession, NewUser, Password,
+    PasswordHash, ReuseResponse, Roles, RotationDecision, Session, SessionId, SessionStatus,
+    Timestamp, TokenDigest, User, UserId, Username,
 };
+
+mod audit;
+#[cfg(any(test, feature = "mocks"))]
+pub use audit::MockAuditTrail;
+pub use audit::{AuditTrail, RevokeReason};
 
 /// The storage failed or could not be reached. Carries a description for the
 /// log only; it never reaches a client.
@@ -157,6 +162,8 @@ pub struct RotateRequest {
     pub reuse_response: ReuseResponse,
     pub client: ClientInfo,
     pub now: Timestamp,
+    /// Checked when the presented token is the current one.
+    pub anomaly: AnomalyPolicy,
 }
 
 /// The result of [`SessionRepository::rotate`].
@@ -175,6 +182,10 @@ pub enum RotateOutcome {
         presented: Generation,
         session: Session,
         user: User,
+        /// An anomaly was detected and answered so: with `Revoke` the
+        /// decision is `Reuse` (theft response committed), with `LogOnly`
+        /// it stays `Rotate`.
+        anomaly: Option<AnomalyResponse>,
     },
 }
 
@@ -243,6 +254,11 @@ pub trait SessionRepository: Send + Sync + 'static {
     /// (`reuse_response`) is committed before returning. Of concurrent calls
     /// with the same token, exactly one sees `Rotate`.
     ///
+    /// A `Rotate` that the `anomaly` policy flags is answered like a reuse
+    /// (or only recorded, under `LogOnly`). The attempt's audit record, and
+    /// a security event for a theft response, are written in the same
+    /// transaction (an unknown token's record by one insert).
+    ///
     /// # Errors
     /// [`StoreError`] when storage fails; nothing is then changed.
     fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError>;
@@ -254,11 +270,17 @@ pub trait SessionRepository: Send + Sync + 'static {
     /// [`StoreError`] when storage fails.
     fn end_by_token(&self, request: EndRequest) -> Result<EndOutcome, StoreError>;
 
-    /// Revokes every live session of `user`; returns how many.
+    /// Revokes every live session of `user`; returns how many. Records the
+    /// security event of `reason` in the same transaction.
     ///
     /// # Errors
     /// [`StoreError`] when storage fails.
-    fn revoke_all(&self, user: UserId, now: Timestamp) -> Result<u64, StoreError>;
+    fn revoke_all(
+        &self,
+        user: UserId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
 
     /// Revokes `session` if it belongs to `user` and is live; `false` when
     /// it is not the user's or not live.

@@ -3,7 +3,7 @@
 
 use domain::{RefreshToken, Session, SessionId, User};
 
-use crate::ports::{ClientInfo, EndReason, EndRequest};
+use crate::ports::{ClientInfo, EndReason, EndRequest, RevokeReason};
 use crate::{Principal, TokenWarden, Unexpected};
 
 /// A live session as its owner sees it.
@@ -47,15 +47,16 @@ impl TokenWarden {
         Ok(())
     }
 
-    /// Revokes every session of the caller.
+    /// Revokes every session of the caller (security event `logout_all`).
     ///
     /// # Errors
     /// Only [`Unexpected`].
     pub fn logout_all(&self, principal: &Principal) -> Result<u64, Unexpected> {
-        Ok(self
-            .ports
-            .sessions
-            .revoke_all(principal.user_id, self.ports.clock.now())?)
+        Ok(self.ports.sessions.revoke_all(
+            principal.user_id,
+            RevokeReason::LogoutAll,
+            self.ports.clock.now(),
+        )?)
     }
 
     /// The caller's live sessions, exactly one of them `current`.
@@ -227,7 +228,9 @@ mod tests {
         let mut m = Mocks::new();
         m.sessions
             .expect_revoke_all()
-            .withf(|user, now| *user == alice().id && *now == NOW)
+            .withf(|user, reason, now| {
+                *user == alice().id && *reason == RevokeReason::LogoutAll && *now == NOW
+            })
             .times(1)
             .return_const(Ok(3u64));
 

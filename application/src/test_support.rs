@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::{
-    Generation, Lifetimes, NewSession, PasswordHash, RefreshSecret, RefreshToken, ReuseResponse,
-    Role, Roles, Session, SessionId, Timestamp, User, UserId, Username,
+    AnomalyPolicy, Generation, Lifetimes, NewSession, PasswordHash, RefreshSecret, RefreshToken,
+    ReuseResponse, Role, Roles, Session, SessionId, Timestamp, User, UserId, Username,
 };
 
 use crate::ports::{
-    AccessClaims, ClientInfo, CryptoError, MockAccessTokenSigner, MockClock, MockPasswordHasher,
-    MockRandomSource, MockSessionRepository, MockUserRepository, StoreError,
+    AccessClaims, ClientInfo, CryptoError, MockAccessTokenSigner, MockAuditTrail, MockClock,
+    MockPasswordHasher, MockRandomSource, MockSessionRepository, MockUserRepository, StoreError,
 };
 use crate::{Ports, Principal, Settings, TokenWarden};
 
@@ -42,6 +42,7 @@ pub(crate) fn settings() -> Settings {
         lifetimes: Lifetimes::default(),
         reuse_response: ReuseResponse::RevokeAll,
         refresh_secret: RefreshSecret::from_bytes(SECRET),
+        anomaly: AnomalyPolicy::default(),
     }
 }
 
@@ -73,6 +74,7 @@ pub(crate) struct Mocks {
     pub signer: MockAccessTokenSigner,
     pub clock: MockClock,
     pub random: MockRandomSource,
+    pub audit: MockAuditTrail,
     pub settings: Settings,
 }
 
@@ -97,6 +99,7 @@ impl Mocks {
             signer: MockAccessTokenSigner::new(),
             clock: MockClock::new(),
             random: MockRandomSource::new(),
+            audit: MockAuditTrail::new(),
             settings: settings(),
         }
     }
@@ -120,6 +123,7 @@ impl Mocks {
                 signer: Arc::new(self.signer),
                 clock: Arc::new(self.clock),
                 random: Arc::new(self.random),
+                audit: Arc::new(self.audit),
             },
             self.settings,
         )
