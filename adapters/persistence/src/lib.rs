@@ -13,6 +13,7 @@
 //! (`SELECT ... FOR UPDATE`) on PostgreSQL, always user before session so
 //! that two transactions cannot deadlock. See `transaction.rs`.
 
+mod audit;
 mod connection;
 mod error;
 mod migrations;

@@ -8,6 +8,7 @@
 
 mod common;
 
+mod audit;
 mod connect;
 mod race;
 mod rotation;

@@ -37,6 +37,7 @@ fn the_current_token_rotates_into_the_next_generation(db: &TestDatabase) {
         presented,
         session: after,
         user,
+        anomaly: None,
     } = outcome
     else {
         panic!("token unknown");

@@ -1,5 +1,5 @@
 use application::ports::RotateOutcome;
-use application::ports::SessionRepository;
+use application::ports::{RevokeReason, SessionRepository};
 use domain::{ExpiryKind, Generation, RotationDecision, SessionId, SessionStatus};
 
 use crate::common::*;
@@ -153,7 +153,11 @@ fn revoke_all_ends_every_live_session_of_the_user(db: &TestDatabase) {
     let (b1, _) = login(&db, &bob, at(0));
     assert!(db.revoke_one(alice.id, a3.id, at(3)).unwrap());
 
-    assert_eq!(db.revoke_all(alice.id, at(4)).unwrap(), 2);
+    assert_eq!(
+        db.revoke_all(alice.id, RevokeReason::LogoutAll, at(4))
+            .unwrap(),
+        2
+    );
     for s in [&a1, &a2, &a3] {
         assert_eq!(
             db.status(s.id, idle(), at(5)).unwrap(),
@@ -164,5 +168,9 @@ fn revoke_all_ends_every_live_session_of_the_user(db: &TestDatabase) {
         db.status(b1.id, idle(), at(5)).unwrap(),
         SessionStatus::Live
     );
-    assert_eq!(db.revoke_all(alice.id, at(6)).unwrap(), 0);
+    assert_eq!(
+        db.revoke_all(alice.id, RevokeReason::LogoutAll, at(6))
+            .unwrap(),
+        0
+    );
 }

@@ -1,0 +1,4 @@
+DROP TRIGGER refresh_audit_hourly_add ON refresh_audit;
+DROP FUNCTION refresh_audit_hourly_add();
+DROP TABLE refresh_audit_hourly;
+DROP TABLE refresh_audit;

@@ -1,0 +1,52 @@
+-- One row per request to POST /auth/refresh, whatever its outcome, written
+-- before the response leaves (inside the rotation's transaction when the
+-- request got that far). Never a token, a cookie or a password: a presented
+-- token is only remembered by an 8-hex-digit fingerprint. No foreign keys:
+-- the trail outlives the sessions (and tokens) it mentions.
+CREATE TABLE refresh_audit (
+    id          INTEGER PRIMARY KEY,
+    at          INTEGER NOT NULL,
+    outcome     TEXT    NOT NULL,
+    user_id     TEXT,
+    session_id  TEXT,
+    ip          TEXT,
+    user_agent  TEXT CHECK (length(CAST(user_agent AS BLOB)) <= 512),
+    fingerprint TEXT CHECK (length(fingerprint) = 8)
+) STRICT;
+
+-- A user's refresh log, newest first (keyset pagination on (at, id)).
+CREATE INDEX refresh_audit_user_id_at_idx ON refresh_audit (user_id, at, id);
+-- Retention cleanup of old rows.
+CREATE INDEX refresh_audit_at_idx ON refresh_audit (at);
+
+-- The trail of each user aggregated by hour and by what was seen, kept in
+-- step by the trigger below: the token analysis reads this table and never
+-- the raw rows, so it costs the same for 100 or 100 000 attempts. Absent
+-- values are '' so that they take part in the primary key.
+CREATE TABLE refresh_audit_hourly (
+    user_id    TEXT    NOT NULL,
+    hour_start INTEGER NOT NULL,
+    outcome    TEXT    NOT NULL,
+    session_id TEXT    NOT NULL,
+    ip         TEXT    NOT NULL,
+    user_agent TEXT    NOT NULL,
+    attempts   INTEGER NOT NULL CHECK (attempts > 0),
+    first_at   INTEGER NOT NULL,
+    last_at    INTEGER NOT NULL,
+    PRIMARY KEY (user_id, hour_start, outcome, session_id, ip, user_agent)
+) STRICT, WITHOUT ROWID;
+
+-- Attempts no user is known for (no token, garbage) belong to no analysis.
+CREATE TRIGGER refresh_audit_hourly_add AFTER INSERT ON refresh_audit
+    WHEN NEW.user_id IS NOT NULL
+BEGIN
+    INSERT INTO refresh_audit_hourly
+        (user_id, hour_start, outcome, session_id, ip, user_agent, attempts, first_at, last_at)
+    VALUES
+        (NEW.user_id, NEW.at - NEW.at % 3600000, NEW.outcome, COALESCE(NEW.session_id, ''),
+         COALESCE(NEW.ip, ''), COALESCE(NEW.user_agent, ''), 1, NEW.at, NEW.at)
+    ON CONFLICT (user_id, hour_start, outcome, session_id, ip, user_agent) DO UPDATE SET
+        attempts = attempts + 1,
+        first_at = MIN(first_at, excluded.first_at),
+        last_at  = MAX(last_at, excluded.last_at);
+END;
