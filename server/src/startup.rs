@@ -6,13 +6,13 @@ use std::sync::Arc;
 use actix_web::{App, HttpServer};
 
 use application::{Ports, Settings, TokenWarden};
-use domain::RefreshSecret;
+use domain::{AnomalyPolicy, AnomalyResponse, RefreshSecret};
 use jwt::{JwtConfig, JwtSigner, KeyStore};
 use password::Argon2Hasher;
 use persistence::Database;
 use web::{ApiState, JwksSource, WebConfig};
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::system::{OsRandom, SystemClock};
 
 /// Why the server could not start. One line, naming the setting at fault.
@@ -60,11 +60,19 @@ pub fn build_warden(
         signer: Arc::new(signer),
         clock: Arc::new(SystemClock),
         random: Arc::new(OsRandom),
+        audit: Arc::new(db.clone()),
     };
     let settings = Settings {
         lifetimes: config.lifetimes.clone(),
         reuse_response: config.reuse_response,
         refresh_secret: RefreshSecret::from_bytes(keys.refresh_secret()),
+        anomaly: AnomalyPolicy {
+            window: config.anomaly_window,
+            response: match config.anomaly_response {
+                config::AnomalyResponse::RevokeAll => AnomalyResponse::Revoke,
+                config::AnomalyResponse::LogOnly => AnomalyResponse::LogOnly,
+            },
+        },
     };
     Ok(TokenWarden::new(ports, settings))
 }

@@ -1,4 +1,6 @@
+pub mod admin;
 pub mod auth;
+mod refresh_audit;
 pub mod sessions;
 pub mod wellknown;
 
