@@ -211,3 +211,22 @@ impl From<&SecurityEvent> for SecurityEventBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use domain::Timestamp;
+
+    use super::rfc3339;
+
+    #[test]
+    fn instants_have_three_fraction_digits_and_sort_as_text() {
+        let a = rfc3339(Timestamp::from_millis(1_700_000_000_100));
+        let b = rfc3339(Timestamp::from_millis(1_700_000_000_114));
+        assert_eq!(a, "2023-11-14T22:13:20.100Z");
+        assert!(a < b);
+        assert_eq!(
+            rfc3339(Timestamp::from_millis(0)),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
+}
