@@ -14,9 +14,9 @@ use domain::{
 use crate::ports::RevokeReason;
 use crate::{Principal, TokenWarden, Unexpected};
 
-/// The audit trail is aggregated by the hour, so the window of an analysis
-/// starts at a whole hour.
-const HOUR_MS: i64 = 3_600_000;
+/// The audit trail is aggregated by the UTC day, so the window of an
+/// analysis starts at midnight (UTC).
+const DAY_MS: i64 = 86_400_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdminError {
@@ -42,7 +42,7 @@ impl From<crate::ports::StoreError> for AdminError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenAnalysis {
     pub user: User,
-    /// Start of the window: `days` before `to`, rounded down to the hour.
+    /// Start of the window: `days` before `to`, rounded down to midnight UTC.
     pub from: Timestamp,
     pub to: Timestamp,
     pub days: AnalysisDays,
@@ -73,7 +73,7 @@ impl TokenWarden {
         require_admin(admin)?;
         let user = self.existing_user(user)?;
         let to = self.ports.clock.now();
-        let from = start_of_hour(to.minus(days.duration()));
+        let from = start_of_day(to.minus(days.duration()));
         let activity = self.ports.audit.activity(user.id, from)?;
         let risk = assess(&activity, &RiskThresholds::default());
         Ok(TokenAnalysis {
@@ -207,9 +207,9 @@ fn paginate<T>(
     Page { items, next }
 }
 
-fn start_of_hour(t: Timestamp) -> Timestamp {
+fn start_of_day(t: Timestamp) -> Timestamp {
     let ms = t.as_millis();
-    Timestamp::from_millis(ms - ms.rem_euclid(HOUR_MS))
+    Timestamp::from_millis(ms - ms.rem_euclid(DAY_MS))
 }
 
 #[cfg(test)]
@@ -307,10 +307,10 @@ mod tests {
     }
 
     #[test]
-    fn the_analysis_reads_the_window_from_the_start_of_the_hour_and_scores_it() {
+    fn the_analysis_reads_the_window_from_midnight_and_scores_it() {
         let mut m = Mocks::new();
         finding_alice(&mut m);
-        let expected_from = start_of_hour(NOW.minus(days(7).duration()));
+        let expected_from = start_of_day(NOW.minus(days(7).duration()));
         m.audit
             .expect_activity()
             .withf(move |user, since| *user == alice().id && *since == expected_from)
@@ -331,9 +331,9 @@ mod tests {
         assert_eq!(a.user, alice());
         assert_eq!(a.to, NOW);
         assert_eq!(a.from, expected_from);
-        assert_eq!(a.from.as_millis() % HOUR_MS, 0);
+        assert_eq!(a.from.as_millis() % DAY_MS, 0);
         assert!(a.from <= NOW.minus(days(7).duration()));
-        assert!(NOW.minus(days(7).duration()).as_millis() - a.from.as_millis() < HOUR_MS);
+        assert!(NOW.minus(days(7).duration()).as_millis() - a.from.as_millis() < DAY_MS);
         assert_eq!(a.risk.level, RiskLevel::High);
         assert_eq!(a.activity.total(), 3);
     }
@@ -503,12 +503,12 @@ mod tests {
     }
 
     #[test]
-    fn hours_start_on_whole_hours() {
-        let t = Timestamp::from_millis(7_200_000 + 59 * 60_000);
-        assert_eq!(start_of_hour(t), Timestamp::from_millis(7_200_000));
+    fn days_start_at_midnight_utc() {
+        let t = Timestamp::from_millis(2 * DAY_MS + 23 * 3_600_000);
+        assert_eq!(start_of_day(t), Timestamp::from_millis(2 * DAY_MS));
         assert_eq!(
-            start_of_hour(Timestamp::from_millis(7_200_000)),
-            Timestamp::from_millis(7_200_000)
+            start_of_day(Timestamp::from_millis(2 * DAY_MS)),
+            Timestamp::from_millis(2 * DAY_MS)
         );
     }
 }

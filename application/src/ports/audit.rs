@@ -47,8 +47,8 @@ pub trait AuditTrail: Send + Sync + 'static {
     ) -> Result<Vec<AuditRecord>, StoreError>;
 
     /// Aggregates of the user's refresh attempts and security events since
-    /// `since`, which must be the start of an hour (UTC): the trail is
-    /// aggregated by the hour.
+    /// `since`, which must be the start of a UTC day: the trail is
+    /// aggregated by the day (failures by the hour).
     ///
     /// # Errors
     /// [`StoreError`] when storage fails.

@@ -19,13 +19,15 @@ CREATE INDEX refresh_audit_user_id_at_idx ON refresh_audit (user_id, at, id);
 -- Retention cleanup of old rows.
 CREATE INDEX refresh_audit_at_idx ON refresh_audit (at);
 
--- The trail of each user aggregated by hour and by what was seen, kept in
--- step by the trigger below: the token analysis reads this table and never
--- the raw rows, so it costs the same for 100 or 100 000 attempts. Absent
--- values are '' so that they take part in the primary key.
-CREATE TABLE refresh_audit_hourly (
+-- The trail of each user aggregated by UTC day and by what was seen, and
+-- the failures of each user by hour, kept in step by the trigger below: the
+-- token analysis reads these tables and never the raw rows, so that 100 000
+-- attempts in a window cost the distinct (outcome, session, IP, user agent)
+-- combinations per day, not 100 000 rows. Absent values are '' so that they
+-- take part in the primary key.
+CREATE TABLE refresh_audit_daily (
     user_id    TEXT   NOT NULL,
-    hour_start BIGINT NOT NULL,
+    day_start  BIGINT NOT NULL,
     outcome    TEXT   NOT NULL,
     session_id TEXT   NOT NULL,
     ip         TEXT   NOT NULL,
@@ -33,25 +35,39 @@ CREATE TABLE refresh_audit_hourly (
     attempts   BIGINT NOT NULL CHECK (attempts > 0),
     first_at   BIGINT NOT NULL,
     last_at    BIGINT NOT NULL,
-    PRIMARY KEY (user_id, hour_start, outcome, session_id, ip, user_agent)
+    PRIMARY KEY (user_id, day_start, outcome, session_id, ip, user_agent)
 );
 
-CREATE FUNCTION refresh_audit_hourly_add() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Failed attempts per user and clock hour: bursts of failures.
+CREATE TABLE refresh_audit_failures (
+    user_id    TEXT   NOT NULL,
+    hour_start BIGINT NOT NULL,
+    failures   BIGINT NOT NULL CHECK (failures > 0),
+    PRIMARY KEY (user_id, hour_start)
+);
+
+CREATE FUNCTION refresh_audit_aggregate() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO refresh_audit_hourly
-        (user_id, hour_start, outcome, session_id, ip, user_agent, attempts, first_at, last_at)
+    INSERT INTO refresh_audit_daily
+        (user_id, day_start, outcome, session_id, ip, user_agent, attempts, first_at, last_at)
     VALUES
-        (NEW.user_id, NEW.at - NEW.at % 3600000, NEW.outcome, COALESCE(NEW.session_id, ''),
+        (NEW.user_id, NEW.at - NEW.at % 86400000, NEW.outcome, COALESCE(NEW.session_id, ''),
          COALESCE(NEW.ip, ''), COALESCE(NEW.user_agent, ''), 1, NEW.at, NEW.at)
-    ON CONFLICT (user_id, hour_start, outcome, session_id, ip, user_agent) DO UPDATE SET
-        attempts = refresh_audit_hourly.attempts + 1,
-        first_at = LEAST(refresh_audit_hourly.first_at, EXCLUDED.first_at),
-        last_at  = GREATEST(refresh_audit_hourly.last_at, EXCLUDED.last_at);
+    ON CONFLICT (user_id, day_start, outcome, session_id, ip, user_agent) DO UPDATE SET
+        attempts = refresh_audit_daily.attempts + 1,
+        first_at = LEAST(refresh_audit_daily.first_at, EXCLUDED.first_at),
+        last_at  = GREATEST(refresh_audit_daily.last_at, EXCLUDED.last_at);
+    IF NEW.outcome NOT IN ('success', 'grace_replay', 'anomaly_logged') THEN
+        INSERT INTO refresh_audit_failures (user_id, hour_start, failures)
+        VALUES (NEW.user_id, NEW.at - NEW.at % 3600000, 1)
+        ON CONFLICT (user_id, hour_start) DO UPDATE SET
+            failures = refresh_audit_failures.failures + 1;
+    END IF;
     RETURN NULL;
 END;
 $$;
 
 -- Attempts no user is known for (no token, garbage) belong to no analysis.
-CREATE TRIGGER refresh_audit_hourly_add AFTER INSERT ON refresh_audit
+CREATE TRIGGER refresh_audit_aggregate AFTER INSERT ON refresh_audit
     FOR EACH ROW WHEN (NEW.user_id IS NOT NULL)
-    EXECUTE FUNCTION refresh_audit_hourly_add();
+    EXECUTE FUNCTION refresh_audit_aggregate();

@@ -66,4 +66,17 @@ impl Database {
         let mut conn = self.conn().map_err(store("count audit rows"))?;
         read::outcome_counts(&mut conn).map_err(store("count audit rows"))
     }
+
+    /// Records many attempts in one transaction (the hourly aggregate
+    /// follows by trigger): for filling a trail in tests and benchmarks.
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage fails; nothing is then recorded.
+    pub fn record_refresh_batch(&self, attempts: &[RefreshAttempt]) -> Result<(), StoreError> {
+        let mut conn = self.conn().map_err(store("record refresh attempts"))?;
+        crate::transaction::write_transaction(&mut conn, |conn| {
+            write::insert_attempts(conn, attempts)
+        })
+        .map_err(store("record refresh attempts"))
+    }
 }

@@ -1,10 +1,12 @@
 //! Reading the trail back: pages of audit rows and security events (keyset
 //! on `(time, id)`, newest first), and the aggregates of a user's activity.
 //!
-//! The aggregates come from `refresh_audit_hourly`, which a trigger keeps in
-//! step with `refresh_audit`: a user with 100 000 attempts in the window
-//! costs a few thousand aggregate rows at most in practice, not 100 000
-//! (see `benches/audit.rs`).
+//! The aggregates come from `refresh_audit_daily` and
+//! `refresh_audit_failures`, which triggers keep in step with
+//! `refresh_audit`: a user with 100 000 attempts in the window costs the
+//! distinct (outcome, session, IP, user agent) combinations per day, a few
+//! hundred to a few thousand rows in practice, not 100 000 (see
+//! `benches/analysis.rs`).
 
 use std::collections::BTreeMap;
 
@@ -219,7 +221,7 @@ struct Peak {
     n: i64,
 }
 
-const WINDOW: &str = "FROM refresh_audit_hourly WHERE user_id = ? AND hour_start >= ?";
+const WINDOW: &str = "FROM refresh_audit_daily WHERE user_id = ? AND day_start >= ?";
 
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
@@ -244,8 +246,8 @@ fn seen(conn: &mut AnyConnection, column: &str, binds: &[Bind]) -> Result<Vec<Se
         .collect())
 }
 
-/// Aggregates of the user's attempts since `since` (a whole hour) and of
-/// their security events since then.
+/// Aggregates of the user's attempts since `since` (the start of a UTC day)
+/// and of their security events since then.
 pub(crate) fn activity(
     conn: &mut AnyConnection,
     user: UserId,
@@ -290,18 +292,9 @@ pub(crate) fn activity(
             highest_ip: r.highest_ip,
         })
         .collect();
-    let failures = RefreshOutcome::ALL
-        .into_iter()
-        .filter(|o| !o.succeeded())
-        .map(|o| format!("'{}'", o.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "SELECT CAST(COALESCE(MAX(per_hour.n), 0) AS BIGINT) AS n FROM \
-         (SELECT SUM(attempts) AS n {WINDOW} AND outcome IN ({failures}) \
-          GROUP BY hour_start) AS per_hour"
-    );
-    let peak = load::<Peak>(conn, &sql, &binds)?
+    let sql = "SELECT CAST(COALESCE(MAX(failures), 0) AS BIGINT) AS n \
+               FROM refresh_audit_failures WHERE user_id = ? AND hour_start >= ?";
+    let peak = load::<Peak>(conn, sql, &binds)?
         .into_iter()
         .next()
         .map_or(0, |p| count(p.n));

@@ -29,7 +29,14 @@ pub(crate) fn insert_attempt(
     attempt: &RefreshAttempt,
 ) -> Result<(), DbError> {
     diesel::insert_into(refresh_audit::table)
-        .values(NewAuditRow {
+        .values(NewAuditRow::of(attempt))
+        .execute(conn)?;
+    Ok(())
+}
+
+impl<'a> NewAuditRow<'a> {
+    fn of(attempt: &'a RefreshAttempt) -> Self {
+        Self {
             at: attempt.at.as_millis(),
             outcome: attempt.outcome.as_str(),
             user_id: attempt.user_id.map(|u| u.to_string()),
@@ -37,8 +44,32 @@ pub(crate) fn insert_attempt(
             ip: attempt.ip.as_deref(),
             user_agent: attempt.user_agent.as_deref().map(truncate_user_agent),
             fingerprint: attempt.fingerprint.as_ref().map(|f| f.as_str()),
-        })
-        .execute(conn)?;
+        }
+    }
+}
+
+/// Inserts many audit rows, a thousand per statement (tests and benchmarks).
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn insert_attempts(
+    conn: &mut AnyConnection,
+    attempts: &[RefreshAttempt],
+) -> Result<(), DbError> {
+    match conn {
+        // Multi-row inserts do not exist over `MultiConnection`.
+        AnyConnection::Postgresql(pg) => {
+            for chunk in attempts.chunks(1_000) {
+                let rows: Vec<NewAuditRow<'_>> = chunk.iter().map(NewAuditRow::of).collect();
+                diesel::insert_into(refresh_audit::table)
+                    .values(&rows)
+                    .execute(pg)?;
+            }
+        }
+        AnyConnection::Sqlite(_) => {
+            for attempt in attempts {
+                insert_attempt(conn, attempt)?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -424,8 +424,8 @@ fn activity_aggregates_the_window_by_hour(db: &TestDatabase) {
     let alice = user(&db, "alice");
     let bob = user(&db, "bob");
     let hour = Duration::from_secs(3600);
-    // `at(0)` is 1_700_000_000 s: the window starts at the hour after it.
-    let since = Timestamp::from_millis(1_700_002_800_000);
+    // `at(0)` is 1_700_000_000 s: the window starts at the midnight after it.
+    let since = Timestamp::from_millis(1_700_006_400_000);
     let s1 = SessionId::from_random_bytes([1; 16]);
     let s2 = SessionId::from_random_bytes([2; 16]);
     let row = |outcome, at: Timestamp, session: SessionId, ip: &str, ua: &str| RefreshAttempt {
