@@ -168,8 +168,8 @@ pub struct RefreshAttempt {
     pub fingerprint: Option<TokenFingerprint>,
 }
 
-/// A recorded refresh attempt. `id` grows with every insert; records are
-/// ordered newest first by `(at, id)`.
+/// A recorded refresh attempt. `(at, id)` orders the records of one user
+/// (newest first in lists); `id` is assigned by the storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
     pub id: i64,

@@ -9,7 +9,7 @@
 //! `cargo bench -p server --bench audit`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use application::ports::ClientInfo;
 use application::{LoginInput, RegisterInput, TokenWarden};
@@ -63,20 +63,51 @@ fn service(
 
 fn bench_backend(c: &mut Criterion, backend: &str, databases: [TestDatabase; 2]) {
     let keys = tempfile::tempdir().expect("keys dir");
+    let [audited_db, unaudited_db] = databases;
+    let mut plain = service(&unaudited_db, false, keys.path());
+    let mut audited = service(&audited_db, true, keys.path());
     let mut group = c.benchmark_group("refresh");
     group.measurement_time(Duration::from_secs(10));
-    let [audited_db, unaudited_db] = databases;
-    for (audited, database) in [(false, unaudited_db), (true, audited_db)] {
-        let (warden, mut token) = service(&database, audited, keys.path());
-        let name = if audited { "audited" } else { "unaudited" };
+    for (name, (warden, token)) in [("unaudited", &mut plain), ("audited", &mut audited)] {
         group.bench_function(format!("{backend}/{name}"), |b| {
-            b.iter(|| {
-                let issued = warden.refresh(Some(&token), client()).expect("refresh");
-                token = issued.refresh_token.expose().to_owned();
-            })
+            b.iter(|| refresh_once(warden, token))
         });
     }
     group.finish();
+    paired(backend, &mut plain, &mut audited);
+}
+
+fn refresh_once(warden: &TokenWarden, token: &mut String) {
+    let issued = warden.refresh(Some(token), client()).expect("refresh");
+    *token = issued.refresh_token.expose().to_owned();
+}
+
+/// The overhead measured in alternating blocks, so that both variants see
+/// the same machine: on a shared machine the load drifts between two
+/// criterion runs by more than the difference sought. Prints the median of
+/// the per-block ratios.
+fn paired(backend: &str, plain: &mut (TokenWarden, String), audited: &mut (TokenWarden, String)) {
+    const BLOCKS: usize = 40;
+    const PER_BLOCK: usize = 50;
+    let mut ratios = Vec::with_capacity(BLOCKS);
+    for _ in 0..BLOCKS {
+        let mut time = |(warden, token): &mut (TokenWarden, String)| {
+            let start = Instant::now();
+            for _ in 0..PER_BLOCK {
+                refresh_once(warden, token);
+            }
+            start.elapsed()
+        };
+        let without = time(plain);
+        let with = time(audited);
+        ratios.push(with.as_secs_f64() / without.as_secs_f64());
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[BLOCKS / 2];
+    println!(
+        "refresh/{backend}: audit overhead, median of {BLOCKS} paired blocks: {:+.1} %",
+        (median - 1.0) * 100.0
+    );
 }
 
 fn refresh(c: &mut Criterion) {

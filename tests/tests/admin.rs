@@ -270,10 +270,17 @@ async fn refresh_logs_page_newest_first(backend: Backend) {
     let mut sorted = times.clone();
     sorted.sort_unstable_by(|a, b| b.cmp(a));
     assert_eq!(times, sorted, "newest first");
-    let mut ids: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(ids.len(), 7, "no row twice");
+    let mut tokens: Vec<&str> = items
+        .iter()
+        .map(|i| i["token_fingerprint"].as_str().unwrap())
+        .collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    assert_eq!(
+        tokens.len(),
+        7,
+        "no row twice: each refresh presented another token"
+    );
     for item in &items {
         assert_eq!(item["user_id"], id.as_str());
         assert_eq!(item["outcome"], "success");

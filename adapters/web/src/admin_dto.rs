@@ -159,7 +159,6 @@ impl From<&TokenAnalysis> for AnalysisBody {
 
 #[derive(Debug, Serialize)]
 pub struct RefreshLogBody {
-    pub id: String,
     pub at: String,
     pub outcome: &'static str,
     pub user_id: Option<String>,
@@ -173,7 +172,6 @@ impl From<&AuditRecord> for RefreshLogBody {
     fn from(r: &AuditRecord) -> Self {
         let a = &r.attempt;
         Self {
-            id: r.id.to_string(),
             at: rfc3339(a.at),
             outcome: a.outcome.as_str(),
             user_id: a.user_id.map(|u| u.to_string()),

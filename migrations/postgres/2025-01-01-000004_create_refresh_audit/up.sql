@@ -5,9 +5,9 @@
 -- the trail outlives the sessions (and tokens) it mentions.
 CREATE TABLE refresh_audit (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id     TEXT   NOT NULL, -- '' when no user is known
     at          BIGINT NOT NULL,
     outcome     TEXT   NOT NULL,
-    user_id     TEXT,
     session_id  TEXT,
     ip          TEXT,
     user_agent  TEXT CHECK (octet_length(user_agent) <= 512),
@@ -15,9 +15,9 @@ CREATE TABLE refresh_audit (
 );
 
 -- A user's refresh log, newest first (keyset pagination on (at, id)).
+-- Retention cleanup needs no index of its own: ids grow with time, so the
+-- oldest rows come first in the primary key.
 CREATE INDEX refresh_audit_user_id_at_idx ON refresh_audit (user_id, at, id);
--- Retention cleanup of old rows.
-CREATE INDEX refresh_audit_at_idx ON refresh_audit (at);
 
 -- The trail of each user aggregated by UTC day and by what was seen, and
 -- the failures of each user by hour, kept in step by the trigger below: the
@@ -69,5 +69,5 @@ $$;
 
 -- Attempts no user is known for (no token, garbage) belong to no analysis.
 CREATE TRIGGER refresh_audit_aggregate AFTER INSERT ON refresh_audit
-    FOR EACH ROW WHEN (NEW.user_id IS NOT NULL)
+    FOR EACH ROW WHEN (NEW.user_id <> '')
     EXECUTE FUNCTION refresh_audit_aggregate();

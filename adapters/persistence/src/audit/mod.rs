@@ -67,8 +67,8 @@ impl Database {
         read::outcome_counts(&mut conn).map_err(store("count audit rows"))
     }
 
-    /// Records many attempts in one transaction (the hourly aggregate
-    /// follows by trigger): for filling a trail in tests and benchmarks.
+    /// Records many attempts in one transaction (the aggregates follow by
+    /// trigger): for filling a trail in tests and benchmarks.
     ///
     /// # Errors
     /// [`StoreError`] when storage fails; nothing is then recorded.
@@ -77,6 +77,18 @@ impl Database {
         crate::transaction::write_transaction(&mut conn, |conn| {
             write::insert_attempts(conn, attempts)
         })
-        .map_err(store("record refresh attempts"))
+        .map_err(store("record refresh attempts"))?;
+        // One transaction updates the aggregate rows over and over, and
+        // none of their old versions can be pruned before it commits: do
+        // at once what autovacuum does in a running system, where every
+        // refresh commits on its own and HOT updates keep the table tight.
+        if let crate::connection::AnyConnection::Postgresql(pg) = &mut *conn {
+            use diesel::connection::SimpleConnection as _;
+            pg.batch_execute(
+                "VACUUM ANALYZE refresh_audit, refresh_audit_daily, refresh_audit_failures",
+            )
+            .map_err(|e| crate::error::DbError::from(e).into_store("vacuum"))?;
+        }
+        Ok(())
     }
 }

@@ -33,7 +33,7 @@ struct AuditRow {
     id: i64,
     at: i64,
     outcome: String,
-    user_id: Option<String>,
+    user_id: String,
     session_id: Option<String>,
     ip: Option<String>,
     user_agent: Option<String>,
@@ -48,8 +48,8 @@ impl AuditRow {
                 at: Timestamp::from_millis(self.at),
                 outcome: RefreshOutcome::parse(&self.outcome)
                     .ok_or(DbError::Corrupt("refresh_audit.outcome"))?,
-                user_id: self
-                    .user_id
+                user_id: Some(self.user_id)
+                    .filter(|u| !u.is_empty())
                     .map(|u| {
                         u.parse()
                             .map_err(|_| DbError::Corrupt("refresh_audit.user_id"))

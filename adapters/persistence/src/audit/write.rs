@@ -2,6 +2,7 @@
 //! connection (and so in the transaction) of the change they describe.
 
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text};
 use domain::{RefreshAttempt, SecurityEventKind};
 use serde_json::Value;
 
@@ -15,22 +16,51 @@ use crate::transaction::write_transaction;
 struct NewAuditRow<'a> {
     at: i64,
     outcome: &'a str,
-    user_id: Option<String>,
+    user_id: String,
     session_id: Option<String>,
     ip: Option<&'a str>,
     user_agent: Option<&'a str>,
     fingerprint: Option<&'a str>,
 }
 
+/// On SQLite the table is clustered by `(user_id, at, id)` (see the
+/// migration) and `id` only orders one user's rows within a millisecond:
+/// it is the next number after those already there, read and written in
+/// one statement under the transaction's write lock.
+const SQLITE_INSERT: &str = "INSERT INTO refresh_audit \
+     (user_id, at, id, outcome, session_id, ip, user_agent, fingerprint) \
+     SELECT ?, ?, COALESCE(MAX(id), 0) + 1, ?, ?, ?, ?, ? \
+     FROM refresh_audit WHERE user_id = ? AND at = ?";
+
 /// Inserts the audit row of one refresh attempt, in whatever transaction
-/// `conn` is in. The hourly aggregate follows by trigger.
+/// `conn` is in (a write transaction on SQLite). The aggregates follow by
+/// trigger.
 pub(crate) fn insert_attempt(
     conn: &mut AnyConnection,
     attempt: &RefreshAttempt,
 ) -> Result<(), DbError> {
-    diesel::insert_into(refresh_audit::table)
-        .values(NewAuditRow::of(attempt))
-        .execute(conn)?;
+    let row = NewAuditRow::of(attempt);
+    match conn {
+        // PostgreSQL numbers rows itself (identity column).
+        AnyConnection::Postgresql(pg) => {
+            diesel::insert_into(refresh_audit::table)
+                .values(&row)
+                .execute(pg)?;
+        }
+        AnyConnection::Sqlite(sqlite) => {
+            diesel::sql_query(SQLITE_INSERT)
+                .bind::<Text, _>(&row.user_id)
+                .bind::<BigInt, _>(row.at)
+                .bind::<Text, _>(row.outcome)
+                .bind::<Nullable<Text>, _>(&row.session_id)
+                .bind::<Nullable<Text>, _>(row.ip)
+                .bind::<Nullable<Text>, _>(row.user_agent)
+                .bind::<Nullable<Text>, _>(row.fingerprint)
+                .bind::<Text, _>(&row.user_id)
+                .bind::<BigInt, _>(row.at)
+                .execute(sqlite)?;
+        }
+    }
     Ok(())
 }
 
@@ -39,7 +69,7 @@ impl<'a> NewAuditRow<'a> {
         Self {
             at: attempt.at.as_millis(),
             outcome: attempt.outcome.as_str(),
-            user_id: attempt.user_id.map(|u| u.to_string()),
+            user_id: attempt.user_id.map(|u| u.to_string()).unwrap_or_default(),
             session_id: attempt.session_id.map(|s| s.to_string()),
             ip: attempt.ip.as_deref(),
             user_agent: attempt.user_agent.as_deref().map(truncate_user_agent),

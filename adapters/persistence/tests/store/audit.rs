@@ -28,7 +28,7 @@ on_both_backends!(
     revoke_all_records_who_asked_for_it,
     refresh_logs_page_newest_first_without_gaps_or_repeats,
     security_events_page_per_user_and_for_everyone,
-    activity_aggregates_the_window_by_hour,
+    activity_aggregates_the_window_by_day,
     without_the_trail_nothing_is_written,
 );
 
@@ -419,7 +419,7 @@ fn security_events_page_per_user_and_for_everyone(db: &TestDatabase) {
     assert_eq!(ids.len(), 6);
 }
 
-fn activity_aggregates_the_window_by_hour(db: &TestDatabase) {
+fn activity_aggregates_the_window_by_day(db: &TestDatabase) {
     let db = db.open(2);
     let alice = user(&db, "alice");
     let bob = user(&db, "bob");
