@@ -33,21 +33,48 @@ use crate::transaction::write_transaction;
 pub(crate) const CLEANUP_LOCK_KEY: i64 = 0x746f_6b65_6e63_6c6e;
 
 /// A table the audit trail keeps rows in, and the column (milliseconds since
-/// the epoch) that says when each row was written.
+/// the epoch) that says when each row (or bucket) starts.
 #[derive(Debug, Clone, Copy)]
 struct AuditTable {
     table: &'static str,
     written_at: &'static str,
+    /// How long one row covers: a bucket is deleted only once all of it is
+    /// older than the retention.
+    span_ms: i64,
+    /// The row key on SQLite, where these tables have no `rowid`.
+    sqlite_key: &'static str,
+    /// Whether its rows are the audit records themselves (counted in the
+    /// report) rather than aggregates of them.
+    counted: bool,
 }
 
-/// HOOK for the audit trail (issue 3): the tables whose rows are deleted
-/// once older than `TOKENWARDEN_AUDIT_RETENTION`. A table that does not
-/// exist (yet) is skipped, so listing it here before its migration lands is
-/// harmless. Security events are kept: they are the incident record.
-const AUDIT_TABLES: &[AuditTable] = &[AuditTable {
-    table: "refresh_audit",
-    written_at: "created_at",
-}];
+/// The tables whose rows are deleted once older than
+/// `TOKENWARDEN_AUDIT_RETENTION`: the refresh audit trail and the daily and
+/// hourly aggregates the analysis reads. A table that does not exist is
+/// skipped. Security events are kept: they are the incident record.
+const AUDIT_TABLES: &[AuditTable] = &[
+    AuditTable {
+        table: "refresh_audit",
+        written_at: "at",
+        span_ms: 0,
+        sqlite_key: "user_id, at, id",
+        counted: true,
+    },
+    AuditTable {
+        table: "refresh_audit_daily",
+        written_at: "day_start",
+        span_ms: 86_400_000,
+        sqlite_key: "user_id, day_start, outcome, session_id, ip, user_agent",
+        counted: false,
+    },
+    AuditTable {
+        table: "refresh_audit_failures",
+        written_at: "hour_start",
+        span_ms: 3_600_000,
+        sqlite_key: "user_id, hour_start",
+        counted: false,
+    },
+];
 
 /// One expiry rule: rows of `table` whose `column` is before (or at) the
 /// cutoff.
@@ -57,6 +84,8 @@ struct Purge {
     /// `<=` for deadlines ("expired at or before now"), `<` for ages.
     inclusive: bool,
     cutoff: i64,
+    /// The row key on SQLite (`rowid` unless the table is `WITHOUT ROWID`).
+    sqlite_key: &'static str,
 }
 
 impl ExpiredDataStore for Database {
@@ -128,6 +157,7 @@ fn purge_all(
         column,
         inclusive: true,
         cutoff: now,
+        sqlite_key: "rowid",
     };
     let mut report = CleanupReport {
         refresh_tokens: purge(
@@ -150,12 +180,17 @@ fn purge_all(
                 table: audit.table,
                 column: audit.written_at,
                 inclusive: false,
-                cutoff: cutoffs.audit_before.as_millis(),
+                cutoff: cutoffs
+                    .audit_before
+                    .as_millis()
+                    .saturating_sub(audit.span_ms),
+                sqlite_key: audit.sqlite_key,
             },
             batching,
             stop,
         )?;
-        report.audit_rows = Some(report.audit_rows.unwrap_or(0).saturating_add(purged));
+        let counted = if audit.counted { purged } else { 0 };
+        report.audit_rows = Some(report.audit_rows.unwrap_or(0).saturating_add(counted));
     }
     Ok(report)
 }
@@ -169,7 +204,7 @@ fn purge(
 ) -> Result<u64, DbError> {
     let batch = i64::from(batching.batch_size.max(1));
     let op = if rule.inclusive { "<=" } else { "<" };
-    let (table, column) = (rule.table, rule.column);
+    let (table, column, key) = (rule.table, rule.column, rule.sqlite_key);
     let mut total = 0u64;
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -186,8 +221,8 @@ fn purge(
                 .bind::<BigInt, _>(batch)
                 .execute(pg)?,
                 AnyConnection::Sqlite(sqlite) => sql_query(format!(
-                    "DELETE FROM {table} WHERE rowid IN (\
-                       SELECT rowid FROM {table} WHERE {column} {op} ? LIMIT ?)"
+                    "DELETE FROM {table} WHERE ({key}) IN (\
+                       SELECT {key} FROM {table} WHERE {column} {op} ? LIMIT ?)"
                 ))
                 .bind::<BigInt, _>(rule.cutoff)
                 .bind::<BigInt, _>(batch)
