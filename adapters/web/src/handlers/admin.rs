@@ -85,7 +85,7 @@ pub async fn token_analysis(
     path = "/admin/users/{user_id}/refresh-logs",
     tag = "admin",
     description = "The user's audit trail of refresh attempts, newest first, keyset-paginated: pass the `next` of a page as `before`.",
-    params(("user_id" = String, Path, description = "The user's id (a UUID)"), ("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (default 50)"), ("before" = Option<String>, Query, description = "An opaque cursor from `next`")),
+    params(("user_id" = String, Path, description = "The user's id (a UUID)"), ("limit" = Option<u32>, Query, description = "Page size, 1 to 200 (default 50)"), ("before" = Option<String>, Query, description = "An opaque cursor from `next`")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page `{items, next}`", body = crate::openapi::RefreshLogPage),
@@ -161,7 +161,7 @@ pub async fn revoke_sessions(
     path = "/admin/security-events",
     tag = "admin",
     description = "Security events (`token_reuse`, `anomaly`, `admin_revoke`, `logout_all`, ...), newest first, of one user or of everyone, keyset-paginated.",
-    params(("user_id" = Option<String>, Query, description = "Only this user's events"), ("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (default 50)"), ("before" = Option<String>, Query, description = "An opaque cursor from `next`")),
+    params(("user_id" = Option<String>, Query, description = "Only this user's events"), ("limit" = Option<u32>, Query, description = "Page size, 1 to 200 (default 50)"), ("before" = Option<String>, Query, description = "An opaque cursor from `next`")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page `{items, next}`", body = crate::openapi::SecurityEventPage),
