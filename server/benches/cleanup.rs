@@ -3,7 +3,9 @@
 //! when idle. A measurement to run once, not a criterion loop:
 //!
 //! `cargo bench -p server --bench cleanup` (SQLite; PostgreSQL too with
-//! `TEST_DATABASE_URL`). `CLEANUP_BENCH_ROWS` changes the row count.
+//! `TEST_DATABASE_URL`). `CLEANUP_BENCH_ROWS` changes the row count,
+//! `CLEANUP_BENCH_BACKENDS=sqlite` or `=postgres` runs one backend, and
+//! `CLEANUP_BENCH_BATCH` / `CLEANUP_BENCH_PAUSE_MS` try other batching.
 //!
 //! The rows are 500 000 sessions past their absolute end with one refresh
 //! token each. The refreshes are one client rotating its token back to back
@@ -15,16 +17,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use application::cleanup::CleanupRun;
+use application::cleanup::{Batching, Cleanup, CleanupPolicy, CleanupRun};
 use application::ports::ClientInfo;
 use application::{LoginInput, RegisterInput, TokenWarden};
 use domain::{Password, Role, Roles, Timestamp, Username};
 use persistence::testing::{seed_expired_sessions, TestDatabase};
 use server::cleanup::cleanup_service;
 use server::startup::{build_warden, open_database, open_keys};
+use server::system::SystemClock;
 use server::Config;
 
 const IDLE_FOR: Duration = Duration::from_secs(10);
+const SETTLE: Duration = Duration::from_secs(15);
 
 struct Stats {
     count: usize,
@@ -71,6 +75,31 @@ fn refresh_until(
     samples
 }
 
+/// The server's cleanup, or batching from `CLEANUP_BENCH_BATCH` and
+/// `CLEANUP_BENCH_PAUSE_MS` when set (for tuning).
+fn cleanup(config: &Config, db: &persistence::Database) -> Cleanup {
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    match (var("CLEANUP_BENCH_BATCH"), var("CLEANUP_BENCH_PAUSE_MS")) {
+        (None, None) => cleanup_service(config, db),
+        (batch, pause) => {
+            let default = server::cleanup::batching_for(db.backend());
+            let batching = Batching {
+                batch_size: batch.map_or(default.batch_size, |b| u32::try_from(b).unwrap()),
+                pause: pause.map_or(default.pause, Duration::from_millis),
+            };
+            println!("batching: {batching:?}");
+            Cleanup::new(
+                Arc::new(db.clone()),
+                Arc::new(SystemClock),
+                CleanupPolicy {
+                    audit_retention: config.audit_retention,
+                    batching,
+                },
+            )
+        }
+    }
+}
+
 fn run(name: &str, test_db: &TestDatabase, rows: u64) {
     let keys = tempfile::tempdir().unwrap();
     let config = Config::with_defaults(test_db.url(), keys.path());
@@ -108,6 +137,9 @@ fn run(name: &str, test_db: &TestDatabase, rows: u64) {
         seeding.elapsed()
     );
 
+    // Let the database settle after the bulk insert (checkpoints, autovacuum)
+    // so that "idle" means idle.
+    std::thread::sleep(SETTLE);
     let never = AtomicBool::new(false);
     let idle = stats(refresh_until(&warden, &mut token, &never, IDLE_FOR));
 
@@ -116,7 +148,7 @@ fn run(name: &str, test_db: &TestDatabase, rows: u64) {
         let (config, db, done) = (config.clone(), db.clone(), Arc::clone(&done));
         std::thread::spawn(move || {
             let started = Instant::now();
-            let run = cleanup_service(&config, &db).run().unwrap();
+            let run = cleanup(&config, &db).run().unwrap();
             let took = started.elapsed();
             done.store(true, Ordering::Relaxed);
             (run, took)
@@ -164,8 +196,14 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(1_000_000);
-    run("sqlite", &TestDatabase::sqlite(), rows);
-    if let Some(pg) = TestDatabase::postgres() {
-        run("postgres", &pg, rows);
+    let backends = std::env::var("CLEANUP_BENCH_BACKENDS").unwrap_or_default();
+    let wanted = |b: &str| backends.is_empty() || backends.split(',').any(|x| x == b);
+    if wanted("sqlite") {
+        run("sqlite", &TestDatabase::sqlite(), rows);
+    }
+    if wanted("postgres") {
+        if let Some(pg) = TestDatabase::postgres() {
+            run("postgres", &pg, rows);
+        }
     }
 }

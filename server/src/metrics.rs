@@ -129,8 +129,9 @@ pub fn anomaly_detected() {
     counter!(ANOMALY_DETECTIONS).increment(1);
 }
 
-/// Hook: the cleanup job removed `count` rows of `kind` (`tokens`,
-/// `revocations`, `audit`).
+/// The cleanup job removed `count` rows of `kind` (`refresh_tokens`,
+/// `sessions`, `revocations`, `audit`); called after each pass of `serve`'s
+/// job.
 pub fn cleanup_removed(kind: &'static str, count: u64) {
     counter!(CLEANUP_REMOVED, "kind" => kind).increment(count);
 }

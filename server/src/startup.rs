@@ -191,19 +191,20 @@ impl Application {
     /// [`Application::build`] with [`BuildOptions`].
     pub async fn build_with(config: Config, options: BuildOptions) -> Result<Self, StartupError> {
         let setup = config.clone();
-        let (db, keys, (limiter, redis_check)) =
+        let instrument = options.instrument;
+        // Connecting (database, Redis) and the revocation list's first load
+        // block: all of it off the async workers.
+        let (db, keys, hasher, warden, redis_check) =
             tokio::task::spawn_blocking(move || -> Result<_, StartupError> {
-                Ok((
-                    open_database(&setup)?,
-                    open_keys(&setup)?,
-                    login_limiter(&setup)?,
-                ))
+                let (db, keys) = (open_database(&setup)?, open_keys(&setup)?);
+                let (limiter, redis_check) = login_limiter(&setup)?;
+                let hasher = Arc::new(Argon2Hasher::new(hasher_threads()));
+                let warden = wire_warden(&setup, &db, &keys, Arc::clone(&hasher), instrument)?
+                    .with_login_limiter(limiter);
+                Ok((db, keys, hasher, warden, redis_check))
             })
             .await
             .map_err(|e| StartupError::Database(e.to_string()))??;
-        let hasher = Arc::new(Argon2Hasher::new(hasher_threads()));
-        let warden = wire_warden(&config, &db, &keys, Arc::clone(&hasher), options.instrument)?
-            .with_login_limiter(limiter);
         let state = ApiState {
             warden: Arc::new(warden),
             config: Arc::new(WebConfig {
@@ -227,7 +228,6 @@ impl Application {
         );
         let timeout = whole_seconds(config.shutdown_timeout);
         let (listener, port) = bind(config.bind, "TOKENWARDEN_BIND")?;
-        let instrument = options.instrument;
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(Condition::new(
