@@ -91,7 +91,7 @@ fn paired(backend: &str, plain: &mut (TokenWarden, String), audited: &mut (Token
     const PER_BLOCK: usize = 50;
     let mut ratios = Vec::with_capacity(BLOCKS);
     for _ in 0..BLOCKS {
-        let mut time = |(warden, token): &mut (TokenWarden, String)| {
+        let time = |(warden, token): &mut (TokenWarden, String)| {
             let start = Instant::now();
             for _ in 0..PER_BLOCK {
                 refresh_once(warden, token);
