@@ -122,11 +122,14 @@ impl TokenWarden {
     pub fn revoke_user_sessions(&self, admin: &Principal, user: UserId) -> Result<u64, AdminError> {
         require_admin(admin)?;
         let user = self.existing_user(user)?;
-        Ok(self.ports.sessions.revoke_all(
+        let now = self.ports.clock.now();
+        let revoked = self.ports.sessions.revoke_all(
             user.id,
             RevokeReason::Admin { by: admin.user_id },
-            self.ports.clock.now(),
-        )?)
+            now,
+        )?;
+        self.publish_revoked_sessions(&revoked, now);
+        Ok(u64::try_from(revoked.len()).unwrap_or(u64::MAX))
     }
 
     /// A page of security events (of `user`, or of everyone), newest first.
@@ -454,7 +457,10 @@ mod tests {
                 *user == alice().id && *reason == RevokeReason::Admin { by } && *now == NOW
             })
             .times(1)
-            .return_const(Ok(2u64));
+            .return_const(Ok(vec![
+                domain::SessionId::from_random_bytes([0x21; 16]),
+                domain::SessionId::from_random_bytes([0x22; 16]),
+            ]));
 
         assert_eq!(m.build().revoke_user_sessions(&admin(), alice().id), Ok(2));
     }

@@ -7,17 +7,23 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod cleanup;
+pub mod introspect;
 mod issue;
 pub mod login;
 pub mod ports;
+pub mod rate_limit;
 pub mod refresh;
 pub mod register;
+pub mod revocation;
 pub mod sessions;
+pub mod status_cache;
 
 #[cfg(test)]
 mod test_support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use domain::{AnomalyPolicy, Lifetimes, RefreshSecret, ReuseResponse};
 
@@ -30,9 +36,11 @@ pub use refresh::RefreshError;
 pub use register::{RegisterError, RegisterInput};
 pub use sessions::{DeleteSessionError, SessionView};
 
+use rate_limit::{InProcessLoginLimiter, LoginLimits, LoginRateLimiter};
+
 use ports::{
     AccessTokenSigner, AuditTrail, Clock, CryptoError, PasswordHasher, RandomSource,
-    SessionRepository, StoreError, UserRepository,
+    RevocationList, SessionRepository, StoreError, UserRepository,
 };
 
 /// Policies the use cases follow.
@@ -42,6 +50,9 @@ pub struct Settings {
     pub reuse_response: ReuseResponse,
     /// Key that successor refresh tokens are derived with.
     pub refresh_secret: RefreshSecret,
+    /// The access-token verifier's clock leeway: revocation entries outlive
+    /// the tokens they cover by this much.
+    pub clock_leeway: Duration,
     /// When a refresh from another network and device counts as theft.
     pub anomaly: AnomalyPolicy,
 }
@@ -54,6 +65,7 @@ pub struct Ports {
     pub signer: Arc<dyn AccessTokenSigner>,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn RandomSource>,
+    pub revocations: Arc<dyn RevocationList>,
     pub audit: Arc<dyn AuditTrail>,
 }
 
@@ -61,11 +73,29 @@ pub struct Ports {
 pub struct TokenWarden {
     ports: Ports,
     settings: Settings,
+    login_limiter: Arc<dyn LoginRateLimiter>,
+    /// Sessions recently found live (see [`status_cache`]).
+    status_cache: status_cache::LiveSessions,
 }
 
 impl TokenWarden {
+    /// The service over `ports`, with login rate limits counted in process
+    /// at the contract's defaults until [`TokenWarden::with_login_limiter`]
+    /// says otherwise.
     pub fn new(ports: Ports, settings: Settings) -> Self {
-        Self { ports, settings }
+        Self {
+            ports,
+            settings,
+            login_limiter: Arc::new(InProcessLoginLimiter::new(LoginLimits::default())),
+            status_cache: status_cache::LiveSessions::default(),
+        }
+    }
+
+    /// Replaces the login rate limiter (see [`rate_limit`]).
+    #[must_use]
+    pub fn with_login_limiter(mut self, limiter: Arc<dyn LoginRateLimiter>) -> Self {
+        self.login_limiter = limiter;
+        self
     }
 
     pub fn settings(&self) -> &Settings {

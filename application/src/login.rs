@@ -1,8 +1,11 @@
 //! Use case: log in with username and password, starting a new session.
 
+use std::time::Duration;
+
 use domain::{NewSession, Password, RefreshToken, SessionId, Username};
 
 use crate::ports::{ClientInfo, EndReason, EndRequest};
+use crate::rate_limit::{ip_key, user_key, Admission};
 use crate::{IssuedTokens, TokenWarden, Unexpected};
 
 /// A login attempt as received. Username and password are checked here, not
@@ -24,6 +27,10 @@ pub enum LoginError {
     /// Unknown user or wrong password: deliberately indistinguishable.
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// Too many failures for this username, or attempts from this client:
+    /// refused before the credentials are looked at.
+    #[error("login rate limited")]
+    RateLimited { retry_after: Duration },
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
 }
@@ -33,9 +40,20 @@ impl TokenWarden {
     ///
     /// # Errors
     /// [`LoginError::InvalidCredentials`] for an unknown user, a wrong
-    /// password, or a username or password that could never be valid.
+    /// password, or a username or password that could never be valid;
+    /// [`LoginError::RateLimited`] while the username or the client's address
+    /// is over its budget (see [`crate::rate_limit`]), whatever the password.
     pub fn login(&self, input: LoginInput) -> Result<IssuedTokens, LoginError> {
         let username = Username::parse(&input.username).ok();
+        let limit_key = username.as_ref().map(user_key);
+        let admission = self.login_limiter.admit(
+            limit_key.as_deref(),
+            input.client.ip.as_deref().map(ip_key).as_deref(),
+            self.ports.clock.now(),
+        );
+        if let Admission::Limited { retry_after } = admission {
+            return Err(LoginError::RateLimited { retry_after });
+        }
         let password = Password::parse(input.password).ok();
         let found = match &username {
             Some(name) => self
@@ -61,8 +79,17 @@ impl TokenWarden {
         };
         let user = match found {
             Some((user, _)) if verified => user,
-            _ => return Err(LoginError::InvalidCredentials),
+            _ => {
+                if let Some(key) = &limit_key {
+                    self.login_limiter
+                        .record_failure(key, self.ports.clock.now());
+                }
+                return Err(LoginError::InvalidCredentials);
+            }
         };
+        if let Some(key) = &limit_key {
+            self.login_limiter.reset(key);
+        }
 
         let now = self.ports.clock.now();
         if let Some(previous) = input
@@ -70,7 +97,8 @@ impl TokenWarden {
             .as_deref()
             .and_then(|t| RefreshToken::parse(t).ok())
         {
-            self.ports
+            let ended = self
+                .ports
                 .sessions
                 .end_by_token(EndRequest {
                     token: previous.digest(),
@@ -81,6 +109,7 @@ impl TokenWarden {
                     now,
                 })
                 .map_err(Unexpected::from)?;
+            self.publish_ended(&ended, now);
         }
 
         let refresh_token = RefreshToken::from_random_bytes(self.ports.random.token_bytes());
@@ -93,7 +122,7 @@ impl TokenWarden {
             ip: input.client.ip,
             user_agent: input.client.user_agent,
         };
-        let session = self
+        let created = self
             .ports
             .sessions
             .create(
@@ -102,7 +131,8 @@ impl TokenWarden {
                 self.settings.lifetimes.max_sessions,
             )
             .map_err(Unexpected::from)?;
-        Ok(self.issue(&session, user, refresh_token, now)?)
+        self.publish_revoked_sessions(&created.evicted, now);
+        Ok(self.issue(&created.session, user, refresh_token, now)?)
     }
 }
 
@@ -115,6 +145,7 @@ mod tests {
 
     use super::*;
     use crate::ports::{EndOutcome, MockPasswordHasher};
+    use crate::rate_limit::MockLoginRateLimiter;
     use crate::test_support::{
         access_token_for, alice, alice_hash, client, crypto_broken, nth_id_bytes, presented_token,
         session_of, store_down, stored, Mocks, ALICE_PASSWORD, DAY, NOW, TOKEN_BYTES,
@@ -180,6 +211,173 @@ mod tests {
         m.sessions.expect_create().never();
         m.sessions.expect_end_by_token().never();
         m.signer.expect_sign().never();
+    }
+
+    fn limited_by(limiter: MockLoginRateLimiter, m: Mocks) -> crate::TokenWarden {
+        m.build().with_login_limiter(Arc::new(limiter))
+    }
+
+    /// A limiter that admits every attempt and expects no bookkeeping
+    /// beyond what the test adds.
+    fn admitting() -> MockLoginRateLimiter {
+        let mut limiter = MockLoginRateLimiter::new();
+        limiter
+            .expect_admit()
+            .times(1)
+            .return_const(Admission::Allowed);
+        limiter
+    }
+
+    #[test]
+    fn a_limited_login_is_refused_before_any_lookup_or_password_check() {
+        let mut limiter = MockLoginRateLimiter::new();
+        limiter
+            .expect_admit()
+            .times(1)
+            .return_const(Admission::Limited {
+                retry_after: Duration::from_secs(42),
+            });
+        limiter.expect_record_failure().never();
+        limiter.expect_reset().never();
+        let mut m = Mocks::new();
+        m.users.expect_find_credentials().never();
+        m.hasher.expect_verify().never();
+        no_session_is_started(&mut m);
+
+        assert_eq!(
+            limited_by(limiter, m).login(alice_logs_in()).unwrap_err(),
+            LoginError::RateLimited {
+                retry_after: Duration::from_secs(42)
+            }
+        );
+    }
+
+    #[test]
+    fn the_limiter_sees_the_case_folded_username_and_the_client_address() {
+        let mut limiter = MockLoginRateLimiter::new();
+        limiter
+            .expect_admit()
+            .withf(|user, ip, now| {
+                *user == Some("alice") && *ip == Some("203.0.113.7") && *now == NOW
+            })
+            .times(1)
+            .return_const(Admission::Allowed);
+        limiter.expect_reset().times(1).return_const(());
+        let mut m = Mocks::new().signing_anything();
+        m.users
+            .expect_find_credentials()
+            .times(1)
+            .returning(|_| Ok(Some((alice(), alice_hash()))));
+        verifying(&mut m.hasher, true);
+        creating_sessions(&mut m);
+
+        let input = LoginInput {
+            username: "ALICE".to_owned(),
+            ..alice_logs_in()
+        };
+        assert!(limited_by(limiter, m).login(input).is_ok());
+    }
+
+    #[test]
+    fn a_wrong_password_counts_a_failure_for_the_username() {
+        let mut limiter = admitting();
+        limiter
+            .expect_record_failure()
+            .withf(|user, now| user == "alice" && *now == NOW)
+            .times(1)
+            .return_const(());
+        limiter.expect_reset().never();
+        let mut m = Mocks::new();
+        finding_alice(&mut m);
+        verifying(&mut m.hasher, false);
+        no_session_is_started(&mut m);
+
+        assert_eq!(
+            limited_by(limiter, m).login(alice_logs_in()).unwrap_err(),
+            LoginError::InvalidCredentials
+        );
+    }
+
+    #[test]
+    fn an_unknown_username_counts_a_failure_like_a_known_one() {
+        let mut limiter = admitting();
+        limiter
+            .expect_record_failure()
+            .withf(|user, _| user == "alice")
+            .times(1)
+            .return_const(());
+        let mut m = Mocks::new();
+        finding_nobody(&mut m);
+        verifying(&mut m.hasher, false);
+        no_session_is_started(&mut m);
+
+        assert_eq!(
+            limited_by(limiter, m).login(alice_logs_in()).unwrap_err(),
+            LoginError::InvalidCredentials
+        );
+    }
+
+    #[test]
+    fn a_successful_login_forgets_the_failures_of_the_username() {
+        let mut limiter = admitting();
+        limiter.expect_record_failure().never();
+        limiter
+            .expect_reset()
+            .withf(|user| user == "alice")
+            .times(1)
+            .return_const(());
+        let mut m = valid_credentials();
+        creating_sessions(&mut m);
+
+        assert!(limited_by(limiter, m).login(alice_logs_in()).is_ok());
+    }
+
+    #[test]
+    fn a_malformed_username_counts_only_against_the_address() {
+        let mut limiter = MockLoginRateLimiter::new();
+        limiter
+            .expect_admit()
+            .withf(|user, ip, _| user.is_none() && *ip == Some("203.0.113.7"))
+            .times(1)
+            .return_const(Admission::Allowed);
+        limiter.expect_record_failure().never();
+        let mut m = Mocks::new();
+        verifying(&mut m.hasher, false);
+        no_session_is_started(&mut m);
+
+        let input = LoginInput {
+            username: "no spaces allowed".to_owned(),
+            ..alice_logs_in()
+        };
+        assert_eq!(
+            limited_by(limiter, m).login(input).unwrap_err(),
+            LoginError::InvalidCredentials
+        );
+    }
+
+    #[test]
+    fn the_default_limiter_refuses_the_right_password_after_five_failures() {
+        let mut m = Mocks::new().signing_anything();
+        m.users
+            .expect_find_credentials()
+            .times(5)
+            .returning(|_| Ok(Some((alice(), alice_hash()))));
+        m.hasher
+            .expect_verify()
+            .times(5)
+            .returning(|_, _| Ok(false));
+        m.sessions.expect_create().never();
+        let warden = m.build();
+        for _ in 0..5 {
+            assert_eq!(
+                warden.login(alice_logs_in()).unwrap_err(),
+                LoginError::InvalidCredentials
+            );
+        }
+        assert!(matches!(
+            warden.login(alice_logs_in()).unwrap_err(),
+            LoginError::RateLimited { .. }
+        ));
     }
 
     #[test]
@@ -539,6 +737,7 @@ mod tests {
             Ok(EndOutcome::Reused {
                 session: old.id,
                 user: old.user_id,
+                revoked: vec![old.id],
             })
         });
         creating_sessions(&mut m);
@@ -603,5 +802,62 @@ mod tests {
                 .unwrap_err(),
             LoginError::Unexpected(Unexpected::Store(store_down()))
         );
+    }
+
+    #[test]
+    fn sessions_evicted_by_a_login_go_on_the_revocation_list() {
+        let mut m = valid_credentials().strict_revocations();
+        let evicted = vec![session_of(&alice()).id];
+        let listed = evicted.clone();
+        m.sessions
+            .expect_create()
+            .times(1)
+            .returning(move |new, _, _| {
+                Ok(crate::ports::CreatedSession {
+                    evicted: evicted.clone(),
+                    ..stored(&new)
+                })
+            });
+        m.revocations
+            .expect_revoke()
+            .withf(move |entries| {
+                entries.len() == 1
+                    && entries[0].key == crate::ports::RevocationKey::Session(listed[0])
+            })
+            .times(1)
+            .return_const(Ok(()));
+
+        assert!(m.build().login(alice_logs_in()).is_ok());
+    }
+
+    #[test]
+    fn sessions_revoked_by_a_reused_previous_token_go_on_the_revocation_list() {
+        let mut m = valid_credentials().strict_revocations();
+        let old = session_of(&alice());
+        let other = SessionId::from_random_bytes([0x0e; 16]);
+        m.sessions
+            .expect_end_by_token()
+            .times(1)
+            .return_const(Ok(EndOutcome::Reused {
+                session: old.id,
+                user: old.user_id,
+                revoked: vec![old.id, other],
+            }));
+        m.revocations
+            .expect_revoke()
+            .withf(move |entries| {
+                entries.iter().map(|e| e.key).eq([
+                    crate::ports::RevocationKey::Session(old.id),
+                    crate::ports::RevocationKey::Session(other),
+                ])
+            })
+            .times(1)
+            .return_const(Ok(()));
+        creating_sessions(&mut m);
+
+        assert!(m
+            .build()
+            .login(with_previous(presented_token().expose()))
+            .is_ok());
     }
 }

@@ -13,6 +13,12 @@ use domain::{
     Timestamp, TokenDigest, User, UserId, Username,
 };
 
+#[cfg(any(test, feature = "mocks"))]
+pub use crate::cleanup::MockExpiredDataStore;
+pub use crate::cleanup::{CleanupCutoffs, CleanupReport, ExpiredDataStore};
+#[cfg(any(test, feature = "mocks"))]
+pub use crate::revocation::MockRevocationList;
+pub use crate::revocation::{Consistency, Revocation, RevocationKey, RevocationList};
 mod audit;
 #[cfg(any(test, feature = "mocks"))]
 pub use audit::MockAuditTrail;
@@ -182,6 +188,9 @@ pub enum RotateOutcome {
         presented: Generation,
         session: Session,
         user: User,
+        /// Every session this call revoked (the theft response on `Reuse`;
+        /// empty otherwise), to be put on the revocation list.
+        revoked: Vec<SessionId>,
         /// An anomaly was detected and answered so: with `Revoke` the
         /// decision is `Reuse` (theft response committed), with `LogOnly`
         /// it stays `Rotate`.
@@ -230,14 +239,24 @@ pub enum EndOutcome {
     Reused {
         session: SessionId,
         user: UserId,
+        /// Every session the theft response revoked.
+        revoked: Vec<SessionId>,
     },
+}
+
+/// The result of [`SessionRepository::create`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedSession {
+    pub session: Session,
+    /// Live sessions of the user revoked to stay within `max_sessions`.
+    pub evicted: Vec<SessionId>,
 }
 
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait SessionRepository: Send + Sync + 'static {
     /// Creates a session with its first refresh token (generation 0) and, in
     /// the same transaction, revokes the least recently used live sessions
-    /// of the user beyond `max_sessions`.
+    /// of the user beyond `max_sessions`, and reports them.
     ///
     /// # Errors
     /// [`StoreError`] when storage fails.
@@ -246,7 +265,7 @@ pub trait SessionRepository: Send + Sync + 'static {
         session: NewSession,
         token: TokenDigest,
         max_sessions: u32,
-    ) -> Result<Session, StoreError>;
+    ) -> Result<CreatedSession, StoreError>;
 
     /// One transaction: finds the presented token, locks its session, takes
     /// [`domain::decide`] and applies it: on `Rotate` the presented token is
@@ -270,8 +289,9 @@ pub trait SessionRepository: Send + Sync + 'static {
     /// [`StoreError`] when storage fails.
     fn end_by_token(&self, request: EndRequest) -> Result<EndOutcome, StoreError>;
 
-    /// Revokes every live session of `user`; returns how many. Records the
-    /// security event of `reason` in the same transaction.
+    /// Revokes every session of `user` that is neither revoked nor past its
+    /// absolute end, recording the security event of `reason` in the same
+    /// transaction; returns them (for the revocation list).
     ///
     /// # Errors
     /// [`StoreError`] when storage fails.
@@ -280,10 +300,11 @@ pub trait SessionRepository: Send + Sync + 'static {
         user: UserId,
         reason: RevokeReason,
         now: Timestamp,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<Vec<SessionId>, StoreError>;
 
-    /// Revokes `session` if it belongs to `user` and is live; `false` when
-    /// it is not the user's or not live.
+    /// Revokes `session` if it belongs to `user` and is live (not revoked,
+    /// not past its idle or absolute deadline); `false` when it is not the
+    /// user's or not live, exactly as [`Self::list_live`] would tell.
     ///
     /// # Errors
     /// [`StoreError`] when storage fails.
@@ -291,6 +312,7 @@ pub trait SessionRepository: Send + Sync + 'static {
         &self,
         user: UserId,
         session: SessionId,
+        idle_ttl: Duration,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
 

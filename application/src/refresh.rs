@@ -8,7 +8,7 @@ use domain::{
     ExpiryKind, RefreshOutcome, RefreshToken, RotationDecision, SessionId, TokenFingerprint, UserId,
 };
 
-use crate::ports::{ClientInfo, RotateOutcome, RotateRequest};
+use crate::ports::{ClientInfo, Consistency, RevocationKey, RotateOutcome, RotateRequest};
 use crate::{IssuedTokens, TokenWarden, Unexpected};
 
 /// Every way a refresh can fail, as the client will be told.
@@ -40,6 +40,10 @@ pub enum RefreshError {
 impl TokenWarden {
     /// Rotates `token`: the successor is derived from it with the server's
     /// secret, so a grace replay gets the very same successor.
+    ///
+    /// Sessions the theft response revoked go on the revocation list, and a
+    /// token is only honoured if its session is not on it (the session row,
+    /// read in the same transaction as the rotation, stays the authority).
     ///
     /// # Errors
     /// See [`RefreshError`]. When the audit record of a missing or malformed
@@ -95,15 +99,28 @@ impl TokenWarden {
             decision,
             session,
             user,
+            revoked,
             anomaly,
             ..
         } = outcome
         else {
             return Err(RefreshError::Invalid);
         };
+        self.publish_revoked_sessions(&revoked, now);
         let (sid, uid) = (session.id, user.id);
         match decision {
             RotationDecision::Rotate { .. } | RotationDecision::GraceReplay => {
+                let listed = self
+                    .ports
+                    .revocations
+                    .check(&[RevocationKey::Session(sid)], now, Consistency::Cached)
+                    .map_err(Unexpected::from)?;
+                if listed.is_some() {
+                    return Err(RefreshError::Revoked {
+                        session: sid,
+                        user: uid,
+                    });
+                }
                 Ok(self.issue(&session, user, successor, now)?)
             }
             RotationDecision::Reuse if anomaly.is_some() => Err(RefreshError::Anomaly {
@@ -159,6 +176,7 @@ mod tests {
             presented: Generation::new(3),
             session,
             user,
+            revoked: Vec::new(),
             anomaly: None,
         }
     }
@@ -284,6 +302,7 @@ mod tests {
                 presented: Generation::new(3),
                 session: session_of(&alice()),
                 user: alice(),
+                revoked: vec![session_of(&alice()).id],
                 anomaly: Some(AnomalyResponse::Revoke),
             }));
         m.signer.expect_sign().never();
@@ -309,6 +328,7 @@ mod tests {
                 presented: Generation::new(3),
                 session: rotated_session(),
                 user: alice(),
+                revoked: Vec::new(),
                 anomaly: Some(AnomalyResponse::LogOnly),
             }));
 
@@ -535,6 +555,114 @@ mod tests {
         assert_eq!(
             refresh_presented(m).unwrap_err(),
             RefreshError::Unexpected(Unexpected::Crypto(crypto_broken()))
+        );
+    }
+
+    #[test]
+    fn the_sessions_a_theft_response_revoked_go_on_the_list_until_their_access_tokens_expire() {
+        let mut m = Mocks::new().strict_revocations();
+        m.settings.clock_leeway = std::time::Duration::from_secs(5);
+        let access_ttl = m.settings.lifetimes.access_ttl;
+        let other = domain::SessionId::from_random_bytes([0x0e; 16]);
+        let s = session_of(&alice());
+        m.sessions.expect_rotate().times(1).returning(move |_| {
+            Ok(RotateOutcome::Decided {
+                decision: RotationDecision::Reuse,
+                presented: Generation::new(3),
+                session: session_of(&alice()),
+                user: alice(),
+                revoked: vec![s.id, other],
+                anomaly: None,
+            })
+        });
+        m.revocations
+            .expect_revoke()
+            .withf(move |entries| {
+                let until = NOW.plus(access_ttl).plus(std::time::Duration::from_secs(5));
+                entries
+                    == [
+                        crate::ports::Revocation {
+                            key: RevocationKey::Session(s.id),
+                            expires_at: until,
+                        },
+                        crate::ports::Revocation {
+                            key: RevocationKey::Session(other),
+                            expires_at: until,
+                        },
+                    ]
+            })
+            .times(1)
+            .return_const(Ok(()));
+        m.signer.expect_sign().never();
+
+        assert!(matches!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::Reused { .. }
+        ));
+    }
+
+    #[test]
+    fn a_list_that_fails_to_take_the_theft_response_does_not_change_the_answer() {
+        let mut m = Mocks::new().strict_revocations();
+        m.sessions.expect_rotate().times(1).returning(|_| {
+            Ok(RotateOutcome::Decided {
+                decision: RotationDecision::Reuse,
+                presented: Generation::new(3),
+                session: session_of(&alice()),
+                user: alice(),
+                revoked: vec![session_of(&alice()).id],
+                anomaly: None,
+            })
+        });
+        m.revocations
+            .expect_revoke()
+            .times(1)
+            .return_const(Err(store_down()));
+
+        assert!(matches!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::Reused { .. }
+        ));
+    }
+
+    #[test]
+    fn a_rotation_of_a_session_on_the_list_is_refused_as_revoked() {
+        let mut m = Mocks::new().strict_revocations();
+        rotating_to(&mut m, rotate());
+        let sid = rotated_session().id;
+        m.revocations
+            .expect_check()
+            .withf(move |keys, now, consistency| {
+                keys == [RevocationKey::Session(sid)]
+                    && *now == NOW
+                    && *consistency == Consistency::Cached
+            })
+            .times(1)
+            .return_const(Ok(Some(RevocationKey::Session(sid))));
+        m.signer.expect_sign().never();
+
+        assert_eq!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::Revoked {
+                session: sid,
+                user: alice().id
+            }
+        );
+    }
+
+    #[test]
+    fn a_list_that_cannot_be_asked_refuses_the_refresh() {
+        let mut m = Mocks::new().strict_revocations();
+        rotating_to(&mut m, rotate());
+        m.revocations
+            .expect_check()
+            .times(1)
+            .return_const(Err(store_down()));
+        m.signer.expect_sign().never();
+
+        assert_eq!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::Unexpected(Unexpected::Store(store_down()))
         );
     }
 }

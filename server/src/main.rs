@@ -1,14 +1,17 @@
-//! `tokenwarden`: serve, migrate, manage users.
+//! `tokenwarden`: serve, migrate, manage users, rotate keys, check config.
 
 use std::io::Read as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use application::cleanup::CleanupRun;
 use application::RegisterInput;
 use domain::{Password, Role, Roles, Username};
+use server::cleanup::cleanup_service;
 use server::startup::{build_warden, open_database, open_keys};
-use server::{telemetry, Application, Config, RawSettings};
+use server::{commands, config_file, telemetry, Application, Config, RawSettings};
 
 #[derive(Parser)]
 #[command(
@@ -19,6 +22,10 @@ use server::{telemetry, Application, Config, RawSettings};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// A TOML file of settings (keys as `tokenwarden config check` prints
+    /// them); flags and environment variables override it.
+    #[arg(long, env = "TOKENWARDEN_CONFIG", global = true)]
+    config: Option<PathBuf>,
     #[command(flatten)]
     settings: RawSettings,
 }
@@ -29,9 +36,33 @@ enum Command {
     Serve,
     /// Run pending migrations and exit.
     Migrate,
+    /// Remove expired refresh tokens, sessions past their absolute lifetime,
+    /// expired revocation entries and audit rows past the retention, once;
+    /// print what was removed per table.
+    Cleanup,
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new Ed25519 key current; the previous one stays published
+    /// until every token it signed has expired. Running servers pick the
+    /// new key up within 60 s.
+    Rotate,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and print it (secrets redacted).
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -49,20 +80,34 @@ enum UserCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let parsed = match config_file::parse::<Cli>() {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    let cli = &parsed.cli;
     let config = match Config::from_raw(&cli.settings) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
     telemetry::init(&config.rust_log, config.log_format);
-    let result = match cli.command {
+    let result = match &cli.command {
         Command::Serve => serve(config),
         Command::Migrate => migrate(&config),
+        Command::Cleanup => cleanup(&config),
         Command::User(UserCommand::Create {
             username,
             roles,
             password_stdin,
-        }) => create_user(&config, &username, &roles, password_stdin),
+        }) => create_user(&config, username, roles, *password_stdin),
+        Command::Keys(KeysCommand::Rotate) => commands::rotate_keys(&config),
+        Command::Config(ConfigCommand::Check) => {
+            print!(
+                "{}",
+                config_file::render_effective::<Cli>(&parsed.matches, parsed.file.as_ref())
+            );
+            println!("# the configuration is valid");
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -81,6 +126,9 @@ fn serve(config: Config) -> CmdResult {
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(config.clone()).await?;
         tracing::info!(port = app.port(), bind = %config.bind, "tokenwarden listening");
+        if let Some(port) = app.metrics_port() {
+            tracing::info!(port, "metrics listening");
+        }
         app.run_until_stopped().await?;
         tracing::info!("tokenwarden stopped");
         Ok(())
@@ -90,6 +138,28 @@ fn serve(config: Config) -> CmdResult {
 fn migrate(config: &Config) -> CmdResult {
     open_database(config)?;
     println!("migrations are up to date");
+    Ok(())
+}
+
+fn cleanup(config: &Config) -> CmdResult {
+    let db = open_database(config)?;
+    match cleanup_service(config, &db).run()? {
+        CleanupRun::Skipped => {
+            println!("another instance is running the cleanup job; nothing removed");
+        }
+        CleanupRun::Done(report) => {
+            println!("refresh_tokens: {}", report.refresh_tokens);
+            println!("sessions: {}", report.sessions);
+            println!("revocations: {}", report.revocations);
+            match report.audit_rows {
+                Some(n) => println!("audit: {n}"),
+                None => println!("audit: 0 (no audit table)"),
+            }
+            if config.redis_url.is_some() {
+                println!("redis: entries expire by themselves (PXAT)");
+            }
+        }
+    }
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{App, HttpServer};
 
 use application::{Ports, Settings, TokenWarden};
@@ -10,9 +11,13 @@ use domain::{AnomalyPolicy, AnomalyResponse, RefreshSecret};
 use jwt::{JwtConfig, JwtSigner, KeyStore};
 use password::Argon2Hasher;
 use persistence::Database;
-use web::{ApiState, JwksSource, WebConfig};
+use web::{ApiState, JwksSource, MetricsSource, OpsState, WebConfig};
 
+use crate::cleanup::{spawn_cleanup_job, CleanupJob};
 use crate::config::{self, Config};
+use crate::metrics::{MeteredSessions, PrometheusMetrics};
+use crate::operations::{login_limiter, readiness_checks, shutdown_signal};
+use crate::revocations::open_revocations;
 use crate::system::{OsRandom, SystemClock};
 
 /// Why the server could not start. One line, naming the setting at fault.
@@ -22,6 +27,8 @@ pub enum StartupError {
     Database(String),
     #[error("cannot use TOKENWARDEN_KEYS_DIR: {0}")]
     Keys(String),
+    #[error("{0}")]
+    Redis(String),
     #[error("cannot listen on {setting}: {message}")]
     Bind {
         setting: &'static str,
@@ -38,12 +45,49 @@ pub fn open_database(config: &Config) -> Result<Database, StartupError> {
     Ok(db)
 }
 
-/// The use cases wired to the real adapters.
+/// The use cases wired to the real adapters. Blocks briefly (connecting to
+/// Redis when configured): call it off the async workers.
 pub fn build_warden(
     config: &Config,
     db: &Database,
     keys: &KeyStore,
 ) -> Result<TokenWarden, StartupError> {
+    build_warden_with(
+        config,
+        db,
+        keys,
+        Arc::new(Argon2Hasher::new(hasher_threads())),
+    )
+}
+
+/// Password work runs on at most one thread per core.
+fn hasher_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// [`build_warden`] with a given hasher (whose queue the metrics watch).
+pub fn build_warden_with(
+    config: &Config,
+    db: &Database,
+    keys: &KeyStore,
+    hasher: Arc<Argon2Hasher>,
+) -> Result<TokenWarden, StartupError> {
+    wire_warden(config, db, keys, hasher, true)
+}
+
+/// The wiring; `metered`: count what the session store decides.
+fn wire_warden(
+    config: &Config,
+    db: &Database,
+    keys: &KeyStore,
+    hasher: Arc<Argon2Hasher>,
+    metered: bool,
+) -> Result<TokenWarden, StartupError> {
+    let sessions: Arc<dyn application::ports::SessionRepository> = if metered {
+        Arc::new(MeteredSessions(db.clone()))
+    } else {
+        Arc::new(db.clone())
+    };
     let signer = JwtSigner::new(
         keys.clone(),
         JwtConfig {
@@ -52,20 +96,21 @@ pub fn build_warden(
             leeway: config.clock_leeway,
         },
     );
-    let hasher_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let ports = Ports {
         users: Arc::new(db.clone()),
-        sessions: Arc::new(db.clone()),
-        hasher: Arc::new(Argon2Hasher::new(hasher_threads)),
+        sessions,
+        hasher,
         signer: Arc::new(signer),
         clock: Arc::new(SystemClock),
         random: Arc::new(OsRandom),
+        revocations: open_revocations(config, db)?,
         audit: Arc::new(db.clone()),
     };
     let settings = Settings {
         lifetimes: config.lifetimes.clone(),
         reuse_response: config.reuse_response,
         refresh_secret: RefreshSecret::from_bytes(keys.refresh_secret()),
+        clock_leeway: config.clock_leeway,
         anomaly: AnomalyPolicy {
             window: config.anomaly_window,
             response: match config.anomaly_response {
@@ -89,61 +134,167 @@ impl JwksSource for Jwks {
     }
 }
 
+/// Switches that are not settings: what benchmarks turn off.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildOptions {
+    /// Request instrumentation (request ids, spans, access log, HTTP
+    /// metrics) and `/metrics`.
+    pub instrument: bool,
+    /// Graceful shutdown on SIGTERM/SIGINT. Tests that run servers inside
+    /// the test process turn it off, so that Ctrl-C still ends the process.
+    pub signals: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            instrument: true,
+            signals: true,
+        }
+    }
+}
+
+fn bind(
+    addr: std::net::SocketAddr,
+    setting: &'static str,
+) -> Result<(TcpListener, u16), StartupError> {
+    let fail = |e: std::io::Error| StartupError::Bind {
+        setting,
+        message: e.to_string(),
+    };
+    let listener = TcpListener::bind(addr).map_err(fail)?;
+    let port = listener.local_addr().map_err(fail)?.port();
+    Ok((listener, port))
+}
+
+/// Seconds, rounded up: actix counts the shutdown timeout in seconds.
+fn whole_seconds(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
 /// A running server; `port` is the real one (tests bind port 0).
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
+    /// The separate `/metrics` listener (`TOKENWARDEN_METRICS_BIND`).
+    metrics: Option<(u16, actix_web::dev::Server)>,
+    /// Stops with the server.
+    _cleanup: CleanupJob,
 }
 
 impl Application {
-    /// Migrates the database, loads or creates the keys, binds the socket.
+    /// Migrates the database, loads or creates the keys, binds the sockets.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        Self::build_with(config, BuildOptions::default()).await
+    }
+
+    /// [`Application::build`] with [`BuildOptions`].
+    pub async fn build_with(config: Config, options: BuildOptions) -> Result<Self, StartupError> {
         let setup = config.clone();
-        let (db, keys) = tokio::task::spawn_blocking(move || -> Result<_, StartupError> {
-            Ok((open_database(&setup)?, open_keys(&setup)?))
-        })
-        .await
-        .map_err(|e| StartupError::Database(e.to_string()))??;
-        let warden = Arc::new(build_warden(&config, &db, &keys)?);
+        let (db, keys, (limiter, redis_check)) =
+            tokio::task::spawn_blocking(move || -> Result<_, StartupError> {
+                Ok((
+                    open_database(&setup)?,
+                    open_keys(&setup)?,
+                    login_limiter(&setup)?,
+                ))
+            })
+            .await
+            .map_err(|e| StartupError::Database(e.to_string()))??;
+        let hasher = Arc::new(Argon2Hasher::new(hasher_threads()));
+        let warden = wire_warden(&config, &db, &keys, Arc::clone(&hasher), options.instrument)?
+            .with_login_limiter(limiter);
         let state = ApiState {
-            warden,
+            warden: Arc::new(warden),
             config: Arc::new(WebConfig {
                 cookie_name: config.cookie_name.clone(),
                 cookie_secure: config.cookie_secure,
                 allowed_origins: config.allowed_origins.clone(),
                 trusted_proxies: config.trusted_proxies.clone(),
+                introspection_secret: config.introspection_token.clone(),
+                issuer: config.issuer.clone(),
+                audience: config.audience.clone(),
             }),
             jwks: Arc::new(Jwks(keys)),
         };
-        let listener = TcpListener::bind(config.bind).map_err(|e| StartupError::Bind {
+        let metrics: Option<Arc<dyn MetricsSource>> = options.instrument.then(|| {
+            Arc::new(PrometheusMetrics::new(db.clone(), hasher)) as Arc<dyn MetricsSource>
+        });
+        let ops = OpsState::new(
+            readiness_checks(&db, redis_check),
+            metrics.clone().filter(|_| config.metrics_bind.is_none()),
+            &config.cookie_name,
+        );
+        let timeout = whole_seconds(config.shutdown_timeout);
+        let (listener, port) = bind(config.bind, "TOKENWARDEN_BIND")?;
+        let instrument = options.instrument;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(Condition::new(
+                    instrument,
+                    from_fn(web::middleware::instrument),
+                ))
+                .configure(web::routes(state.clone(), ops.clone()))
+        })
+        .listen(listener)
+        .map_err(|e| StartupError::Bind {
             setting: "TOKENWARDEN_BIND",
             message: e.to_string(),
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| StartupError::Bind {
-                setting: "TOKENWARDEN_BIND",
-                message: e.to_string(),
-            })?
-            .port();
-        let server = HttpServer::new(move || App::new().configure(web::configure(state.clone())))
-            .listen(listener)
-            .map_err(|e| StartupError::Bind {
-                setting: "TOKENWARDEN_BIND",
-                message: e.to_string(),
-            })?
-            .shutdown_timeout(30)
-            .run();
-        Ok(Self { port, server })
+        })?
+        .shutdown_timeout(timeout)
+        .shutdown_signal(shutdown_signal())
+        .run();
+        let metrics = match (config.metrics_bind, metrics) {
+            (Some(addr), Some(source)) => {
+                let (listener, port) = bind(addr, "TOKENWARDEN_METRICS_BIND")?;
+                let server = HttpServer::new(move || {
+                    App::new().configure(web::ops::configure_metrics_only(Arc::clone(&source)))
+                })
+                .workers(1)
+                .listen(listener)
+                .map_err(|e| StartupError::Bind {
+                    setting: "TOKENWARDEN_METRICS_BIND",
+                    message: e.to_string(),
+                })?
+                // Stopped with the API server, after its requests are answered.
+                .disable_signals()
+                .shutdown_timeout(timeout)
+                .run();
+                Some((port, server))
+            }
+            _ => None,
+        };
+        Ok(Self {
+            port,
+            server,
+            metrics,
+            _cleanup: spawn_cleanup_job(&config, &db),
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Serves until SIGTERM/SIGINT (or the server handle stops it), then
-    /// finishes the requests in flight.
+    /// The port of the separate metrics listener, if there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
+    }
+
+    /// Serves until SIGTERM/SIGINT: then stops accepting, answers every
+    /// request already received (for at most `TOKENWARDEN_SHUTDOWN_TIMEOUT`)
+    /// and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let Some((_, metrics)) = self.metrics else {
+            return self.server.await;
+        };
+        let metrics_handle = metrics.handle();
+        let api = async {
+            let result = self.server.await;
+            metrics_handle.stop(true).await;
+            result
+        };
+        let (api, metrics) = tokio::join!(api, metrics);
+        api.and(metrics)
     }
 }

@@ -8,6 +8,7 @@ use persistence::testing::TestDatabase;
 use reqwest::header::{HeaderMap, COOKIE, SET_COOKIE, USER_AGENT};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
+use server::startup::BuildOptions;
 use server::{Application, Config};
 
 pub mod audit_support;
@@ -43,6 +44,9 @@ macro_rules! on_both_backends {
 /// A running server and what it needs to stay alive.
 pub struct TestApp {
     pub address: String,
+    /// `http://127.0.0.1:<port>` of the separate metrics listener, when
+    /// `metrics_bind` is set.
+    pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     pub config: Config,
     pub database: TestDatabase,
@@ -78,11 +82,23 @@ impl TestApp {
         let mut config = Config::with_defaults(database.url(), keys.path());
         config.bind = "127.0.0.1:0".parse().unwrap();
         config.cookie_secure = true;
+        // Every test client logs in from 127.0.0.1, far more often than a
+        // real client would (and with Redis, tests share the counter): the
+        // per-IP budget would get in the way. Rate-limit tests set their own.
+        config.login_rate_ip.count = 100_000;
         adjust(&mut config);
-        let app = Application::build(config.clone())
+        // Signals stay with the test process (Ctrl-C ends it).
+        let options = BuildOptions {
+            signals: false,
+            ..BuildOptions::default()
+        };
+        let app = Application::build_with(config.clone(), options)
             .await
             .expect("server starts");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let metrics_address = app
+            .metrics_port()
+            .map(|port| format!("http://127.0.0.1:{port}"));
         tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -91,6 +107,7 @@ impl TestApp {
             .unwrap();
         TestApp {
             address,
+            metrics_address,
             client,
             config,
             database,

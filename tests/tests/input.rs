@@ -265,3 +265,54 @@ async fn foreign_origins_are_refused_and_spend_nothing(backend: Backend) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+/// A database that goes away mid-flight answers 503 problems that say
+/// nothing internal, and the server keeps serving what needs no database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_database_is_a_503_without_internals() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let t = app.signed_up("gone").await;
+    let (client, address) = (app.client.clone(), app.address.clone());
+    drop(app.database); // DROP DATABASE … WITH (FORCE): every connection dies
+    let url = |p: &str| format!("{address}{p}");
+    let responses = [
+        client
+            .post(url("/auth/register"))
+            .json(&json!({"username": "later", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap(),
+        client
+            .get(url("/api/me"))
+            .bearer_auth(&t.access)
+            .send()
+            .await
+            .unwrap(),
+        client
+            .post(url("/auth/refresh"))
+            .header(COOKIE, format!("refresh_token={}", t.refresh))
+            .send()
+            .await
+            .unwrap(),
+    ];
+    for r in responses {
+        assert!(
+            set_cookie(r.headers()).is_none(),
+            "an outage does not log the browser out"
+        );
+        let body = assert_problem(r, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable").await;
+        let text = body.to_string().to_lowercase();
+        for internal in ["database", "postgres", "diesel", "connection", "tw_"] {
+            assert!(!text.contains(internal), "{text}");
+        }
+        assert!(body["error_id"].is_string());
+    }
+    let r = client
+        .get(url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}

@@ -62,6 +62,16 @@ impl fmt::Debug for Database {
     }
 }
 
+/// The connections of a [`Database`]'s pool at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    /// Open connections, idle or in use.
+    pub connections: u32,
+    pub idle: u32,
+    /// The most the pool opens (`TOKENWARDEN_DB_POOL_SIZE`).
+    pub max_size: u32,
+}
+
 /// What `DATABASE_URL` names.
 #[derive(Debug, PartialEq, Eq)]
 enum Target {
@@ -168,6 +178,16 @@ impl Database {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// How many connections the pool holds, for metrics.
+    pub fn pool_state(&self) -> PoolState {
+        let state = self.pool.state();
+        PoolState {
+            connections: state.connections,
+            idle: state.idle_connections,
+            max_size: self.pool.max_size(),
+        }
     }
 
     /// This database without the refresh audit trail: for benchmarks that

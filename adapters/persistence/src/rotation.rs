@@ -27,7 +27,7 @@ use crate::connection::{AnyConnection, Database};
 use crate::error::DbError;
 use crate::rows::{generation_to_db, reason, FoundToken, NewTokenRow, SessionRow, UserRow};
 use crate::schema::{refresh_tokens, sessions};
-use crate::sessions::{revoke_session, revoke_user_sessions};
+use crate::sessions::{parse_ids, revoke_session, revoke_user_sessions};
 use crate::transaction::{lock_session, lock_user, write_transaction};
 
 impl Database {
@@ -65,7 +65,7 @@ impl Database {
             let now = request.now.as_millis();
             let previous = (row.last_ip.clone(), row.last_user_agent.clone());
             let previous_use = row.last_used_at;
-            let mut revoked = 0;
+            let mut revoked = Vec::new();
             // Each change is written and mirrored in `row`, which becomes
             // the state returned.
             match decision {
@@ -123,7 +123,7 @@ impl Database {
                             presented,
                             &row,
                             request.reuse_response,
-                            revoked,
+                            revoked.len(),
                             &request.client,
                             &request.presented,
                         );
@@ -136,7 +136,7 @@ impl Database {
                 let details = events::anomaly(
                     response,
                     request.reuse_response,
-                    revoked,
+                    revoked.len(),
                     (previous.0.as_deref(), previous.1.as_deref(), previous_use),
                     &request.client,
                     now,
@@ -151,6 +151,7 @@ impl Database {
                 presented,
                 session: row.into_session()?,
                 user: user.into_user()?,
+                revoked: parse_ids(revoked)?,
                 anomaly,
             })
         })
@@ -214,7 +215,7 @@ impl Database {
                                 token.generation()?,
                                 &row,
                                 request.reuse_response,
-                                revoked,
+                                revoked.len(),
                                 &request.client,
                                 &request.token,
                             );
@@ -225,7 +226,11 @@ impl Database {
                                 details,
                                 now,
                             )?;
-                            EndOutcome::Reused { session, user }
+                            EndOutcome::Reused {
+                                session,
+                                user,
+                                revoked: parse_ids(revoked)?,
+                            }
                         }
                         RotationDecision::Rotate { .. } | RotationDecision::GraceReplay => {
                             revoke_session(conn, &row.id, now, reason::REPLACED_BY_LOGIN)?;
@@ -279,19 +284,25 @@ fn lock_user_and_session(
 }
 
 /// The theft response: revokes the session's family, or every live session
-/// of its user, with reason `why` (`token_reuse` or `anomaly`). Returns how
-/// many sessions it revoked. The caller commits it.
+/// of its user, with reason `why` (`token_reuse` or `anomaly`). The caller
+/// commits it. Returns the sessions revoked.
 fn theft_response(
     conn: &mut AnyConnection,
     session: &SessionRow,
     scope: ReuseResponse,
     now: i64,
     why: &'static str,
-) -> Result<usize, DbError> {
-    match scope {
-        ReuseResponse::RevokeAll => revoke_user_sessions(conn, &session.user_id, now, why),
-        ReuseResponse::RevokeFamily => revoke_session(conn, &session.id, now, why),
-    }
+) -> Result<Vec<String>, DbError> {
+    Ok(match scope {
+        ReuseResponse::RevokeAll => revoke_user_sessions(conn, &session.user_id, now, why)?,
+        ReuseResponse::RevokeFamily => {
+            if revoke_session(conn, &session.id, now, why)? == 1 {
+                vec![session.id.clone()]
+            } else {
+                Vec::new()
+            }
+        }
+    })
 }
 
 /// The anomaly response due, if the presented token is the current one and

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use application::{Page, TokenAnalysis};
 use domain::{AuditRecord, RefreshOutcome, SecurityEvent, Seen};
@@ -40,7 +41,7 @@ impl<T> PageBody<T> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AttemptsBody {
     pub total: u64,
     pub succeeded: u64,
@@ -49,7 +50,7 @@ pub struct AttemptsBody {
     pub by_outcome: BTreeMap<&'static str, u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SeenIpBody {
     pub ip: String,
     pub count: u64,
@@ -57,7 +58,7 @@ pub struct SeenIpBody {
     pub last_seen: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SeenUserAgentBody {
     pub user_agent: String,
     pub count: u64,
@@ -65,7 +66,7 @@ pub struct SeenUserAgentBody {
     pub last_seen: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RiskBody {
     pub level: &'static str,
     pub score: u32,
@@ -74,7 +75,7 @@ pub struct RiskBody {
     pub reason_codes: Vec<&'static str>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AnalysisBody {
     pub user_id: String,
     pub username: String,
@@ -157,7 +158,7 @@ impl From<&TokenAnalysis> for AnalysisBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RefreshLogBody {
     pub at: String,
     pub outcome: &'static str,
@@ -183,13 +184,14 @@ impl From<&AuditRecord> for RefreshLogBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SecurityEventBody {
     pub id: String,
     pub user_id: String,
     pub session_id: Option<String>,
     pub kind: &'static str,
     /// A JSON object.
+    #[schema(value_type = Object)]
     pub details: Value,
     pub created_at: String,
 }

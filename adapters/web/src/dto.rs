@@ -3,19 +3,20 @@
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use application::{IssuedTokens, SessionView};
 use domain::{Timestamp, User};
 
 /// Self-registration always gets the role `user`; other roles are granted
 /// with `tokenwarden user create --role`. Unknown fields are ignored.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
     pub username: String,
     pub password: String,
 }
 
-#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenDelivery {
     #[default]
@@ -23,7 +24,7 @@ pub enum TokenDelivery {
     Body,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
@@ -34,13 +35,13 @@ pub struct LoginRequest {
 }
 
 /// Body of `/auth/refresh` and `/auth/logout`: the token, for native clients.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, ToSchema)]
 pub struct RefreshRequest {
     #[serde(default)]
     pub refresh_token: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserBody {
     pub id: String,
     pub username: String,
@@ -57,9 +58,10 @@ impl From<&User> for UserBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
     pub access_token: String,
+    #[schema(example = "Bearer")]
     pub token_type: &'static str,
     pub expires_in: u64,
     pub session_id: String,
@@ -84,7 +86,7 @@ impl TokenResponse {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SessionBody {
     pub id: String,
     pub device_name: Option<String>,
@@ -112,7 +114,7 @@ impl From<&SessionView> for SessionBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MeBody {
     pub id: String,
     pub username: String,

@@ -10,7 +10,7 @@ use serde::Serialize;
 use application::Unexpected;
 
 /// One invalid field of a request body.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -71,6 +71,16 @@ impl From<actix_web::error::BlockingError> for ApiError {
 }
 
 impl ApiError {
+    /// 429 with `Retry-After` in whole seconds, rounded up (at least 1).
+    pub fn rate_limited(retry_after: std::time::Duration) -> Self {
+        let secs = retry_after
+            .as_secs()
+            .saturating_add(u64::from(retry_after.subsec_nanos() > 0));
+        Self::RateLimited {
+            retry_after_secs: secs.max(1),
+        }
+    }
+
     /// The stable machine-readable name of the error.
     pub fn code(&self) -> &'static str {
         match self {

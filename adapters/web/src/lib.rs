@@ -10,6 +10,9 @@ mod dto;
 pub mod error;
 mod extract;
 mod handlers;
+pub mod middleware;
+pub mod openapi;
+pub mod ops;
 
 use std::sync::Arc;
 
@@ -20,6 +23,8 @@ use application::TokenWarden;
 pub use client::IpNet;
 pub use error::ApiError;
 pub use extract::Authenticated;
+pub use handlers::introspect::IntrospectionSecret;
+pub use ops::{MetricsSource, OpsState, ReadinessCheck};
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -30,6 +35,12 @@ pub struct WebConfig {
     pub allowed_origins: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Besides admins' access tokens, the Bearer secret that may call
+    /// `/auth/introspect` (`TOKENWARDEN_INTROSPECTION_TOKEN`).
+    pub introspection_secret: Option<IntrospectionSecret>,
+    /// `iss` and `aud` of our access tokens, as introspection reports them.
+    pub issuer: String,
+    pub audience: String,
 }
 
 impl Default for WebConfig {
@@ -39,6 +50,9 @@ impl Default for WebConfig {
             cookie_secure: true,
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            introspection_secret: None,
+            issuer: "tokenwarden".to_owned(),
+            audience: "tokenwarden".to_owned(),
         }
     }
 }
@@ -67,6 +81,11 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut ServiceConfig) {
                     .route("/refresh", web::post().to(handlers::auth::refresh))
                     .route("/logout", web::post().to(handlers::auth::logout))
                     .route(
+                        "/introspect",
+                        web::post().to(handlers::introspect::introspect),
+                    )
+                    .route("/revoke", web::post().to(handlers::introspect::revoke))
+                    .route(
                         "/logout-all",
                         web::post().to(handlers::sessions::logout_all),
                     )
@@ -83,5 +102,16 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut ServiceConfig) {
                 web::get().to(handlers::wellknown::jwks),
             )
             .default_service(web::to(handlers::not_found));
+    }
+}
+
+/// Every route the API port serves: the API ([`configure`]) and the
+/// operator endpoints ([`ops::configure`]). The server builds its `App`
+/// from this, and so does the test that checks the OpenAPI document
+/// against the registered routes.
+pub fn routes(state: ApiState, ops: OpsState) -> impl FnOnce(&mut ServiceConfig) {
+    move |cfg: &mut ServiceConfig| {
+        configure(state)(cfg);
+        ops::configure(ops)(cfg);
     }
 }

@@ -108,9 +108,9 @@ pub fn login_limited(
     max_sessions: u32,
 ) -> (Session, TokenDigest) {
     let token = digest();
-    let session =
+    let created =
         SessionRepository::create(db, new_session(user, now, UA), token, max_sessions).unwrap();
-    (session, token)
+    (created.session, token)
 }
 
 pub fn rotate_request(

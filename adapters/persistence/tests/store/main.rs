@@ -9,8 +9,10 @@
 mod common;
 
 mod audit;
+mod cleanup;
 mod connect;
 mod race;
+mod revocations;
 mod rotation;
 mod sessions;
 mod users;

@@ -19,6 +19,7 @@ use crate::admin_dto::{
     AnalysisBody, AnalysisQuery, PageBody, PageQuery, RefreshLogBody, SecurityEventBody,
 };
 use crate::error::{ApiError, FieldError};
+use crate::openapi::Problem;
 use crate::{ApiState, Authenticated};
 
 /// Registers the admin routes.
@@ -38,6 +39,22 @@ pub fn routes(cfg: &mut ServiceConfig) {
     );
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/users/{user_id}/token-analysis",
+    tag = "admin",
+    description = "Theft analysis of one user over the last `days` (default 7): attempts by outcome, networks and devices seen, sessions, reuse and anomaly events, and a risk level with reasons (see docs/risk-scoring.md).",
+    params(("user_id" = String, Path, description = "The user's id (a UUID)"), ("days" = Option<u32>, Query, description = "1 to 90, default 7")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The analysis", body = AnalysisBody),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `session_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller lacks the role `admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such user", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_input`: a malformed user id or `days` outside 1..=90", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn token_analysis(
     auth: Authenticated,
     req: HttpRequest,
@@ -63,6 +80,22 @@ pub async fn token_analysis(
     Ok(ok_json(&AnalysisBody::from(&analysis)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/users/{user_id}/refresh-logs",
+    tag = "admin",
+    description = "The user's audit trail of refresh attempts, newest first, keyset-paginated: pass the `next` of a page as `before`.",
+    params(("user_id" = String, Path, description = "The user's id (a UUID)"), ("limit" = Option<u32>, Query, description = "Page size, 1 to 200 (default 50)"), ("before" = Option<String>, Query, description = "An opaque cursor from `next`")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page `{items, next}`", body = crate::openapi::RefreshLogPage),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `session_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller lacks the role `admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such user", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_input`: a malformed user id, limit, or a cursor this server never issued", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn refresh_logs(
     auth: Authenticated,
     req: HttpRequest,
@@ -90,6 +123,22 @@ pub async fn refresh_logs(
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/users/{user_id}/revoke-sessions",
+    tag = "admin",
+    description = "Revokes every session of the user (security event `admin_revoke`): refresh and access tokens stop working at once.",
+    params(("user_id" = String, Path, description = "The user's id (a UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `session_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller lacks the role `admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such user", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_input`: a malformed user id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn revoke_sessions(
     auth: Authenticated,
     path: web::Path<String>,
@@ -107,6 +156,21 @@ pub async fn revoke_sessions(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/security-events",
+    tag = "admin",
+    description = "Security events (`token_reuse`, `anomaly`, `admin_revoke`, `logout_all`, ...), newest first, of one user or of everyone, keyset-paginated.",
+    params(("user_id" = Option<String>, Query, description = "Only this user's events"), ("limit" = Option<u32>, Query, description = "Page size, 1 to 200 (default 50)"), ("before" = Option<String>, Query, description = "An opaque cursor from `next`")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page `{items, next}`", body = crate::openapi::SecurityEventPage),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `session_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller lacks the role `admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_input`: a malformed user id, limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn security_events(
     auth: Authenticated,
     req: HttpRequest,

@@ -17,11 +17,28 @@ use crate::dto::{
     LoginRequest, RefreshRequest, RegisterRequest, TokenDelivery, TokenResponse, UserBody,
 };
 use crate::error::{ApiError, FieldError};
+#[allow(unused_imports, reason = "named by the OpenAPI attributes")]
+use crate::openapi::Problem;
 use crate::{cookie, ApiState, WebConfig};
 
 /// Longest accepted device name, in characters.
 const MAX_DEVICE_NAME: usize = 100;
 
+#[utoipa::path(
+    post,
+    path = "/auth/register",
+    tag = "auth",
+    description = "Creates a user with the role `user` (other roles: `tokenwarden user create`).",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Created", body = UserBody),
+        (status = 400, description = "`malformed_request`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`username_taken` (usernames are unique case-insensitively)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_input`: `errors` names the fields", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn register(
     req: HttpRequest,
     mut payload: web::Payload,
@@ -62,6 +79,29 @@ pub async fn register(
     Ok(HttpResponse::Created().json(UserBody::from(&user)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "auth",
+    description = "Verifies the password and starts a session. The refresh token is set as a cookie, \
+                   or returned in the body for `\"token_delivery\": \"body\"`. A refresh cookie \
+                   still present ends its old session once the login succeeds.",
+    request_body = LoginRequest,
+    security((), ("refresh_cookie" = [])),
+    responses(
+        (status = 200, description = "Logged in", body = TokenResponse,
+         headers(("Set-Cookie" = String, description = "The refresh cookie (cookie delivery)"))),
+        (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials`: unknown user or wrong password (indistinguishable)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden_origin`: an `Origin` that is neither this server nor allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_input`: missing fields, wrong types, `device_name` over 100 characters", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many failures for this username or attempts from this \
+                                      address; refused whatever the password",
+         body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds until the window closes"))),
+        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn login(
     req: HttpRequest,
     mut payload: web::Payload,
@@ -92,11 +132,35 @@ pub async fn login(
         .await?
         .map_err(|e| match e {
             LoginError::InvalidCredentials => ApiError::InvalidCredentials,
+            LoginError::RateLimited { retry_after } => ApiError::rate_limited(retry_after),
             LoginError::Unexpected(e) => e.into(),
         })?;
     Ok(token_response(&config, &issued, delivery))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/refresh",
+    tag = "auth",
+    description = "Rotates the refresh token: answers a new token pair, delivered the way the old token came \
+                   (body wins over cookie). A token rotated before (outside the grace window) is theft \
+                   evidence: the user's sessions are revoked and the answer is `token_reused`. \
+                   Every 401 clears the cookie.",
+    request_body(content = Option<RefreshRequest>,
+                 description = "Optional: native clients send the token here; browsers send nothing"),
+    security(("refresh_cookie" = []), ()),
+    responses(
+        (status = 200, description = "Rotated", body = TokenResponse,
+         headers(("Set-Cookie" = String, description = "The successor cookie (cookie delivery)"))),
+        (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `token_reused` or \
+                                      `session_revoked`; the cookie is cleared", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden_origin`: nothing changes, no token is spent", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_input`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn refresh(
     req: HttpRequest,
     mut payload: web::Payload,
@@ -150,6 +214,25 @@ async fn refresh_inner(
     Ok((issued, delivery))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "auth",
+    description = "Ends the session of the refresh token (any of its tokens, current or rotated): the \
+                   session's access tokens are refused at once. Idempotent: 204 also with no or a dead token.",
+    request_body(content = Option<RefreshRequest>,
+                 description = "Optional: native clients send the token here"),
+    security(("refresh_cookie" = []), ()),
+    responses(
+        (status = 204, description = "Logged out; the cookie is cleared",
+         headers(("Set-Cookie" = String, description = "Clears the refresh cookie"))),
+        (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden_origin`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_input`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn logout(
     req: HttpRequest,
     mut payload: web::Payload,
@@ -173,6 +256,7 @@ fn token_response(
     issued: &IssuedTokens,
     delivery: TokenDelivery,
 ) -> HttpResponse {
+    crate::middleware::record_principal(issued.user.id, issued.session_id);
     let mut response = HttpResponse::Ok();
     response.insert_header(("Cache-Control", "no-store"));
     if delivery == TokenDelivery::Cookie {
@@ -185,10 +269,9 @@ fn token_response(
     response.json(TokenResponse::new(issued, delivery))
 }
 
-/// Every 401 of a refresh clears the cookie, so a browser stops sending a
-/// dead token. Other failures leave it alone: a refused origin changes
-/// nothing, and a bad body or an unavailable server says nothing about the
-/// token.
+/// Every 401 from refresh clears the cookie, so a browser stops sending a
+/// dead token. Other failures keep it: a refused origin changes nothing, and
+/// a token must survive a database outage (503) or a malformed request.
 fn with_cleared_cookie(config: &WebConfig, e: ApiError) -> HttpResponse {
     let mut response = actix_web::ResponseError::error_response(&e);
     if response.status() == StatusCode::UNAUTHORIZED {

@@ -1,10 +1,12 @@
 pub mod admin;
 pub mod auth;
+pub mod introspect;
+pub mod ops;
 mod refresh_audit;
 pub mod sessions;
 pub mod wellknown;
 
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::HttpResponse;
 
 use crate::error::ApiError;
 
@@ -20,7 +22,6 @@ where
 }
 
 /// Unknown routes and methods get a problem body too.
-pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let _ = req;
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }

@@ -8,8 +8,23 @@ use domain::SessionId;
 use super::blocking;
 use crate::dto::{MeBody, SessionBody};
 use crate::error::ApiError;
+#[allow(unused_imports, reason = "named by the OpenAPI attributes")]
+use crate::openapi::Problem;
 use crate::{ApiState, Authenticated};
 
+#[utoipa::path(
+    post,
+    path = "/auth/logout-all",
+    tag = "sessions",
+    description = "Revokes every session of the caller, this one included.",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every session ended"),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired` or `session_revoked`, \
+                                      with `WWW-Authenticate`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn logout_all(
     auth: Authenticated,
     state: web::Data<ApiState>,
@@ -18,6 +33,19 @@ pub async fn logout_all(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(
+    get,
+    path = "/auth/sessions",
+    tag = "sessions",
+    description = "The caller's live sessions, most recently used first; `current` marks the asking one.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Live sessions", body = Vec<SessionBody>),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired` or `session_revoked`, \
+                                      with `WWW-Authenticate`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn list(
     auth: Authenticated,
     state: web::Data<ApiState>,
@@ -26,6 +54,22 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(sessions.iter().map(SessionBody::from).collect::<Vec<_>>()))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/auth/sessions/{id}",
+    tag = "sessions",
+    description = "Ends one of the caller's sessions.",
+    params(("id" = String, Path, description = "Session id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired` or `session_revoked`, \
+                                      with `WWW-Authenticate`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: not a live session of the caller (or not an id)",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn delete(
     auth: Authenticated,
     path: web::Path<String>,
@@ -42,6 +86,19 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    tag = "sessions",
+    description = "The protected demo resource: who the access token belongs to.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = MeBody),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired` or `session_revoked`, \
+                                      with `WWW-Authenticate`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn me(auth: Authenticated, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let principal = auth.0.clone();
     let user = blocking(move || state.warden.me(&auth.0))

@@ -1,0 +1,286 @@
+//! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]`
+//! attributes and the DTOs' `ToSchema` derives.
+//!
+//! **Adding an endpoint**: put `#[utoipa::path(...)]` on its handler and
+//! name the handler in `paths(...)` below (one line). The test in
+//! `openapi/tests.rs` compares this document with every route the server
+//! registers (method and path), so a route missing here fails it.
+
+use serde::Serialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::OpenApi as Document;
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::admin_dto::{
+    AnalysisBody, AttemptsBody, RefreshLogBody, RiskBody, SecurityEventBody, SeenIpBody,
+    SeenUserAgentBody,
+};
+use crate::dto::{
+    LoginRequest, MeBody, RefreshRequest, RegisterRequest, SessionBody, TokenDelivery,
+    TokenResponse, UserBody,
+};
+use crate::error::FieldError;
+use crate::handlers;
+use crate::handlers::ops::{Health, NotReady, Readiness};
+
+/// Name of the Bearer (access token) security scheme.
+pub const BEARER: &str = "bearer";
+/// Name of the refresh-cookie security scheme.
+pub const REFRESH_COOKIE: &str = "refresh_cookie";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Token Warden",
+        description = "Refresh-token service: password login, short-lived EdDSA access tokens \
+                       (RFC 9068), opaque refresh tokens rotated on every use, reuse detection, \
+                       server-side logout.\n\n\
+                       Every error is an RFC 9457 problem document \
+                       (`application/problem+json`, schema `Problem`) whose `code` is one of \
+                       `ErrorCode`. Unknown routes answer 404 `not_found`. Every response \
+                       carries `X-Request-Id` (the caller's, when it is 1-128 characters of \
+                       `[A-Za-z0-9._:-]`, else a fresh one).",
+        license(name = "MIT OR Apache-2.0"),
+    ),
+    paths(
+        handlers::auth::register,
+        handlers::auth::login,
+        handlers::auth::refresh,
+        handlers::auth::logout,
+        handlers::sessions::logout_all,
+        handlers::sessions::list,
+        handlers::sessions::delete,
+        handlers::sessions::me,
+        handlers::wellknown::jwks,
+        handlers::introspect::introspect,
+        handlers::introspect::revoke,
+        handlers::admin::token_analysis,
+        handlers::admin::refresh_logs,
+        handlers::admin::revoke_sessions,
+        handlers::admin::security_events,
+        handlers::ops::healthz,
+        handlers::ops::readyz,
+        handlers::ops::metrics,
+        handlers::ops::openapi_json,
+        handlers::ops::docs_redirect,
+        handlers::ops::swagger_ui,
+    ),
+    components(schemas(
+        Problem,
+        ErrorCode,
+        FieldError,
+        RegisterRequest,
+        LoginRequest,
+        TokenDelivery,
+        RefreshRequest,
+        TokenResponse,
+        UserBody,
+        SessionBody,
+        MeBody,
+        Jwks,
+        Jwk,
+        Health,
+        Readiness,
+        NotReady,
+        TokenField,
+        Introspection,
+        AnalysisBody,
+        AttemptsBody,
+        SeenIpBody,
+        SeenUserAgentBody,
+        RiskBody,
+        RefreshLogBody,
+        SecurityEventBody,
+        RefreshLogPage,
+        SecurityEventPage,
+    )),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "auth", description = "Login, refresh-token rotation, logout"),
+        (name = "sessions", description = "The caller's sessions (Bearer)"),
+        (name = "keys", description = "Public signing keys"),
+        (name = "admin", description = "Theft analysis and incident response (role `admin`)"),
+        (name = "operations", description = "Health, metrics, this document"),
+    ),
+)]
+pub struct ApiDoc;
+
+/// The document as served: the refresh cookie's configured name, and
+/// `/metrics` only when this port serves it.
+pub fn document(cookie_name: &str, with_metrics: bool) -> Document {
+    let mut doc = ApiDoc::openapi();
+    if let Some(components) = doc.components.as_mut() {
+        components.add_security_scheme(REFRESH_COOKIE, cookie_scheme(cookie_name));
+    }
+    if !with_metrics {
+        doc.paths.paths.shift_remove("/metrics");
+    }
+    doc
+}
+
+fn cookie_scheme(name: &str) -> SecurityScheme {
+    SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+        name,
+        "The refresh token, `HttpOnly; Secure; SameSite=Strict; Path=/auth`, set by login \
+         and refresh. Native clients send `refresh_token` in the body instead.",
+    )))
+}
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from login or refresh (EdDSA, `typ: at+jwt`). \
+                         Failures answer 401 with `WWW-Authenticate` per RFC 6750 §3.1.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(REFRESH_COOKIE, cookie_scheme("refresh_token"));
+    }
+}
+
+/// A page of the refresh audit trail.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema only: admin_dto::PageBody is what is written"
+)]
+pub struct RefreshLogPage {
+    items: Vec<RefreshLogBody>,
+    /// Pass as `before` for the next page; `null` on the last page.
+    next: Option<String>,
+}
+
+/// A page of security events.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema only: admin_dto::PageBody is what is written"
+)]
+pub struct SecurityEventPage {
+    items: Vec<SecurityEventBody>,
+    /// Pass as `before` for the next page; `null` on the last page.
+    next: Option<String>,
+}
+
+/// The body of `/auth/introspect` and `/auth/revoke` (JSON or form).
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema only: handlers::introspect reads the bodies"
+)]
+pub struct TokenField {
+    /// An access token (introspection) or a refresh token (revocation).
+    token: String,
+    /// Accepted and ignored: the token's shape says what it is.
+    token_type_hint: Option<String>,
+}
+
+/// The answer of `/auth/introspect` (RFC 7662). Only `active` is present
+/// when the token is not active.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema only: handlers::introspect writes the bodies"
+)]
+pub struct Introspection {
+    active: bool,
+    /// `Bearer`.
+    token_type: Option<String>,
+    /// User id.
+    sub: Option<String>,
+    /// Session id.
+    sid: Option<String>,
+    roles: Option<Vec<String>>,
+    exp: Option<i64>,
+    iat: Option<i64>,
+    iss: Option<String>,
+    aud: Option<String>,
+    jti: Option<String>,
+}
+
+/// An RFC 9457 problem document: the body of every error.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code, reason = "a schema only: error.rs writes the bodies")]
+pub struct Problem {
+    /// A URI naming the problem type.
+    #[serde(rename = "type")]
+    #[schema(example = "https://tokenwarden.dev/problems/invalid-credentials")]
+    kind: String,
+    /// A short human-readable summary, the same for every occurrence.
+    #[schema(example = "Invalid username or password.")]
+    title: String,
+    /// The HTTP status.
+    #[schema(example = 401)]
+    status: u16,
+    code: ErrorCode,
+    /// For `invalid_input`: the fields at fault. The values sent are never echoed.
+    #[schema(nullable = false)]
+    errors: Option<Vec<FieldError>>,
+    /// For 5xx: quote it to the operator; the cause is only in the server log.
+    #[schema(nullable = false, example = "5f3a1c-2")]
+    error_id: Option<String>,
+}
+
+/// The stable machine-readable error codes.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code, reason = "a schema only: ApiError::code writes the values")]
+pub enum ErrorCode {
+    MalformedRequest,
+    InvalidInput,
+    PayloadTooLarge,
+    UsernameTaken,
+    InvalidCredentials,
+    MissingToken,
+    InvalidToken,
+    TokenExpired,
+    TokenReused,
+    SessionRevoked,
+    Forbidden,
+    ForbiddenOrigin,
+    NotFound,
+    MethodNotAllowed,
+    RateLimited,
+    ServiceUnavailable,
+    InternalError,
+}
+
+/// A JSON Web Key Set (RFC 7517).
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code, reason = "a schema only: the key store writes the set")]
+pub struct Jwks {
+    /// The current key and, during a rotation, the previous ones.
+    keys: Vec<Jwk>,
+}
+
+/// An Ed25519 public key (RFC 8037).
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code, reason = "a schema only")]
+pub struct Jwk {
+    #[schema(example = "OKP")]
+    kty: String,
+    #[schema(example = "Ed25519")]
+    crv: String,
+    /// The public key, base64url.
+    x: String,
+    /// Key id; access tokens name it in their header.
+    kid: String,
+    #[schema(example = "EdDSA")]
+    alg: String,
+    #[serde(rename = "use")]
+    #[schema(example = "sig")]
+    key_use: String,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,593 @@
+//! The operator surface of the real `tokenwarden` binary: key rotation
+//! across a restart, graceful shutdown on SIGTERM/SIGINT, logs that never
+//! carry a secret, the settings file and `config check`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use persistence::testing::TestDatabase;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokenwarden");
+const PASSWORD: &str = "correct horse battery";
+
+fn tokenwarden(db: &str, keys: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db)
+        .env("TOKENWARDEN_KEYS_DIR", keys)
+        .env("RUST_LOG", "warn");
+    c
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `tokenwarden serve` process, killed if the test leaves it running.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to end by itself.
+    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then a clean exit.
+    fn stop(mut self) {
+        self.signal("TERM");
+        assert!(self.wait_exit(Duration::from_secs(20)).success());
+    }
+}
+
+async fn start(mut cmd: Command, port: u16) -> Server {
+    cmd.arg("serve")
+        .env("TOKENWARDEN_BIND", format!("127.0.0.1:{port}"));
+    let server = Server {
+        child: cmd.spawn().unwrap(),
+        port,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if reqwest::get(server.url("/healthz")).await.is_ok() {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server on port {port} did not start");
+}
+
+async fn serve(db: &str, keys: &Path) -> Server {
+    let mut cmd = tokenwarden(db, keys);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    start(cmd, free_port()).await
+}
+
+async fn post(server: &Server, path: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(server.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Logs `username` in with body delivery: `(access, refresh)`.
+async fn login(server: &Server, username: &str) -> (String, String) {
+    let r = post(
+        server,
+        "/auth/login",
+        json!({"username": username, "password": PASSWORD, "token_delivery": "body"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    (
+        body["access_token"].as_str().unwrap().to_owned(),
+        body["refresh_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn kid_of(jwt: &str) -> String {
+    let header = jwt.split('.').next().unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap(),
+    )
+    .unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+async fn me_status(server: &Server, access: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(server.url("/api/me"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn published_kids(server: &Server) -> Vec<String> {
+    let jwks: Value = reqwest::get(server.url("/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotation_keeps_earlier_tokens_valid_and_survives_a_restart() {
+    let db = TestDatabase::sqlite();
+    let keys = tempfile::tempdir().unwrap();
+    let server = serve(db.url(), keys.path()).await;
+    let r = post(
+        &server,
+        "/auth/register",
+        json!({"username": "rotor", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (old_access, refresh) = login(&server, "rotor").await;
+    let old_kid = kid_of(&old_access);
+
+    let out = tokenwarden(db.url(), keys.path())
+        .args(["keys", "rotate"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let new_kid = printed.split_whitespace().nth(2).unwrap().to_owned();
+    assert_ne!(new_kid, old_kid);
+    assert!(printed.contains(&old_kid), "{printed}");
+    assert_eq!(
+        me_status(&server, &old_access).await,
+        StatusCode::OK,
+        "the running server still verifies the old key"
+    );
+
+    server.stop();
+    let server = serve(db.url(), keys.path()).await;
+    assert_eq!(
+        me_status(&server, &old_access).await,
+        StatusCode::OK,
+        "after a restart too"
+    );
+    let kids = published_kids(&server).await;
+    assert!(
+        kids.contains(&old_kid) && kids.contains(&new_kid),
+        "{kids:?}"
+    );
+    let (new_access, _) = login(&server, "rotor").await;
+    assert_eq!(kid_of(&new_access), new_kid);
+    let r = post(&server, "/auth/refresh", json!({"refresh_token": refresh})).await;
+    assert_eq!(r.status(), StatusCode::OK, "sessions survive both");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(kid_of(body["access_token"].as_str().unwrap()), new_kid);
+    for kid in [&old_kid, &new_kid] {
+        let pem = keys.path().join(format!("{kid}.pem"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&pem).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", pem.display());
+        }
+        assert!(pem.exists());
+    }
+}
+
+/// `tokenwarden_argon2_queue_depth` and `…_in_flight` from `/metrics`.
+async fn argon2_load(server: &Server) -> Option<f64> {
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    Some(value("tokenwarden_argon2_queue_depth") + value("tokenwarden_argon2_in_flight"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_and_sigint_let_requests_in_flight_finish_then_exit_zero() {
+    const LOGINS: usize = 16;
+    for signal in ["TERM", "INT"] {
+        let db = TestDatabase::sqlite();
+        let keys = tempfile::tempdir().unwrap();
+        let mut server = serve(db.url(), keys.path()).await;
+        let r = post(
+            &server,
+            "/auth/register",
+            json!({"username": "drain", "password": PASSWORD}),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+
+        // Logins cost argon2 time on a pool of one slot per core: sixteen
+        // of them keep the server busy for a while.
+        let url = server.url("/auth/login");
+        let logins: Vec<_> = (0..LOGINS)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move {
+                    reqwest::Client::new()
+                        .post(url)
+                        .json(&json!({"username": "drain", "password": PASSWORD}))
+                        .send()
+                        .await
+                        .map(|r| r.status())
+                })
+            })
+            .collect();
+        // Wait until the server holds (nearly) all of them.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while argon2_load(&server).await.unwrap_or(0.0) < (LOGINS - 2) as f64 {
+            assert!(Instant::now() < deadline, "the logins never queued up");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        server.signal(signal);
+        for login in logins {
+            let status = login
+                .await
+                .unwrap()
+                .expect("an answer, not a dropped connection");
+            assert_eq!(status, StatusCode::OK, "SIG{signal}");
+        }
+        let exit = tokio::task::block_in_place(|| server.wait_exit(Duration::from_secs(20)));
+        assert!(exit.success(), "SIG{signal}: {exit:?}");
+        assert!(
+            reqwest::get(server.url("/healthz")).await.is_err(),
+            "no longer accepting"
+        );
+    }
+}
+
+/// A full session's life with `RUST_LOG=debug` and JSON logs: no password,
+/// token or cookie value appears anywhere in the output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_logs() {
+    let db = TestDatabase::sqlite();
+    let keys = tempfile::tempdir().unwrap();
+    let log_path = keys.path().join("stderr.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut cmd = tokenwarden(db.url(), &keys.path().join("keys"));
+    cmd.env("RUST_LOG", "debug")
+        .env("TOKENWARDEN_LOG_FORMAT", "json")
+        .env("TOKENWARDEN_LOGIN_RATE_USER", "2/min")
+        .stdout(Stdio::null())
+        .stderr(log);
+    let server = start(cmd, free_port()).await;
+    let client = reqwest::Client::new();
+    let wrong = "Wrong-Passw0rd-Guess";
+    let mut secrets: Vec<String> = vec![PASSWORD.to_owned(), wrong.to_owned()];
+
+    let r = post(
+        &server,
+        "/auth/register",
+        json!({"username": "quiet", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let user_id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Cookie delivery: login, refresh with the cookie.
+    let r = post(
+        &server,
+        "/auth/login",
+        json!({"username": "quiet", "password": PASSWORD}),
+    )
+    .await;
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let first = cookie
+        .strip_prefix("refresh_token=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body: Value = r.json().await.unwrap();
+    secrets.push(body["access_token"].as_str().unwrap().to_owned());
+    secrets.push(first.clone());
+    let r = client
+        .post(server.url("/auth/refresh"))
+        .header("Cookie", format!("refresh_token={first}"))
+        .header("X-Request-Id", "log-test-refresh")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let second = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let second = second
+        .strip_prefix("refresh_token=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body: Value = r.json().await.unwrap();
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    secrets.push(access.clone());
+    secrets.push(second.clone());
+    assert_eq!(me_status(&server, &access).await, StatusCode::OK);
+    // Body delivery, then logout with it.
+    let (body_access, body_refresh) = login(&server, "quiet").await;
+    secrets.push(body_access.clone());
+    secrets.push(body_refresh.clone());
+    let r = post(
+        &server,
+        "/auth/refresh",
+        json!({"refresh_token": body_refresh}),
+    )
+    .await;
+    let rotated: Value = r.json().await.unwrap();
+    let rotated_refresh = rotated["refresh_token"].as_str().unwrap().to_owned();
+    secrets.push(rotated_refresh.clone());
+    secrets.push(rotated["access_token"].as_str().unwrap().to_owned());
+    let r = post(
+        &server,
+        "/auth/logout",
+        json!({"refresh_token": rotated_refresh}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // Reuse of the first cookie token: theft response.
+    let r = client
+        .post(server.url("/auth/refresh"))
+        .header("Cookie", format!("refresh_token={first}"))
+        .header("User-Agent", "thief/1.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Failed logins, up to the rate limit, and garbage credentials.
+    for _ in 0..3 {
+        post(
+            &server,
+            "/auth/login",
+            json!({"username": "quiet", "password": wrong}),
+        )
+        .await;
+    }
+    client
+        .get(server.url("/api/me"))
+        .header("Authorization", "Bearer not.a.jwt-but-secret-looking")
+        .send()
+        .await
+        .unwrap();
+    secrets.push("not.a.jwt-but-secret-looking".to_owned());
+    server.stop();
+
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logs.lines().count() > 10, "{logs}");
+    for line in logs.lines() {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not a JSON line: {line}"
+        );
+    }
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret is in the logs: {secret}"
+        );
+        // JWT signatures and refresh-token bodies on their own, too.
+        let tail = secret.rsplit(['.', '_']).next().unwrap();
+        if tail.len() >= 16 {
+            assert!(
+                !logs.contains(tail),
+                "part of a secret is in the logs: {tail}"
+            );
+        }
+    }
+    assert!(
+        logs.contains("log-test-refresh"),
+        "the caller's request id is logged"
+    );
+    assert!(logs.contains("\"request_id\""));
+    assert!(
+        logs.contains(&format!("\"user_id\":\"{user_id}\"")),
+        "user ids are recorded once known"
+    );
+    assert!(logs.contains("\"session_id\""));
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("tokenwarden.toml");
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    path
+}
+
+#[test]
+fn config_check_prints_the_effective_settings_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_config(
+        dir.path(),
+        "issuer = \"from-file\"\naudience = \"from-file\"\naccess_token_ttl = \"5m\"\n\
+         redis_url = \"redis://:file-redis-secret@127.0.0.1:6379\"\n",
+    );
+    let out = tokenwarden("postgres://tw:db-s3cret@127.0.0.1:1/tw", dir.path())
+        .args(["config", "check", "--audience", "from-flag"])
+        .env("TOKENWARDEN_CONFIG", &file)
+        .env("TOKENWARDEN_ISSUER", "from-env")
+        .env("TOKENWARDEN_AUDIENCE", "from-env")
+        .env(
+            "TOKENWARDEN_INTROSPECTION_TOKEN",
+            "introspection-secret-0123456789",
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "audience = \"from-flag\"  # flag",
+        "issuer = \"from-env\"  # environment",
+        "access_token_ttl = \"5m\"  # file",
+        "refresh_idle_ttl = \"7d\"  # default",
+        "introspection_token = \"<redacted>\"",
+        "database_url = \"postgres://tw:<redacted>@127.0.0.1:1/tw\"",
+        "redis_url = \"redis://:<redacted>@127.0.0.1:6379\"",
+    ] {
+        assert!(printed.contains(line), "missing {line:?} in\n{printed}");
+    }
+    for secret in ["db-s3cret", "introspection-secret", "file-redis-secret"] {
+        assert!(!printed.contains(secret), "{printed}");
+    }
+
+    let bad = write_config(dir.path(), "acess_token_ttl = \"5m\"\n");
+    let out = tokenwarden("sqlite://unused.db", dir.path())
+        .args(["config", "check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("TOKENWARDEN_CONFIG") && stderr.contains("acess_token_ttl"),
+        "{stderr}"
+    );
+
+    let out = tokenwarden("sqlite://unused.db", dir.path())
+        .args(["config", "check"])
+        .env("TOKENWARDEN_SHUTDOWN_TIMEOUT", "soon")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TOKENWARDEN_SHUTDOWN_TIMEOUT"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_takes_its_settings_from_the_file_under_env_and_flags() {
+    let db = TestDatabase::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let file = write_config(
+        dir.path(),
+        &format!(
+            "bind = \"127.0.0.1:1\"\naccess_token_ttl = \"2m\"\ncookie_name = \"from_file\"\n\
+             keys_dir = \"{}\"\n",
+            dir.path().join("file-keys").display()
+        ),
+    );
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db.url())
+        .env("RUST_LOG", "warn")
+        .arg("--config")
+        .arg(&file)
+        .args(["--cookie-name", "from_flag"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // TOKENWARDEN_BIND (environment, set by `start`) beats the file's bind.
+    let server = start(cmd, port).await;
+    let r = post(
+        &server,
+        "/auth/register",
+        json!({"username": "filed", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = post(
+        &server,
+        "/auth/login",
+        json!({"username": "filed", "password": PASSWORD}),
+    )
+    .await;
+    assert!(r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .starts_with("from_flag="));
+    assert_eq!(r.json::<Value>().await.unwrap()["expires_in"], 120);
+    assert!(dir.path().join("file-keys").is_dir());
+    server.stop();
+}
+
+#[test]
+fn the_shipped_example_settings_file_is_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/tokenwarden.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    let out = cmd
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(["config", "check", "--config"])
+        .arg(&example)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("metrics_bind = \"127.0.0.1:9464\"  # file")
+    );
+}
