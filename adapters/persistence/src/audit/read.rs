@@ -173,6 +173,8 @@ pub(crate) fn security_events(
     rows.into_iter().map(EventRow::into_event).collect()
 }
 
+/// Rows per outcome (tests only).
+#[cfg(any(test, feature = "testing"))]
 #[derive(QueryableByName)]
 struct NameCount {
     #[diesel(sql_type = Text)]
@@ -181,10 +183,20 @@ struct NameCount {
     n: i64,
 }
 
+/// One row of the analysis query: `part` says which aggregate it belongs
+/// to and what the other columns mean (see [`ACTIVITY`]).
 #[derive(QueryableByName)]
-struct SeenRow {
+struct Part {
     #[diesel(sql_type = Text)]
-    item: String,
+    part: String,
+    #[diesel(sql_type = Text)]
+    a: String,
+    #[diesel(sql_type = Text)]
+    b: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    c: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    d: Option<String>,
     #[diesel(sql_type = BigInt)]
     n: i64,
     #[diesel(sql_type = BigInt)]
@@ -193,57 +205,62 @@ struct SeenRow {
     last_at: i64,
 }
 
-#[derive(QueryableByName)]
-struct Distinct {
-    #[diesel(sql_type = BigInt)]
-    ips: i64,
-    #[diesel(sql_type = BigInt)]
-    user_agents: i64,
-    #[diesel(sql_type = BigInt)]
-    sessions: i64,
-}
-
-#[derive(QueryableByName)]
-struct SessionUseRow {
-    #[diesel(sql_type = Text)]
-    session_id: String,
-    #[diesel(sql_type = Text)]
-    user_agent: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    lowest_ip: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    highest_ip: Option<String>,
-}
-
-#[derive(QueryableByName)]
-struct Peak {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-const WINDOW: &str = "FROM refresh_audit_daily WHERE user_id = ? AND day_start >= ?";
+/// Every aggregate of the analysis in one statement, so that the user's
+/// daily rows are read once (`w`, materialised) and the database is asked
+/// once. Parts:
+/// * `outcome`: a = outcome, n = attempts;
+/// * `ip`, `ua`: a = value, n = attempts, first/last seen (the most
+///   frequent [`SEEN_LIMIT`]);
+/// * `distinct`: a = `ip`, `ua` or `session`, n = how many different;
+/// * `session`: a = session, b = user agent, c/d = lowest/highest IP
+///   ([`SESSION_USES_LIMIT`] pairs);
+/// * `peak`: n = most failures in one clock hour;
+/// * `event`: a = security event kind, n = how many.
+///
+/// Binds: user and window start, three times (daily rows, failures, events).
+const ACTIVITY: &str = "\
+WITH w AS MATERIALIZED (\
+  SELECT outcome, session_id, ip, user_agent, attempts, first_at, last_at \
+  FROM refresh_audit_daily WHERE user_id = ? AND day_start >= ?) \
+SELECT 'outcome' AS part, outcome AS a, '' AS b, CAST(NULL AS TEXT) AS c, \
+  CAST(NULL AS TEXT) AS d, CAST(SUM(attempts) AS BIGINT) AS n, \
+  CAST(0 AS BIGINT) AS first_at, CAST(0 AS BIGINT) AS last_at \
+  FROM w GROUP BY outcome \
+UNION ALL SELECT * FROM (SELECT 'ip', ip, '', CAST(NULL AS TEXT), CAST(NULL AS TEXT), \
+  CAST(SUM(attempts) AS BIGINT), MIN(first_at), MAX(last_at) FROM w WHERE ip <> '' \
+  GROUP BY ip ORDER BY 6 DESC, 8 DESC, 2 LIMIT {seen}) AS ips \
+UNION ALL SELECT * FROM (SELECT 'ua', user_agent, '', CAST(NULL AS TEXT), \
+  CAST(NULL AS TEXT), CAST(SUM(attempts) AS BIGINT), MIN(first_at), MAX(last_at) \
+  FROM w WHERE user_agent <> '' GROUP BY user_agent ORDER BY 6 DESC, 8 DESC, 2 \
+  LIMIT {seen}) AS uas \
+UNION ALL SELECT 'distinct', 'ip', '', CAST(NULL AS TEXT), CAST(NULL AS TEXT), \
+  COUNT(DISTINCT NULLIF(ip, '')), CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM w \
+UNION ALL SELECT 'distinct', 'ua', '', CAST(NULL AS TEXT), CAST(NULL AS TEXT), \
+  COUNT(DISTINCT NULLIF(user_agent, '')), CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM w \
+UNION ALL SELECT 'distinct', 'session', '', CAST(NULL AS TEXT), CAST(NULL AS TEXT), \
+  COUNT(DISTINCT NULLIF(session_id, '')), CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM w \
+UNION ALL SELECT * FROM (SELECT 'session', session_id, user_agent, MIN(NULLIF(ip, '')), \
+  MAX(NULLIF(ip, '')), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM w \
+  WHERE session_id <> '' GROUP BY session_id, user_agent ORDER BY 2, 3 \
+  LIMIT {sessions}) AS uses \
+UNION ALL SELECT 'peak', '', '', CAST(NULL AS TEXT), CAST(NULL AS TEXT), \
+  CAST(COALESCE(MAX(failures), 0) AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT) \
+  FROM refresh_audit_failures WHERE user_id = ? AND hour_start >= ? \
+UNION ALL SELECT 'event', kind, '', CAST(NULL AS TEXT), CAST(NULL AS TEXT), COUNT(*), \
+  CAST(0 AS BIGINT), CAST(0 AS BIGINT) \
+  FROM security_events WHERE user_id = ? AND created_at >= ? GROUP BY kind";
 
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-/// The most frequent values of `column` (`ip` or `user_agent`).
-fn seen(conn: &mut AnyConnection, column: &str, binds: &[Bind]) -> Result<Vec<Seen>, DbError> {
-    let sql = format!(
-        "SELECT {column} AS item, CAST(SUM(attempts) AS BIGINT) AS n, \
-         MIN(first_at) AS first_at, MAX(last_at) AS last_at \
-         {WINDOW} AND {column} <> '' GROUP BY {column} \
-         ORDER BY n DESC, last_at DESC, item LIMIT {SEEN_LIMIT}"
-    );
-    Ok(load::<SeenRow>(conn, &sql, binds)?
-        .into_iter()
-        .map(|r| Seen {
-            value: r.item,
-            count: count(r.n),
-            first_seen: Timestamp::from_millis(r.first_at),
-            last_seen: Timestamp::from_millis(r.last_at),
-        })
-        .collect())
+fn seen(part: Part) -> Seen {
+    Seen {
+        value: part.a,
+        count: count(part.n),
+        first_seen: Timestamp::from_millis(part.first_at),
+        last_seen: Timestamp::from_millis(part.last_at),
+    }
 }
 
 /// Aggregates of the user's attempts since `since` (the start of a UTC day)
@@ -253,70 +270,54 @@ pub(crate) fn activity(
     user: UserId,
     since: Timestamp,
 ) -> Result<ActivitySummary, DbError> {
-    let binds = [
+    let sql = ACTIVITY
+        .replace("{seen}", &SEEN_LIMIT.to_string())
+        .replace("{sessions}", &SESSION_USES_LIMIT.to_string());
+    let window = [
         Bind::Text(user.to_string()),
         Bind::BigInt(since.as_millis()),
     ];
-    let mut by_outcome = BTreeMap::new();
-    let sql = format!(
-        "SELECT outcome AS name, CAST(SUM(attempts) AS BIGINT) AS n {WINDOW} GROUP BY outcome"
-    );
-    for row in load::<NameCount>(conn, &sql, &binds)? {
-        let outcome =
-            RefreshOutcome::parse(&row.name).ok_or(DbError::Corrupt("refresh_audit.outcome"))?;
-        by_outcome.insert(outcome, count(row.n));
-    }
-    let ips = seen(conn, "ip", &binds)?;
-    let user_agents = seen(conn, "user_agent", &binds)?;
-    let sql = format!(
-        "SELECT COUNT(DISTINCT NULLIF(ip, '')) AS ips, \
-         COUNT(DISTINCT NULLIF(user_agent, '')) AS user_agents, \
-         COUNT(DISTINCT NULLIF(session_id, '')) AS sessions {WINDOW}"
-    );
-    let distinct = load::<Distinct>(conn, &sql, &binds)?
-        .into_iter()
-        .next()
-        .ok_or(DbError::Corrupt("aggregate without a row"))?;
-    let sql = format!(
-        "SELECT session_id, user_agent, MIN(NULLIF(ip, '')) AS lowest_ip, \
-         MAX(NULLIF(ip, '')) AS highest_ip {WINDOW} AND session_id <> '' \
-         GROUP BY session_id, user_agent ORDER BY session_id, user_agent \
-         LIMIT {SESSION_USES_LIMIT}"
-    );
-    let session_uses = load::<SessionUseRow>(conn, &sql, &binds)?
-        .into_iter()
-        .map(|r| SessionUse {
-            session_id: r.session_id,
-            user_agent: r.user_agent,
-            lowest_ip: r.lowest_ip,
-            highest_ip: r.highest_ip,
-        })
-        .collect();
-    let sql = "SELECT CAST(COALESCE(MAX(failures), 0) AS BIGINT) AS n \
-               FROM refresh_audit_failures WHERE user_id = ? AND hour_start >= ?";
-    let peak = load::<Peak>(conn, sql, &binds)?
-        .into_iter()
-        .next()
-        .map_or(0, |p| count(p.n));
+    let binds: Vec<Bind> = window.iter().cycle().take(6).cloned().collect();
+    let mut summary = ActivitySummary::default();
     let mut events = BTreeMap::new();
-    let sql = "SELECT kind AS name, COUNT(*) AS n FROM security_events \
-               WHERE user_id = ? AND created_at >= ? GROUP BY kind";
-    for row in load::<NameCount>(conn, sql, &binds)? {
-        events.insert(row.name, count(row.n));
+    for part in load::<Part>(conn, &sql, &binds)? {
+        match (part.part.as_str(), part.a.as_str()) {
+            ("outcome", name) => {
+                let outcome =
+                    RefreshOutcome::parse(name).ok_or(DbError::Corrupt("refresh_audit.outcome"))?;
+                summary.by_outcome.insert(outcome, count(part.n));
+            }
+            ("ip", _) => summary.ips.push(seen(part)),
+            ("ua", _) => summary.user_agents.push(seen(part)),
+            ("distinct", "ip") => summary.distinct_ips = count(part.n),
+            ("distinct", "ua") => summary.distinct_user_agents = count(part.n),
+            ("distinct", _) => summary.sessions_seen = count(part.n),
+            ("session", _) => summary.session_uses.push(SessionUse {
+                session_id: part.a,
+                user_agent: part.b,
+                lowest_ip: part.c,
+                highest_ip: part.d,
+            }),
+            ("peak", _) => summary.peak_failures_per_hour = count(part.n),
+            _ => {
+                events.insert(part.a, count(part.n));
+            }
+        }
     }
+    // UNION ALL keeps each part's rows in the order its ORDER BY gave, but
+    // no standard promises it: sort the lists again.
+    let by_frequency = |x: &Seen, y: &Seen| {
+        y.count
+            .cmp(&x.count)
+            .then(y.last_seen.cmp(&x.last_seen))
+            .then(x.value.cmp(&y.value))
+    };
+    summary.ips.sort_by(by_frequency);
+    summary.user_agents.sort_by(by_frequency);
     let events_of = |kind: SecurityEventKind| events.get(kind.as_str()).copied().unwrap_or(0);
-    Ok(ActivitySummary {
-        by_outcome,
-        ips,
-        user_agents,
-        distinct_ips: count(distinct.ips),
-        distinct_user_agents: count(distinct.user_agents),
-        sessions_seen: count(distinct.sessions),
-        session_uses,
-        peak_failures_per_hour: peak,
-        reuse_events: events_of(SecurityEventKind::TokenReuse),
-        anomaly_events: events_of(SecurityEventKind::Anomaly),
-    })
+    summary.reuse_events = events_of(SecurityEventKind::TokenReuse);
+    summary.anomaly_events = events_of(SecurityEventKind::Anomaly);
+    Ok(summary)
 }
 
 /// Rows per outcome over the whole trail (tests only).

@@ -2,7 +2,6 @@
 //! connection (and so in the transaction) of the change they describe.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Text};
 use domain::{RefreshAttempt, SecurityEventKind};
 use serde_json::Value;
 
@@ -23,41 +22,35 @@ struct NewAuditRow<'a> {
     fingerprint: Option<&'a str>,
 }
 
-/// On SQLite the table is clustered by `(user_id, at, id)` (see the
-/// migration) and `id` only orders one user's rows within a millisecond:
-/// it is the next number after those already there, read and written in
-/// one statement under the transaction's write lock.
-const SQLITE_INSERT: &str = "INSERT INTO refresh_audit \
-     (user_id, at, id, outcome, session_id, ip, user_agent, fingerprint) \
-     SELECT ?, ?, COALESCE(MAX(id), 0) + 1, ?, ?, ?, ?, ? \
-     FROM refresh_audit WHERE user_id = ? AND at = ?";
-
 /// Inserts the audit row of one refresh attempt, in whatever transaction
 /// `conn` is in (a write transaction on SQLite). The aggregates follow by
 /// trigger.
+///
+/// PostgreSQL numbers rows itself (identity column). On SQLite the table is
+/// clustered by `(user_id, at, id)` (see the migration) and `id` only
+/// orders one user's rows within a millisecond: the next number after those
+/// already there, read under the transaction's write lock. Both statements
+/// are Diesel queries, so they are prepared once per connection (a prepared
+/// insert also carries the compiled triggers).
 pub(crate) fn insert_attempt(
     conn: &mut AnyConnection,
     attempt: &RefreshAttempt,
 ) -> Result<(), DbError> {
     let row = NewAuditRow::of(attempt);
     match conn {
-        // PostgreSQL numbers rows itself (identity column).
         AnyConnection::Postgresql(pg) => {
             diesel::insert_into(refresh_audit::table)
                 .values(&row)
                 .execute(pg)?;
         }
         AnyConnection::Sqlite(sqlite) => {
-            diesel::sql_query(SQLITE_INSERT)
-                .bind::<Text, _>(&row.user_id)
-                .bind::<BigInt, _>(row.at)
-                .bind::<Text, _>(row.outcome)
-                .bind::<Nullable<Text>, _>(&row.session_id)
-                .bind::<Nullable<Text>, _>(row.ip)
-                .bind::<Nullable<Text>, _>(row.user_agent)
-                .bind::<Nullable<Text>, _>(row.fingerprint)
-                .bind::<Text, _>(&row.user_id)
-                .bind::<BigInt, _>(row.at)
+            let last: Option<i64> = refresh_audit::table
+                .filter(refresh_audit::user_id.eq(&row.user_id))
+                .filter(refresh_audit::at.eq(row.at))
+                .select(diesel::dsl::max(refresh_audit::id))
+                .first(sqlite)?;
+            diesel::insert_into(refresh_audit::table)
+                .values((&row, refresh_audit::id.eq(last.unwrap_or(0) + 1)))
                 .execute(sqlite)?;
         }
     }
