@@ -582,6 +582,12 @@ fn the_shipped_example_settings_file_is_valid() {
         .current_dir(dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("metrics_bind = \"127.0.0.1:9464\"  # file"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("metrics_bind = \"127.0.0.1:9464\"  # file")
+    );
 }
