@@ -11,7 +11,8 @@
 //! ratios, so that other load on the machine hits them alike; the control's
 //! ratio shows how much of a difference is noise. `BENCH_ROUNDS` (default 60) and `BENCH_REFRESHES` (per round
 //! and server, default 200) size the run; `BENCH_LOG` is the log filter
-//! (default `info`).
+//! (default `info`); `BENCH_SKIP_ALONE=1` skips the middleware-alone part
+//! (for profiling the load test with `perf record`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -180,21 +181,19 @@ fn middleware_alone() -> (f64, f64) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a filter that excludes this file
-    // (e.g. `cargo bench -p server --bench refresh`) never builds it.
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_span_list(false)
-        .with_env_filter(std::env::var("BENCH_LOG").unwrap_or_else(|_| "info".to_owned()))
-        .with_writer(std::io::sink)
-        .init();
-    let (off, on) = middleware_alone();
-    println!("middleware alone (in-process app, trivial handler)");
-    println!(
-        "  without: {off:6.2} µs/request   with: {on:6.2} µs/request   cost: {:.2} µs/request",
-        on - off
+    server::telemetry::init_with_writer(
+        &std::env::var("BENCH_LOG").unwrap_or_else(|_| "info".to_owned()),
+        server::config::LogFormat::Json,
+        std::io::sink,
     );
+    if std::env::var_os("BENCH_SKIP_ALONE").is_none() {
+        let (off, on) = middleware_alone();
+        println!("middleware alone (in-process app, trivial handler)");
+        println!(
+            "  without: {off:6.2} µs/request   with: {on:6.2} µs/request   cost: {:.2} µs/request",
+            on - off
+        );
+    }
     let rounds = env_number("BENCH_ROUNDS", 60);
     let refreshes = env_number("BENCH_REFRESHES", 200);
     let rt = tokio::runtime::Runtime::new().unwrap();
