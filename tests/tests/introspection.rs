@@ -146,7 +146,8 @@ async fn a_live_access_token_is_active_with_its_claims(backend: Backend) {
 async fn expired_revoked_malformed_and_unknown_tokens_are_inactive(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |c| {
         c.introspection_token = Some(web::IntrospectionSecret::new(SECRET));
-        c.lifetimes.access_ttl = Duration::from_secs(1);
+        // `exp` is in whole seconds: a token lives between 4 and 5 s.
+        c.lifetimes.access_ttl = Duration::from_secs(5);
     })
     .await
     else {
@@ -157,7 +158,7 @@ async fn expired_revoked_malformed_and_unknown_tokens_are_inactive(backend: Back
     // Expired.
     let t = app.signed_up("zack").await;
     assert_eq!(introspect(&app, &t.access).await["active"], true);
-    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    tokio::time::sleep(Duration::from_millis(5_100)).await;
     assert_eq!(introspect(&app, &t.access).await, inactive);
 
     // Revoked: the session by logout, then one access token of a live

@@ -117,8 +117,12 @@ pub(crate) struct Inner {
     /// Whether `copy` may be trusted: the subscription is up and has
     /// caught up with the database.
     pub(crate) in_sync: AtomicBool,
-    /// A write to Redis failed while in sync: push everything again.
+    /// A write to Redis failed or was skipped: push everything again.
     pub(crate) needs_push: AtomicBool,
+    /// Whether Redis answered last time anyone tried (a write, or the
+    /// subscriber connecting). While it does not, writes skip it instead of
+    /// each waiting out the timeout; the subscriber pushes them later.
+    pub(crate) reachable: AtomicBool,
     /// Signalled whenever `in_sync` becomes true (start-up waits on it).
     pub(crate) synced: (Mutex<()>, Condvar),
 }
@@ -149,6 +153,7 @@ impl RedisRevocationList {
             copy: RwLock::new(HashMap::new()),
             in_sync: AtomicBool::new(false),
             needs_push: AtomicBool::new(false),
+            reachable: AtomicBool::new(true),
             synced: (Mutex::new(()), Condvar::new()),
         });
         subscriber::spawn(
@@ -349,15 +354,16 @@ impl RevocationList for RedisRevocationList {
         // The durable record first: without it nothing happened.
         inner.fallback.revoke(entries)?;
         inner.remember(entries);
-        if !inner.in_sync.load(Ordering::Acquire) {
-            // The subscriber pushes everything in force once Redis is back
-            // (again, in case it is catching up right now and read the
-            // database before this entry was recorded).
+        if !inner.reachable.load(Ordering::Acquire) {
+            // The subscriber pushes everything in force once Redis is back.
             inner.needs_push.store(true, Ordering::Release);
             return Ok(());
         }
+        // Pushed even while this instance's own copy is catching up: the
+        // other instances may well be in sync and must hear of it now.
         if let Err(error) = inner.push(entries) {
             tracing::warn!(%error, "revocation not written to redis; it is in the database and will be pushed again");
+            inner.reachable.store(false, Ordering::Release);
             inner.needs_push.store(true, Ordering::Release);
             inner.lost_sync("a write to redis failed");
         }

@@ -57,6 +57,7 @@ fn run(inner: &WeakInner, manager: &TimedManager) {
                 let Some(list) = inner.upgrade() else {
                     return;
                 };
+                list.reachable.store(false, Ordering::Release);
                 list.lost_sync(&why);
                 if !reported {
                     tracing::warn!(why, "redis subscription lost; reconnecting");
@@ -94,6 +95,9 @@ fn subscription(weak: &WeakInner, manager: &TimedManager) -> Ended {
     let mut pubsub = conn.as_pubsub();
     if let Err(e) = pubsub.subscribe(&channel) {
         return failed(e);
+    }
+    if let Some(inner) = weak.upgrade() {
+        inner.reachable.store(true, Ordering::Release);
     }
     match weak.upgrade() {
         Some(inner) => {
@@ -159,6 +163,7 @@ fn catch_up(inner: &Inner) -> Result<(), String> {
         }
     }
     inner.remember(&entries);
+    inner.reachable.store(true, Ordering::Release);
     inner.in_sync.store(true, Ordering::Release);
     let (lock, signal) = &inner.synced;
     let _guard = lock.lock();
