@@ -1,8 +1,8 @@
 //! Use case: authenticate a Bearer access token.
 
-use domain::{Role, Roles, SessionId, SessionStatus, UserId};
+use domain::{AccessTokenId, Role, Roles, SessionId, SessionStatus, UserId};
 
-use crate::ports::VerifyError;
+use crate::ports::{Consistency, RevocationKey, VerifyError};
 use crate::{TokenWarden, Unexpected};
 
 /// The authenticated caller of a Bearer request.
@@ -29,16 +29,27 @@ pub enum AuthError {
     /// response, admin, expiry).
     #[error("session revoked")]
     SessionRevoked,
+    /// This one access token was revoked (`POST /auth/revoke`); its session
+    /// may well be live.
+    #[error("access token revoked")]
+    TokenRevoked,
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
 }
 
 impl TokenWarden {
-    /// Verifies the token and checks, on every request, that its session is
-    /// still live: a logout takes effect at once, not at `exp`.
+    /// Verifies the token and checks, on every request, that neither it nor
+    /// its session is on the revocation list and that its session is live:
+    /// a logout takes effect at once, not at `exp`.
+    ///
+    /// Both checks may be answered from memory: the list's cached view
+    /// (this instance's revocations at once, other instances' within the
+    /// bound of the list's adapter), and a session found live less than
+    /// [`crate::status_cache::LIVE_STATUS_TTL`] ago.
     ///
     /// # Errors
-    /// See [`AuthError`].
+    /// See [`AuthError`]. A list or store that cannot be asked is
+    /// [`AuthError::Unexpected`]: the token is refused, not waved through.
     pub fn authenticate(&self, access_token: &str) -> Result<Principal, AuthError> {
         let now = self.ports.clock.now();
         let claims = self
@@ -49,27 +60,51 @@ impl TokenWarden {
                 VerifyError::Expired => AuthError::Expired,
                 VerifyError::Invalid => AuthError::Invalid,
             })?;
-        let status = self
+        // Every token we sign has a UUID `jti`.
+        let jti: AccessTokenId = claims.token_id.parse().map_err(|_| AuthError::Invalid)?;
+        let revoked = self
             .ports
-            .sessions
-            .status(claims.session_id, self.settings.lifetimes.idle_ttl, now)
+            .revocations
+            .check(
+                &[
+                    RevocationKey::Session(claims.session_id),
+                    RevocationKey::AccessToken(jti),
+                ],
+                now,
+                Consistency::Cached,
+            )
             .map_err(Unexpected::from)?;
-        match status {
-            SessionStatus::Live => Ok(Principal {
-                user_id: claims.user_id,
-                session_id: claims.session_id,
-                roles: claims.roles,
-            }),
-            SessionStatus::Revoked | SessionStatus::Expired => Err(AuthError::SessionRevoked),
-            SessionStatus::Unknown => Err(AuthError::Invalid),
+        match revoked {
+            Some(RevocationKey::Session(_)) => return Err(AuthError::SessionRevoked),
+            Some(RevocationKey::AccessToken(_)) => return Err(AuthError::TokenRevoked),
+            None => {}
         }
+        if !self.status_cache.is_live(claims.session_id, now) {
+            let status = self
+                .ports
+                .sessions
+                .status(claims.session_id, self.settings.lifetimes.idle_ttl, now)
+                .map_err(Unexpected::from)?;
+            match status {
+                SessionStatus::Live => self.status_cache.remember(claims.session_id, now),
+                SessionStatus::Revoked | SessionStatus::Expired => {
+                    return Err(AuthError::SessionRevoked)
+                }
+                SessionStatus::Unknown => return Err(AuthError::Invalid),
+            }
+        }
+        Ok(Principal {
+            user_id: claims.user_id,
+            session_id: claims.session_id,
+            roles: claims.roles,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{alice, claims_for, session_of, store_down, Mocks, NOW};
+    use crate::test_support::{alice, claims_for, jti_of, session_of, store_down, Mocks, NOW};
 
     /// The signer accepts `"the-token"` as a genuine token of alice's session.
     fn genuine(m: &mut Mocks) {
@@ -96,6 +131,24 @@ mod tests {
     fn refused(m: &mut Mocks, error: VerifyError) {
         m.signer.expect_verify().times(1).return_const(Err(error));
         m.sessions.expect_status().never();
+    }
+
+    /// The list is asked, from its cache, about alice's session and the
+    /// token's `jti`, and answers `answer`.
+    fn list_answers(m: &mut Mocks, answer: Option<RevocationKey>) {
+        let claims = claims_for(&alice(), &session_of(&alice()));
+        let expected = [
+            RevocationKey::Session(claims.session_id),
+            RevocationKey::AccessToken(jti_of(&claims)),
+        ];
+        m.revocations = crate::ports::MockRevocationList::new();
+        m.revocations
+            .expect_check()
+            .withf(move |keys, now, consistency| {
+                keys == expected && *now == NOW && *consistency == Consistency::Cached
+            })
+            .times(1)
+            .return_const(Ok(answer));
     }
 
     #[test]
@@ -189,5 +242,119 @@ mod tests {
             m.build().authenticate("the-token").unwrap_err(),
             AuthError::Unexpected(Unexpected::Store(store_down()))
         );
+    }
+
+    #[test]
+    fn the_revocation_list_is_asked_about_the_session_and_the_token_id_before_the_session() {
+        let mut m = Mocks::new();
+        genuine(&mut m);
+        list_answers(&mut m, None);
+        session_is(&mut m, SessionStatus::Live);
+
+        assert!(m.build().authenticate("the-token").is_ok());
+    }
+
+    #[test]
+    fn a_session_on_the_revocation_list_is_session_revoked_without_a_session_lookup() {
+        let mut m = Mocks::new();
+        genuine(&mut m);
+        list_answers(
+            &mut m,
+            Some(RevocationKey::Session(session_of(&alice()).id)),
+        );
+        m.sessions.expect_status().never();
+
+        assert_eq!(
+            m.build().authenticate("the-token").unwrap_err(),
+            AuthError::SessionRevoked
+        );
+    }
+
+    #[test]
+    fn a_revoked_access_token_id_is_token_revoked() {
+        let mut m = Mocks::new();
+        genuine(&mut m);
+        let jti = jti_of(&claims_for(&alice(), &session_of(&alice())));
+        list_answers(&mut m, Some(RevocationKey::AccessToken(jti)));
+        m.sessions.expect_status().never();
+
+        assert_eq!(
+            m.build().authenticate("the-token").unwrap_err(),
+            AuthError::TokenRevoked
+        );
+    }
+
+    #[test]
+    fn a_list_that_cannot_be_asked_refuses_the_token() {
+        let mut m = Mocks::new().strict_revocations();
+        genuine(&mut m);
+        m.revocations
+            .expect_check()
+            .times(1)
+            .return_const(Err(store_down()));
+        m.sessions.expect_status().never();
+
+        assert_eq!(
+            m.build().authenticate("the-token").unwrap_err(),
+            AuthError::Unexpected(Unexpected::Store(store_down()))
+        );
+    }
+
+    #[test]
+    fn a_token_with_a_jti_we_never_issue_is_invalid() {
+        let mut m = Mocks::new().strict_revocations();
+        m.signer.expect_verify().times(1).returning(|_, _| {
+            Ok(crate::ports::AccessClaims {
+                token_id: "not-a-uuid".to_owned(),
+                ..claims_for(&alice(), &session_of(&alice()))
+            })
+        });
+
+        assert_eq!(
+            m.build().authenticate("the-token").unwrap_err(),
+            AuthError::Invalid
+        );
+    }
+
+    #[test]
+    fn a_session_found_live_is_not_read_again_within_the_ttl_but_the_list_is() {
+        let mut m = Mocks::new().strict_revocations();
+        m.signer
+            .expect_verify()
+            .times(2)
+            .returning(|_, _| Ok(claims_for(&alice(), &session_of(&alice()))));
+        m.revocations
+            .expect_check()
+            .times(2)
+            .returning(|_, _, _| Ok(None));
+        m.sessions
+            .expect_status()
+            .times(1)
+            .return_const(Ok(SessionStatus::Live));
+        let warden = m.build();
+
+        assert!(warden.authenticate("the-token").is_ok());
+        assert!(warden.authenticate("the-token").is_ok());
+    }
+
+    #[test]
+    fn a_session_found_dead_is_read_again_next_time() {
+        let mut m = Mocks::new();
+        m.signer
+            .expect_verify()
+            .times(2)
+            .returning(|_, _| Ok(claims_for(&alice(), &session_of(&alice()))));
+        m.sessions
+            .expect_status()
+            .times(2)
+            .return_const(Ok(SessionStatus::Expired));
+        let warden = m.build();
+
+        for _ in 0..2 {
+            assert_eq!(
+                warden.authenticate("the-token").unwrap_err(),
+                AuthError::SessionRevoked
+            );
+        }
     }
 }

@@ -4,22 +4,31 @@
 //! own module with its own error enum. Use cases never open transactions:
 //! atomicity is the adapters' job (see [`ports::SessionRepository`]).
 
+pub mod admin;
+pub mod audit;
 pub mod auth;
+pub mod cleanup;
+pub mod introspect;
 mod issue;
 pub mod login;
 pub mod ports;
 pub mod rate_limit;
 pub mod refresh;
 pub mod register;
+pub mod revocation;
 pub mod sessions;
+pub mod status_cache;
 
 #[cfg(test)]
 mod test_support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use domain::{Lifetimes, RefreshSecret, ReuseResponse};
+use domain::{AnomalyPolicy, Lifetimes, RefreshSecret, ReuseResponse};
 
+pub use admin::{AdminError, Page, TokenAnalysis};
+pub use audit::RefreshRejection;
 pub use auth::{AuthError, Principal};
 pub use issue::IssuedTokens;
 pub use login::{LoginError, LoginInput};
@@ -30,8 +39,8 @@ pub use sessions::{DeleteSessionError, SessionView};
 use rate_limit::{InProcessLoginLimiter, LoginLimits, LoginRateLimiter};
 
 use ports::{
-    AccessTokenSigner, Clock, CryptoError, PasswordHasher, RandomSource, SessionRepository,
-    StoreError, UserRepository,
+    AccessTokenSigner, AuditTrail, Clock, CryptoError, PasswordHasher, RandomSource,
+    RevocationList, SessionRepository, StoreError, UserRepository,
 };
 
 /// Policies the use cases follow.
@@ -41,6 +50,11 @@ pub struct Settings {
     pub reuse_response: ReuseResponse,
     /// Key that successor refresh tokens are derived with.
     pub refresh_secret: RefreshSecret,
+    /// The access-token verifier's clock leeway: revocation entries outlive
+    /// the tokens they cover by this much.
+    pub clock_leeway: Duration,
+    /// When a refresh from another network and device counts as theft.
+    pub anomaly: AnomalyPolicy,
 }
 
 /// The adapters behind the ports.
@@ -51,6 +65,8 @@ pub struct Ports {
     pub signer: Arc<dyn AccessTokenSigner>,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn RandomSource>,
+    pub revocations: Arc<dyn RevocationList>,
+    pub audit: Arc<dyn AuditTrail>,
 }
 
 /// The application service: every use case is a method on it.
@@ -58,6 +74,8 @@ pub struct TokenWarden {
     ports: Ports,
     settings: Settings,
     login_limiter: Arc<dyn LoginRateLimiter>,
+    /// Sessions recently found live (see [`status_cache`]).
+    status_cache: status_cache::LiveSessions,
 }
 
 impl TokenWarden {
@@ -69,6 +87,7 @@ impl TokenWarden {
             ports,
             settings,
             login_limiter: Arc::new(InProcessLoginLimiter::new(LoginLimits::default())),
+            status_cache: status_cache::LiveSessions::default(),
         }
     }
 

@@ -97,7 +97,8 @@ impl TokenWarden {
             .as_deref()
             .and_then(|t| RefreshToken::parse(t).ok())
         {
-            self.ports
+            let ended = self
+                .ports
                 .sessions
                 .end_by_token(EndRequest {
                     token: previous.digest(),
@@ -108,6 +109,7 @@ impl TokenWarden {
                     now,
                 })
                 .map_err(Unexpected::from)?;
+            self.publish_ended(&ended, now);
         }
 
         let refresh_token = RefreshToken::from_random_bytes(self.ports.random.token_bytes());
@@ -120,7 +122,7 @@ impl TokenWarden {
             ip: input.client.ip,
             user_agent: input.client.user_agent,
         };
-        let session = self
+        let created = self
             .ports
             .sessions
             .create(
@@ -129,7 +131,8 @@ impl TokenWarden {
                 self.settings.lifetimes.max_sessions,
             )
             .map_err(Unexpected::from)?;
-        Ok(self.issue(&session, user, refresh_token, now)?)
+        self.publish_revoked_sessions(&created.evicted, now);
+        Ok(self.issue(&created.session, user, refresh_token, now)?)
     }
 }
 
@@ -734,6 +737,7 @@ mod tests {
             Ok(EndOutcome::Reused {
                 session: old.id,
                 user: old.user_id,
+                revoked: vec![old.id],
             })
         });
         creating_sessions(&mut m);
@@ -798,5 +802,62 @@ mod tests {
                 .unwrap_err(),
             LoginError::Unexpected(Unexpected::Store(store_down()))
         );
+    }
+
+    #[test]
+    fn sessions_evicted_by_a_login_go_on_the_revocation_list() {
+        let mut m = valid_credentials().strict_revocations();
+        let evicted = vec![session_of(&alice()).id];
+        let listed = evicted.clone();
+        m.sessions
+            .expect_create()
+            .times(1)
+            .returning(move |new, _, _| {
+                Ok(crate::ports::CreatedSession {
+                    evicted: evicted.clone(),
+                    ..stored(&new)
+                })
+            });
+        m.revocations
+            .expect_revoke()
+            .withf(move |entries| {
+                entries.len() == 1
+                    && entries[0].key == crate::ports::RevocationKey::Session(listed[0])
+            })
+            .times(1)
+            .return_const(Ok(()));
+
+        assert!(m.build().login(alice_logs_in()).is_ok());
+    }
+
+    #[test]
+    fn sessions_revoked_by_a_reused_previous_token_go_on_the_revocation_list() {
+        let mut m = valid_credentials().strict_revocations();
+        let old = session_of(&alice());
+        let other = SessionId::from_random_bytes([0x0e; 16]);
+        m.sessions
+            .expect_end_by_token()
+            .times(1)
+            .return_const(Ok(EndOutcome::Reused {
+                session: old.id,
+                user: old.user_id,
+                revoked: vec![old.id, other],
+            }));
+        m.revocations
+            .expect_revoke()
+            .withf(move |entries| {
+                entries.iter().map(|e| e.key).eq([
+                    crate::ports::RevocationKey::Session(old.id),
+                    crate::ports::RevocationKey::Session(other),
+                ])
+            })
+            .times(1)
+            .return_const(Ok(()));
+        creating_sessions(&mut m);
+
+        assert!(m
+            .build()
+            .login(with_previous(presented_token().expose()))
+            .is_ok());
     }
 }

@@ -8,10 +8,21 @@
 use std::time::Duration;
 
 use domain::{
-    Generation, Lifetimes, NewSession, NewUser, Password, PasswordHash, ReuseResponse, Roles,
-    RotationDecision, Session, SessionId, SessionStatus, Timestamp, TokenDigest, User, UserId,
-    Username,
+    AnomalyPolicy, AnomalyResponse, Generation, Lifetimes, NewSession, NewUser, Password,
+    PasswordHash, ReuseResponse, Roles, RotationDecision, Session, SessionId, SessionStatus,
+    Timestamp, TokenDigest, User, UserId, Username,
 };
+
+#[cfg(any(test, feature = "mocks"))]
+pub use crate::cleanup::MockExpiredDataStore;
+pub use crate::cleanup::{CleanupCutoffs, CleanupReport, ExpiredDataStore};
+#[cfg(any(test, feature = "mocks"))]
+pub use crate::revocation::MockRevocationList;
+pub use crate::revocation::{Consistency, Revocation, RevocationKey, RevocationList};
+mod audit;
+#[cfg(any(test, feature = "mocks"))]
+pub use audit::MockAuditTrail;
+pub use audit::{AuditTrail, RevokeReason};
 
 /// The storage failed or could not be reached. Carries a description for the
 /// log only; it never reaches a client.
@@ -157,6 +168,8 @@ pub struct RotateRequest {
     pub reuse_response: ReuseResponse,
     pub client: ClientInfo,
     pub now: Timestamp,
+    /// Checked when the presented token is the current one.
+    pub anomaly: AnomalyPolicy,
 }
 
 /// The result of [`SessionRepository::rotate`].
@@ -175,6 +188,13 @@ pub enum RotateOutcome {
         presented: Generation,
         session: Session,
         user: User,
+        /// Every session this call revoked (the theft response on `Reuse`;
+        /// empty otherwise), to be put on the revocation list.
+        revoked: Vec<SessionId>,
+        /// An anomaly was detected and answered so: with `Revoke` the
+        /// decision is `Reuse` (theft response committed), with `LogOnly`
+        /// it stays `Rotate`.
+        anomaly: Option<AnomalyResponse>,
     },
 }
 
@@ -219,14 +239,24 @@ pub enum EndOutcome {
     Reused {
         session: SessionId,
         user: UserId,
+        /// Every session the theft response revoked.
+        revoked: Vec<SessionId>,
     },
+}
+
+/// The result of [`SessionRepository::create`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedSession {
+    pub session: Session,
+    /// Live sessions of the user revoked to stay within `max_sessions`.
+    pub evicted: Vec<SessionId>,
 }
 
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait SessionRepository: Send + Sync + 'static {
     /// Creates a session with its first refresh token (generation 0) and, in
     /// the same transaction, revokes the least recently used live sessions
-    /// of the user beyond `max_sessions`.
+    /// of the user beyond `max_sessions`, and reports them.
     ///
     /// # Errors
     /// [`StoreError`] when storage fails.
@@ -235,13 +265,18 @@ pub trait SessionRepository: Send + Sync + 'static {
         session: NewSession,
         token: TokenDigest,
         max_sessions: u32,
-    ) -> Result<Session, StoreError>;
+    ) -> Result<CreatedSession, StoreError>;
 
     /// One transaction: finds the presented token, locks its session, takes
     /// [`domain::decide`] and applies it: on `Rotate` the presented token is
     /// marked used and the successor stored; on `Reuse` the theft response
     /// (`reuse_response`) is committed before returning. Of concurrent calls
     /// with the same token, exactly one sees `Rotate`.
+    ///
+    /// A `Rotate` that the `anomaly` policy flags is answered like a reuse
+    /// (or only recorded, under `LogOnly`). The attempt's audit record, and
+    /// a security event for a theft response, are written in the same
+    /// transaction (an unknown token's record by one insert).
     ///
     /// # Errors
     /// [`StoreError`] when storage fails; nothing is then changed.
@@ -254,14 +289,22 @@ pub trait SessionRepository: Send + Sync + 'static {
     /// [`StoreError`] when storage fails.
     fn end_by_token(&self, request: EndRequest) -> Result<EndOutcome, StoreError>;
 
-    /// Revokes every live session of `user`; returns how many.
+    /// Revokes every session of `user` that is neither revoked nor past its
+    /// absolute end, recording the security event of `reason` in the same
+    /// transaction; returns them (for the revocation list).
     ///
     /// # Errors
     /// [`StoreError`] when storage fails.
-    fn revoke_all(&self, user: UserId, now: Timestamp) -> Result<u64, StoreError>;
+    fn revoke_all(
+        &self,
+        user: UserId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>, StoreError>;
 
-    /// Revokes `session` if it belongs to `user` and is live; `false` when
-    /// it is not the user's or not live.
+    /// Revokes `session` if it belongs to `user` and is live (not revoked,
+    /// not past its idle or absolute deadline); `false` when it is not the
+    /// user's or not live, exactly as [`Self::list_live`] would tell.
     ///
     /// # Errors
     /// [`StoreError`] when storage fails.
@@ -269,6 +312,7 @@ pub trait SessionRepository: Send + Sync + 'static {
         &self,
         user: UserId,
         session: SessionId,
+        idle_ttl: Duration,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
 

@@ -1,8 +1,14 @@
 //! Use case: exchange a refresh token for a new token pair (rotation).
+//!
+//! Every call leaves exactly one audit record: the store writes it inside
+//! the rotation's transaction; a missing or malformed token, which never
+//! reaches the store, and a rotation that failed are recorded here.
 
-use domain::{ExpiryKind, RefreshToken, RotationDecision, SessionId, UserId};
+use domain::{
+    ExpiryKind, RefreshOutcome, RefreshToken, RotationDecision, SessionId, TokenFingerprint, UserId,
+};
 
-use crate::ports::{ClientInfo, RotateOutcome, RotateRequest};
+use crate::ports::{ClientInfo, Consistency, RevocationKey, RotateOutcome, RotateRequest};
 use crate::{IssuedTokens, TokenWarden, Unexpected};
 
 /// Every way a refresh can fail, as the client will be told.
@@ -21,6 +27,10 @@ pub enum RefreshError {
     /// Theft evidence: the theft response has been committed.
     #[error("refresh token reused")]
     Reused { session: SessionId, user: UserId },
+    /// The session was last used from another network and device moments
+    /// ago: answered like a reuse, the theft response has been committed.
+    #[error("refresh from another network and device")]
+    Anomaly { session: SessionId, user: UserId },
     #[error("session revoked")]
     Revoked { session: SessionId, user: UserId },
     #[error(transparent)]
@@ -31,43 +41,92 @@ impl TokenWarden {
     /// Rotates `token`: the successor is derived from it with the server's
     /// secret, so a grace replay gets the very same successor.
     ///
+    /// Sessions the theft response revoked go on the revocation list, and a
+    /// token is only honoured if its session is not on it (the session row,
+    /// read in the same transaction as the rotation, stays the authority).
+    ///
     /// # Errors
-    /// See [`RefreshError`].
+    /// See [`RefreshError`]. When the audit record of a missing or malformed
+    /// token cannot be written, [`RefreshError::Unexpected`].
     pub fn refresh(
         &self,
         token: Option<&str>,
         client: ClientInfo,
     ) -> Result<IssuedTokens, RefreshError> {
-        let raw = token.ok_or(RefreshError::Missing)?;
-        let presented = RefreshToken::parse(raw).map_err(|_| RefreshError::Invalid)?;
-        let successor = presented.successor(&self.settings.refresh_secret);
         let now = self.ports.clock.now();
-        let outcome = self
-            .ports
-            .sessions
-            .rotate(RotateRequest {
-                presented: presented.digest(),
-                successor: successor.digest(),
-                lifetimes: self.settings.lifetimes.clone(),
-                reuse_response: self.settings.reuse_response,
-                client,
+        let Some(raw) = token else {
+            self.record_refresh_attempt(RefreshOutcome::MissingToken, None, &client, now)?;
+            return Err(RefreshError::Missing);
+        };
+        let Ok(presented) = RefreshToken::parse(raw) else {
+            let fingerprint = TokenFingerprint::of_presented(raw);
+            self.record_refresh_attempt(
+                RefreshOutcome::MalformedToken,
+                Some(fingerprint),
+                &client,
                 now,
-            })
-            .map_err(Unexpected::from)?;
+            )?;
+            return Err(RefreshError::Invalid);
+        };
+        let successor = presented.successor(&self.settings.refresh_secret);
+        let digest = presented.digest();
+        let rotated = self.ports.sessions.rotate(RotateRequest {
+            presented: digest,
+            successor: successor.digest(),
+            lifetimes: self.settings.lifetimes.clone(),
+            reuse_response: self.settings.reuse_response,
+            client: client.clone(),
+            now,
+            anomaly: self.settings.anomaly,
+        });
+        let outcome = match rotated {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // The rotation rolled back, its audit record with it. Record
+                // the failure on its own if storage still lets us; the
+                // caller hears about the original error either way.
+                let fingerprint = TokenFingerprint::of_digest(&digest);
+                let _ = self.record_refresh_attempt(
+                    RefreshOutcome::Error,
+                    Some(fingerprint),
+                    &client,
+                    now,
+                );
+                return Err(Unexpected::from(e).into());
+            }
+        };
         let RotateOutcome::Decided {
             decision,
             session,
             user,
+            revoked,
+            anomaly,
             ..
         } = outcome
         else {
             return Err(RefreshError::Invalid);
         };
+        self.publish_revoked_sessions(&revoked, now);
         let (sid, uid) = (session.id, user.id);
         match decision {
             RotationDecision::Rotate { .. } | RotationDecision::GraceReplay => {
+                let listed = self
+                    .ports
+                    .revocations
+                    .check(&[RevocationKey::Session(sid)], now, Consistency::Cached)
+                    .map_err(Unexpected::from)?;
+                if listed.is_some() {
+                    return Err(RefreshError::Revoked {
+                        session: sid,
+                        user: uid,
+                    });
+                }
                 Ok(self.issue(&session, user, successor, now)?)
             }
+            RotationDecision::Reuse if anomaly.is_some() => Err(RefreshError::Anomaly {
+                session: sid,
+                user: uid,
+            }),
             RotationDecision::Reuse => Err(RefreshError::Reused {
                 session: sid,
                 user: uid,
@@ -89,12 +148,15 @@ impl TokenWarden {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use domain::{Generation, RefreshSecret, ReuseResponse, Session, TokenDigest, User};
+    use domain::{
+        AnomalyPolicy, AnomalyResponse, Generation, RefreshAttempt, RefreshSecret, ReuseResponse,
+        Session, TokenDigest, User,
+    };
 
     use super::*;
     use crate::test_support::{
-        alice, client, crypto_broken, expected_successor, presented_token, session_of, store_down,
-        Mocks, DAY, NOW,
+        alice, client, crypto_broken, expected_successor, fixed_clock, presented_token, session_of,
+        store_down, Mocks, DAY, NOW,
     };
 
     /// The session after a rotation at [`NOW`].
@@ -114,7 +176,29 @@ mod tests {
             presented: Generation::new(3),
             session,
             user,
+            revoked: Vec::new(),
+            anomaly: None,
         }
+    }
+
+    /// The audit trail expects exactly one standalone record, of `outcome`
+    /// with `fingerprint`, at [`NOW`] from [`client`].
+    fn audited(m: &mut Mocks, outcome: RefreshOutcome, fingerprint: Option<TokenFingerprint>) {
+        m.audit
+            .expect_record_refresh()
+            .withf(move |a| {
+                *a == RefreshAttempt {
+                    at: NOW,
+                    outcome,
+                    user_id: None,
+                    session_id: None,
+                    ip: client().ip,
+                    user_agent: client().user_agent,
+                    fingerprint: fingerprint.clone(),
+                }
+            })
+            .times(1)
+            .return_const(Ok(()));
     }
 
     /// The store decides `decision` for the one rotation it is asked for.
@@ -141,8 +225,10 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_token_is_missing_and_touches_no_port() {
-        let m = Mocks::untouchable();
+    fn a_missing_token_is_missing_and_only_recorded_in_the_audit_trail() {
+        let mut m = Mocks::untouchable();
+        m.clock = fixed_clock();
+        audited(&mut m, RefreshOutcome::MissingToken, None);
         assert_eq!(
             m.build().refresh(None, client()).unwrap_err(),
             RefreshError::Missing
@@ -150,7 +236,7 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_token_is_invalid_and_touches_no_port() {
+    fn a_malformed_token_is_invalid_and_only_recorded_by_its_fingerprint() {
         let token = presented_token();
         let truncated = &token.expose()[..20];
         for bad in [
@@ -159,12 +245,95 @@ mod tests {
             truncated,
             "twr_!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
         ] {
-            let m = Mocks::untouchable();
+            let mut m = Mocks::untouchable();
+            m.clock = fixed_clock();
+            audited(
+                &mut m,
+                RefreshOutcome::MalformedToken,
+                Some(TokenFingerprint::of_presented(bad)),
+            );
             assert_eq!(
                 m.build().refresh(Some(bad), client()).unwrap_err(),
                 RefreshError::Invalid
             );
         }
+    }
+
+    #[test]
+    fn a_missing_token_whose_record_cannot_be_written_is_unexpected() {
+        let mut m = Mocks::untouchable();
+        m.clock = fixed_clock();
+        m.audit
+            .expect_record_refresh()
+            .times(1)
+            .return_const(Err(store_down()));
+        assert_eq!(
+            m.build().refresh(None, client()).unwrap_err(),
+            RefreshError::Unexpected(Unexpected::Store(store_down()))
+        );
+    }
+
+    #[test]
+    fn the_anomaly_policy_goes_to_the_store_with_the_rotation() {
+        let mut m = Mocks::new().signing_anything();
+        let policy = AnomalyPolicy {
+            window: std::time::Duration::from_secs(42),
+            response: AnomalyResponse::LogOnly,
+        };
+        m.settings.anomaly = policy;
+        m.sessions
+            .expect_rotate()
+            .withf(move |r| r.anomaly == policy)
+            .times(1)
+            .return_const(Ok(decided(rotate(), rotated_session(), alice())));
+        m.audit.expect_record_refresh().never();
+
+        assert!(refresh_presented(m).is_ok());
+    }
+
+    #[test]
+    fn an_anomaly_answered_with_revocation_is_reported_as_an_anomaly() {
+        let mut m = Mocks::new();
+        m.sessions
+            .expect_rotate()
+            .times(1)
+            .return_const(Ok(RotateOutcome::Decided {
+                decision: RotationDecision::Reuse,
+                presented: Generation::new(3),
+                session: session_of(&alice()),
+                user: alice(),
+                revoked: vec![session_of(&alice()).id],
+                anomaly: Some(AnomalyResponse::Revoke),
+            }));
+        m.signer.expect_sign().never();
+        let s = session_of(&alice());
+
+        assert_eq!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::Anomaly {
+                session: s.id,
+                user: s.user_id
+            }
+        );
+    }
+
+    #[test]
+    fn an_anomaly_only_logged_still_issues_tokens() {
+        let mut m = Mocks::new().signing_anything();
+        m.sessions
+            .expect_rotate()
+            .times(1)
+            .return_const(Ok(RotateOutcome::Decided {
+                decision: rotate(),
+                presented: Generation::new(3),
+                session: rotated_session(),
+                user: alice(),
+                revoked: Vec::new(),
+                anomaly: Some(AnomalyResponse::LogOnly),
+            }));
+
+        let issued = refresh_presented(m).unwrap();
+        assert_eq!(issued.refresh_token, expected_successor());
     }
 
     #[test]
@@ -355,13 +524,18 @@ mod tests {
     }
 
     #[test]
-    fn a_store_failure_during_rotation_is_unexpected_store() {
+    fn a_store_failure_during_rotation_is_unexpected_store_and_recorded_as_an_error() {
         let mut m = Mocks::new();
         m.sessions
             .expect_rotate()
             .times(1)
             .return_const(Err(store_down()));
         m.signer.expect_sign().never();
+        audited(
+            &mut m,
+            RefreshOutcome::Error,
+            Some(TokenFingerprint::of_digest(&presented_token().digest())),
+        );
 
         assert_eq!(
             refresh_presented(m).unwrap_err(),
@@ -381,6 +555,114 @@ mod tests {
         assert_eq!(
             refresh_presented(m).unwrap_err(),
             RefreshError::Unexpected(Unexpected::Crypto(crypto_broken()))
+        );
+    }
+
+    #[test]
+    fn the_sessions_a_theft_response_revoked_go_on_the_list_until_their_access_tokens_expire() {
+        let mut m = Mocks::new().strict_revocations();
+        m.settings.clock_leeway = std::time::Duration::from_secs(5);
+        let access_ttl = m.settings.lifetimes.access_ttl;
+        let other = domain::SessionId::from_random_bytes([0x0e; 16]);
+        let s = session_of(&alice());
+        m.sessions.expect_rotate().times(1).returning(move |_| {
+            Ok(RotateOutcome::Decided {
+                decision: RotationDecision::Reuse,
+                presented: Generation::new(3),
+                session: session_of(&alice()),
+                user: alice(),
+                revoked: vec![s.id, other],
+                anomaly: None,
+            })
+        });
+        m.revocations
+            .expect_revoke()
+            .withf(move |entries| {
+                let until = NOW.plus(access_ttl).plus(std::time::Duration::from_secs(5));
+                entries
+                    == [
+                        crate::ports::Revocation {
+                            key: RevocationKey::Session(s.id),
+                            expires_at: until,
+                        },
+                        crate::ports::Revocation {
+                            key: RevocationKey::Session(other),
+                            expires_at: until,
+                        },
+                    ]
+            })
+            .times(1)
+            .return_const(Ok(()));
+        m.signer.expect_sign().never();
+
+        assert!(matches!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::Reused { .. }
+        ));
+    }
+
+    #[test]
+    fn a_list_that_fails_to_take_the_theft_response_does_not_change_the_answer() {
+        let mut m = Mocks::new().strict_revocations();
+        m.sessions.expect_rotate().times(1).returning(|_| {
+            Ok(RotateOutcome::Decided {
+                decision: RotationDecision::Reuse,
+                presented: Generation::new(3),
+                session: session_of(&alice()),
+                user: alice(),
+                revoked: vec![session_of(&alice()).id],
+                anomaly: None,
+            })
+        });
+        m.revocations
+            .expect_revoke()
+            .times(1)
+            .return_const(Err(store_down()));
+
+        assert!(matches!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::Reused { .. }
+        ));
+    }
+
+    #[test]
+    fn a_rotation_of_a_session_on_the_list_is_refused_as_revoked() {
+        let mut m = Mocks::new().strict_revocations();
+        rotating_to(&mut m, rotate());
+        let sid = rotated_session().id;
+        m.revocations
+            .expect_check()
+            .withf(move |keys, now, consistency| {
+                keys == [RevocationKey::Session(sid)]
+                    && *now == NOW
+                    && *consistency == Consistency::Cached
+            })
+            .times(1)
+            .return_const(Ok(Some(RevocationKey::Session(sid))));
+        m.signer.expect_sign().never();
+
+        assert_eq!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::Revoked {
+                session: sid,
+                user: alice().id
+            }
+        );
+    }
+
+    #[test]
+    fn a_list_that_cannot_be_asked_refuses_the_refresh() {
+        let mut m = Mocks::new().strict_revocations();
+        rotating_to(&mut m, rotate());
+        m.revocations
+            .expect_check()
+            .times(1)
+            .return_const(Err(store_down()));
+        m.signer.expect_sign().never();
+
+        assert_eq!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::Unexpected(Unexpected::Store(store_down()))
         );
     }
 }

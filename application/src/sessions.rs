@@ -3,7 +3,7 @@
 
 use domain::{RefreshToken, Session, SessionId, User};
 
-use crate::ports::{ClientInfo, EndReason, EndRequest};
+use crate::ports::{ClientInfo, EndOutcome, EndReason, EndRequest, RevokeReason};
 use crate::{Principal, TokenWarden, Unexpected};
 
 /// A live session as its owner sees it.
@@ -36,26 +36,40 @@ impl TokenWarden {
         let Some(token) = token.and_then(|t| RefreshToken::parse(t).ok()) else {
             return Ok(());
         };
-        self.ports.sessions.end_by_token(EndRequest {
+        let now = self.ports.clock.now();
+        let outcome = self.ports.sessions.end_by_token(EndRequest {
             token: token.digest(),
             reason: EndReason::Logout,
             lifetimes: self.settings.lifetimes.clone(),
             reuse_response: self.settings.reuse_response,
             client,
-            now: self.ports.clock.now(),
+            now,
         })?;
+        self.publish_ended(&outcome, now);
         Ok(())
     }
 
-    /// Revokes every session of the caller.
+    /// Puts what ending a session by its token revoked on the revocation list.
+    pub(crate) fn publish_ended(&self, outcome: &EndOutcome, now: domain::Timestamp) {
+        match outcome {
+            EndOutcome::Ended { session, .. } => self.publish_revoked_sessions(&[*session], now),
+            EndOutcome::Reused { revoked, .. } => self.publish_revoked_sessions(revoked, now),
+            EndOutcome::UnknownToken | EndOutcome::AlreadyEnded { .. } => {}
+        }
+    }
+
+    /// Revokes every session of the caller (security event `logout_all`).
     ///
     /// # Errors
     /// Only [`Unexpected`].
     pub fn logout_all(&self, principal: &Principal) -> Result<u64, Unexpected> {
-        Ok(self
-            .ports
-            .sessions
-            .revoke_all(principal.user_id, self.ports.clock.now())?)
+        let now = self.ports.clock.now();
+        let revoked =
+            self.ports
+                .sessions
+                .revoke_all(principal.user_id, RevokeReason::LogoutAll, now)?;
+        self.publish_revoked_sessions(&revoked, now);
+        Ok(u64::try_from(revoked.len()).unwrap_or(u64::MAX))
     }
 
     /// The caller's live sessions, exactly one of them `current`.
@@ -89,12 +103,14 @@ impl TokenWarden {
         session: SessionId,
     ) -> Result<(), DeleteSessionError> {
         let now = self.ports.clock.now();
+        let idle = self.settings.lifetimes.idle_ttl;
         if self
             .ports
             .sessions
-            .revoke_one(principal.user_id, session, now)
+            .revoke_one(principal.user_id, session, idle, now)
             .map_err(Unexpected::from)?
         {
+            self.publish_revoked_sessions(&[session], now);
             Ok(())
         } else {
             Err(DeleteSessionError::NotFound)
@@ -117,7 +133,7 @@ mod tests {
     use domain::{ReuseResponse, Roles, UserId};
 
     use super::*;
-    use crate::ports::EndOutcome;
+    use crate::ports::RevocationKey;
     use crate::test_support::{
         alice, client, presented_token, principal_of, session_of, store_down, Mocks, DAY, NOW,
     };
@@ -193,6 +209,7 @@ mod tests {
             EndOutcome::Reused {
                 session: s.id,
                 user: s.user_id,
+                revoked: Vec::new(),
             },
         ] {
             let mut m = Mocks::new();
@@ -225,11 +242,18 @@ mod tests {
     #[test]
     fn logout_all_revokes_every_session_of_the_caller_and_reports_how_many() {
         let mut m = Mocks::new();
+        let revoked = vec![
+            session_of(&alice()).id,
+            other_session().id,
+            SessionId::from_random_bytes([0x0f; 16]),
+        ];
         m.sessions
             .expect_revoke_all()
-            .withf(|user, now| *user == alice().id && *now == NOW)
+            .withf(|user, reason, now| {
+                *user == alice().id && *reason == RevokeReason::LogoutAll && *now == NOW
+            })
             .times(1)
-            .return_const(Ok(3u64));
+            .return_const(Ok(revoked));
 
         assert_eq!(m.build().logout_all(&caller()), Ok(3));
     }
@@ -319,10 +343,11 @@ mod tests {
     fn delete_session_revokes_that_session_of_the_caller() {
         let mut m = Mocks::new();
         let target = other_session().id;
+        let idle = m.settings.lifetimes.idle_ttl;
         m.sessions
             .expect_revoke_one()
-            .withf(move |user, session, now| {
-                *user == alice().id && *session == target && *now == NOW
+            .withf(move |user, session, idle_ttl, now| {
+                *user == alice().id && *session == target && *idle_ttl == idle && *now == NOW
             })
             .times(1)
             .return_const(Ok(true));
@@ -400,6 +425,118 @@ mod tests {
         assert_eq!(
             m.build().me(&caller()),
             Err(Unexpected::Store(store_down()))
+        );
+    }
+
+    fn listing(m: &mut Mocks, sessions: Vec<SessionId>) {
+        let access_ttl = m.settings.lifetimes.access_ttl;
+        m.revocations = crate::ports::MockRevocationList::new();
+        m.revocations
+            .expect_revoke()
+            .withf(move |entries| {
+                entries.iter().map(|e| (e.key, e.expires_at)).eq(sessions
+                    .iter()
+                    .map(|s| (RevocationKey::Session(*s), NOW.plus(access_ttl))))
+            })
+            .times(1)
+            .return_const(Ok(()));
+    }
+
+    #[test]
+    fn logout_puts_the_ended_session_on_the_revocation_list() {
+        let mut m = Mocks::new();
+        let s = session_of(&alice());
+        m.sessions
+            .expect_end_by_token()
+            .times(1)
+            .return_const(Ok(EndOutcome::Ended {
+                session: s.id,
+                user: s.user_id,
+            }));
+        listing(&mut m, vec![s.id]);
+
+        assert_eq!(
+            m.build().logout(Some(presented_token().expose()), client()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn logout_of_an_already_ended_session_lists_nothing_new() {
+        let mut m = Mocks::new().strict_revocations();
+        let s = session_of(&alice());
+        m.sessions
+            .expect_end_by_token()
+            .times(1)
+            .return_const(Ok(EndOutcome::AlreadyEnded {
+                session: s.id,
+                user: s.user_id,
+            }));
+        m.revocations.expect_revoke().never();
+
+        assert_eq!(
+            m.build().logout(Some(presented_token().expose()), client()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn logout_all_puts_every_revoked_session_on_the_list() {
+        let mut m = Mocks::new();
+        let revoked = vec![session_of(&alice()).id, other_session().id];
+        m.sessions
+            .expect_revoke_all()
+            .times(1)
+            .return_const(Ok(revoked.clone()));
+        listing(&mut m, revoked);
+
+        assert_eq!(m.build().logout_all(&caller()), Ok(2));
+    }
+
+    #[test]
+    fn deleting_a_session_puts_it_on_the_list_and_a_failed_delete_does_not() {
+        let mut m = Mocks::new();
+        m.sessions
+            .expect_revoke_one()
+            .times(1)
+            .return_const(Ok(true));
+        listing(&mut m, vec![other_session().id]);
+        assert_eq!(
+            m.build().delete_session(&caller(), other_session().id),
+            Ok(())
+        );
+
+        let mut m = Mocks::new().strict_revocations();
+        m.sessions
+            .expect_revoke_one()
+            .times(1)
+            .return_const(Ok(false));
+        m.revocations.expect_revoke().never();
+        assert_eq!(
+            m.build().delete_session(&caller(), other_session().id),
+            Err(DeleteSessionError::NotFound)
+        );
+    }
+
+    #[test]
+    fn a_list_that_fails_does_not_fail_the_logout_already_committed() {
+        let mut m = Mocks::new().strict_revocations();
+        let s = session_of(&alice());
+        m.sessions
+            .expect_end_by_token()
+            .times(1)
+            .return_const(Ok(EndOutcome::Ended {
+                session: s.id,
+                user: s.user_id,
+            }));
+        m.revocations
+            .expect_revoke()
+            .times(1)
+            .return_const(Err(store_down()));
+
+        assert_eq!(
+            m.build().logout(Some(presented_token().expose()), client()),
+            Ok(())
         );
     }
 }

@@ -10,13 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::{
-    Generation, Lifetimes, NewSession, PasswordHash, RefreshSecret, RefreshToken, ReuseResponse,
-    Role, Roles, Session, SessionId, Timestamp, User, UserId, Username,
+    AccessTokenId, AnomalyPolicy, Generation, Lifetimes, NewSession, PasswordHash, RefreshSecret,
+    RefreshToken, ReuseResponse, Role, Roles, Session, SessionId, Timestamp, User, UserId,
+    Username,
 };
 
 use crate::ports::{
-    AccessClaims, ClientInfo, CryptoError, MockAccessTokenSigner, MockClock, MockPasswordHasher,
-    MockRandomSource, MockSessionRepository, MockUserRepository, StoreError,
+    AccessClaims, ClientInfo, CreatedSession, CryptoError, MockAccessTokenSigner, MockAuditTrail,
+    MockClock, MockPasswordHasher, MockRandomSource, MockRevocationList, MockSessionRepository,
+    MockUserRepository, StoreError,
 };
 use crate::{Ports, Principal, Settings, TokenWarden};
 
@@ -42,6 +44,8 @@ pub(crate) fn settings() -> Settings {
         lifetimes: Lifetimes::default(),
         reuse_response: ReuseResponse::RevokeAll,
         refresh_secret: RefreshSecret::from_bytes(SECRET),
+        clock_leeway: Duration::ZERO,
+        anomaly: AnomalyPolicy::default(),
     }
 }
 
@@ -73,18 +77,29 @@ pub(crate) struct Mocks {
     pub signer: MockAccessTokenSigner,
     pub clock: MockClock,
     pub random: MockRandomSource,
+    pub revocations: MockRevocationList,
+    pub audit: MockAuditTrail,
     pub settings: Settings,
 }
 
 impl Mocks {
     /// Strict repositories, hasher and signer; [`fixed_clock`] and
-    /// [`deterministic_random`]; [`settings`].
+    /// [`deterministic_random`]; a revocation list that has nothing on it
+    /// and takes any entry ([`Mocks::strict_revocations`] when a test is
+    /// about the list); [`settings`].
     pub fn new() -> Self {
         Self {
             clock: fixed_clock(),
             random: deterministic_random(),
+            revocations: empty_revocation_list(),
             ..Self::untouchable()
         }
+    }
+
+    /// A revocation list without expectations: every call must be set up.
+    pub fn strict_revocations(mut self) -> Self {
+        self.revocations = MockRevocationList::new();
+        self
     }
 
     /// Every port strict, the clock and random source included: for paths
@@ -97,6 +112,8 @@ impl Mocks {
             signer: MockAccessTokenSigner::new(),
             clock: MockClock::new(),
             random: MockRandomSource::new(),
+            revocations: MockRevocationList::new(),
+            audit: MockAuditTrail::new(),
             settings: settings(),
         }
     }
@@ -120,6 +137,8 @@ impl Mocks {
                 signer: Arc::new(self.signer),
                 clock: Arc::new(self.clock),
                 random: Arc::new(self.random),
+                revocations: Arc::new(self.revocations),
+                audit: Arc::new(self.audit),
             },
             self.settings,
         )
@@ -164,8 +183,24 @@ pub(crate) fn session_of(user: &User) -> Session {
     }
 }
 
+/// A revocation list with nothing on it that accepts any entry.
+pub(crate) fn empty_revocation_list() -> MockRevocationList {
+    let mut list = MockRevocationList::new();
+    list.expect_check().returning(|_, _, _| Ok(None));
+    list.expect_revoke().returning(|_| Ok(()));
+    list
+}
+
+/// What a repository answers for `new`: the session stored, nothing evicted.
+pub(crate) fn stored(new: &NewSession) -> CreatedSession {
+    CreatedSession {
+        session: stored_session(new),
+        evicted: Vec::new(),
+    }
+}
+
 /// The session a repository stores for `new`: generation 0, just issued.
-pub(crate) fn stored(new: &NewSession) -> Session {
+pub(crate) fn stored_session(new: &NewSession) -> Session {
     Session {
         id: new.id,
         user_id: new.user_id,
@@ -214,8 +249,13 @@ pub(crate) fn claims_for(user: &User, session: &Session) -> AccessClaims {
         roles: user.roles.clone(),
         issued_at: NOW.minus(Duration::from_secs(60)),
         expires_at: NOW.plus(Duration::from_secs(14 * 60)),
-        token_id: "jti-1".to_owned(),
+        token_id: AccessTokenId::from_random_bytes([0x17; 16]).to_string(),
     }
+}
+
+/// The `jti` of `claims` as an id.
+pub(crate) fn jti_of(claims: &AccessClaims) -> AccessTokenId {
+    claims.token_id.parse().expect("our jti is a UUID")
 }
 
 pub(crate) fn store_down() -> StoreError {

@@ -10,7 +10,8 @@ use std::time::Duration;
 use clap::Args;
 
 use domain::{Lifetimes, ReuseResponse};
-use web::IpNet;
+use redis_revocation::OnRedisFailure;
+use web::{IntrospectionSecret, IpNet};
 
 /// A setting that could not be used. Displays as one line.
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +242,38 @@ pub struct RawSettings {
         global = true
     )]
     pub shutdown_timeout: String,
+    /// How often `serve` removes expired tokens, sessions, revocation entries and old audit rows.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_CLEANUP_INTERVAL",
+        default_value = "5m",
+        global = true
+    )]
+    pub cleanup_interval: String,
+    /// While Redis cannot be used: `fallback` (check the database) or `fail_closed` (refuse, 503).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_REDIS_FAILURE",
+        default_value = "fallback",
+        global = true
+    )]
+    pub redis_failure: String,
+    /// Deadline of every Redis call (connect, command, pool wait).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_REDIS_TIMEOUT",
+        default_value = "250ms",
+        global = true
+    )]
+    pub redis_timeout: String,
+    /// Prefix of every Redis key and channel (several deployments can share one Redis).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_REDIS_KEY_PREFIX",
+        default_value = "tokenwarden:",
+        global = true
+    )]
+    pub redis_key_prefix: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,7 +308,8 @@ pub struct Config {
     pub anomaly_window: Duration,
     pub reuse_response: ReuseResponse,
     pub anomaly_response: AnomalyResponse,
-    pub introspection_token: Option<String>,
+    /// Kept only as a digest, redacted in `Debug`.
+    pub introspection_token: Option<IntrospectionSecret>,
     pub cookie_name: String,
     pub cookie_secure: bool,
     pub trusted_proxies: Vec<IpNet>,
@@ -289,6 +323,10 @@ pub struct Config {
     pub log_format: LogFormat,
     pub db_pool_size: u32,
     pub shutdown_timeout: Duration,
+    pub cleanup_interval: Duration,
+    pub redis_failure: OnRedisFailure,
+    pub redis_timeout: Duration,
+    pub redis_key_prefix: String,
 }
 
 impl Config {
@@ -326,6 +364,10 @@ impl Config {
             log_format: LogFormat::Pretty,
             db_pool_size: 16,
             shutdown_timeout: Duration::from_secs(30),
+            cleanup_interval: Duration::from_secs(300),
+            redis_failure: OnRedisFailure::Fallback,
+            redis_timeout: Duration::from_millis(250),
+            redis_key_prefix: "tokenwarden:".to_owned(),
         }
     }
 
@@ -406,7 +448,7 @@ impl Config {
                         "must be at least 16 characters",
                     ))
                 }
-                Some(t) => Some(t.to_owned()),
+                Some(t) => Some(IntrospectionSecret::new(t)),
             },
             cookie_name: cookie_name(&raw.cookie_name)?,
             cookie_secure: boolean("TOKENWARDEN_COOKIE_SECURE", &raw.cookie_secure)?,
@@ -452,6 +494,31 @@ impl Config {
                     )
                 })?,
             shutdown_timeout: duration("TOKENWARDEN_SHUTDOWN_TIMEOUT", &raw.shutdown_timeout)?,
+            cleanup_interval: positive("TOKENWARDEN_CLEANUP_INTERVAL", &raw.cleanup_interval)?,
+            redis_failure: match raw.redis_failure.trim() {
+                "fallback" => OnRedisFailure::Fallback,
+                "fail_closed" => OnRedisFailure::FailClosed,
+                _ => {
+                    return Err(ConfigError::new(
+                        "TOKENWARDEN_REDIS_FAILURE",
+                        "must be fallback or fail_closed",
+                    ))
+                }
+            },
+            redis_timeout: positive("TOKENWARDEN_REDIS_TIMEOUT", &raw.redis_timeout)?,
+            redis_key_prefix: {
+                let p = raw.redis_key_prefix.trim();
+                if p.is_empty()
+                    || p.len() > 64
+                    || p.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(ConfigError::new(
+                        "TOKENWARDEN_REDIS_KEY_PREFIX",
+                        "must be 1 to 64 characters without spaces",
+                    ));
+                }
+                p.to_owned()
+            },
         })
     }
 }
@@ -650,5 +717,46 @@ mod tests {
         );
         assert!(c.cookie_secure);
         assert_eq!(c.reuse_response, ReuseResponse::RevokeAll);
+        assert_eq!(c.cleanup_interval, Duration::from_secs(300));
+        assert_eq!(c.redis_failure, OnRedisFailure::Fallback);
+        assert_eq!(c.redis_timeout, Duration::from_millis(250));
+        assert_eq!(c.redis_key_prefix, "tokenwarden:");
+        assert_eq!(c.redis_url, None);
+    }
+
+    #[test]
+    fn the_revocation_and_cleanup_settings_are_validated() {
+        let c = parse(&[
+            "--redis-url",
+            "redis://cache:6379/2",
+            "--redis-failure",
+            "fail_closed",
+            "--cleanup-interval",
+            "30s",
+            "--redis-timeout",
+            "100ms",
+        ])
+        .unwrap();
+        assert_eq!(c.redis_failure, OnRedisFailure::FailClosed);
+        assert_eq!(c.cleanup_interval, Duration::from_secs(30));
+        assert_eq!(c.redis_timeout, Duration::from_millis(100));
+        for (flag, value, setting) in [
+            ("--redis-failure", "shrug", "TOKENWARDEN_REDIS_FAILURE"),
+            ("--cleanup-interval", "0s", "TOKENWARDEN_CLEANUP_INTERVAL"),
+            (
+                "--cleanup-interval",
+                "often",
+                "TOKENWARDEN_CLEANUP_INTERVAL",
+            ),
+            ("--redis-timeout", "0ms", "TOKENWARDEN_REDIS_TIMEOUT"),
+            ("--redis-key-prefix", "a b", "TOKENWARDEN_REDIS_KEY_PREFIX"),
+            ("--redis-url", "http://cache", "REDIS_URL"),
+        ] {
+            assert_eq!(
+                parse(&[flag, value]).unwrap_err().setting,
+                setting,
+                "{flag} {value}"
+            );
+        }
     }
 }

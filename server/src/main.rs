@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use application::cleanup::CleanupRun;
 use application::RegisterInput;
 use domain::{Password, Role, Roles, Username};
+use server::cleanup::cleanup_service;
 use server::startup::{build_warden, open_database, open_keys};
 use server::{commands, config_file, telemetry, Application, Config, RawSettings};
 
@@ -34,6 +36,10 @@ enum Command {
     Serve,
     /// Run pending migrations and exit.
     Migrate,
+    /// Remove expired refresh tokens, sessions past their absolute lifetime,
+    /// expired revocation entries and audit rows past the retention, once;
+    /// print what was removed per table.
+    Cleanup,
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
@@ -87,6 +93,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Serve => serve(config),
         Command::Migrate => migrate(&config),
+        Command::Cleanup => cleanup(&config),
         Command::User(UserCommand::Create {
             username,
             roles,
@@ -131,6 +138,28 @@ fn serve(config: Config) -> CmdResult {
 fn migrate(config: &Config) -> CmdResult {
     open_database(config)?;
     println!("migrations are up to date");
+    Ok(())
+}
+
+fn cleanup(config: &Config) -> CmdResult {
+    let db = open_database(config)?;
+    match cleanup_service(config, &db).run()? {
+        CleanupRun::Skipped => {
+            println!("another instance is running the cleanup job; nothing removed");
+        }
+        CleanupRun::Done(report) => {
+            println!("refresh_tokens: {}", report.refresh_tokens);
+            println!("sessions: {}", report.sessions);
+            println!("revocations: {}", report.revocations);
+            match report.audit_rows {
+                Some(n) => println!("audit: {n}"),
+                None => println!("audit: 0 (no audit table)"),
+            }
+            if config.redis_url.is_some() {
+                println!("redis: entries expire by themselves (PXAT)");
+            }
+        }
+    }
     Ok(())
 }
 

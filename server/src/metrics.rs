@@ -17,7 +17,8 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use application::ports::{
-    EndOutcome, EndReason, EndRequest, RotateOutcome, RotateRequest, SessionRepository, StoreError,
+    CreatedSession, EndOutcome, EndReason, EndRequest, RevokeReason, RotateOutcome, RotateRequest,
+    SessionRepository, StoreError,
 };
 use application::rate_limit::{Admission, LoginRateLimiter};
 use domain::{
@@ -128,14 +129,19 @@ pub fn anomaly_detected() {
     counter!(ANOMALY_DETECTIONS).increment(1);
 }
 
-/// Hook: the cleanup job removed `count` rows of `kind` (`tokens`,
-/// `revocations`, `audit`).
+/// The cleanup job removed `count` rows of `kind` (`refresh_tokens`,
+/// `sessions`, `revocations`, `audit`); called after each pass of `serve`'s
+/// job.
 pub fn cleanup_removed(kind: &'static str, count: u64) {
     counter!(CLEANUP_REMOVED, "kind" => kind).increment(count);
 }
 
 fn revoked(reason: &'static str, count: u64) {
     counter!(REVOCATIONS, "reason" => reason).increment(count);
+}
+
+fn count(sessions: &[SessionId]) -> u64 {
+    u64::try_from(sessions.len()).unwrap_or(u64::MAX)
 }
 
 /// `/metrics` of one server: samples its gauges, then renders everything.
@@ -196,8 +202,10 @@ impl<S: SessionRepository> SessionRepository for MeteredSessions<S> {
         session: NewSession,
         token: TokenDigest,
         max_sessions: u32,
-    ) -> Result<Session, StoreError> {
-        self.0.create(session, token, max_sessions)
+    ) -> Result<CreatedSession, StoreError> {
+        let created = self.0.create(session, token, max_sessions)?;
+        revoked("evicted", count(&created.evicted));
+        Ok(created)
     }
 
     fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError> {
@@ -205,9 +213,16 @@ impl<S: SessionRepository> SessionRepository for MeteredSessions<S> {
         let label = refresh_outcome(&outcome);
         counter!(REFRESHES, "outcome" => label).increment(1);
         if let RotateOutcome::Decided {
+            anomaly: Some(_), ..
+        } = &outcome
+        {
+            anomaly_detected();
+        }
+        if let RotateOutcome::Decided {
             decision: RotationDecision::Reuse,
             session,
             user,
+            revoked: gone,
             ..
         } = &outcome
         {
@@ -217,7 +232,7 @@ impl<S: SessionRepository> SessionRepository for MeteredSessions<S> {
                 "refresh token reuse: theft response applied"
             );
             counter!(REUSE_DETECTIONS, "via" => "refresh").increment(1);
-            revoked("reuse", 1);
+            revoked("reuse", count(gone));
         }
         Ok(outcome)
     }
@@ -230,33 +245,47 @@ impl<S: SessionRepository> SessionRepository for MeteredSessions<S> {
         let outcome = self.0.end_by_token(request)?;
         match &outcome {
             EndOutcome::Ended { .. } => revoked(reason, 1),
-            EndOutcome::Reused { session, user } => {
+            EndOutcome::Reused {
+                session,
+                user,
+                revoked: gone,
+            } => {
                 tracing::warn!(
                     user_id = %user,
                     session_id = %session,
                     "refresh token reuse at {reason}: theft response applied"
                 );
                 counter!(REUSE_DETECTIONS, "via" => reason).increment(1);
-                revoked("reuse", 1);
+                revoked("reuse", count(gone));
             }
             EndOutcome::UnknownToken | EndOutcome::AlreadyEnded { .. } => {}
         }
         Ok(outcome)
     }
 
-    fn revoke_all(&self, user: UserId, now: Timestamp) -> Result<u64, StoreError> {
-        let n = self.0.revoke_all(user, now)?;
-        revoked("revoke_all", n);
-        Ok(n)
+    fn revoke_all(
+        &self,
+        user: UserId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let label = match reason {
+            RevokeReason::LogoutAll => "revoke_all",
+            RevokeReason::Admin { .. } => "admin_revoke",
+        };
+        let gone = self.0.revoke_all(user, reason, now)?;
+        revoked(label, count(&gone));
+        Ok(gone)
     }
 
     fn revoke_one(
         &self,
         user: UserId,
         session: SessionId,
+        idle_ttl: Duration,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let done = self.0.revoke_one(user, session, now)?;
+        let done = self.0.revoke_one(user, session, idle_ttl, now)?;
         if done {
             revoked("revoke_one", 1);
         }

@@ -73,8 +73,12 @@ pub fn login_limiter(config: &Config) -> Result<LimiterAndCheck, StartupError> {
     let (inner, check): LimiterAndCheck = match &config.redis_url {
         Some(url) => {
             let redis = Arc::new(
-                RedisLoginLimiter::connect(url, limits)
-                    .map_err(|e| StartupError::Redis(e.to_string()))?,
+                RedisLoginLimiter::connect_with_prefix(
+                    url,
+                    limits,
+                    &format!("{}login:", config.redis_key_prefix),
+                )
+                .map_err(|e| StartupError::Redis(e.to_string()))?,
             );
             (redis.clone(), Some(Arc::new(RedisCheck(redis))))
         }

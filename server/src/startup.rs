@@ -7,15 +7,17 @@ use actix_web::middleware::{from_fn, Condition};
 use actix_web::{App, HttpServer};
 
 use application::{Ports, Settings, TokenWarden};
-use domain::RefreshSecret;
+use domain::{AnomalyPolicy, AnomalyResponse, RefreshSecret};
 use jwt::{JwtConfig, JwtSigner, KeyStore};
 use password::Argon2Hasher;
 use persistence::Database;
 use web::{ApiState, JwksSource, MetricsSource, OpsState, WebConfig};
 
-use crate::config::Config;
+use crate::cleanup::{spawn_cleanup_job, CleanupJob};
+use crate::config::{self, Config};
 use crate::metrics::{MeteredSessions, PrometheusMetrics};
 use crate::operations::{login_limiter, readiness_checks, shutdown_signal};
+use crate::revocations::open_revocations;
 use crate::system::{OsRandom, SystemClock};
 
 /// Why the server could not start. One line, naming the setting at fault.
@@ -43,7 +45,8 @@ pub fn open_database(config: &Config) -> Result<Database, StartupError> {
     Ok(db)
 }
 
-/// The use cases wired to the real adapters.
+/// The use cases wired to the real adapters. Blocks briefly (connecting to
+/// Redis when configured): call it off the async workers.
 pub fn build_warden(
     config: &Config,
     db: &Database,
@@ -100,11 +103,21 @@ fn wire_warden(
         signer: Arc::new(signer),
         clock: Arc::new(SystemClock),
         random: Arc::new(OsRandom),
+        revocations: open_revocations(config, db)?,
+        audit: Arc::new(db.clone()),
     };
     let settings = Settings {
         lifetimes: config.lifetimes.clone(),
         reuse_response: config.reuse_response,
         refresh_secret: RefreshSecret::from_bytes(keys.refresh_secret()),
+        clock_leeway: config.clock_leeway,
+        anomaly: AnomalyPolicy {
+            window: config.anomaly_window,
+            response: match config.anomaly_response {
+                config::AnomalyResponse::RevokeAll => AnomalyResponse::Revoke,
+                config::AnomalyResponse::LogOnly => AnomalyResponse::LogOnly,
+            },
+        },
     };
     Ok(TokenWarden::new(ports, settings))
 }
@@ -165,6 +178,8 @@ pub struct Application {
     server: actix_web::dev::Server,
     /// The separate `/metrics` listener (`TOKENWARDEN_METRICS_BIND`).
     metrics: Option<(u16, actix_web::dev::Server)>,
+    /// Stops with the server.
+    _cleanup: CleanupJob,
 }
 
 impl Application {
@@ -176,19 +191,20 @@ impl Application {
     /// [`Application::build`] with [`BuildOptions`].
     pub async fn build_with(config: Config, options: BuildOptions) -> Result<Self, StartupError> {
         let setup = config.clone();
-        let (db, keys, (limiter, redis_check)) =
+        let instrument = options.instrument;
+        // Connecting (database, Redis) and the revocation list's first load
+        // block: all of it off the async workers.
+        let (db, keys, hasher, warden, redis_check) =
             tokio::task::spawn_blocking(move || -> Result<_, StartupError> {
-                Ok((
-                    open_database(&setup)?,
-                    open_keys(&setup)?,
-                    login_limiter(&setup)?,
-                ))
+                let (db, keys) = (open_database(&setup)?, open_keys(&setup)?);
+                let (limiter, redis_check) = login_limiter(&setup)?;
+                let hasher = Arc::new(Argon2Hasher::new(hasher_threads()));
+                let warden = wire_warden(&setup, &db, &keys, Arc::clone(&hasher), instrument)?
+                    .with_login_limiter(limiter);
+                Ok((db, keys, hasher, warden, redis_check))
             })
             .await
             .map_err(|e| StartupError::Database(e.to_string()))??;
-        let hasher = Arc::new(Argon2Hasher::new(hasher_threads()));
-        let warden = wire_warden(&config, &db, &keys, Arc::clone(&hasher), options.instrument)?
-            .with_login_limiter(limiter);
         let state = ApiState {
             warden: Arc::new(warden),
             config: Arc::new(WebConfig {
@@ -196,6 +212,9 @@ impl Application {
                 cookie_secure: config.cookie_secure,
                 allowed_origins: config.allowed_origins.clone(),
                 trusted_proxies: config.trusted_proxies.clone(),
+                introspection_secret: config.introspection_token.clone(),
+                issuer: config.issuer.clone(),
+                audience: config.audience.clone(),
             }),
             jwks: Arc::new(Jwks(keys)),
         };
@@ -209,7 +228,6 @@ impl Application {
         );
         let timeout = whole_seconds(config.shutdown_timeout);
         let (listener, port) = bind(config.bind, "TOKENWARDEN_BIND")?;
-        let instrument = options.instrument;
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(Condition::new(
@@ -250,6 +268,7 @@ impl Application {
             port,
             server,
             metrics,
+            _cleanup: spawn_cleanup_job(&config, &db),
         })
     }
 

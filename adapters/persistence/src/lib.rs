@@ -5,17 +5,22 @@
 //! are hyphenated UUID text, instants are `BIGINT` milliseconds since the
 //! epoch, token digests are lower-case hex, roles a comma-separated list.
 //!
-//! [`Database`] implements the [`application::ports::UserRepository`] and
-//! [`application::ports::SessionRepository`] ports. Every port method that
+//! [`Database`] implements the [`application::ports::UserRepository`],
+//! [`application::ports::SessionRepository`] and
+//! [`application::ports::ExpiredDataStore`] ports; [`DbRevocationList`] the
+//! [`application::ports::RevocationList`]. Every port method that
 //! writes is one transaction that takes its locks up front: `BEGIN
 //! IMMEDIATE` on SQLite (a deferred transaction that later upgrades to a
 //! write lock fails with "database is locked" under load), and row locks
 //! (`SELECT ... FOR UPDATE`) on PostgreSQL, always user before session so
 //! that two transactions cannot deadlock. See `transaction.rs`.
 
+mod audit;
+mod cleanup;
 mod connection;
 mod error;
 mod migrations;
+mod revocations;
 mod rotation;
 mod rows;
 mod schema;
@@ -26,3 +31,4 @@ mod transaction;
 mod users;
 
 pub use connection::{AnyConnection, Backend, Database, PoolState};
+pub use revocations::DbRevocationList;

@@ -41,6 +41,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    revocations (key) {
+        key -> Text,
+        expires_at -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::allow_tables_to_appear_in_same_query!(users, sessions, refresh_tokens);

@@ -5,13 +5,16 @@
 use std::time::Duration;
 
 use application::ports::{
-    EndOutcome, EndRequest, RotateOutcome, RotateRequest, SessionRepository, StoreError,
+    CreatedSession, EndOutcome, EndRequest, RevokeReason, RotateOutcome, RotateRequest,
+    SessionRepository, StoreError,
 };
 use diesel::prelude::*;
 use domain::{
-    Generation, NewSession, Session, SessionId, SessionStatus, Timestamp, TokenDigest, UserId,
+    Generation, NewSession, SecurityEventKind, Session, SessionId, SessionStatus, Timestamp,
+    TokenDigest, UserId,
 };
 
+use crate::audit::{insert_event, EventDraft};
 use crate::connection::{AnyConnection, Database};
 use crate::error::{store, DbError};
 use crate::rows::{generation_to_db, reason, NewSessionRow, NewTokenRow, SessionRow};
@@ -24,7 +27,7 @@ impl SessionRepository for Database {
         session: NewSession,
         token: TokenDigest,
         max_sessions: u32,
-    ) -> Result<Session, StoreError> {
+    ) -> Result<CreatedSession, StoreError> {
         self.create_session(session, &token, max_sessions)
             .map_err(store("create session"))
     }
@@ -39,8 +42,13 @@ impl SessionRepository for Database {
             .map_err(store("end session by token"))
     }
 
-    fn revoke_all(&self, user: UserId, now: Timestamp) -> Result<u64, StoreError> {
-        self.revoke_all_sessions(user, now)
+    fn revoke_all(
+        &self,
+        user: UserId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        self.revoke_all_sessions(user, reason, now)
             .map_err(store("revoke all sessions"))
     }
 
@@ -48,9 +56,10 @@ impl SessionRepository for Database {
         &self,
         user: UserId,
         session: SessionId,
+        idle_ttl: Duration,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        self.revoke_one_session(user, session, now)
+        self.revoke_one_session(user, session, idle_ttl, now)
             .map_err(store("revoke session"))
     }
 
@@ -81,14 +90,14 @@ impl Database {
         new: NewSession,
         token: &TokenDigest,
         max_sessions: u32,
-    ) -> Result<Session, DbError> {
+    ) -> Result<CreatedSession, DbError> {
         let id = new.id.to_string();
         let user_id = new.user_id.to_string();
         let digest = token.to_hex();
         let created_at = new.created_at.as_millis();
         let expires_at = new.expires_at.as_millis();
         let mut conn = self.conn()?;
-        write_transaction(&mut conn, |conn| {
+        let evicted = write_transaction(&mut conn, |conn| {
             // The user row orders this against other writers of the user's
             // sessions (see `transaction.rs`).
             lock_user(conn, &user_id)?;
@@ -116,10 +125,9 @@ impl Database {
                     expires_at,
                 })
                 .execute(conn)?;
-            evict_least_recently_used(conn, &user_id, &id, max_sessions, created_at)?;
-            Ok(())
+            evict_least_recently_used(conn, &user_id, &id, max_sessions, created_at)
         })?;
-        Ok(Session {
+        let session = Session {
             id: new.id,
             user_id: new.user_id,
             generation: Generation::FIRST,
@@ -131,26 +139,69 @@ impl Database {
             revoked_at: None,
             last_ip: new.ip,
             last_user_agent: new.user_agent,
+        };
+        Ok(CreatedSession {
+            session,
+            evicted: parse_ids(evicted)?,
         })
     }
 
-    fn revoke_all_sessions(&self, user: UserId, now: Timestamp) -> Result<u64, DbError> {
+    /// Revokes and records the security event of `why` in one transaction.
+    fn revoke_all_sessions(
+        &self,
+        user: UserId,
+        why: RevokeReason,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>, DbError> {
         let user_id = user.to_string();
+        let now = now.as_millis();
+        let (kind, stored_reason, details) = match why {
+            RevokeReason::LogoutAll => (
+                SecurityEventKind::LogoutAll,
+                reason::REVOKE_ALL,
+                serde_json::json!({}),
+            ),
+            RevokeReason::Admin { by } => (
+                SecurityEventKind::AdminRevoke,
+                reason::ADMIN_REVOKE,
+                serde_json::json!({ "admin_id": by.to_string() }),
+            ),
+        };
         let mut conn = self.conn()?;
         let revoked = write_transaction(&mut conn, |conn| {
             lock_user(conn, &user_id)?;
-            revoke_user_sessions(conn, &user_id, now.as_millis(), reason::REVOKE_ALL)
+            let revoked = revoke_user_sessions(conn, &user_id, now, stored_reason)?;
+            let mut details = details;
+            if let Some(map) = details.as_object_mut() {
+                map.insert("revoked_sessions".to_owned(), revoked.len().into());
+            }
+            insert_event(
+                conn,
+                EventDraft {
+                    user_id: &user_id,
+                    session_id: None,
+                    kind,
+                    details,
+                    at: now,
+                },
+            )?;
+            Ok(revoked)
         })?;
-        Ok(u64::try_from(revoked).unwrap_or(u64::MAX))
+        parse_ids(revoked)
     }
 
     fn revoke_one_session(
         &self,
         user: UserId,
         session: SessionId,
+        idle_ttl: Duration,
         now: Timestamp,
     ) -> Result<bool, DbError> {
-        let (user_id, session_id, now) = (user.to_string(), session.to_string(), now.as_millis());
+        let (user_id, session_id) = (user.to_string(), session.to_string());
+        // Live means the current token's idle deadline and the absolute one
+        // are both ahead (`Session::refresh_expires_at`), as `list_live` says.
+        let idle_since = now.minus(idle_ttl).as_millis();
+        let now = now.as_millis();
         let mut conn = self.conn()?;
         // One statement on one row: it needs no lock beyond its own.
         let revoked = write_transaction(&mut conn, |conn| {
@@ -159,7 +210,8 @@ impl Database {
                     .filter(sessions::id.eq(&session_id))
                     .filter(sessions::user_id.eq(&user_id))
                     .filter(sessions::revoked_at.is_null())
-                    .filter(sessions::expires_at.gt(now)),
+                    .filter(sessions::expires_at.gt(now))
+                    .filter(sessions::rotated_at.gt(idle_since)),
             )
             .set((
                 sessions::revoked_at.eq(now),
@@ -239,35 +291,55 @@ pub(crate) fn revoke_session(
 }
 
 /// Revokes every session of the user that is neither revoked nor past its
-/// absolute end. Returns how many.
+/// absolute end. Returns their ids. The caller holds the user's lock, so the
+/// set read is the set changed.
 pub(crate) fn revoke_user_sessions(
     conn: &mut AnyConnection,
     user_id: &str,
     now: i64,
     why: &'static str,
-) -> Result<usize, DbError> {
-    Ok(diesel::update(
+) -> Result<Vec<String>, DbError> {
+    let ids: Vec<String> = sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .select(sessions::id)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    diesel::update(
         sessions::table
-            .filter(sessions::user_id.eq(user_id))
-            .filter(sessions::revoked_at.is_null())
-            .filter(sessions::expires_at.gt(now)),
+            .filter(sessions::id.eq_any(&ids))
+            .filter(sessions::revoked_at.is_null()),
     )
     .set((
         sessions::revoked_at.eq(now),
         sessions::revoked_reason.eq(why),
     ))
-    .execute(conn)?)
+    .execute(conn)?;
+    Ok(ids)
+}
+
+/// Stored session ids as domain ids.
+pub(crate) fn parse_ids(ids: Vec<String>) -> Result<Vec<SessionId>, DbError> {
+    ids.iter()
+        .map(|id| {
+            id.parse::<SessionId>()
+                .map_err(|_| DbError::Corrupt("sessions.id"))
+        })
+        .collect()
 }
 
 /// Revokes the least recently used live sessions of the user beyond
-/// `max_sessions`, never the one just created (`keep`).
+/// `max_sessions`, never the one just created (`keep`). Returns their ids.
 fn evict_least_recently_used(
     conn: &mut AnyConnection,
     user_id: &str,
     keep: &str,
     max_sessions: u32,
     now: i64,
-) -> Result<usize, DbError> {
+) -> Result<Vec<String>, DbError> {
     // Most recently used first; everything past the first `max_sessions - 1`
     // others goes. The list is short (bounded by the limit plus sessions
     // that merely expired), so it is cut here rather than with an OFFSET.
@@ -284,16 +356,15 @@ fn evict_least_recently_used(
         .select(sessions::id)
         .load(conn)?;
     let allowed = usize::try_from(max_sessions.saturating_sub(1)).unwrap_or(usize::MAX);
-    let victims = others.get(allowed..).unwrap_or_default();
+    let victims = others.get(allowed..).unwrap_or_default().to_vec();
     if victims.is_empty() {
-        return Ok(0);
+        return Ok(victims);
     }
-    Ok(
-        diesel::update(sessions::table.filter(sessions::id.eq_any(victims)))
-            .set((
-                sessions::revoked_at.eq(now),
-                sessions::revoked_reason.eq(reason::EVICTED),
-            ))
-            .execute(conn)?,
-    )
+    diesel::update(sessions::table.filter(sessions::id.eq_any(&victims)))
+        .set((
+            sessions::revoked_at.eq(now),
+            sessions::revoked_reason.eq(reason::EVICTED),
+        ))
+        .execute(conn)?;
+    Ok(victims)
 }

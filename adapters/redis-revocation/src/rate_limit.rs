@@ -90,12 +90,13 @@ impl RedisLoginLimiter {
     /// Keys are `tokenwarden:login:{user,ip}:…`.
     pub const DEFAULT_PREFIX: &'static str = "tokenwarden:login:";
 
-    /// Connects to `url` (`redis://…` or `rediss://…`) and checks that Redis
-    /// answers.
+    /// A limiter over `url` (`redis://…` or `rediss://…`). Connections are
+    /// made lazily: an unreachable Redis is not an error here (logins are
+    /// then counted in this process).
     ///
     /// # Errors
-    /// [`RedisSetupError`] for a malformed URL or an unreachable server; the
-    /// message never repeats the URL.
+    /// [`RedisSetupError`] for a malformed URL; the message never repeats
+    /// the URL.
     pub fn connect(url: &str, limits: LoginLimits) -> Result<Self, RedisSetupError> {
         Self::connect_with_prefix(url, limits, Self::DEFAULT_PREFIX)
     }
@@ -116,8 +117,9 @@ impl RedisLoginLimiter {
             .max_size(8)
             .min_idle(Some(1))
             .connection_timeout(TIMEOUT * 4)
-            .build(RedisConnector { client })
-            .map_err(|e| RedisSetupError(format!("Redis does not answer: {e}")))?;
+            // Unchecked: Redis being down at start-up must not stop the
+            // server; until it answers, logins are counted in this process.
+            .build_unchecked(RedisConnector { client });
         Ok(Self {
             pool,
             prefix: prefix.to_owned(),

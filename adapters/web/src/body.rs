@@ -69,12 +69,13 @@ pub fn parse_optional_json<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>
     }
 }
 
-/// serde says "missing field `x`" or "invalid type: ..., expected ..."; keep
-/// only the field name, never the value the client sent.
+/// serde says "missing field `x`" or "invalid type: integer `5`, expected
+/// ..."; keep only the field name, never the value the client sent (which is
+/// what the backticks hold in the second form).
 fn field_of(message: &str) -> String {
     message
-        .split('`')
-        .nth(1)
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
         .filter(|f| f.len() <= 64 && f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
         .unwrap_or("body")
         .to_owned()
@@ -104,10 +105,12 @@ mod tests {
             Err(ApiError::InvalidInput(errors)) => assert_eq!(errors[0].field, "username"),
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(
-            parse_json::<Login>(br#"{"username": 5}"#),
-            Err(ApiError::InvalidInput(_))
-        ));
+        match parse_json::<Login>(br#"{"username": 5}"#) {
+            Err(ApiError::InvalidInput(errors)) => {
+                assert_eq!(errors[0].field, "body", "the value is never echoed")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
         assert!(matches!(
             parse_json::<Login>(br#"["alice"]"#),
             Err(ApiError::InvalidInput(_))

@@ -63,7 +63,11 @@ impl FromRequest for Authenticated {
             let principal = crate::handlers::blocking(move || state.warden.authenticate(&token))
                 .await?
                 .map_err(|e| match e {
-                    AuthError::Invalid => ApiError::InvalidToken { bearer: true },
+                    // A revoked access token: its session may be live, so
+                    // the client should refresh rather than log in again.
+                    AuthError::Invalid | AuthError::TokenRevoked => {
+                        ApiError::InvalidToken { bearer: true }
+                    }
                     AuthError::Expired => ApiError::TokenExpired { bearer: true },
                     AuthError::SessionRevoked => ApiError::SessionRevoked { bearer: true },
                     AuthError::Unexpected(e) => e.into(),

@@ -2,6 +2,7 @@
 //! errors. Every use case runs on a blocking thread (`web::block`), since
 //! the ports behind it (Diesel, argon2) block.
 
+mod admin_dto;
 pub mod body;
 pub mod client;
 mod cookie;
@@ -22,6 +23,7 @@ use application::TokenWarden;
 pub use client::IpNet;
 pub use error::ApiError;
 pub use extract::Authenticated;
+pub use handlers::introspect::IntrospectionSecret;
 pub use ops::{MetricsSource, OpsState, ReadinessCheck};
 
 /// Settings of the HTTP layer.
@@ -33,6 +35,12 @@ pub struct WebConfig {
     pub allowed_origins: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Besides admins' access tokens, the Bearer secret that may call
+    /// `/auth/introspect` (`TOKENWARDEN_INTROSPECTION_TOKEN`).
+    pub introspection_secret: Option<IntrospectionSecret>,
+    /// `iss` and `aud` of our access tokens, as introspection reports them.
+    pub issuer: String,
+    pub audience: String,
 }
 
 impl Default for WebConfig {
@@ -42,6 +50,9 @@ impl Default for WebConfig {
             cookie_secure: true,
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            introspection_secret: None,
+            issuer: "tokenwarden".to_owned(),
+            audience: "tokenwarden".to_owned(),
         }
     }
 }
@@ -70,6 +81,11 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut ServiceConfig) {
                     .route("/refresh", web::post().to(handlers::auth::refresh))
                     .route("/logout", web::post().to(handlers::auth::logout))
                     .route(
+                        "/introspect",
+                        web::post().to(handlers::introspect::introspect),
+                    )
+                    .route("/revoke", web::post().to(handlers::introspect::revoke))
+                    .route(
                         "/logout-all",
                         web::post().to(handlers::sessions::logout_all),
                     )
@@ -79,6 +95,7 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut ServiceConfig) {
                         web::delete().to(handlers::sessions::delete),
                     ),
             )
+            .configure(handlers::admin::routes)
             .route("/api/me", web::get().to(handlers::sessions::me))
             .route(
                 "/.well-known/jwks.json",

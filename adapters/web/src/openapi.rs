@@ -11,6 +11,10 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::OpenApi as Document;
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use crate::admin_dto::{
+    AnalysisBody, AttemptsBody, RefreshLogBody, RiskBody, SecurityEventBody, SeenIpBody,
+    SeenUserAgentBody,
+};
 use crate::dto::{
     LoginRequest, MeBody, RefreshRequest, RegisterRequest, SessionBody, TokenDelivery,
     TokenResponse, UserBody,
@@ -48,6 +52,12 @@ pub const REFRESH_COOKIE: &str = "refresh_cookie";
         handlers::sessions::delete,
         handlers::sessions::me,
         handlers::wellknown::jwks,
+        handlers::introspect::introspect,
+        handlers::introspect::revoke,
+        handlers::admin::token_analysis,
+        handlers::admin::refresh_logs,
+        handlers::admin::revoke_sessions,
+        handlers::admin::security_events,
         handlers::ops::healthz,
         handlers::ops::readyz,
         handlers::ops::metrics,
@@ -72,12 +82,24 @@ pub const REFRESH_COOKIE: &str = "refresh_cookie";
         Health,
         Readiness,
         NotReady,
+        TokenField,
+        Introspection,
+        AnalysisBody,
+        AttemptsBody,
+        SeenIpBody,
+        SeenUserAgentBody,
+        RiskBody,
+        RefreshLogBody,
+        SecurityEventBody,
+        RefreshLogPage,
+        SecurityEventPage,
     )),
     modifiers(&SecuritySchemes),
     tags(
         (name = "auth", description = "Login, refresh-token rotation, logout"),
         (name = "sessions", description = "The caller's sessions (Bearer)"),
         (name = "keys", description = "Public signing keys"),
+        (name = "admin", description = "Theft analysis and incident response (role `admin`)"),
         (name = "operations", description = "Health, metrics, this document"),
     ),
 )]
@@ -124,6 +146,66 @@ impl Modify for SecuritySchemes {
         );
         components.add_security_scheme(REFRESH_COOKIE, cookie_scheme("refresh_token"));
     }
+}
+
+/// A page of the refresh audit trail.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema only: admin_dto::PageBody is what is written"
+)]
+pub struct RefreshLogPage {
+    items: Vec<RefreshLogBody>,
+    /// Pass as `before` for the next page; `null` on the last page.
+    next: Option<String>,
+}
+
+/// A page of security events.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema only: admin_dto::PageBody is what is written"
+)]
+pub struct SecurityEventPage {
+    items: Vec<SecurityEventBody>,
+    /// Pass as `before` for the next page; `null` on the last page.
+    next: Option<String>,
+}
+
+/// The body of `/auth/introspect` and `/auth/revoke` (JSON or form).
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema only: handlers::introspect reads the bodies"
+)]
+pub struct TokenField {
+    /// An access token (introspection) or a refresh token (revocation).
+    token: String,
+    /// Accepted and ignored: the token's shape says what it is.
+    token_type_hint: Option<String>,
+}
+
+/// The answer of `/auth/introspect` (RFC 7662). Only `active` is present
+/// when the token is not active.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema only: handlers::introspect writes the bodies"
+)]
+pub struct Introspection {
+    active: bool,
+    /// `Bearer`.
+    token_type: Option<String>,
+    /// User id.
+    sub: Option<String>,
+    /// Session id.
+    sid: Option<String>,
+    roles: Option<Vec<String>>,
+    exp: Option<i64>,
+    iat: Option<i64>,
+    iss: Option<String>,
+    aud: Option<String>,
+    jti: Option<String>,
 }
 
 /// An RFC 9457 problem document: the body of every error.

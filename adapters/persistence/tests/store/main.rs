@@ -8,8 +8,11 @@
 
 mod common;
 
+mod audit;
+mod cleanup;
 mod connect;
 mod race;
+mod revocations;
 mod rotation;
 mod sessions;
 mod users;

@@ -37,10 +37,13 @@ fn the_current_token_rotates_into_the_next_generation(db: &TestDatabase) {
         presented,
         session: after,
         user,
+        revoked,
+        anomaly: None,
     } = outcome
     else {
         panic!("token unknown");
     };
+    assert!(revoked.is_empty(), "a rotation revokes nothing");
     assert_eq!(
         d,
         RotationDecision::Rotate {
@@ -180,12 +183,17 @@ fn reuse_revokes_every_session_of_the_user_and_is_committed(db: &TestDatabase) {
         decision: d,
         session,
         user,
+        mut revoked,
         ..
     } = outcome
     else {
         panic!("token unknown");
     };
     assert_eq!(d, RotationDecision::Reuse);
+    revoked.sort();
+    let mut expected = vec![stolen.id, other.id];
+    expected.sort();
+    assert_eq!(revoked, expected, "reported for the revocation list");
     assert_eq!(session.revoked_at, Some(at(30)));
     assert_eq!(user.id, alice.id);
     drop(database);
@@ -222,6 +230,10 @@ fn reuse_revokes_every_session_of_the_user_and_is_committed(db: &TestDatabase) {
     assert_eq!(d, RotationDecision::Revoked);
     assert_eq!(session.revoked_at, Some(at(30)));
     assert_eq!(session.generation, Generation::new(1));
+    assert!(matches!(
+        rotate(&fresh, second, digest(), at(41), UA),
+        RotateOutcome::Decided { revoked, .. } if revoked.is_empty()
+    ));
 }
 
 fn reuse_with_revoke_family_revokes_only_that_session(db: &TestDatabase) {
@@ -237,6 +249,10 @@ fn reuse_with_revoke_family_revokes_only_that_session(db: &TestDatabase) {
         })
         .unwrap();
     assert_eq!(decision(&outcome), RotationDecision::Reuse);
+    assert!(matches!(
+        &outcome,
+        RotateOutcome::Decided { revoked, .. } if *revoked == vec![stolen.id]
+    ));
     assert_eq!(
         db.status(stolen.id, idle(), at(31)).unwrap(),
         SessionStatus::Revoked
@@ -315,12 +331,21 @@ fn a_login_carrying_a_rotated_token_is_reuse(db: &TestDatabase) {
         ReuseResponse::RevokeAll,
         at(50),
     );
+    let EndOutcome::Reused {
+        session: reused,
+        user,
+        mut revoked,
+    } = ended
+    else {
+        panic!("not reuse: {ended:?}");
+    };
+    assert_eq!((reused, user), (session.id, alice.id));
+    revoked.sort();
+    let mut expected = vec![session.id, other.id];
+    expected.sort();
     assert_eq!(
-        ended,
-        EndOutcome::Reused {
-            session: session.id,
-            user: alice.id
-        }
+        revoked, expected,
+        "every session the theft response revoked"
     );
     assert_eq!(
         db.status(session.id, idle(), at(51)).unwrap(),

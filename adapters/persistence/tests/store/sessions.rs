@@ -1,11 +1,13 @@
 use application::ports::RotateOutcome;
-use application::ports::SessionRepository;
+use application::ports::{RevokeReason, SessionRepository};
 use domain::{ExpiryKind, Generation, RotationDecision, SessionId, SessionStatus};
 
 use crate::common::*;
 
 on_both_backends!(
     the_least_recently_used_sessions_beyond_the_limit_are_evicted,
+    eviction_reports_the_sessions_it_revoked,
+    revoke_one_refuses_an_idle_expired_session_as_the_list_would,
     list_live_and_status_follow_the_idle_and_absolute_deadlines,
     revoke_one_only_ends_a_live_session_of_its_owner,
     revoke_all_ends_every_live_session_of_the_user,
@@ -109,7 +111,7 @@ fn list_live_and_status_follow_the_idle_and_absolute_deadlines(db: &TestDatabase
 
     // Revoked wins over expired; unknown ids are unknown.
     let (c, _) = login(&db, &alice, at(2_000));
-    assert!(db.revoke_one(alice.id, c.id, at(2_001)).unwrap());
+    assert!(db.revoke_one(alice.id, c.id, idle(), at(2_001)).unwrap());
     assert_eq!(
         db.status(c.id, idle(), at(5_000)).unwrap(),
         SessionStatus::Revoked
@@ -127,11 +129,14 @@ fn revoke_one_only_ends_a_live_session_of_its_owner(db: &TestDatabase) {
     let bob = user(&db, "bob");
     let (a, _) = login(&db, &alice, at(0));
 
-    assert!(!db.revoke_one(bob.id, a.id, at(1)).unwrap(), "not bob's");
-    assert_eq!(db.status(a.id, idle(), at(1)).unwrap(), SessionStatus::Live);
-    assert!(db.revoke_one(alice.id, a.id, at(2)).unwrap());
     assert!(
-        !db.revoke_one(alice.id, a.id, at(3)).unwrap(),
+        !db.revoke_one(bob.id, a.id, idle(), at(1)).unwrap(),
+        "not bob's"
+    );
+    assert_eq!(db.status(a.id, idle(), at(1)).unwrap(), SessionStatus::Live);
+    assert!(db.revoke_one(alice.id, a.id, idle(), at(2)).unwrap());
+    assert!(
+        !db.revoke_one(alice.id, a.id, idle(), at(3)).unwrap(),
         "already revoked"
     );
     assert_eq!(
@@ -139,7 +144,12 @@ fn revoke_one_only_ends_a_live_session_of_its_owner(db: &TestDatabase) {
         SessionStatus::Revoked
     );
     assert!(!db
-        .revoke_one(alice.id, SessionId::from_random_bytes([4; 16]), at(3))
+        .revoke_one(
+            alice.id,
+            SessionId::from_random_bytes([4; 16]),
+            idle(),
+            at(3)
+        )
         .unwrap());
 }
 
@@ -151,9 +161,18 @@ fn revoke_all_ends_every_live_session_of_the_user(db: &TestDatabase) {
     let (a2, _) = login(&db, &alice, at(1));
     let (a3, _) = login(&db, &alice, at(2));
     let (b1, _) = login(&db, &bob, at(0));
-    assert!(db.revoke_one(alice.id, a3.id, at(3)).unwrap());
+    assert!(db.revoke_one(alice.id, a3.id, idle(), at(3)).unwrap());
 
-    assert_eq!(db.revoke_all(alice.id, at(4)).unwrap(), 2);
+    let mut revoked = db
+        .revoke_all(alice.id, RevokeReason::LogoutAll, at(4))
+        .unwrap();
+    revoked.sort();
+    let mut expected = vec![a1.id, a2.id];
+    expected.sort();
+    assert_eq!(
+        revoked, expected,
+        "the live ones, not the one already revoked"
+    );
     for s in [&a1, &a2, &a3] {
         assert_eq!(
             db.status(s.id, idle(), at(5)).unwrap(),
@@ -164,5 +183,44 @@ fn revoke_all_ends_every_live_session_of_the_user(db: &TestDatabase) {
         db.status(b1.id, idle(), at(5)).unwrap(),
         SessionStatus::Live
     );
-    assert_eq!(db.revoke_all(alice.id, at(6)).unwrap(), 0);
+    assert_eq!(
+        db.revoke_all(alice.id, RevokeReason::LogoutAll, at(6))
+            .unwrap(),
+        Vec::new()
+    );
+}
+
+fn eviction_reports_the_sessions_it_revoked(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let (s1, _) = login_limited(&db, &alice, at(0), 2);
+    let first =
+        SessionRepository::create(&db, new_session(&alice, at(1), UA), digest(), 2).unwrap();
+    assert!(first.evicted.is_empty(), "within the limit");
+    let third =
+        SessionRepository::create(&db, new_session(&alice, at(2), UA), digest(), 2).unwrap();
+    assert_eq!(third.evicted, vec![s1.id]);
+    assert_eq!(third.session.created_at, at(2));
+    assert_eq!(
+        db.status(s1.id, idle(), at(3)).unwrap(),
+        SessionStatus::Revoked
+    );
+}
+
+fn revoke_one_refuses_an_idle_expired_session_as_the_list_would(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let (a, _) = login(&db, &alice, at(0));
+    // Idle for 100 s: no longer in the list, so not deletable either.
+    assert!(ids(&db, &alice, at(100)).is_empty());
+    assert!(!db.revoke_one(alice.id, a.id, idle(), at(100)).unwrap());
+    assert_eq!(
+        db.status(a.id, idle(), at(100)).unwrap(),
+        SessionStatus::Expired,
+        "left as it was"
+    );
+    // One millisecond earlier it was live and could be ended.
+    let (b, _) = login(&db, &alice, at(200));
+    let just_before = at(300).minus(std::time::Duration::from_millis(1));
+    assert!(db.revoke_one(alice.id, b.id, idle(), just_before).unwrap());
 }

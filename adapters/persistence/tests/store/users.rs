@@ -90,7 +90,8 @@ fn sql_looking_and_non_ascii_data_is_stored_verbatim(db: &TestDatabase) {
         digest(),
         10,
     )
-    .unwrap();
+    .unwrap()
+    .session;
     let listed = db.list_live(bobby.id, idle(), at(1)).unwrap();
     assert_eq!(listed, vec![session.clone()]);
     assert_eq!(listed[0].device_name.as_deref(), Some(device));

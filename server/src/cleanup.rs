@@ -1,0 +1,100 @@
+//! The cleanup job: every `TOKENWARDEN_CLEANUP_INTERVAL` in `serve`, and
+//! once for `tokenwarden cleanup`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use std::time::Duration;
+
+use application::cleanup::{Batching, Cleanup, CleanupPolicy, CleanupReport, CleanupRun};
+use persistence::{Backend, Database};
+
+use crate::config::Config;
+use crate::metrics;
+use crate::system::SystemClock;
+
+/// How a pass paces its deletes on each backend. PostgreSQL deletes beside
+/// refreshes (row locks, `SKIP LOCKED`): 1 000 rows a statement. SQLite has
+/// one writer at a time, so a refresh may wait for a whole batch: 250 rows
+/// keep that wait within refresh's own p99 (see the cleanup benchmark).
+pub fn batching_for(backend: Backend) -> Batching {
+    match backend {
+        Backend::Postgres => Batching::default(),
+        Backend::Sqlite => Batching {
+            batch_size: 250,
+            pause: Duration::from_millis(5),
+        },
+    }
+}
+
+/// The cleanup use case over the database.
+pub fn cleanup_service(config: &Config, db: &Database) -> Cleanup {
+    Cleanup::new(
+        Arc::new(db.clone()),
+        Arc::new(SystemClock),
+        CleanupPolicy {
+            audit_retention: config.audit_retention,
+            batching: batching_for(db.backend()),
+        },
+    )
+}
+
+/// Adds a pass's removals to `tokenwarden_cleanup_removed_total{kind}`.
+fn count_removed(report: &CleanupReport) {
+    metrics::cleanup_removed("refresh_tokens", report.refresh_tokens);
+    metrics::cleanup_removed("sessions", report.sessions);
+    metrics::cleanup_removed("revocations", report.revocations);
+    if let Some(audit) = report.audit_rows {
+        metrics::cleanup_removed("audit", audit);
+    }
+}
+
+/// The running job; dropping it stops it (a pass under way ends after its
+/// current batch).
+pub struct CleanupJob {
+    task: tokio::task::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for CleanupJob {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.abort();
+    }
+}
+
+/// Runs a pass every `config.cleanup_interval`, the first one interval
+/// after start. Passes run on the blocking pool, one at a time.
+pub fn spawn_cleanup_job(config: &Config, db: &Database) -> CleanupJob {
+    let cleanup = Arc::new(cleanup_service(config, db));
+    let every = config.cleanup_interval;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::clone(&stop);
+    let task = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let (cleanup, stop) = (Arc::clone(&cleanup), Arc::clone(&stopping));
+            match tokio::task::spawn_blocking(move || cleanup.run_until(&stop)).await {
+                Ok(Ok(CleanupRun::Done(report))) if report.total() > 0 => {
+                    count_removed(&report);
+                    tracing::info!(
+                        refresh_tokens = report.refresh_tokens,
+                        sessions = report.sessions,
+                        revocations = report.revocations,
+                        audit_rows = report.audit_rows,
+                        "cleanup removed expired rows"
+                    );
+                }
+                Ok(Ok(CleanupRun::Done(_))) => tracing::debug!("cleanup found nothing expired"),
+                Ok(Ok(CleanupRun::Skipped)) => {
+                    tracing::debug!("cleanup skipped: another instance is running it")
+                }
+                Ok(Err(error)) => tracing::warn!(%error, "cleanup failed; retrying next interval"),
+                Err(error) => tracing::warn!(%error, "cleanup pass did not finish"),
+            }
+        }
+    });
+    CleanupJob { task, stop }
+}
