@@ -4,6 +4,8 @@
 //! own module with its own error enum. Use cases never open transactions:
 //! atomicity is the adapters' job (see [`ports::SessionRepository`]).
 
+pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod cleanup;
 pub mod introspect;
@@ -23,8 +25,10 @@ mod test_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::{Lifetimes, RefreshSecret, ReuseResponse};
+use domain::{AnomalyPolicy, Lifetimes, RefreshSecret, ReuseResponse};
 
+pub use admin::{AdminError, Page, TokenAnalysis};
+pub use audit::RefreshRejection;
 pub use auth::{AuthError, Principal};
 pub use issue::IssuedTokens;
 pub use login::{LoginError, LoginInput};
@@ -35,8 +39,8 @@ pub use sessions::{DeleteSessionError, SessionView};
 use rate_limit::{InProcessLoginLimiter, LoginLimits, LoginRateLimiter};
 
 use ports::{
-    AccessTokenSigner, Clock, CryptoError, PasswordHasher, RandomSource, RevocationList,
-    SessionRepository, StoreError, UserRepository,
+    AccessTokenSigner, AuditTrail, Clock, CryptoError, PasswordHasher, RandomSource,
+    RevocationList, SessionRepository, StoreError, UserRepository,
 };
 
 /// Policies the use cases follow.
@@ -49,6 +53,8 @@ pub struct Settings {
     /// The access-token verifier's clock leeway: revocation entries outlive
     /// the tokens they cover by this much.
     pub clock_leeway: Duration,
+    /// When a refresh from another network and device counts as theft.
+    pub anomaly: AnomalyPolicy,
 }
 
 /// The adapters behind the ports.
@@ -60,6 +66,7 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn RandomSource>,
     pub revocations: Arc<dyn RevocationList>,
+    pub audit: Arc<dyn AuditTrail>,
 }
 
 /// The application service: every use case is a method on it.

@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use domain::{
-    Generation, Lifetimes, NewSession, NewUser, Password, PasswordHash, ReuseResponse, Roles,
-    RotationDecision, Session, SessionId, SessionStatus, Timestamp, TokenDigest, User, UserId,
-    Username,
+    AnomalyPolicy, AnomalyResponse, Generation, Lifetimes, NewSession, NewUser, Password,
+    PasswordHash, ReuseResponse, Roles, RotationDecision, Session, SessionId, SessionStatus,
+    Timestamp, TokenDigest, User, UserId, Username,
 };
 
 #[cfg(any(test, feature = "mocks"))]
@@ -19,6 +19,10 @@ pub use crate::cleanup::{CleanupCutoffs, CleanupReport, ExpiredDataStore};
 #[cfg(any(test, feature = "mocks"))]
 pub use crate::revocation::MockRevocationList;
 pub use crate::revocation::{Consistency, Revocation, RevocationKey, RevocationList};
+mod audit;
+#[cfg(any(test, feature = "mocks"))]
+pub use audit::MockAuditTrail;
+pub use audit::{AuditTrail, RevokeReason};
 
 /// The storage failed or could not be reached. Carries a description for the
 /// log only; it never reaches a client.
@@ -164,6 +168,8 @@ pub struct RotateRequest {
     pub reuse_response: ReuseResponse,
     pub client: ClientInfo,
     pub now: Timestamp,
+    /// Checked when the presented token is the current one.
+    pub anomaly: AnomalyPolicy,
 }
 
 /// The result of [`SessionRepository::rotate`].
@@ -185,6 +191,10 @@ pub enum RotateOutcome {
         /// Every session this call revoked (the theft response on `Reuse`;
         /// empty otherwise), to be put on the revocation list.
         revoked: Vec<SessionId>,
+        /// An anomaly was detected and answered so: with `Revoke` the
+        /// decision is `Reuse` (theft response committed), with `LogOnly`
+        /// it stays `Rotate`.
+        anomaly: Option<AnomalyResponse>,
     },
 }
 
@@ -263,6 +273,11 @@ pub trait SessionRepository: Send + Sync + 'static {
     /// (`reuse_response`) is committed before returning. Of concurrent calls
     /// with the same token, exactly one sees `Rotate`.
     ///
+    /// A `Rotate` that the `anomaly` policy flags is answered like a reuse
+    /// (or only recorded, under `LogOnly`). The attempt's audit record, and
+    /// a security event for a theft response, are written in the same
+    /// transaction (an unknown token's record by one insert).
+    ///
     /// # Errors
     /// [`StoreError`] when storage fails; nothing is then changed.
     fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError>;
@@ -275,11 +290,17 @@ pub trait SessionRepository: Send + Sync + 'static {
     fn end_by_token(&self, request: EndRequest) -> Result<EndOutcome, StoreError>;
 
     /// Revokes every session of `user` that is neither revoked nor past its
-    /// absolute end; returns them (for the revocation list).
+    /// absolute end, recording the security event of `reason` in the same
+    /// transaction; returns them (for the revocation list).
     ///
     /// # Errors
     /// [`StoreError`] when storage fails.
-    fn revoke_all(&self, user: UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError>;
+    fn revoke_all(
+        &self,
+        user: UserId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>, StoreError>;
 
     /// Revokes `session` if it belongs to `user` and is live (not revoked,
     /// not past its idle or absolute deadline); `false` when it is not the

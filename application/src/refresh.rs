@@ -1,6 +1,12 @@
 //! Use case: exchange a refresh token for a new token pair (rotation).
+//!
+//! Every call leaves exactly one audit record: the store writes it inside
+//! the rotation's transaction; a missing or malformed token, which never
+//! reaches the store, and a rotation that failed are recorded here.
 
-use domain::{ExpiryKind, RefreshToken, RotationDecision, SessionId, UserId};
+use domain::{
+    ExpiryKind, RefreshOutcome, RefreshToken, RotationDecision, SessionId, TokenFingerprint, UserId,
+};
 
 use crate::ports::{ClientInfo, Consistency, RevocationKey, RotateOutcome, RotateRequest};
 use crate::{IssuedTokens, TokenWarden, Unexpected};
@@ -21,6 +27,10 @@ pub enum RefreshError {
     /// Theft evidence: the theft response has been committed.
     #[error("refresh token reused")]
     Reused { session: SessionId, user: UserId },
+    /// The session was last used from another network and device moments
+    /// ago: answered like a reuse, the theft response has been committed.
+    #[error("refresh from another network and device")]
+    Anomaly { session: SessionId, user: UserId },
     #[error("session revoked")]
     Revoked { session: SessionId, user: UserId },
     #[error(transparent)]
@@ -36,33 +46,61 @@ impl TokenWarden {
     /// read in the same transaction as the rotation, stays the authority).
     ///
     /// # Errors
-    /// See [`RefreshError`].
+    /// See [`RefreshError`]. When the audit record of a missing or malformed
+    /// token cannot be written, [`RefreshError::Unexpected`].
     pub fn refresh(
         &self,
         token: Option<&str>,
         client: ClientInfo,
     ) -> Result<IssuedTokens, RefreshError> {
-        let raw = token.ok_or(RefreshError::Missing)?;
-        let presented = RefreshToken::parse(raw).map_err(|_| RefreshError::Invalid)?;
-        let successor = presented.successor(&self.settings.refresh_secret);
         let now = self.ports.clock.now();
-        let outcome = self
-            .ports
-            .sessions
-            .rotate(RotateRequest {
-                presented: presented.digest(),
-                successor: successor.digest(),
-                lifetimes: self.settings.lifetimes.clone(),
-                reuse_response: self.settings.reuse_response,
-                client,
+        let Some(raw) = token else {
+            self.record_refresh_attempt(RefreshOutcome::MissingToken, None, &client, now)?;
+            return Err(RefreshError::Missing);
+        };
+        let Ok(presented) = RefreshToken::parse(raw) else {
+            let fingerprint = TokenFingerprint::of_presented(raw);
+            self.record_refresh_attempt(
+                RefreshOutcome::MalformedToken,
+                Some(fingerprint),
+                &client,
                 now,
-            })
-            .map_err(Unexpected::from)?;
+            )?;
+            return Err(RefreshError::Invalid);
+        };
+        let successor = presented.successor(&self.settings.refresh_secret);
+        let digest = presented.digest();
+        let rotated = self.ports.sessions.rotate(RotateRequest {
+            presented: digest,
+            successor: successor.digest(),
+            lifetimes: self.settings.lifetimes.clone(),
+            reuse_response: self.settings.reuse_response,
+            client: client.clone(),
+            now,
+            anomaly: self.settings.anomaly,
+        });
+        let outcome = match rotated {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // The rotation rolled back, its audit record with it. Record
+                // the failure on its own if storage still lets us; the
+                // caller hears about the original error either way.
+                let fingerprint = TokenFingerprint::of_digest(&digest);
+                let _ = self.record_refresh_attempt(
+                    RefreshOutcome::Error,
+                    Some(fingerprint),
+                    &client,
+                    now,
+                );
+                return Err(Unexpected::from(e).into());
+            }
+        };
         let RotateOutcome::Decided {
             decision,
             session,
             user,
             revoked,
+            anomaly,
             ..
         } = outcome
         else {
@@ -85,6 +123,10 @@ impl TokenWarden {
                 }
                 Ok(self.issue(&session, user, successor, now)?)
             }
+            RotationDecision::Reuse if anomaly.is_some() => Err(RefreshError::Anomaly {
+                session: sid,
+                user: uid,
+            }),
             RotationDecision::Reuse => Err(RefreshError::Reused {
                 session: sid,
                 user: uid,
@@ -106,12 +148,15 @@ impl TokenWarden {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use domain::{Generation, RefreshSecret, ReuseResponse, Session, TokenDigest, User};
+    use domain::{
+        AnomalyPolicy, AnomalyResponse, Generation, RefreshAttempt, RefreshSecret, ReuseResponse,
+        Session, TokenDigest, User,
+    };
 
     use super::*;
     use crate::test_support::{
-        alice, client, crypto_broken, expected_successor, presented_token, session_of, store_down,
-        Mocks, DAY, NOW,
+        alice, client, crypto_broken, expected_successor, fixed_clock, presented_token, session_of,
+        store_down, Mocks, DAY, NOW,
     };
 
     /// The session after a rotation at [`NOW`].
@@ -132,7 +177,28 @@ mod tests {
             session,
             user,
             revoked: Vec::new(),
+            anomaly: None,
         }
+    }
+
+    /// The audit trail expects exactly one standalone record, of `outcome`
+    /// with `fingerprint`, at [`NOW`] from [`client`].
+    fn audited(m: &mut Mocks, outcome: RefreshOutcome, fingerprint: Option<TokenFingerprint>) {
+        m.audit
+            .expect_record_refresh()
+            .withf(move |a| {
+                *a == RefreshAttempt {
+                    at: NOW,
+                    outcome,
+                    user_id: None,
+                    session_id: None,
+                    ip: client().ip,
+                    user_agent: client().user_agent,
+                    fingerprint: fingerprint.clone(),
+                }
+            })
+            .times(1)
+            .return_const(Ok(()));
     }
 
     /// The store decides `decision` for the one rotation it is asked for.
@@ -159,8 +225,10 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_token_is_missing_and_touches_no_port() {
-        let m = Mocks::untouchable();
+    fn a_missing_token_is_missing_and_only_recorded_in_the_audit_trail() {
+        let mut m = Mocks::untouchable();
+        m.clock = fixed_clock();
+        audited(&mut m, RefreshOutcome::MissingToken, None);
         assert_eq!(
             m.build().refresh(None, client()).unwrap_err(),
             RefreshError::Missing
@@ -168,7 +236,7 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_token_is_invalid_and_touches_no_port() {
+    fn a_malformed_token_is_invalid_and_only_recorded_by_its_fingerprint() {
         let token = presented_token();
         let truncated = &token.expose()[..20];
         for bad in [
@@ -177,12 +245,95 @@ mod tests {
             truncated,
             "twr_!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
         ] {
-            let m = Mocks::untouchable();
+            let mut m = Mocks::untouchable();
+            m.clock = fixed_clock();
+            audited(
+                &mut m,
+                RefreshOutcome::MalformedToken,
+                Some(TokenFingerprint::of_presented(bad)),
+            );
             assert_eq!(
                 m.build().refresh(Some(bad), client()).unwrap_err(),
                 RefreshError::Invalid
             );
         }
+    }
+
+    #[test]
+    fn a_missing_token_whose_record_cannot_be_written_is_unexpected() {
+        let mut m = Mocks::untouchable();
+        m.clock = fixed_clock();
+        m.audit
+            .expect_record_refresh()
+            .times(1)
+            .return_const(Err(store_down()));
+        assert_eq!(
+            m.build().refresh(None, client()).unwrap_err(),
+            RefreshError::Unexpected(Unexpected::Store(store_down()))
+        );
+    }
+
+    #[test]
+    fn the_anomaly_policy_goes_to_the_store_with_the_rotation() {
+        let mut m = Mocks::new().signing_anything();
+        let policy = AnomalyPolicy {
+            window: std::time::Duration::from_secs(42),
+            response: AnomalyResponse::LogOnly,
+        };
+        m.settings.anomaly = policy;
+        m.sessions
+            .expect_rotate()
+            .withf(move |r| r.anomaly == policy)
+            .times(1)
+            .return_const(Ok(decided(rotate(), rotated_session(), alice())));
+        m.audit.expect_record_refresh().never();
+
+        assert!(refresh_presented(m).is_ok());
+    }
+
+    #[test]
+    fn an_anomaly_answered_with_revocation_is_reported_as_an_anomaly() {
+        let mut m = Mocks::new();
+        m.sessions
+            .expect_rotate()
+            .times(1)
+            .return_const(Ok(RotateOutcome::Decided {
+                decision: RotationDecision::Reuse,
+                presented: Generation::new(3),
+                session: session_of(&alice()),
+                user: alice(),
+                revoked: vec![session_of(&alice()).id],
+                anomaly: Some(AnomalyResponse::Revoke),
+            }));
+        m.signer.expect_sign().never();
+        let s = session_of(&alice());
+
+        assert_eq!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::Anomaly {
+                session: s.id,
+                user: s.user_id
+            }
+        );
+    }
+
+    #[test]
+    fn an_anomaly_only_logged_still_issues_tokens() {
+        let mut m = Mocks::new().signing_anything();
+        m.sessions
+            .expect_rotate()
+            .times(1)
+            .return_const(Ok(RotateOutcome::Decided {
+                decision: rotate(),
+                presented: Generation::new(3),
+                session: rotated_session(),
+                user: alice(),
+                revoked: Vec::new(),
+                anomaly: Some(AnomalyResponse::LogOnly),
+            }));
+
+        let issued = refresh_presented(m).unwrap();
+        assert_eq!(issued.refresh_token, expected_successor());
     }
 
     #[test]
@@ -373,13 +524,18 @@ mod tests {
     }
 
     #[test]
-    fn a_store_failure_during_rotation_is_unexpected_store() {
+    fn a_store_failure_during_rotation_is_unexpected_store_and_recorded_as_an_error() {
         let mut m = Mocks::new();
         m.sessions
             .expect_rotate()
             .times(1)
             .return_const(Err(store_down()));
         m.signer.expect_sign().never();
+        audited(
+            &mut m,
+            RefreshOutcome::Error,
+            Some(TokenFingerprint::of_digest(&presented_token().digest())),
+        );
 
         assert_eq!(
             refresh_presented(m).unwrap_err(),
@@ -416,6 +572,7 @@ mod tests {
                 session: session_of(&alice()),
                 user: alice(),
                 revoked: vec![s.id, other],
+                anomaly: None,
             })
         });
         m.revocations
@@ -454,6 +611,7 @@ mod tests {
                 session: session_of(&alice()),
                 user: alice(),
                 revoked: vec![session_of(&alice()).id],
+                anomaly: None,
             })
         });
         m.revocations

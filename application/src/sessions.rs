@@ -3,7 +3,7 @@
 
 use domain::{RefreshToken, Session, SessionId, User};
 
-use crate::ports::{ClientInfo, EndOutcome, EndReason, EndRequest};
+use crate::ports::{ClientInfo, EndOutcome, EndReason, EndRequest, RevokeReason};
 use crate::{Principal, TokenWarden, Unexpected};
 
 /// A live session as its owner sees it.
@@ -58,13 +58,16 @@ impl TokenWarden {
         }
     }
 
-    /// Revokes every session of the caller.
+    /// Revokes every session of the caller (security event `logout_all`).
     ///
     /// # Errors
     /// Only [`Unexpected`].
     pub fn logout_all(&self, principal: &Principal) -> Result<u64, Unexpected> {
         let now = self.ports.clock.now();
-        let revoked = self.ports.sessions.revoke_all(principal.user_id, now)?;
+        let revoked =
+            self.ports
+                .sessions
+                .revoke_all(principal.user_id, RevokeReason::LogoutAll, now)?;
         self.publish_revoked_sessions(&revoked, now);
         Ok(u64::try_from(revoked.len()).unwrap_or(u64::MAX))
     }
@@ -246,7 +249,9 @@ mod tests {
         ];
         m.sessions
             .expect_revoke_all()
-            .withf(|user, now| *user == alice().id && *now == NOW)
+            .withf(|user, reason, now| {
+                *user == alice().id && *reason == RevokeReason::LogoutAll && *now == NOW
+            })
             .times(1)
             .return_const(Ok(revoked));
 

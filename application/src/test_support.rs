@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::{
-    AccessTokenId, Generation, Lifetimes, NewSession, PasswordHash, RefreshSecret, RefreshToken,
-    ReuseResponse, Role, Roles, Session, SessionId, Timestamp, User, UserId, Username,
+    AccessTokenId, AnomalyPolicy, Generation, Lifetimes, NewSession, PasswordHash, RefreshSecret,
+    RefreshToken, ReuseResponse, Role, Roles, Session, SessionId, Timestamp, User, UserId,
+    Username,
 };
 
 use crate::ports::{
-    AccessClaims, ClientInfo, CreatedSession, CryptoError, MockAccessTokenSigner, MockClock,
-    MockPasswordHasher, MockRandomSource, MockRevocationList, MockSessionRepository,
+    AccessClaims, ClientInfo, CreatedSession, CryptoError, MockAccessTokenSigner, MockAuditTrail,
+    MockClock, MockPasswordHasher, MockRandomSource, MockRevocationList, MockSessionRepository,
     MockUserRepository, StoreError,
 };
 use crate::{Ports, Principal, Settings, TokenWarden};
@@ -44,6 +45,7 @@ pub(crate) fn settings() -> Settings {
         reuse_response: ReuseResponse::RevokeAll,
         refresh_secret: RefreshSecret::from_bytes(SECRET),
         clock_leeway: Duration::ZERO,
+        anomaly: AnomalyPolicy::default(),
     }
 }
 
@@ -76,6 +78,7 @@ pub(crate) struct Mocks {
     pub clock: MockClock,
     pub random: MockRandomSource,
     pub revocations: MockRevocationList,
+    pub audit: MockAuditTrail,
     pub settings: Settings,
 }
 
@@ -110,6 +113,7 @@ impl Mocks {
             clock: MockClock::new(),
             random: MockRandomSource::new(),
             revocations: MockRevocationList::new(),
+            audit: MockAuditTrail::new(),
             settings: settings(),
         }
     }
@@ -134,6 +138,7 @@ impl Mocks {
                 clock: Arc::new(self.clock),
                 random: Arc::new(self.random),
                 revocations: Arc::new(self.revocations),
+                audit: Arc::new(self.audit),
             },
             self.settings,
         )

@@ -3,20 +3,36 @@
 //! Time and randomness always come in as arguments: nothing here reads a
 //! clock, touches a socket or draws a random number.
 
+pub mod anomaly;
+pub mod audit;
+pub mod cursor;
 pub mod ids;
 pub mod lifetimes;
 pub mod refresh_token;
+pub mod risk;
 pub mod rotation;
 pub mod session;
 pub mod time;
 pub mod user;
+pub mod user_agent;
 
+pub use anomaly::{AnomalyPolicy, AnomalyResponse, Sighting};
+pub use audit::{
+    AnalysisDays, AnalysisDaysError, AuditRecord, PageLimit, PageLimitError, RefreshAttempt,
+    RefreshOutcome, SecurityEvent, SecurityEventKind, TokenFingerprint,
+};
+pub use cursor::{Cursor, CursorError, CursorKey};
 pub use ids::{AccessTokenId, IdError, SessionId, UserId};
 pub use lifetimes::{Lifetimes, ReuseResponse};
 pub use refresh_token::{RefreshSecret, RefreshToken, RefreshTokenError, TokenDigest};
+pub use risk::{
+    assess, ActivitySummary, RiskAssessment, RiskLevel, RiskReason, RiskThresholds, Seen,
+    SessionUse,
+};
 pub use rotation::{decide, ExpiryKind, PresentedToken, RotationDecision, SessionState};
 pub use session::{Generation, NewSession, Session, SessionStatus};
 pub use time::Timestamp;
 pub use user::{
     NewUser, Password, PasswordError, PasswordHash, Role, Roles, User, Username, UsernameError,
 };
+pub use user_agent::UserAgentFamily;

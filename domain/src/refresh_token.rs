@@ -135,6 +135,11 @@ impl RefreshSecret {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
     }
+
+    /// For deriving other keys from it (see [`crate::cursor::CursorKey`]).
+    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
 }
 
 impl fmt::Debug for RefreshSecret {

@@ -6,10 +6,13 @@
 //! to a sink, HTTP and store metrics) while `/metrics` is scraped every
 //! second.
 //!
-//! The two are measured in alternating rounds (the order flips every
-//! round) and compared by medians, so that other load on the machine hits
-//! both alike. `BENCH_ROUNDS` (default 30) and `BENCH_REFRESHES` (per round
-//! and server, default 400) size the run.
+//! A second bare server is the control. The three are measured in rounds
+//! (the order rotates every round) and compared by medians of per-round
+//! ratios, so that other load on the machine hits them alike; the control's
+//! ratio shows how much of a difference is noise. `BENCH_ROUNDS` (default 60) and `BENCH_REFRESHES` (per round
+//! and server, default 200) size the run; `BENCH_LOG` is the log filter
+//! (default `info`); `BENCH_SKIP_ALONE=1` skips the middleware-alone part
+//! (for profiling the load test with `perf record`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -114,6 +117,18 @@ async fn round(target: &Target, total: usize) -> Duration {
     started.elapsed() / u32::try_from(per_client * CLIENTS).unwrap()
 }
 
+/// CPU time this process has used (all threads, live or ended), in
+/// seconds, from `/proc/self/stat` (clock ticks of 10 ms: summed over many
+/// rounds, the rounding evens out). `None` where there is no procfs.
+fn process_cpu() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -126,21 +141,67 @@ fn env_number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The middleware alone: requests through an in-process app whose handler
+/// does nothing but record the caller (as login and refresh do), with and
+/// without it. CPU-bound and short, so far less noisy than the load test.
+fn middleware_alone() -> (f64, f64) {
+    use actix_web::middleware::{from_fn, Condition};
+    use actix_web::{test, web as actix, App, HttpResponse};
+    async fn handler() -> HttpResponse {
+        web::middleware::record_principal(
+            "9cd9f878-ac65-40fd-994d-780db9bbb7a9",
+            "b686400c-c777-469d-8ea9-a581eb224b02",
+        );
+        HttpResponse::Ok().body("{}")
+    }
+    actix_web::rt::System::new().block_on(async {
+        let mut results = [Vec::new(), Vec::new()];
+        for round in 0..10 {
+            for on in [round % 2 == 0, round % 2 == 1] {
+                let app = test::init_service(
+                    App::new()
+                        .wrap(Condition::new(on, from_fn(web::middleware::instrument)))
+                        .service(
+                            actix::scope("/auth").route("/refresh", actix::post().to(handler)),
+                        ),
+                )
+                .await;
+                let n = 20_000;
+                let started = Instant::now();
+                for _ in 0..n {
+                    let req = test::TestRequest::post().uri("/auth/refresh").to_request();
+                    std::hint::black_box(test::call_service(&app, req).await);
+                }
+                results[usize::from(on)].push(started.elapsed().as_secs_f64() * 1e6 / f64::from(n));
+            }
+        }
+        let [mut off, mut on] = results;
+        (median(&mut off), median(&mut on))
+    })
+}
+
 fn main() {
-    // `cargo bench` passes `--bench`; a filter that excludes this file
-    // (e.g. `cargo bench -p server --bench refresh`) never builds it.
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter("info")
-        .with_writer(std::io::sink)
-        .init();
-    let rounds = env_number("BENCH_ROUNDS", 30);
-    let refreshes = env_number("BENCH_REFRESHES", 400);
+    server::telemetry::init_with_writer(
+        &std::env::var("BENCH_LOG").unwrap_or_else(|_| "info".to_owned()),
+        server::config::LogFormat::Json,
+        std::io::sink,
+    );
+    if std::env::var_os("BENCH_SKIP_ALONE").is_none() {
+        let (off, on) = middleware_alone();
+        println!("middleware alone (in-process app, trivial handler)");
+        println!(
+            "  without: {off:6.2} µs/request   with: {on:6.2} µs/request   cost: {:.2} µs/request",
+            on - off
+        );
+    }
+    let rounds = env_number("BENCH_ROUNDS", 60);
+    let refreshes = env_number("BENCH_REFRESHES", 200);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let bare = start(false).await;
-        let instrumented = start(true).await;
-        let scrape_url = format!("{}/metrics", instrumented.base);
+        // Two bare servers: their difference shows the noise floor.
+        let targets = [start(false).await, start(true).await, start(false).await];
+        let (bare_a, instr, bare_b) = (0, 1, 2);
+        let scrape_url = format!("{}/metrics", targets[instr].base);
         let scraper = tokio::spawn(async move {
             let client = reqwest::Client::new();
             loop {
@@ -151,37 +212,54 @@ fn main() {
             }
         });
         // Warm-up: connections, page cache, SQLite WAL.
-        round(&bare, refreshes).await;
-        round(&instrumented, refreshes).await;
-
-        let (mut b, mut i, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for t in &targets {
+            round(t, refreshes).await;
+        }
+        let mut times: [Vec<f64>; 3] = Default::default();
+        let mut cpu = [0.0_f64; 3];
+        let (mut cost, mut noise) = (Vec::new(), Vec::new());
         for r in 0..rounds {
-            let (tb, ti) = if r % 2 == 0 {
-                let tb = round(&bare, refreshes).await;
-                (tb, round(&instrumented, refreshes).await)
-            } else {
-                let ti = round(&instrumented, refreshes).await;
-                (round(&bare, refreshes).await, ti)
-            };
-            let (tb, ti) = (tb.as_secs_f64() * 1e6, ti.as_secs_f64() * 1e6);
-            b.push(tb);
-            i.push(ti);
-            ratios.push(ti / tb);
+            let mut this = [0.0; 3];
+            for k in 0..3 {
+                let which = (r + k) % 3;
+                let before = process_cpu().unwrap_or(0.0);
+                this[which] = round(&targets[which], refreshes).await.as_secs_f64() * 1e6;
+                cpu[which] += process_cpu().unwrap_or(0.0) - before;
+            }
+            for (all, t) in times.iter_mut().zip(this) {
+                all.push(t);
+            }
+            noise.push(this[bare_b] / this[bare_a]);
+            cost.push(this[instr] / this[bare_a]);
         }
         scraper.abort();
-        let (mb, mi, mr) = (median(&mut b), median(&mut i), median(&mut ratios));
-        println!("http_refresh ({rounds} rounds x {refreshes} refreshes, {CLIENTS} clients)");
+        let medians = times.map(|mut t| median(&mut t));
+        let (bare, control, instrumented) = (medians[bare_a], medians[bare_b], medians[instr]);
+        let total = (rounds * refreshes) as f64;
+        let cpu = cpu.map(|c| c * 1e6 / total);
         println!(
-            "  bare:         {mb:8.1} µs/refresh  {:8.0} refreshes/s",
-            1e6 / mb
+            "http_refresh ({rounds} rounds x {refreshes} refreshes per server, {CLIENTS} clients)"
+        );
+        println!("  server         wall µs/refresh  refreshes/s  CPU µs/refresh (client + server)");
+        for (k, name, us) in [
+            (bare_a, "bare", bare),
+            (bare_b, "bare again", control),
+            (instr, "instrumented", instrumented),
+        ] {
+            println!("  {name:<13} {us:16.1} {:12.0} {:16.1}", 1e6 / us, cpu[k]);
+        }
+        println!(
+            "  CPU per refresh, instrumented vs bare: {:+.1}% (bare again vs bare: {:+.1}%)",
+            (cpu[instr] / cpu[bare_a] - 1.0) * 100.0,
+            (cpu[bare_b] / cpu[bare_a] - 1.0) * 100.0
         );
         println!(
-            "  instrumented: {mi:8.1} µs/refresh  {:8.0} refreshes/s",
-            1e6 / mi
+            "  wall time, instrumented vs bare (median of per-round ratios): {:+.1}%",
+            (median(&mut cost) - 1.0) * 100.0
         );
         println!(
-            "  cost of instrumentation (median of per-round ratios): {:+.1}%",
-            (mr - 1.0) * 100.0
+            "  wall time, bare again vs bare (the noise floor):                {:+.1}%",
+            (median(&mut noise) - 1.0) * 100.0
         );
     });
 }

@@ -163,12 +163,14 @@ fn warden(db: &Database, keys: &KeyStore, list: Arc<dyn RevocationList>) -> Toke
             clock: Arc::new(SystemClock),
             random: Arc::new(OsRandom),
             revocations: list,
+            audit: Arc::new(db.clone()),
         },
         Settings {
             lifetimes: domain::Lifetimes::default(),
             reuse_response: domain::ReuseResponse::RevokeAll,
             refresh_secret: RefreshSecret::from_bytes([7; 32]),
             clock_leeway: Duration::ZERO,
+            anomaly: domain::AnomalyPolicy::default(),
         },
     )
 }

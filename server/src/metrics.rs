@@ -17,7 +17,7 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use application::ports::{
-    CreatedSession, EndOutcome, EndReason, EndRequest, RotateOutcome, RotateRequest,
+    CreatedSession, EndOutcome, EndReason, EndRequest, RevokeReason, RotateOutcome, RotateRequest,
     SessionRepository, StoreError,
 };
 use application::rate_limit::{Admission, LoginRateLimiter};
@@ -213,6 +213,12 @@ impl<S: SessionRepository> SessionRepository for MeteredSessions<S> {
         let label = refresh_outcome(&outcome);
         counter!(REFRESHES, "outcome" => label).increment(1);
         if let RotateOutcome::Decided {
+            anomaly: Some(_), ..
+        } = &outcome
+        {
+            anomaly_detected();
+        }
+        if let RotateOutcome::Decided {
             decision: RotationDecision::Reuse,
             session,
             user,
@@ -257,9 +263,18 @@ impl<S: SessionRepository> SessionRepository for MeteredSessions<S> {
         Ok(outcome)
     }
 
-    fn revoke_all(&self, user: UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
-        let gone = self.0.revoke_all(user, now)?;
-        revoked("revoke_all", count(&gone));
+    fn revoke_all(
+        &self,
+        user: UserId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let label = match reason {
+            RevokeReason::LogoutAll => "revoke_all",
+            RevokeReason::Admin { .. } => "admin_revoke",
+        };
+        let gone = self.0.revoke_all(user, reason, now)?;
+        revoked(label, count(&gone));
         Ok(gone)
     }
 

@@ -7,14 +7,14 @@ use actix_web::middleware::{from_fn, Condition};
 use actix_web::{App, HttpServer};
 
 use application::{Ports, Settings, TokenWarden};
-use domain::RefreshSecret;
+use domain::{AnomalyPolicy, AnomalyResponse, RefreshSecret};
 use jwt::{JwtConfig, JwtSigner, KeyStore};
 use password::Argon2Hasher;
 use persistence::Database;
 use web::{ApiState, JwksSource, MetricsSource, OpsState, WebConfig};
 
 use crate::cleanup::{spawn_cleanup_job, CleanupJob};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::metrics::{MeteredSessions, PrometheusMetrics};
 use crate::operations::{login_limiter, readiness_checks, shutdown_signal};
 use crate::revocations::open_revocations;
@@ -104,12 +104,20 @@ fn wire_warden(
         clock: Arc::new(SystemClock),
         random: Arc::new(OsRandom),
         revocations: open_revocations(config, db)?,
+        audit: Arc::new(db.clone()),
     };
     let settings = Settings {
         lifetimes: config.lifetimes.clone(),
         reuse_response: config.reuse_response,
         refresh_secret: RefreshSecret::from_bytes(keys.refresh_secret()),
         clock_leeway: config.clock_leeway,
+        anomaly: AnomalyPolicy {
+            window: config.anomaly_window,
+            response: match config.anomaly_response {
+                config::AnomalyResponse::RevokeAll => AnomalyResponse::Revoke,
+                config::AnomalyResponse::LogOnly => AnomalyResponse::LogOnly,
+            },
+        },
     };
     Ok(TokenWarden::new(ports, settings))
 }

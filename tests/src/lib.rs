@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 use server::startup::BuildOptions;
 use server::{Application, Config};
 
+pub mod audit_support;
+
 pub const PASSWORD: &str = "correct horse battery";
 pub const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0";
 

@@ -160,9 +160,21 @@ async fn with_redis_every_revocation_path_reaches_the_other_instance(backend: Ba
         return;
     };
     let b = Instance::beside(&a, |_| {}).await;
+    // B learns of revocations through Redis pub/sub: a few milliseconds
+    // after A answered. Ask B for up to half a second before concluding that
+    // a token is still honoured there.
     let check = |access: String| {
         let b = &b;
-        async move { b.me_status(&access).await }
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_millis(500);
+            loop {
+                let status = b.me_status(&access).await;
+                if status == StatusCode::UNAUTHORIZED || std::time::Instant::now() >= deadline {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     };
 
     // Logout everywhere.

@@ -11,8 +11,8 @@ use std::time::Duration;
 use application::ports::{ClientInfo, RotateRequest, SessionRepository, UserRepository};
 use criterion::{criterion_group, criterion_main, Criterion};
 use domain::{
-    Lifetimes, NewSession, NewUser, PasswordHash, ReuseResponse, Role, Roles, SessionId, Timestamp,
-    TokenDigest, UserId, Username,
+    AnomalyPolicy, Lifetimes, NewSession, NewUser, PasswordHash, ReuseResponse, Role, Roles,
+    SessionId, Timestamp, TokenDigest, UserId, Username,
 };
 use persistence::testing::TestDatabase;
 use persistence::Database;
@@ -62,6 +62,7 @@ fn bench_rotation(c: &mut Criterion, name: &str, db: &Database) {
                         user_agent: Some("bench".to_owned()),
                     },
                     now,
+                    anomaly: AnomalyPolicy::default(),
                 })
                 .unwrap();
             current = next;

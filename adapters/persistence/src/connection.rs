@@ -46,6 +46,9 @@ const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; \
 pub struct Database {
     pool: Pool<ConnectionManager<AnyConnection>>,
     backend: Backend,
+    /// Whether refreshes write their audit rows; off only in benchmarks
+    /// that measure what the trail costs.
+    audit_trail: bool,
 }
 
 impl fmt::Debug for Database {
@@ -166,7 +169,11 @@ impl Database {
                     "cannot open a connection pool to the database named by DATABASE_URL: {e}"
                 ))
             })?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            audit_trail: true,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -181,6 +188,18 @@ impl Database {
             idle: state.idle_connections,
             max_size: self.pool.max_size(),
         }
+    }
+
+    /// This database without the refresh audit trail: for benchmarks that
+    /// measure what the trail costs. Never wired into the server.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn without_audit_trail(mut self) -> Self {
+        self.audit_trail = false;
+        self
+    }
+
+    pub(crate) fn audit_trail(&self) -> bool {
+        self.audit_trail
     }
 
     /// Runs `SELECT 1`: for readiness checks.

@@ -15,6 +15,7 @@
 //! (`SELECT ... FOR UPDATE`) on PostgreSQL, always user before session so
 //! that two transactions cannot deadlock. See `transaction.rs`.
 
+mod audit;
 mod cleanup;
 mod connection;
 mod error;

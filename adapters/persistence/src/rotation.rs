@@ -5,13 +5,24 @@
 //! choice before committing. Of N concurrent rotations of one token, the first to get the
 //! lock rotates; the others then see the new generation and get a grace
 //! replay or reuse.
+//!
+//! The rotation also writes the request's audit row and, for a theft
+//! response, its security event, in the same transaction: a refresh never
+//! costs a second one. A `Rotate` from another network and device inside the
+//! anomaly window ([`domain::AnomalyPolicy`]) is answered like a reuse, or
+//! only recorded under `log_only`.
 
 use std::time::Duration;
 
 use application::ports::{EndOutcome, EndReason, EndRequest, RotateOutcome, RotateRequest};
 use diesel::prelude::*;
-use domain::{decide, PresentedToken, ReuseResponse, RotationDecision, SessionState, Timestamp};
+use domain::{
+    decide, AnomalyResponse, PresentedToken, RefreshAttempt, RefreshOutcome, ReuseResponse,
+    RotationDecision, SecurityEventKind, SessionState, Sighting, Timestamp, TokenFingerprint,
+};
 
+use crate::audit::events;
+use crate::audit::{insert_attempt, insert_attempt_alone};
 use crate::connection::{AnyConnection, Database};
 use crate::error::DbError;
 use crate::rows::{generation_to_db, reason, FoundToken, NewTokenRow, SessionRow, UserRow};
@@ -24,15 +35,21 @@ impl Database {
         let presented_digest = request.presented.to_hex();
         let mut conn = self.conn()?;
         let Some(token) = find_token(&mut conn, &presented_digest)? else {
+            // The audit row is the only write of this refresh.
+            if self.audit_trail() {
+                let attempt = attempt_of(request, RefreshOutcome::UnknownToken, None);
+                insert_attempt_alone(&mut conn, &attempt)?;
+            }
             return Ok(RotateOutcome::UnknownToken);
         };
         write_transaction(&mut conn, |conn| {
             let Some((user, mut row)) = lock_user_and_session(conn, &token)? else {
+                self.audit(conn, request, RefreshOutcome::UnknownToken, None)?;
                 return Ok(RotateOutcome::UnknownToken);
             };
             let presented = token.generation()?;
             let user_agent = request.client.user_agent.as_deref();
-            let decision = decide(
+            let mut decision = decide(
                 &row.state()?,
                 PresentedToken {
                     generation: presented,
@@ -41,7 +58,13 @@ impl Database {
                 &request.lifetimes,
                 request.now,
             );
+            let anomaly = anomaly_of(decision, &row, request);
+            if anomaly == Some(AnomalyResponse::Revoke) {
+                decision = RotationDecision::Reuse;
+            }
             let now = request.now.as_millis();
+            let previous = (row.last_ip.clone(), row.last_user_agent.clone());
+            let previous_use = row.last_used_at;
             let mut revoked = Vec::new();
             // Each change is written and mirrored in `row`, which becomes
             // the state returned.
@@ -85,21 +108,67 @@ impl Database {
                         .execute(conn)?;
                 }
                 RotationDecision::Reuse => {
-                    revoked = theft_response(conn, &row, request.reuse_response, now)?;
+                    let why = if anomaly.is_some() {
+                        reason::ANOMALY
+                    } else {
+                        reason::TOKEN_REUSE
+                    };
+                    revoked = theft_response(conn, &row, request.reuse_response, now, why)?;
                     // Either scope revokes this (live, so not yet revoked)
                     // session.
                     row.revoked_at = Some(now);
+                    if anomaly.is_none() {
+                        let details = events::reuse(
+                            "refresh",
+                            presented,
+                            &row,
+                            request.reuse_response,
+                            revoked.len(),
+                            &request.client,
+                            &request.presented,
+                        );
+                        events::record(conn, &row, SecurityEventKind::TokenReuse, details, now)?;
+                    }
                 }
                 RotationDecision::Expired(_) | RotationDecision::Revoked => {}
             }
+            if let Some(response) = anomaly {
+                let details = events::anomaly(
+                    response,
+                    request.reuse_response,
+                    revoked.len(),
+                    (previous.0.as_deref(), previous.1.as_deref(), previous_use),
+                    &request.client,
+                    now,
+                    &request.presented,
+                );
+                events::record(conn, &row, SecurityEventKind::Anomaly, details, now)?;
+            }
+            let outcome = RefreshOutcome::of_rotation(decision, anomaly);
+            self.audit(conn, request, outcome, Some(&row))?;
             Ok(RotateOutcome::Decided {
                 decision,
                 presented,
                 session: row.into_session()?,
                 user: user.into_user()?,
                 revoked: parse_ids(revoked)?,
+                anomaly,
             })
         })
+    }
+
+    /// Writes the audit row of this rotation (unless the trail is off).
+    fn audit(
+        &self,
+        conn: &mut AnyConnection,
+        request: &RotateRequest,
+        outcome: RefreshOutcome,
+        session: Option<&SessionRow>,
+    ) -> Result<(), DbError> {
+        if !self.audit_trail() {
+            return Ok(());
+        }
+        insert_attempt(conn, &attempt_of(request, outcome, session))
     }
 
     pub(crate) fn end_session_by_token(&self, request: &EndRequest) -> Result<EndOutcome, DbError> {
@@ -134,7 +203,29 @@ impl Database {
                     );
                     match decision {
                         RotationDecision::Reuse => {
-                            let revoked = theft_response(conn, &row, request.reuse_response, now)?;
+                            let revoked = theft_response(
+                                conn,
+                                &row,
+                                request.reuse_response,
+                                now,
+                                reason::TOKEN_REUSE,
+                            )?;
+                            let details = events::reuse(
+                                "login",
+                                token.generation()?,
+                                &row,
+                                request.reuse_response,
+                                revoked.len(),
+                                &request.client,
+                                &request.token,
+                            );
+                            events::record(
+                                conn,
+                                &row,
+                                SecurityEventKind::TokenReuse,
+                                details,
+                                now,
+                            )?;
                             EndOutcome::Reused {
                                 session,
                                 user,
@@ -193,24 +284,67 @@ fn lock_user_and_session(
 }
 
 /// The theft response: revokes the session's family, or every live session
-/// of its user, with reason `token_reuse`. The caller commits it. Returns
-/// the sessions revoked.
+/// of its user, with reason `why` (`token_reuse` or `anomaly`). The caller
+/// commits it. Returns the sessions revoked.
 fn theft_response(
     conn: &mut AnyConnection,
     session: &SessionRow,
     scope: ReuseResponse,
     now: i64,
+    why: &'static str,
 ) -> Result<Vec<String>, DbError> {
     Ok(match scope {
-        ReuseResponse::RevokeAll => {
-            revoke_user_sessions(conn, &session.user_id, now, reason::TOKEN_REUSE)?
-        }
+        ReuseResponse::RevokeAll => revoke_user_sessions(conn, &session.user_id, now, why)?,
         ReuseResponse::RevokeFamily => {
-            if revoke_session(conn, &session.id, now, reason::TOKEN_REUSE)? == 1 {
+            if revoke_session(conn, &session.id, now, why)? == 1 {
                 vec![session.id.clone()]
             } else {
                 Vec::new()
             }
         }
     })
+}
+
+/// The anomaly response due, if the presented token is the current one and
+/// the request does not look like the client that last used the session.
+fn anomaly_of(
+    decision: RotationDecision,
+    row: &SessionRow,
+    request: &RotateRequest,
+) -> Option<AnomalyResponse> {
+    if !matches!(decision, RotationDecision::Rotate { .. }) {
+        return None;
+    }
+    let last = Sighting {
+        at: Timestamp::from_millis(row.last_used_at),
+        ip: row.last_ip.as_deref(),
+        user_agent: row.last_user_agent.as_deref(),
+    };
+    let current = Sighting {
+        at: request.now,
+        ip: request.client.ip.as_deref(),
+        user_agent: request.client.user_agent.as_deref(),
+    };
+    request
+        .anomaly
+        .is_anomalous(&last, &current)
+        .then_some(request.anomaly.response)
+}
+
+/// The audit record of a rotation request, with the user and session when
+/// the token led to one.
+fn attempt_of(
+    request: &RotateRequest,
+    outcome: RefreshOutcome,
+    session: Option<&SessionRow>,
+) -> RefreshAttempt {
+    RefreshAttempt {
+        at: request.now,
+        outcome,
+        user_id: session.and_then(|s| s.user_id.parse().ok()),
+        session_id: session.and_then(|s| s.id.parse().ok()),
+        ip: request.client.ip.clone(),
+        user_agent: request.client.user_agent.clone(),
+        fingerprint: Some(TokenFingerprint::of_digest(&request.presented)),
+    }
 }

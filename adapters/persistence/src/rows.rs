@@ -12,10 +12,14 @@ use crate::schema::{refresh_tokens, sessions, users};
 /// Why a session ended, as stored in `sessions.revoked_reason`.
 pub(crate) mod reason {
     pub const TOKEN_REUSE: &str = "token_reuse";
+    /// The theft response to an anomaly (another network and device).
+    pub const ANOMALY: &str = "anomaly";
+    /// `SessionRepository::revoke_all` on an admin's request.
+    pub const ADMIN_REVOKE: &str = "admin_revoke";
     pub const LOGOUT: &str = "logout";
     pub const REPLACED_BY_LOGIN: &str = "replaced_by_login";
     pub const EVICTED: &str = "evicted";
-    /// `SessionRepository::revoke_all` (log out everywhere, admin revoke).
+    /// `SessionRepository::revoke_all` (log out everywhere).
     pub const REVOKE_ALL: &str = "revoke_all";
     /// `SessionRepository::revoke_one` (a user ends one of their sessions).
     pub const REVOKE_ONE: &str = "revoke_one";

@@ -5,14 +5,16 @@
 use std::time::Duration;
 
 use application::ports::{
-    CreatedSession, EndOutcome, EndRequest, RotateOutcome, RotateRequest, SessionRepository,
-    StoreError,
+    CreatedSession, EndOutcome, EndRequest, RevokeReason, RotateOutcome, RotateRequest,
+    SessionRepository, StoreError,
 };
 use diesel::prelude::*;
 use domain::{
-    Generation, NewSession, Session, SessionId, SessionStatus, Timestamp, TokenDigest, UserId,
+    Generation, NewSession, SecurityEventKind, Session, SessionId, SessionStatus, Timestamp,
+    TokenDigest, UserId,
 };
 
+use crate::audit::{insert_event, EventDraft};
 use crate::connection::{AnyConnection, Database};
 use crate::error::{store, DbError};
 use crate::rows::{generation_to_db, reason, NewSessionRow, NewTokenRow, SessionRow};
@@ -40,8 +42,13 @@ impl SessionRepository for Database {
             .map_err(store("end session by token"))
     }
 
-    fn revoke_all(&self, user: UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
-        self.revoke_all_sessions(user, now)
+    fn revoke_all(
+        &self,
+        user: UserId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        self.revoke_all_sessions(user, reason, now)
             .map_err(store("revoke all sessions"))
     }
 
@@ -139,12 +146,46 @@ impl Database {
         })
     }
 
-    fn revoke_all_sessions(&self, user: UserId, now: Timestamp) -> Result<Vec<SessionId>, DbError> {
+    /// Revokes and records the security event of `why` in one transaction.
+    fn revoke_all_sessions(
+        &self,
+        user: UserId,
+        why: RevokeReason,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>, DbError> {
         let user_id = user.to_string();
+        let now = now.as_millis();
+        let (kind, stored_reason, details) = match why {
+            RevokeReason::LogoutAll => (
+                SecurityEventKind::LogoutAll,
+                reason::REVOKE_ALL,
+                serde_json::json!({}),
+            ),
+            RevokeReason::Admin { by } => (
+                SecurityEventKind::AdminRevoke,
+                reason::ADMIN_REVOKE,
+                serde_json::json!({ "admin_id": by.to_string() }),
+            ),
+        };
         let mut conn = self.conn()?;
         let revoked = write_transaction(&mut conn, |conn| {
             lock_user(conn, &user_id)?;
-            revoke_user_sessions(conn, &user_id, now.as_millis(), reason::REVOKE_ALL)
+            let revoked = revoke_user_sessions(conn, &user_id, now, stored_reason)?;
+            let mut details = details;
+            if let Some(map) = details.as_object_mut() {
+                map.insert("revoked_sessions".to_owned(), revoked.len().into());
+            }
+            insert_event(
+                conn,
+                EventDraft {
+                    user_id: &user_id,
+                    session_id: None,
+                    kind,
+                    details,
+                    at: now,
+                },
+            )?;
+            Ok(revoked)
         })?;
         parse_ids(revoked)
     }

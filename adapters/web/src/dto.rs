@@ -122,10 +122,14 @@ pub struct MeBody {
     pub session_id: String,
 }
 
-/// RFC 3339 in UTC with millisecond precision.
+/// RFC 3339 in UTC with exactly three fractional digits, so that instants
+/// sort as text too (`2024-05-01T12:00:00.100Z`, not `…00.1Z`).
 pub fn rfc3339(t: Timestamp) -> String {
+    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.as_millis()) * 1_000_000)
         .ok()
-        .and_then(|dt| dt.format(&Rfc3339).ok())
+        .and_then(|dt| dt.format(FORMAT).or_else(|_| dt.format(&Rfc3339)).ok())
         .unwrap_or_default()
 }

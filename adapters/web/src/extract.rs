@@ -72,9 +72,7 @@ impl FromRequest for Authenticated {
                     AuthError::SessionRevoked => ApiError::SessionRevoked { bearer: true },
                     AuthError::Unexpected(e) => e.into(),
                 })?;
-            tracing::Span::current()
-                .record("user_id", tracing::field::display(principal.user_id))
-                .record("session_id", tracing::field::display(principal.session_id));
+            crate::middleware::record_principal(principal.user_id, principal.session_id);
             Ok(Authenticated(principal))
         })
     }

@@ -2,6 +2,7 @@
 //! errors. Every use case runs on a blocking thread (`web::block`), since
 //! the ports behind it (Diesel, argon2) block.
 
+mod admin_dto;
 pub mod body;
 pub mod client;
 mod cookie;
@@ -94,6 +95,7 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut ServiceConfig) {
                         web::delete().to(handlers::sessions::delete),
                     ),
             )
+            .configure(handlers::admin::routes)
             .route("/api/me", web::get().to(handlers::sessions::me))
             .route(
                 "/.well-known/jwks.json",

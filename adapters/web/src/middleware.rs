@@ -71,11 +71,9 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Probes and scrapes are logged at debug level: at info they would drown
-/// the log.
-fn is_quiet(route: &str) -> bool {
-    matches!(route, "/healthz" | "/readyz" | "/metrics")
-}
+/// Requests slower than this are logged at info level even when they
+/// succeed.
+pub const SLOW: Duration = Duration::from_secs(1);
 
 /// The middleware: `App::new().wrap(actix_web::middleware::from_fn(instrument))`.
 ///
@@ -106,7 +104,7 @@ pub async fn instrument(
     };
     let elapsed = started.elapsed();
     record_metrics(method, route, status, elapsed);
-    span.in_scope(|| log_completed(route, status, elapsed));
+    span.in_scope(|| log_completed(status, elapsed));
     let mut res = result?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
@@ -115,30 +113,73 @@ pub async fn instrument(
 }
 
 fn record_metrics(method: &'static str, route: &str, status: StatusCode, elapsed: Duration) {
-    let labels = [
-        ("method", method.to_owned()),
-        ("route", route.to_owned()),
-        ("status", status.as_str().to_owned()),
+    let status = match status_label(status) {
+        Some(s) => metrics::Label::new("status", s),
+        None => metrics::Label::new("status", status.as_str().to_owned()),
+    };
+    let labels = vec![
+        metrics::Label::new("method", method),
+        metrics::Label::new("route", route.to_owned()),
+        status,
     ];
-    metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
-    metrics::histogram!(HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
+    metrics::counter!(HTTP_REQUESTS, labels.iter()).increment(1);
+    metrics::histogram!(HTTP_DURATION, labels).record(elapsed.as_secs_f64());
 }
 
-fn log_completed(route: &str, status: StatusCode, elapsed: Duration) {
-    let status = status.as_u16();
+/// The statuses this API answers, as static labels (no allocation).
+fn status_label(status: StatusCode) -> Option<&'static str> {
+    Some(match status.as_u16() {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        308 => "308",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        409 => "409",
+        413 => "413",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        _ => return None,
+    })
+}
+
+/// One line per request: at info level for failures (4xx, 5xx) and slow
+/// requests, at debug level for the rest, which the metrics count anyway.
+/// A JSON line per successful refresh would cost more than all the other
+/// instrumentation together (see the `instrumentation` benchmark);
+/// `RUST_LOG=info,web::middleware=debug` logs every request.
+fn log_completed(status: StatusCode, elapsed: Duration) {
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
-    if is_quiet(route) {
-        tracing::debug!(status, duration_ms, "request completed");
+    if status.is_client_error() || status.is_server_error() || elapsed >= SLOW {
+        tracing::info!(status = status.as_u16(), duration_ms, "request completed");
     } else {
-        tracing::info!(status, duration_ms, "request completed");
+        tracing::debug!(status = status.as_u16(), duration_ms, "request completed");
     }
 }
 
 /// Records who is asking on the current request span, once a handler knows.
+/// Both fields in one go: the JSON log format re-parses a span's fields on
+/// every record.
 pub fn record_principal(user_id: impl std::fmt::Display, session_id: impl std::fmt::Display) {
-    tracing::Span::current()
-        .record("user_id", tracing::field::display(user_id))
-        .record("session_id", tracing::field::display(session_id));
+    let span = tracing::Span::current();
+    let Some(fields) = span.metadata().map(tracing::Metadata::fields) else {
+        return;
+    };
+    let (Some(user_field), Some(session_field)) =
+        (fields.field("user_id"), fields.field("session_id"))
+    else {
+        return;
+    };
+    let user = tracing::field::display(user_id);
+    let session = tracing::field::display(session_id);
+    span.record_all(&fields.value_set(&[
+        (&user_field, Some(&user as &dyn tracing::Value)),
+        (&session_field, Some(&session as &dyn tracing::Value)),
+    ]));
 }
 
 #[cfg(test)]

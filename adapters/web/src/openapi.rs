@@ -11,6 +11,10 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::OpenApi as Document;
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use crate::admin_dto::{
+    AnalysisBody, AttemptsBody, RefreshLogBody, RiskBody, SecurityEventBody, SeenIpBody,
+    SeenUserAgentBody,
+};
 use crate::dto::{
     LoginRequest, MeBody, RefreshRequest, RegisterRequest, SessionBody, TokenDelivery,
     TokenResponse, UserBody,
@@ -50,6 +54,10 @@ pub const REFRESH_COOKIE: &str = "refresh_cookie";
         handlers::wellknown::jwks,
         handlers::introspect::introspect,
         handlers::introspect::revoke,
+        handlers::admin::token_analysis,
+        handlers::admin::refresh_logs,
+        handlers::admin::revoke_sessions,
+        handlers::admin::security_events,
         handlers::ops::healthz,
         handlers::ops::readyz,
         handlers::ops::metrics,
@@ -76,12 +84,22 @@ pub const REFRESH_COOKIE: &str = "refresh_cookie";
         NotReady,
         TokenField,
         Introspection,
+        AnalysisBody,
+        AttemptsBody,
+        SeenIpBody,
+        SeenUserAgentBody,
+        RiskBody,
+        RefreshLogBody,
+        SecurityEventBody,
+        RefreshLogPage,
+        SecurityEventPage,
     )),
     modifiers(&SecuritySchemes),
     tags(
         (name = "auth", description = "Login, refresh-token rotation, logout"),
         (name = "sessions", description = "The caller's sessions (Bearer)"),
         (name = "keys", description = "Public signing keys"),
+        (name = "admin", description = "Theft analysis and incident response (role `admin`)"),
         (name = "operations", description = "Health, metrics, this document"),
     ),
 )]
@@ -128,6 +146,30 @@ impl Modify for SecuritySchemes {
         );
         components.add_security_scheme(REFRESH_COOKIE, cookie_scheme("refresh_token"));
     }
+}
+
+/// A page of the refresh audit trail.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema only: admin_dto::PageBody is what is written"
+)]
+pub struct RefreshLogPage {
+    items: Vec<RefreshLogBody>,
+    /// Pass as `before` for the next page; `null` on the last page.
+    next: Option<String>,
+}
+
+/// A page of security events.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema only: admin_dto::PageBody is what is written"
+)]
+pub struct SecurityEventPage {
+    items: Vec<SecurityEventBody>,
+    /// Pass as `before` for the next page; `null` on the last page.
+    next: Option<String>,
 }
 
 /// The body of `/auth/introspect` and `/auth/revoke` (JSON or form).

@@ -7,8 +7,9 @@ use application::ports::{
     UserRepository,
 };
 use domain::{
-    Lifetimes, NewSession, NewUser, PasswordHash, ReuseResponse, Role, Roles, RotationDecision,
-    Session, SessionId, Timestamp, TokenDigest, User, UserId, Username,
+    AnomalyPolicy, AnomalyResponse, Lifetimes, NewSession, NewUser, PasswordHash, ReuseResponse,
+    Role, Roles, RotationDecision, Session, SessionId, Timestamp, TokenDigest, User, UserId,
+    Username,
 };
 pub use persistence::testing::TestDatabase;
 pub use persistence::Database;
@@ -125,6 +126,16 @@ pub fn rotate_request(
         reuse_response: ReuseResponse::RevokeAll,
         client: client(user_agent),
         now,
+        anomaly: no_anomaly_rule(),
+    }
+}
+
+/// The anomaly rule switched off, so that tests of other rules can change
+/// network and device freely.
+pub fn no_anomaly_rule() -> AnomalyPolicy {
+    AnomalyPolicy {
+        window: Duration::ZERO,
+        response: AnomalyResponse::Revoke,
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod common;
 
+mod audit;
 mod cleanup;
 mod connect;
 mod race;

@@ -38,6 +38,7 @@ fn the_current_token_rotates_into_the_next_generation(db: &TestDatabase) {
         session: after,
         user,
         revoked,
+        anomaly: None,
     } = outcome
     else {
         panic!("token unknown");

@@ -1,5 +1,5 @@
 use application::ports::RotateOutcome;
-use application::ports::SessionRepository;
+use application::ports::{RevokeReason, SessionRepository};
 use domain::{ExpiryKind, Generation, RotationDecision, SessionId, SessionStatus};
 
 use crate::common::*;
@@ -163,7 +163,9 @@ fn revoke_all_ends_every_live_session_of_the_user(db: &TestDatabase) {
     let (b1, _) = login(&db, &bob, at(0));
     assert!(db.revoke_one(alice.id, a3.id, idle(), at(3)).unwrap());
 
-    let mut revoked = db.revoke_all(alice.id, at(4)).unwrap();
+    let mut revoked = db
+        .revoke_all(alice.id, RevokeReason::LogoutAll, at(4))
+        .unwrap();
     revoked.sort();
     let mut expected = vec![a1.id, a2.id];
     expected.sort();
@@ -181,7 +183,11 @@ fn revoke_all_ends_every_live_session_of_the_user(db: &TestDatabase) {
         db.status(b1.id, idle(), at(5)).unwrap(),
         SessionStatus::Live
     );
-    assert_eq!(db.revoke_all(alice.id, at(6)).unwrap(), Vec::new());
+    assert_eq!(
+        db.revoke_all(alice.id, RevokeReason::LogoutAll, at(6))
+            .unwrap(),
+        Vec::new()
+    );
 }
 
 fn eviction_reports_the_sessions_it_revoked(db: &TestDatabase) {

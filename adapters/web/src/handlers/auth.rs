@@ -4,11 +4,13 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use application::{
-    IssuedTokens, LoginError, LoginInput, RefreshError, RegisterError, RegisterInput,
+    IssuedTokens, LoginError, LoginInput, RefreshError, RefreshRejection, RegisterError,
+    RegisterInput,
 };
 use domain::{Password, Role, Roles, Username};
 
 use super::blocking;
+use super::refresh_audit::{rejected, rejection_of};
 use crate::body::{parse_json, parse_optional_json, read_body};
 use crate::client::{check_origin, client_info};
 use crate::dto::{
@@ -176,20 +178,36 @@ async fn refresh_inner(
     payload: &mut web::Payload,
     state: web::Data<ApiState>,
 ) -> Result<(IssuedTokens, TokenDelivery), ApiError> {
-    check_origin(req, &state.config)?;
-    let body: Option<RefreshRequest> = parse_optional_json(&read_body(req, payload).await?)?;
+    let client = client_info(req, &state.config);
+    // Refusals before the use case runs are recorded here; everything after
+    // by the use case (see `refresh_audit.rs`).
+    if let Err(e) = check_origin(req, &state.config) {
+        let cookie = cookie::read(req, &state.config);
+        let rejection = RefreshRejection::ForbiddenOrigin;
+        return Err(rejected(&state, rejection, cookie, client, e).await);
+    }
+    let body = match read_body(req, payload).await {
+        Ok(bytes) => parse_optional_json::<RefreshRequest>(&bytes),
+        Err(e) => Err(e),
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => {
+            let cookie = cookie::read(req, &state.config);
+            return Err(rejected(&state, rejection_of(&e), cookie, client, e).await);
+        }
+    };
     let (token, delivery) = match body.and_then(|b| b.refresh_token) {
         Some(t) => (Some(t), TokenDelivery::Body),
         None => (cookie::read(req, &state.config), TokenDelivery::Cookie),
     };
-    let client = client_info(req, &state.config);
     let issued = blocking(move || state.warden.refresh(token.as_deref(), client))
         .await?
         .map_err(|e| match e {
             RefreshError::Missing => ApiError::MissingToken { bearer: false },
             RefreshError::Invalid => ApiError::InvalidToken { bearer: false },
             RefreshError::Expired { .. } => ApiError::TokenExpired { bearer: false },
-            RefreshError::Reused { .. } => ApiError::TokenReused,
+            RefreshError::Reused { .. } | RefreshError::Anomaly { .. } => ApiError::TokenReused,
             RefreshError::Revoked { .. } => ApiError::SessionRevoked { bearer: false },
             RefreshError::Unexpected(e) => e.into(),
         })?;

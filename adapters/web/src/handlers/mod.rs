@@ -1,6 +1,8 @@
+pub mod admin;
 pub mod auth;
 pub mod introspect;
 pub mod ops;
+mod refresh_audit;
 pub mod sessions;
 pub mod wellknown;
 

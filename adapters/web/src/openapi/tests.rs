@@ -16,8 +16,8 @@ use actix_web::{test as actix_test, App};
 use serde_json::Value;
 
 use application::ports::{
-    MockAccessTokenSigner, MockClock, MockPasswordHasher, MockRandomSource, MockRevocationList,
-    MockSessionRepository, MockUserRepository,
+    MockAccessTokenSigner, MockAuditTrail, MockClock, MockPasswordHasher, MockRandomSource,
+    MockRevocationList, MockSessionRepository, MockUserRepository,
 };
 use application::{Ports, Settings, TokenWarden};
 use domain::{Lifetimes, RefreshSecret, ReuseResponse};
@@ -53,12 +53,14 @@ fn inert_warden() -> TokenWarden {
             clock: Arc::new(MockClock::new()),
             random: Arc::new(MockRandomSource::new()),
             revocations: Arc::new(MockRevocationList::new()),
+            audit: Arc::new(MockAuditTrail::new()),
         },
         Settings {
             lifetimes: Lifetimes::default(),
             reuse_response: ReuseResponse::RevokeAll,
             refresh_secret: RefreshSecret::from_bytes([7; 32]),
             clock_leeway: std::time::Duration::ZERO,
+            anomaly: domain::AnomalyPolicy::default(),
         },
     )
 }

@@ -1,0 +1,29 @@
+//! The audit tables, as Diesel sees them (`migrations/*/…000004…`,
+//! `…000005…`). The aggregates `refresh_audit_daily` and
+//! `refresh_audit_failures` are only read with SQL of their own (see
+//! `read.rs`) and only written by database triggers.
+
+diesel::table! {
+    refresh_audit (id) {
+        id -> BigInt,
+        at -> BigInt,
+        outcome -> Text,
+        /// `''` when no user is known.
+        user_id -> Text,
+        session_id -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        fingerprint -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    security_events (id) {
+        id -> BigInt,
+        user_id -> Text,
+        session_id -> Nullable<Text>,
+        kind -> Text,
+        details -> Text,
+        created_at -> BigInt,
+    }
+}

@@ -1,0 +1,169 @@
+//! Writing the trail: audit rows and security events, always on the
+//! connection (and so in the transaction) of the change they describe.
+
+use diesel::prelude::*;
+use domain::{RefreshAttempt, SecurityEventKind};
+use serde_json::Value;
+
+use super::schema::{refresh_audit, security_events};
+use crate::connection::AnyConnection;
+use crate::error::DbError;
+use crate::transaction::write_transaction;
+
+#[derive(Insertable)]
+#[diesel(table_name = refresh_audit)]
+struct NewAuditRow<'a> {
+    at: i64,
+    outcome: &'a str,
+    user_id: String,
+    session_id: Option<String>,
+    ip: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    fingerprint: Option<&'a str>,
+}
+
+/// Inserts the audit row of one refresh attempt, in whatever transaction
+/// `conn` is in (a write transaction on SQLite). The aggregates follow by
+/// trigger.
+///
+/// PostgreSQL numbers rows itself (identity column). On SQLite the table is
+/// clustered by `(user_id, at, id)` (see the migration) and `id` only
+/// orders one user's rows within a millisecond: the next number after those
+/// already there, read under the transaction's write lock. Both statements
+/// are Diesel queries, so they are prepared once per connection (a prepared
+/// insert also carries the compiled triggers).
+pub(crate) fn insert_attempt(
+    conn: &mut AnyConnection,
+    attempt: &RefreshAttempt,
+) -> Result<(), DbError> {
+    let row = NewAuditRow::of(attempt);
+    match conn {
+        AnyConnection::Postgresql(pg) => {
+            diesel::insert_into(refresh_audit::table)
+                .values(&row)
+                .execute(pg)?;
+        }
+        AnyConnection::Sqlite(sqlite) => {
+            let last: Option<i64> = refresh_audit::table
+                .filter(refresh_audit::user_id.eq(&row.user_id))
+                .filter(refresh_audit::at.eq(row.at))
+                .select(diesel::dsl::max(refresh_audit::id))
+                .first(sqlite)?;
+            diesel::insert_into(refresh_audit::table)
+                .values((&row, refresh_audit::id.eq(last.unwrap_or(0) + 1)))
+                .execute(sqlite)?;
+        }
+    }
+    Ok(())
+}
+
+impl<'a> NewAuditRow<'a> {
+    fn of(attempt: &'a RefreshAttempt) -> Self {
+        Self {
+            at: attempt.at.as_millis(),
+            outcome: attempt.outcome.as_str(),
+            user_id: attempt.user_id.map(|u| u.to_string()).unwrap_or_default(),
+            session_id: attempt.session_id.map(|s| s.to_string()),
+            ip: attempt.ip.as_deref(),
+            user_agent: attempt.user_agent.as_deref().map(truncate_user_agent),
+            fingerprint: attempt.fingerprint.as_ref().map(|f| f.as_str()),
+        }
+    }
+}
+
+/// Inserts many audit rows, a thousand per statement (tests and benchmarks).
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn insert_attempts(
+    conn: &mut AnyConnection,
+    attempts: &[RefreshAttempt],
+) -> Result<(), DbError> {
+    match conn {
+        // Multi-row inserts do not exist over `MultiConnection`.
+        AnyConnection::Postgresql(pg) => {
+            for chunk in attempts.chunks(1_000) {
+                let rows: Vec<NewAuditRow<'_>> = chunk.iter().map(NewAuditRow::of).collect();
+                diesel::insert_into(refresh_audit::table)
+                    .values(&rows)
+                    .execute(pg)?;
+            }
+        }
+        AnyConnection::Sqlite(_) => {
+            for attempt in attempts {
+                insert_attempt(conn, attempt)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The audit row of an attempt that is the only write of its request: one
+/// insert, in a write transaction of its own on SQLite (see
+/// `transaction.rs`), autocommitted on PostgreSQL.
+pub(crate) fn insert_attempt_alone(
+    conn: &mut AnyConnection,
+    attempt: &RefreshAttempt,
+) -> Result<(), DbError> {
+    match conn {
+        AnyConnection::Sqlite(_) => write_transaction(conn, |conn| insert_attempt(conn, attempt)),
+        AnyConnection::Postgresql(_) => insert_attempt(conn, attempt),
+    }
+}
+
+/// The HTTP adapter already truncates user agents to 512 bytes; the schema
+/// insists, so make sure (on a character boundary).
+fn truncate_user_agent(user_agent: &str) -> &str {
+    let mut end = user_agent.len().min(512);
+    while !user_agent.is_char_boundary(end) {
+        end -= 1;
+    }
+    &user_agent[..end]
+}
+
+/// A security event about to be written.
+pub(crate) struct EventDraft<'a> {
+    pub user_id: &'a str,
+    pub session_id: Option<&'a str>,
+    pub kind: SecurityEventKind,
+    /// A JSON object.
+    pub details: Value,
+    pub at: i64,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = security_events)]
+struct NewEventRow<'a> {
+    user_id: &'a str,
+    session_id: Option<&'a str>,
+    kind: &'a str,
+    details: String,
+    created_at: i64,
+}
+
+/// Inserts a security event in whatever transaction `conn` is in: the one
+/// of the revocation it describes.
+pub(crate) fn insert_event(conn: &mut AnyConnection, event: EventDraft<'_>) -> Result<(), DbError> {
+    diesel::insert_into(security_events::table)
+        .values(NewEventRow {
+            user_id: event.user_id,
+            session_id: event.session_id,
+            kind: event.kind.as_str(),
+            details: event.details.to_string(),
+            created_at: event.at,
+        })
+        .execute(conn)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_agents_are_cut_at_512_bytes_on_a_character_boundary() {
+        let long = "é".repeat(300);
+        let cut = truncate_user_agent(&long);
+        assert!(cut.len() <= 512);
+        assert!(cut.chars().all(|c| c == 'é'));
+        assert_eq!(truncate_user_agent("curl/8"), "curl/8");
+    }
+}

@@ -1,0 +1,527 @@
+//! The audit trail: one row per rotation in the rotation's transaction,
+//! security events with the revocations they describe, the anomaly rule,
+//! pages and aggregates.
+
+use std::time::Duration;
+
+use application::ports::{
+    AuditTrail, ClientInfo, EndReason, RevokeReason, RotateOutcome, RotateRequest,
+    SessionRepository,
+};
+use domain::{
+    AnomalyPolicy, AnomalyResponse, Cursor, RefreshAttempt, RefreshOutcome, ReuseResponse,
+    RotationDecision, SecurityEvent, SecurityEventKind, SessionId, SessionStatus, Timestamp,
+    TokenFingerprint, UserId,
+};
+use serde_json::Value;
+
+use crate::common::*;
+
+on_both_backends!(
+    every_rotation_leaves_one_audit_row_with_its_outcome,
+    an_unknown_token_leaves_a_row_without_user,
+    reuse_records_a_token_reuse_event_with_the_revocation,
+    reuse_on_login_records_a_token_reuse_event,
+    another_network_and_device_inside_the_window_is_answered_like_reuse,
+    an_anomaly_under_log_only_rotates_and_is_recorded,
+    an_ip_change_alone_is_no_anomaly,
+    revoke_all_records_who_asked_for_it,
+    refresh_logs_page_newest_first_without_gaps_or_repeats,
+    security_events_page_per_user_and_for_everyone,
+    activity_aggregates_the_window_by_day,
+    without_the_trail_nothing_is_written,
+);
+
+fn anomaly_rule(response: AnomalyResponse) -> AnomalyPolicy {
+    AnomalyPolicy {
+        window: Duration::from_secs(600),
+        response,
+    }
+}
+
+fn from_elsewhere(request: RotateRequest, response: AnomalyResponse) -> RotateRequest {
+    RotateRequest {
+        client: ClientInfo {
+            ip: Some("192.0.2.200".to_owned()),
+            user_agent: Some(OTHER_UA.to_owned()),
+        },
+        anomaly: anomaly_rule(response),
+        ..request
+    }
+}
+
+fn logs(db: &Database, user: UserId) -> Vec<(RefreshOutcome, Option<SessionId>)> {
+    let mut rows = db.refresh_logs(user, None, 200).unwrap();
+    rows.reverse();
+    rows.into_iter()
+        .map(|r| (r.attempt.outcome, r.attempt.session_id))
+        .collect()
+}
+
+fn events(db: &Database, user: UserId) -> Vec<SecurityEvent> {
+    db.security_events(Some(user), None, 200).unwrap()
+}
+
+fn details(event: &SecurityEvent) -> Value {
+    serde_json::from_str(&event.details).unwrap()
+}
+
+fn total_rows(db: &Database) -> u64 {
+    db.refresh_audit_outcomes().unwrap().values().sum()
+}
+
+fn every_rotation_leaves_one_audit_row_with_its_outcome(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let (session, first, second) = login_and_rotate(&db, &alice);
+    // Grace replay of the parent, then reuse of it after the window.
+    rotate(&db, first, second, at(3), UA);
+    rotate(&db, first, digest(), at(30), UA);
+    // The session is now revoked.
+    rotate(&db, second, digest(), at(31), UA);
+    // Another session idles out.
+    let (other, token) = login(&db, &alice, at(40));
+    rotate(&db, token, digest(), at(200), UA);
+
+    let sid = Some(session.id);
+    assert_eq!(
+        logs(&db, alice.id),
+        vec![
+            (RefreshOutcome::Success, sid),
+            (RefreshOutcome::GraceReplay, sid),
+            (RefreshOutcome::Reused, sid),
+            (RefreshOutcome::Revoked, sid),
+            (RefreshOutcome::Expired, Some(other.id)),
+        ]
+    );
+    let rows = db.refresh_logs(alice.id, None, 1).unwrap();
+    let newest = &rows[0].attempt;
+    assert_eq!(newest.at, at(200));
+    assert_eq!(newest.user_id, Some(alice.id));
+    assert_eq!(newest.ip.as_deref(), Some("203.0.113.7"));
+    assert_eq!(newest.user_agent.as_deref(), Some(UA));
+    assert_eq!(
+        newest.fingerprint,
+        Some(TokenFingerprint::of_digest(&token))
+    );
+    assert_eq!(total_rows(&db), 5);
+}
+
+fn an_unknown_token_leaves_a_row_without_user(db: &TestDatabase) {
+    let db = db.open(2);
+    let unknown = digest();
+    let outcome = db
+        .rotate(rotate_request(unknown, digest(), at(1), UA))
+        .unwrap();
+    assert_eq!(outcome, RotateOutcome::UnknownToken);
+    let counts = db.refresh_audit_outcomes().unwrap();
+    assert_eq!(counts.get("unknown_token"), Some(&1));
+    assert_eq!(total_rows(&db), 1);
+}
+
+fn reuse_records_a_token_reuse_event_with_the_revocation(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let (session, first, _) = login_and_rotate(&db, &alice);
+    login(&db, &alice, at(2));
+    assert_eq!(
+        decision(&rotate(&db, first, digest(), at(30), OTHER_UA)),
+        RotationDecision::Reuse
+    );
+
+    let events = events(&db, alice.id);
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(e.kind, SecurityEventKind::TokenReuse);
+    assert_eq!(e.session_id, Some(session.id));
+    assert_eq!(e.created_at, at(30));
+    let d = details(e);
+    assert_eq!(d["via"], "refresh");
+    assert_eq!(d["revoked_sessions"], 2);
+    assert_eq!(d["response"], "revoke_all");
+    assert_eq!(d["presented_generation"], 0);
+    assert_eq!(d["current_generation"], 1);
+    assert_eq!(d["user_agent"], OTHER_UA);
+    assert_eq!(
+        d["token_fingerprint"],
+        TokenFingerprint::of_digest(&first).as_str()
+    );
+    assert!(!e.details.contains(&first.to_hex()));
+    // A revoked session answers revoked and records nothing more.
+    rotate(&db, first, digest(), at(31), OTHER_UA);
+    assert_eq!(self::events(&db, alice.id).len(), 1);
+}
+
+fn reuse_on_login_records_a_token_reuse_event(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let (_, first, _) = login_and_rotate(&db, &alice);
+    end(
+        &db,
+        first,
+        EndReason::ReplacedByLogin,
+        ReuseResponse::RevokeFamily,
+        at(30),
+    );
+    let events = events(&db, alice.id);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, SecurityEventKind::TokenReuse);
+    assert_eq!(details(&events[0])["via"], "login");
+    assert_eq!(details(&events[0])["response"], "revoke_family");
+    // Logout never is theft.
+    let (_, token) = login(&db, &alice, at(40));
+    end(
+        &db,
+        token,
+        EndReason::Logout,
+        ReuseResponse::RevokeAll,
+        at(41),
+    );
+    assert_eq!(self::events(&db, alice.id).len(), 1);
+}
+
+fn another_network_and_device_inside_the_window_is_answered_like_reuse(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let (session, token) = login(&db, &alice, at(0));
+    let (other, _) = login(&db, &alice, at(1));
+
+    let outcome = db
+        .rotate(from_elsewhere(
+            rotate_request(token, digest(), at(60), UA),
+            AnomalyResponse::Revoke,
+        ))
+        .unwrap();
+
+    let RotateOutcome::Decided {
+        decision, anomaly, ..
+    } = outcome
+    else {
+        panic!("token unknown");
+    };
+    assert_eq!(decision, RotationDecision::Reuse);
+    assert_eq!(anomaly, Some(AnomalyResponse::Revoke));
+    for s in [session.id, other.id] {
+        assert_eq!(
+            db.status(s, idle(), at(61)).unwrap(),
+            SessionStatus::Revoked
+        );
+    }
+    let events = events(&db, alice.id);
+    assert_eq!(events.len(), 1, "one event: anomaly, not also reuse");
+    assert_eq!(events[0].kind, SecurityEventKind::Anomaly);
+    let d = details(&events[0]);
+    assert_eq!(d["response"], "revoke_all");
+    assert_eq!(d["revoked_sessions"], 2);
+    assert_eq!(d["previous_ip"], "198.51.100.1");
+    assert_eq!(d["ip"], "192.0.2.200");
+    assert_eq!(d["previous_user_agent"], UA);
+    assert_eq!(d["user_agent"], OTHER_UA);
+    assert_eq!(d["since_last_use_ms"], 60_000);
+    assert_eq!(
+        logs(&db, alice.id),
+        vec![(RefreshOutcome::Anomaly, Some(session.id))]
+    );
+    // The token was not spent: it now meets a revoked session.
+    assert_eq!(decision_of(&db, token, at(62)), RotationDecision::Revoked);
+}
+
+fn decision_of(db: &Database, token: domain::TokenDigest, now: Timestamp) -> RotationDecision {
+    decision(&rotate(db, token, digest(), now, UA))
+}
+
+fn an_anomaly_under_log_only_rotates_and_is_recorded(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let (session, token) = login(&db, &alice, at(0));
+
+    let outcome = db
+        .rotate(RotateRequest {
+            reuse_response: ReuseResponse::RevokeFamily,
+            ..from_elsewhere(
+                rotate_request(token, digest(), at(60), UA),
+                AnomalyResponse::LogOnly,
+            )
+        })
+        .unwrap();
+
+    let RotateOutcome::Decided {
+        decision,
+        anomaly,
+        session: after,
+        ..
+    } = outcome
+    else {
+        panic!("token unknown");
+    };
+    assert!(matches!(decision, RotationDecision::Rotate { .. }));
+    assert_eq!(anomaly, Some(AnomalyResponse::LogOnly));
+    assert_eq!(after.revoked_at, None);
+    assert_eq!(after.last_ip.as_deref(), Some("192.0.2.200"));
+    let events = events(&db, alice.id);
+    assert_eq!(events[0].kind, SecurityEventKind::Anomaly);
+    assert_eq!(details(&events[0])["response"], "log_only");
+    assert_eq!(details(&events[0])["revoked_sessions"], 0);
+    assert_eq!(
+        logs(&db, alice.id),
+        vec![(RefreshOutcome::AnomalyLogged, Some(session.id))]
+    );
+}
+
+fn an_ip_change_alone_is_no_anomaly(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let (_, token) = login(&db, &alice, at(0));
+    let moved = RotateRequest {
+        client: ClientInfo {
+            ip: Some("192.0.2.200".to_owned()),
+            user_agent: Some(UA.to_owned()),
+        },
+        anomaly: anomaly_rule(AnomalyResponse::Revoke),
+        ..rotate_request(token, digest(), at(1), UA)
+    };
+    let outcome = db.rotate(moved).unwrap();
+    assert!(matches!(
+        decision(&outcome),
+        RotationDecision::Rotate { .. }
+    ));
+    assert!(events(&db, alice.id).is_empty());
+    // Another network and device after the window is no anomaly either.
+    let (_, token) = login(&db, &alice, at(10));
+    let late = RotateRequest {
+        anomaly: AnomalyPolicy {
+            window: Duration::from_secs(50),
+            response: AnomalyResponse::Revoke,
+        },
+        ..from_elsewhere(
+            rotate_request(token, digest(), at(60), UA),
+            AnomalyResponse::Revoke,
+        )
+    };
+    let RotateOutcome::Decided {
+        decision, anomaly, ..
+    } = db.rotate(late).unwrap()
+    else {
+        panic!("token unknown");
+    };
+    assert!(matches!(decision, RotationDecision::Rotate { .. }));
+    assert_eq!(anomaly, None);
+}
+
+fn revoke_all_records_who_asked_for_it(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let admin = user(&db, "root");
+    login(&db, &alice, at(0));
+    login(&db, &alice, at(1));
+    assert_eq!(
+        db.revoke_all(alice.id, RevokeReason::Admin { by: admin.id }, at(2))
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        db.revoke_all(alice.id, RevokeReason::LogoutAll, at(3))
+            .unwrap()
+            .len(),
+        0
+    );
+    let events = events(&db, alice.id);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].kind, SecurityEventKind::LogoutAll);
+    assert_eq!(details(&events[0])["revoked_sessions"], 0);
+    assert_eq!(events[1].kind, SecurityEventKind::AdminRevoke);
+    assert_eq!(events[1].session_id, None);
+    assert_eq!(details(&events[1])["admin_id"], admin.id.to_string());
+    assert_eq!(details(&events[1])["revoked_sessions"], 2);
+}
+
+fn attempt(user: UserId, outcome: RefreshOutcome, at: Timestamp) -> RefreshAttempt {
+    RefreshAttempt {
+        at,
+        outcome,
+        user_id: Some(user),
+        session_id: None,
+        ip: Some("203.0.113.7".to_owned()),
+        user_agent: Some(UA.to_owned()),
+        fingerprint: None,
+    }
+}
+
+fn refresh_logs_page_newest_first_without_gaps_or_repeats(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let bob = user(&db, "bob");
+    // Seven rows, several sharing a millisecond, and bob's in between.
+    for (i, secs) in [1, 2, 2, 2, 3, 4, 4].into_iter().enumerate() {
+        let outcome = RefreshOutcome::ALL[i];
+        db.record_refresh(attempt(alice.id, outcome, at(secs)))
+            .unwrap();
+        db.record_refresh(attempt(bob.id, outcome, at(secs)))
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut before: Option<Cursor> = None;
+    loop {
+        let page = db.refresh_logs(alice.id, before, 3).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for r in &page {
+            assert_eq!(r.attempt.user_id, Some(alice.id));
+        }
+        let last = page.last().unwrap();
+        before = Some(Cursor {
+            at: last.attempt.at,
+            id: last.id,
+        });
+        seen.extend(page);
+    }
+    assert_eq!(seen.len(), 7);
+    let keys: Vec<_> = seen.iter().map(|r| (r.attempt.at, r.id)).collect();
+    let mut sorted = keys.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    sorted.dedup();
+    assert_eq!(keys, sorted, "strictly newest first");
+    assert_eq!(seen[0].attempt.at, at(4));
+    assert_eq!(seen[6].attempt.outcome, RefreshOutcome::ALL[0]);
+}
+
+fn security_events_page_per_user_and_for_everyone(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let bob = user(&db, "bob");
+    for i in 0..3 {
+        db.revoke_all(alice.id, RevokeReason::LogoutAll, at(i))
+            .unwrap();
+        db.revoke_all(bob.id, RevokeReason::LogoutAll, at(i))
+            .unwrap();
+    }
+    assert_eq!(
+        db.security_events(Some(alice.id), None, 10).unwrap().len(),
+        3
+    );
+    let first = db.security_events(None, None, 4).unwrap();
+    assert_eq!(first.len(), 4);
+    let last = first.last().unwrap();
+    let rest = db
+        .security_events(
+            None,
+            Some(Cursor {
+                at: last.created_at,
+                id: last.id,
+            }),
+            4,
+        )
+        .unwrap();
+    assert_eq!(rest.len(), 2);
+    let mut ids: Vec<i64> = first.iter().chain(&rest).map(|e| e.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 6);
+}
+
+fn activity_aggregates_the_window_by_day(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let bob = user(&db, "bob");
+    let hour = Duration::from_secs(3600);
+    // `at(0)` is 1_700_000_000 s: the window starts at the midnight after it.
+    let since = Timestamp::from_millis(1_700_006_400_000);
+    let s1 = SessionId::from_random_bytes([1; 16]);
+    let s2 = SessionId::from_random_bytes([2; 16]);
+    let row = |outcome, at: Timestamp, session: SessionId, ip: &str, ua: &str| RefreshAttempt {
+        at,
+        outcome,
+        user_id: Some(alice.id),
+        session_id: Some(session),
+        ip: Some(ip.to_owned()),
+        user_agent: Some(ua.to_owned()),
+        fingerprint: None,
+    };
+    // Before the window: ignored.
+    db.record_refresh(row(
+        RefreshOutcome::Reused,
+        since.minus(hour),
+        s1,
+        "10.0.0.9",
+        UA,
+    ))
+    .unwrap();
+    for i in 0..5u64 {
+        let t = since.plus(Duration::from_secs(60 * i));
+        db.record_refresh(row(RefreshOutcome::Success, t, s1, "10.0.0.1", UA))
+            .unwrap();
+    }
+    db.record_refresh(row(
+        RefreshOutcome::Success,
+        since.plus(hour),
+        s1,
+        "10.0.0.2",
+        UA,
+    ))
+    .unwrap();
+    // Session 2 from another network and device, failing three times in
+    // the third hour and twice in the fourth.
+    for (h, n) in [(2u32, 3), (3, 2)] {
+        for i in 0..n {
+            let t = since.plus(hour * h).plus(Duration::from_secs(i));
+            db.record_refresh(row(RefreshOutcome::Expired, t, s2, "192.0.2.1", OTHER_UA))
+                .unwrap();
+        }
+    }
+    db.record_refresh(row(
+        RefreshOutcome::Success,
+        since.plus(hour * 3),
+        s2,
+        "10.0.0.1",
+        UA,
+    ))
+    .unwrap();
+    // Bob's rows and user-less rows never count for alice.
+    db.record_refresh(attempt(bob.id, RefreshOutcome::Reused, since))
+        .unwrap();
+    db.record_refresh(RefreshAttempt {
+        user_id: None,
+        ..attempt(alice.id, RefreshOutcome::UnknownToken, since)
+    })
+    .unwrap();
+    db.revoke_all(alice.id, RevokeReason::LogoutAll, since.plus(hour))
+        .unwrap();
+
+    let a = db.activity(alice.id, since).unwrap();
+
+    assert_eq!(a.count(RefreshOutcome::Success), 7);
+    assert_eq!(a.count(RefreshOutcome::Expired), 5);
+    assert_eq!(a.count(RefreshOutcome::Reused), 0);
+    assert_eq!(a.total(), 12);
+    assert_eq!(a.distinct_ips, 3);
+    assert_eq!(a.distinct_user_agents, 2);
+    assert_eq!(a.sessions_seen, 2);
+    assert_eq!(a.peak_failures_per_hour, 3);
+    assert_eq!((a.reuse_events, a.anomaly_events), (0, 0));
+    let ips: Vec<(&str, u64)> = a.ips.iter().map(|s| (s.value.as_str(), s.count)).collect();
+    assert_eq!(
+        ips,
+        vec![("10.0.0.1", 6), ("192.0.2.1", 5), ("10.0.0.2", 1)]
+    );
+    let first = &a.ips[0];
+    assert_eq!(first.first_seen, since);
+    assert_eq!(first.last_seen, since.plus(hour * 3));
+    assert_eq!(a.user_agents[0].value, UA);
+    assert_eq!(a.user_agents[0].count, 7);
+    assert_eq!(
+        a.shared_sessions(),
+        1,
+        "session 2: two networks, two devices"
+    );
+}
+
+fn without_the_trail_nothing_is_written(db: &TestDatabase) {
+    let db = db.open(2).without_audit_trail();
+    let alice = user(&db, "alice");
+    login_and_rotate(&db, &alice);
+    db.rotate(rotate_request(digest(), digest(), at(3), UA))
+        .unwrap();
+    assert_eq!(total_rows(&db), 0);
+}

@@ -1,0 +1,232 @@
+//! Response bodies of the admin API.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use application::{Page, TokenAnalysis};
+use domain::{AuditRecord, RefreshOutcome, SecurityEvent, Seen};
+
+use crate::dto::rfc3339;
+
+/// Query of `GET /admin/users/{id}/token-analysis`. Values arrive as text
+/// and are validated by the handler, so that a bad one is a 422 naming it.
+#[derive(Debug, Deserialize, Default)]
+pub struct AnalysisQuery {
+    pub days: Option<String>,
+}
+
+/// Query of the paginated lists.
+#[derive(Debug, Deserialize, Default)]
+pub struct PageQuery {
+    pub limit: Option<String>,
+    pub before: Option<String>,
+    pub user_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PageBody<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+impl<T> PageBody<T> {
+    pub fn from_page<S>(page: &Page<S>, item: impl Fn(&S) -> T) -> Self {
+        Self {
+            items: page.items.iter().map(item).collect(),
+            next: page.next.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptsBody {
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Every outcome, zero or not.
+    pub by_outcome: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeenIpBody {
+    pub ip: String,
+    pub count: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeenUserAgentBody {
+    pub user_agent: String,
+    pub count: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RiskBody {
+    pub level: &'static str,
+    pub score: u32,
+    pub reasons: Vec<String>,
+    /// Machine names of the rules that fired, in the order of `reasons`.
+    pub reason_codes: Vec<&'static str>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnalysisBody {
+    pub user_id: String,
+    pub username: String,
+    pub days: u32,
+    pub from: String,
+    pub to: String,
+    pub attempts: AttemptsBody,
+    /// The most frequent (at most 100), most attempts first.
+    pub distinct_ips: Vec<SeenIpBody>,
+    pub distinct_user_agents: Vec<SeenUserAgentBody>,
+    /// How many there are in all (the lists above are capped).
+    pub distinct_ip_count: u64,
+    pub distinct_user_agent_count: u64,
+    pub sessions_seen: u64,
+    pub reuse_events: u64,
+    pub anomaly_events: u64,
+    pub risk: RiskBody,
+}
+
+fn seen<T>(list: &[Seen], make: impl Fn(String, u64, String, String) -> T) -> Vec<T> {
+    list.iter()
+        .map(|s| {
+            make(
+                s.value.clone(),
+                s.count,
+                rfc3339(s.first_seen),
+                rfc3339(s.last_seen),
+            )
+        })
+        .collect()
+}
+
+impl From<&TokenAnalysis> for AnalysisBody {
+    fn from(a: &TokenAnalysis) -> Self {
+        let activity = &a.activity;
+        Self {
+            user_id: a.user.id.to_string(),
+            username: a.user.username.to_string(),
+            days: a.days.get(),
+            from: rfc3339(a.from),
+            to: rfc3339(a.to),
+            attempts: AttemptsBody {
+                total: activity.total(),
+                succeeded: activity.succeeded(),
+                failed: activity.failed(),
+                by_outcome: RefreshOutcome::ALL
+                    .into_iter()
+                    .map(|o| (o.as_str(), activity.count(o)))
+                    .collect(),
+            },
+            distinct_ips: seen(&activity.ips, |ip, count, first_seen, last_seen| {
+                SeenIpBody {
+                    ip,
+                    count,
+                    first_seen,
+                    last_seen,
+                }
+            }),
+            distinct_user_agents: seen(
+                &activity.user_agents,
+                |user_agent, count, first_seen, last_seen| SeenUserAgentBody {
+                    user_agent,
+                    count,
+                    first_seen,
+                    last_seen,
+                },
+            ),
+            distinct_ip_count: activity.distinct_ips,
+            distinct_user_agent_count: activity.distinct_user_agents,
+            sessions_seen: activity.sessions_seen,
+            reuse_events: activity.reuse_events,
+            anomaly_events: activity.anomaly_events,
+            risk: RiskBody {
+                level: a.risk.level.as_str(),
+                score: a.risk.score,
+                reasons: a.risk.reasons.iter().map(ToString::to_string).collect(),
+                reason_codes: a.risk.reasons.iter().map(|r| r.code()).collect(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefreshLogBody {
+    pub at: String,
+    pub outcome: &'static str,
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub token_fingerprint: Option<String>,
+}
+
+impl From<&AuditRecord> for RefreshLogBody {
+    fn from(r: &AuditRecord) -> Self {
+        let a = &r.attempt;
+        Self {
+            at: rfc3339(a.at),
+            outcome: a.outcome.as_str(),
+            user_id: a.user_id.map(|u| u.to_string()),
+            session_id: a.session_id.map(|s| s.to_string()),
+            ip: a.ip.clone(),
+            user_agent: a.user_agent.clone(),
+            token_fingerprint: a.fingerprint.as_ref().map(|f| f.as_str().to_owned()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecurityEventBody {
+    pub id: String,
+    pub user_id: String,
+    pub session_id: Option<String>,
+    pub kind: &'static str,
+    /// A JSON object.
+    #[schema(value_type = Object)]
+    pub details: Value,
+    pub created_at: String,
+}
+
+impl From<&SecurityEvent> for SecurityEventBody {
+    fn from(e: &SecurityEvent) -> Self {
+        Self {
+            id: e.id.to_string(),
+            user_id: e.user_id.to_string(),
+            session_id: e.session_id.map(|s| s.to_string()),
+            kind: e.kind.as_str(),
+            // Written by the storage adapter as JSON; should a stored value
+            // ever not parse, it is shown as the text it is.
+            details: serde_json::from_str(&e.details)
+                .unwrap_or_else(|_| Value::String(e.details.clone())),
+            created_at: rfc3339(e.created_at),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::Timestamp;
+
+    use super::rfc3339;
+
+    #[test]
+    fn instants_have_three_fraction_digits_and_sort_as_text() {
+        let a = rfc3339(Timestamp::from_millis(1_700_000_000_100));
+        let b = rfc3339(Timestamp::from_millis(1_700_000_000_114));
+        assert_eq!(a, "2023-11-14T22:13:20.100Z");
+        assert!(a < b);
+        assert_eq!(
+            rfc3339(Timestamp::from_millis(0)),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
+}

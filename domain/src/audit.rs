@@ -1,0 +1,385 @@
+//! The audit trail: one record per refresh attempt, and security events.
+//!
+//! Records never hold a token, a cookie or a password: a presented token is
+//! only remembered by its [`TokenFingerprint`], 8 hex digits that cannot be
+//! turned back into the token nor into the digest it is looked up by.
+
+use std::fmt;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::anomaly::AnomalyResponse;
+use crate::ids::{SessionId, UserId};
+use crate::refresh_token::TokenDigest;
+use crate::rotation::RotationDecision;
+use crate::time::Timestamp;
+
+/// What happened to one request to `POST /auth/refresh`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RefreshOutcome {
+    /// Rotated: a new successor was issued.
+    Success,
+    /// A concurrent request of the same client got the same successor.
+    GraceReplay,
+    /// An anomaly under `log_only`: recorded, and the refresh succeeded.
+    AnomalyLogged,
+    /// No token in the body or cookie.
+    MissingToken,
+    /// Not shaped like a refresh token; never looked up.
+    MalformedToken,
+    /// Well-formed, but no such token is on record.
+    UnknownToken,
+    /// Past the idle or absolute deadline.
+    Expired,
+    /// An already rotated token: theft response taken.
+    Reused,
+    /// Another network and device inside the anomaly window: theft response.
+    Anomaly,
+    /// The session had already ended.
+    Revoked,
+    /// The body is not JSON (400).
+    MalformedRequest,
+    /// The body is JSON of the wrong shape (422).
+    InvalidRequest,
+    /// The body exceeds the limit (413).
+    PayloadTooLarge,
+    /// Refused by the origin check (403); nothing was spent.
+    ForbiddenOrigin,
+    /// The request was understood but the server failed (5xx).
+    Error,
+}
+
+impl RefreshOutcome {
+    pub const ALL: [RefreshOutcome; 15] = [
+        Self::Success,
+        Self::GraceReplay,
+        Self::AnomalyLogged,
+        Self::MissingToken,
+        Self::MalformedToken,
+        Self::UnknownToken,
+        Self::Expired,
+        Self::Reused,
+        Self::Anomaly,
+        Self::Revoked,
+        Self::MalformedRequest,
+        Self::InvalidRequest,
+        Self::PayloadTooLarge,
+        Self::ForbiddenOrigin,
+        Self::Error,
+    ];
+
+    /// The stable snake_case name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::GraceReplay => "grace_replay",
+            Self::AnomalyLogged => "anomaly_logged",
+            Self::MissingToken => "missing_token",
+            Self::MalformedToken => "malformed_token",
+            Self::UnknownToken => "unknown_token",
+            Self::Expired => "expired",
+            Self::Reused => "reused",
+            Self::Anomaly => "anomaly",
+            Self::Revoked => "revoked",
+            Self::MalformedRequest => "malformed_request",
+            Self::InvalidRequest => "invalid_request",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::ForbiddenOrigin => "forbidden_origin",
+            Self::Error => "error",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == name)
+    }
+
+    /// Whether the client got a token pair.
+    pub fn succeeded(self) -> bool {
+        matches!(
+            self,
+            Self::Success | Self::GraceReplay | Self::AnomalyLogged
+        )
+    }
+
+    /// The outcome of a rotation the store decided and applied. `anomaly`
+    /// is the response taken to an anomaly, if one was detected.
+    pub fn of_rotation(decision: RotationDecision, anomaly: Option<AnomalyResponse>) -> Self {
+        match (decision, anomaly) {
+            (RotationDecision::Rotate { .. }, Some(AnomalyResponse::LogOnly)) => {
+                Self::AnomalyLogged
+            }
+            (RotationDecision::Rotate { .. }, _) => Self::Success,
+            (RotationDecision::GraceReplay, _) => Self::GraceReplay,
+            (RotationDecision::Reuse, Some(AnomalyResponse::Revoke)) => Self::Anomaly,
+            (RotationDecision::Reuse, _) => Self::Reused,
+            (RotationDecision::Expired(_), _) => Self::Expired,
+            (RotationDecision::Revoked, _) => Self::Revoked,
+        }
+    }
+}
+
+impl fmt::Display for RefreshOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A short, non-reversible label of a presented token: 8 lower-case hex
+/// digits (see [`TokenDigest::fingerprint`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TokenFingerprint(String);
+
+impl TokenFingerprint {
+    pub fn of_digest(digest: &TokenDigest) -> Self {
+        Self(digest.fingerprint())
+    }
+
+    /// The fingerprint of whatever text was presented, token-shaped or not.
+    /// For a well-formed token it equals the fingerprint of its digest, so
+    /// rows of one token line up whatever their outcome.
+    pub fn of_presented(raw: &str) -> Self {
+        Self::of_digest(&TokenDigest::from_bytes(
+            Sha256::digest(raw.as_bytes()).into(),
+        ))
+    }
+
+    /// A stored fingerprint; `None` unless it is 8 lower-case hex digits.
+    pub fn from_stored(text: &str) -> Option<Self> {
+        (text.len() == 8 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One refresh attempt, about to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshAttempt {
+    pub at: Timestamp,
+    pub outcome: RefreshOutcome,
+    pub user_id: Option<UserId>,
+    pub session_id: Option<SessionId>,
+    pub ip: Option<String>,
+    /// Truncated by the HTTP adapter (512 bytes).
+    pub user_agent: Option<String>,
+    pub fingerprint: Option<TokenFingerprint>,
+}
+
+/// A recorded refresh attempt. `(at, id)` orders the records of one user
+/// (newest first in lists); `id` is assigned by the storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub attempt: RefreshAttempt,
+}
+
+/// What a security event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SecurityEventKind {
+    /// A rotated refresh token came back (on refresh or on login): theft.
+    TokenReuse,
+    /// Another network and device inside the anomaly window.
+    Anomaly,
+    /// An admin revoked every session of the user.
+    AdminRevoke,
+    /// The user logged out everywhere.
+    LogoutAll,
+}
+
+impl SecurityEventKind {
+    pub const ALL: [SecurityEventKind; 4] = [
+        Self::TokenReuse,
+        Self::Anomaly,
+        Self::AdminRevoke,
+        Self::LogoutAll,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TokenReuse => "token_reuse",
+            Self::Anomaly => "anomaly",
+            Self::AdminRevoke => "admin_revoke",
+            Self::LogoutAll => "logout_all",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+impl fmt::Display for SecurityEventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A recorded security event. `details` is a JSON object (text), written by
+/// the adapter that recorded the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityEvent {
+    pub id: i64,
+    pub user_id: UserId,
+    pub session_id: Option<SessionId>,
+    pub kind: SecurityEventKind,
+    pub details: String,
+    pub created_at: Timestamp,
+}
+
+/// The span of an analysis: 1 to 90 days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnalysisDays(u32);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("days must be a whole number from 1 to 90")]
+pub struct AnalysisDaysError;
+
+impl AnalysisDays {
+    pub const MAX: u32 = 90;
+    pub const DEFAULT: AnalysisDays = AnalysisDays(7);
+
+    pub fn new(days: u32) -> Result<Self, AnalysisDaysError> {
+        if (1..=Self::MAX).contains(&days) {
+            Ok(Self(days))
+        } else {
+            Err(AnalysisDaysError)
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    pub fn duration(self) -> Duration {
+        Duration::from_secs(u64::from(self.0) * 86_400)
+    }
+}
+
+/// How many items a page holds: 1 to 200.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimit(u32);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("limit must be a whole number from 1 to 200")]
+pub struct PageLimitError;
+
+impl PageLimit {
+    pub const MAX: u32 = 200;
+    pub const DEFAULT: PageLimit = PageLimit(50);
+
+    pub fn new(limit: u32) -> Result<Self, PageLimitError> {
+        if (1..=Self::MAX).contains(&limit) {
+            Ok(Self(limit))
+        } else {
+            Err(PageLimitError)
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::refresh_token::RefreshToken;
+    use crate::rotation::ExpiryKind;
+    use crate::session::Generation;
+
+    #[test]
+    fn outcomes_round_trip_through_their_names() {
+        for o in RefreshOutcome::ALL {
+            assert_eq!(RefreshOutcome::parse(o.as_str()), Some(o));
+        }
+        assert_eq!(RefreshOutcome::parse("Success"), None);
+        for k in SecurityEventKind::ALL {
+            assert_eq!(SecurityEventKind::parse(k.as_str()), Some(k));
+        }
+    }
+
+    #[test]
+    fn only_issued_token_pairs_count_as_success() {
+        let ok: Vec<_> = RefreshOutcome::ALL
+            .into_iter()
+            .filter(|o| o.succeeded())
+            .collect();
+        assert_eq!(
+            ok,
+            [
+                RefreshOutcome::Success,
+                RefreshOutcome::GraceReplay,
+                RefreshOutcome::AnomalyLogged
+            ]
+        );
+    }
+
+    #[test]
+    fn rotation_decisions_map_to_outcomes() {
+        let rotate = RotationDecision::Rotate {
+            next: Generation::new(1),
+        };
+        assert_eq!(
+            RefreshOutcome::of_rotation(rotate, None),
+            RefreshOutcome::Success
+        );
+        assert_eq!(
+            RefreshOutcome::of_rotation(rotate, Some(AnomalyResponse::LogOnly)),
+            RefreshOutcome::AnomalyLogged
+        );
+        assert_eq!(
+            RefreshOutcome::of_rotation(RotationDecision::Reuse, None),
+            RefreshOutcome::Reused
+        );
+        assert_eq!(
+            RefreshOutcome::of_rotation(RotationDecision::Reuse, Some(AnomalyResponse::Revoke)),
+            RefreshOutcome::Anomaly
+        );
+        assert_eq!(
+            RefreshOutcome::of_rotation(RotationDecision::Expired(ExpiryKind::Idle), None),
+            RefreshOutcome::Expired
+        );
+        assert_eq!(
+            RefreshOutcome::of_rotation(RotationDecision::Revoked, None),
+            RefreshOutcome::Revoked
+        );
+        assert_eq!(
+            RefreshOutcome::of_rotation(RotationDecision::GraceReplay, None),
+            RefreshOutcome::GraceReplay
+        );
+    }
+
+    #[test]
+    fn a_fingerprint_is_short_and_hides_token_and_digest() {
+        let token = RefreshToken::from_random_bytes([3; 32]);
+        let f = TokenFingerprint::of_digest(&token.digest());
+        assert_eq!(f, TokenFingerprint::of_presented(token.expose()));
+        assert_eq!(f.as_str().len(), 8);
+        assert!(!token.expose().contains(f.as_str()));
+        assert!(!token.digest().to_hex().contains(f.as_str()));
+        assert_eq!(TokenFingerprint::from_stored(f.as_str()), Some(f));
+        assert_eq!(TokenFingerprint::from_stored("XYZ"), None);
+        assert_eq!(TokenFingerprint::of_presented("garbage").as_str().len(), 8);
+    }
+
+    #[test]
+    fn analysis_days_run_from_one_to_ninety() {
+        assert_eq!(AnalysisDays::new(0), Err(AnalysisDaysError));
+        assert_eq!(AnalysisDays::new(91), Err(AnalysisDaysError));
+        assert_eq!(AnalysisDays::new(90).map(AnalysisDays::get), Ok(90));
+        assert_eq!(
+            AnalysisDays::new(1).map(AnalysisDays::duration),
+            Ok(Duration::from_secs(86_400))
+        );
+    }
+
+    #[test]
+    fn page_limits_run_from_one_to_two_hundred() {
+        assert!(PageLimit::new(0).is_err());
+        assert!(PageLimit::new(201).is_err());
+        assert_eq!(PageLimit::new(200).map(PageLimit::get), Ok(200));
+    }
+}
