@@ -122,6 +122,24 @@ fn wire_warden(
     Ok(TokenWarden::new(ports, settings))
 }
 
+/// What the API handlers share: the warden, the HTTP settings of
+/// `config` and the published keys.
+pub fn api_state(config: &Config, warden: TokenWarden, keys: KeyStore) -> ApiState {
+    ApiState {
+        warden: Arc::new(warden),
+        config: Arc::new(WebConfig {
+            cookie_name: config.cookie_name.clone(),
+            cookie_secure: config.cookie_secure,
+            allowed_origins: config.allowed_origins.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            introspection_secret: config.introspection_token.clone(),
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+        }),
+        jwks: Arc::new(Jwks(keys)),
+    }
+}
+
 pub fn open_keys(config: &Config) -> Result<KeyStore, StartupError> {
     KeyStore::open(&config.keys_dir).map_err(|e| StartupError::Keys(e.to_string()))
 }
@@ -205,19 +223,7 @@ impl Application {
             })
             .await
             .map_err(|e| StartupError::Database(e.to_string()))??;
-        let state = ApiState {
-            warden: Arc::new(warden),
-            config: Arc::new(WebConfig {
-                cookie_name: config.cookie_name.clone(),
-                cookie_secure: config.cookie_secure,
-                allowed_origins: config.allowed_origins.clone(),
-                trusted_proxies: config.trusted_proxies.clone(),
-                introspection_secret: config.introspection_token.clone(),
-                issuer: config.issuer.clone(),
-                audience: config.audience.clone(),
-            }),
-            jwks: Arc::new(Jwks(keys)),
-        };
+        let state = api_state(&config, warden, keys);
         let metrics: Option<Arc<dyn MetricsSource>> = options.instrument.then(|| {
             Arc::new(PrometheusMetrics::new(db.clone(), hasher)) as Arc<dyn MetricsSource>
         });

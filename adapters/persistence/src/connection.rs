@@ -2,6 +2,7 @@
 //! settings.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use application::ports::StoreError;
@@ -9,6 +10,8 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool, PooledConnection};
 
+use crate::audit::AuditIds;
+use crate::checkpoint::Checkpointer;
 use crate::error::DbError;
 
 /// A connection to either backend. One query code path serves both.
@@ -34,11 +37,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Set on every SQLite connection. `busy_timeout` comes first so that the
 /// switch to WAL (which needs a brief exclusive lock) waits instead of
-/// failing when several connections open at once.
-const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; \
-     PRAGMA journal_mode = WAL; \
-     PRAGMA foreign_keys = ON; \
-     PRAGMA synchronous = NORMAL;";
+/// failing when several connections open at once. The log is checkpointed
+/// by a thread of the [`Database`] (see `checkpoint.rs`); requests only do it
+/// past the backstop.
+const SQLITE_PRAGMAS: &str = concat!(
+    "PRAGMA busy_timeout = 5000; ",
+    "PRAGMA journal_mode = WAL; ",
+    "PRAGMA foreign_keys = ON; ",
+    "PRAGMA synchronous = NORMAL; ",
+    "PRAGMA wal_autocheckpoint = 10000;"
+);
 
 /// The storage adapter: a pool of connections to one database. Cheap to
 /// clone; clones share the pool.
@@ -49,6 +57,9 @@ pub struct Database {
     /// Whether refreshes write their audit rows; off only in benchmarks
     /// that measure what the trail costs.
     audit_trail: bool,
+    audit_ids: Arc<AuditIds>,
+    /// SQLite only: checkpoints the log while any clone lives.
+    _checkpointer: Option<Arc<Checkpointer>>,
 }
 
 impl fmt::Debug for Database {
@@ -163,16 +174,22 @@ impl Database {
             .connection_timeout(CONNECT_TIMEOUT)
             .connection_customizer(Box::new(SqliteSettings))
             .error_handler(Box::new(LogConnectionErrors))
-            .build(ConnectionManager::new(connection_url))
+            .build(ConnectionManager::new(connection_url.clone()))
             .map_err(|e| {
                 StoreError(format!(
                     "cannot open a connection pool to the database named by DATABASE_URL: {e}"
                 ))
             })?;
+        let checkpointer = match backend {
+            Backend::Sqlite => Checkpointer::start(&connection_url, SQLITE_PRAGMAS).map(Arc::new),
+            Backend::Postgres => None,
+        };
         Ok(Self {
             pool,
             backend,
             audit_trail: true,
+            audit_ids: Arc::default(),
+            _checkpointer: checkpointer,
         })
     }
 
@@ -200,6 +217,11 @@ impl Database {
 
     pub(crate) fn audit_trail(&self) -> bool {
         self.audit_trail
+    }
+
+    /// Numbers this database's SQLite audit rows.
+    pub(crate) fn audit_ids(&self) -> &AuditIds {
+        &self.audit_ids
     }
 
     /// Runs `SELECT 1`: for readiness checks.

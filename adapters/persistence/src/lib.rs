@@ -16,6 +16,7 @@
 //! that two transactions cannot deadlock. See `transaction.rs`.
 
 mod audit;
+mod checkpoint;
 mod cleanup;
 mod connection;
 mod error;

@@ -22,7 +22,7 @@ use domain::{
 };
 
 use crate::audit::events;
-use crate::audit::{insert_attempt, insert_attempt_alone};
+use crate::audit::{insert_attempt, insert_attempt_alone, truncate_user_agent};
 use crate::connection::{AnyConnection, Database};
 use crate::error::DbError;
 use crate::rows::{generation_to_db, reason, FoundToken, NewTokenRow, SessionRow, UserRow};
@@ -38,13 +38,13 @@ impl Database {
             // The audit row is the only write of this refresh.
             if self.audit_trail() {
                 let attempt = attempt_of(request, RefreshOutcome::UnknownToken, None);
-                insert_attempt_alone(&mut conn, &attempt)?;
+                insert_attempt_alone(&mut conn, self.audit_ids(), &attempt)?;
             }
             return Ok(RotateOutcome::UnknownToken);
         };
         write_transaction(&mut conn, |conn| {
             let Some((user, mut row)) = lock_user_and_session(conn, &token)? else {
-                self.audit(conn, request, RefreshOutcome::UnknownToken, None)?;
+                self.audit(conn, request, RefreshOutcome::UnknownToken, None, false)?;
                 return Ok(RotateOutcome::UnknownToken);
             };
             let presented = token.generation()?;
@@ -66,6 +66,10 @@ impl Database {
             let previous = (row.last_ip.clone(), row.last_user_agent.clone());
             let previous_use = row.last_used_at;
             let mut revoked = Vec::new();
+            let outcome = RefreshOutcome::of_rotation(decision, anomaly);
+            // A success is counted in the session's run, which the session
+            // update below writes anyway (see `count_in_run`).
+            let on_session = outcome == RefreshOutcome::Success && self.audit_trail();
             // Each change is written and mirrored in `row`, which becomes
             // the state returned.
             match decision {
@@ -90,14 +94,27 @@ impl Database {
                     row.rotated_by = request.client.user_agent.clone();
                     row.last_user_agent = request.client.user_agent.clone();
                     row.last_ip = request.client.ip.clone();
+                    if on_session {
+                        count_in_run(&mut row, request);
+                    }
                     diesel::update(sessions::table.find(&row.id))
                         .set((
-                            sessions::generation.eq(row.generation),
-                            sessions::rotated_at.eq(row.rotated_at),
-                            sessions::last_used_at.eq(row.last_used_at),
-                            sessions::rotated_by.eq(&row.rotated_by),
-                            sessions::last_user_agent.eq(&row.last_user_agent),
-                            sessions::last_ip.eq(&row.last_ip),
+                            (
+                                sessions::generation.eq(row.generation),
+                                sessions::rotated_at.eq(row.rotated_at),
+                                sessions::last_used_at.eq(row.last_used_at),
+                                sessions::rotated_by.eq(&row.rotated_by),
+                                sessions::last_user_agent.eq(&row.last_user_agent),
+                                sessions::last_ip.eq(&row.last_ip),
+                            ),
+                            (
+                                sessions::run_day.eq(row.run_day),
+                                sessions::run_ip.eq(&row.run_ip),
+                                sessions::run_user_agent.eq(&row.run_user_agent),
+                                sessions::run_attempts.eq(row.run_attempts),
+                                sessions::run_first_at.eq(row.run_first_at),
+                                sessions::run_last_at.eq(row.run_last_at),
+                            ),
                         ))
                         .execute(conn)?;
                 }
@@ -144,8 +161,7 @@ impl Database {
                 );
                 events::record(conn, &row, SecurityEventKind::Anomaly, details, now)?;
             }
-            let outcome = RefreshOutcome::of_rotation(decision, anomaly);
-            self.audit(conn, request, outcome, Some(&row))?;
+            self.audit(conn, request, outcome, Some(&row), on_session)?;
             Ok(RotateOutcome::Decided {
                 decision,
                 presented,
@@ -157,18 +173,21 @@ impl Database {
         })
     }
 
-    /// Writes the audit row of this rotation (unless the trail is off).
+    /// Writes the audit row of this rotation (unless the trail is off);
+    /// `on_session`: the row is already counted in its session's run.
     fn audit(
         &self,
         conn: &mut AnyConnection,
         request: &RotateRequest,
         outcome: RefreshOutcome,
         session: Option<&SessionRow>,
+        on_session: bool,
     ) -> Result<(), DbError> {
         if !self.audit_trail() {
             return Ok(());
         }
-        insert_attempt(conn, &attempt_of(request, outcome, session))
+        let attempt = attempt_of(request, outcome, session);
+        insert_attempt(conn, self.audit_ids(), &attempt, on_session)
     }
 
     pub(crate) fn end_session_by_token(&self, request: &EndRequest) -> Result<EndOutcome, DbError> {
@@ -329,6 +348,39 @@ fn anomaly_of(
         .anomaly
         .is_anomalous(&last, &current)
         .then_some(request.anomaly.response)
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Counts a successful rotation in the session's run: one more if it is of
+/// the run's UTC day, IP and user agent (as the audit row stores them),
+/// else a new run of one, and the `sessions_run_end` trigger moves the old
+/// run into the daily aggregate when the row is written.
+fn count_in_run(row: &mut SessionRow, request: &RotateRequest) {
+    let now = request.now.as_millis();
+    let day = now - now.rem_euclid(DAY_MS);
+    let ip = request.client.ip.as_deref().unwrap_or("");
+    let user_agent = request
+        .client
+        .user_agent
+        .as_deref()
+        .map_or("", truncate_user_agent);
+    if row.run_attempts > 0
+        && row.run_day == day
+        && row.run_ip == ip
+        && row.run_user_agent == user_agent
+    {
+        row.run_attempts += 1;
+        row.run_first_at = row.run_first_at.min(now);
+        row.run_last_at = row.run_last_at.max(now);
+    } else {
+        row.run_day = day;
+        ip.clone_into(&mut row.run_ip);
+        user_agent.clone_into(&mut row.run_user_agent);
+        row.run_attempts = 1;
+        row.run_first_at = now;
+        row.run_last_at = now;
+    }
 }
 
 /// The audit record of a rotation request, with the user and session when

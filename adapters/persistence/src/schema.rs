@@ -27,6 +27,13 @@ diesel::table! {
         last_ip -> Nullable<Text>,
         last_user_agent -> Nullable<Text>,
         rotated_by -> Nullable<Text>,
+        /// The open run of successes (migration `…000007…`).
+        run_day -> BigInt,
+        run_ip -> Text,
+        run_user_agent -> Text,
+        run_attempts -> BigInt,
+        run_first_at -> BigInt,
+        run_last_at -> BigInt,
     }
 }
 

@@ -19,12 +19,15 @@ use domain::{
 use crate::connection::Database;
 use crate::error::store;
 
-pub(crate) use write::{insert_attempt, insert_attempt_alone, insert_event, EventDraft};
+pub(crate) use write::{
+    insert_attempt, insert_attempt_alone, insert_event, truncate_user_agent, AuditIds, EventDraft,
+};
 
 impl AuditTrail for Database {
     fn record_refresh(&self, attempt: RefreshAttempt) -> Result<(), StoreError> {
         let mut conn = self.conn().map_err(store("record refresh attempt"))?;
-        insert_attempt_alone(&mut conn, &attempt).map_err(store("record refresh attempt"))
+        insert_attempt_alone(&mut conn, self.audit_ids(), &attempt)
+            .map_err(store("record refresh attempt"))
     }
 
     fn refresh_logs(
@@ -75,7 +78,7 @@ impl Database {
     pub fn record_refresh_batch(&self, attempts: &[RefreshAttempt]) -> Result<(), StoreError> {
         let mut conn = self.conn().map_err(store("record refresh attempts"))?;
         crate::transaction::write_transaction(&mut conn, |conn| {
-            write::insert_attempts(conn, attempts)
+            write::insert_attempts(conn, self.audit_ids(), attempts)
         })
         .map_err(store("record refresh attempts"))?;
         // One transaction updates the aggregate rows over and over, and

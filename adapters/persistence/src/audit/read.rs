@@ -206,8 +206,9 @@ struct Part {
 }
 
 /// Every aggregate of the analysis in one statement, so that the user's
-/// daily rows are read once (`w`, materialised) and the database is asked
-/// once. Parts:
+/// daily rows and the open runs of successes on their sessions (together
+/// every audit row of theirs, see `migrations/*/…000007…`) are read once
+/// (`w`, materialised) and the database is asked once. Parts:
 /// * `outcome`: a = outcome, n = attempts;
 /// * `ip`, `ua`: a = value, n = attempts, first/last seen (the most
 ///   frequent [`SEEN_LIMIT`]);
@@ -217,11 +218,14 @@ struct Part {
 /// * `peak`: n = most failures in one clock hour;
 /// * `event`: a = security event kind, n = how many.
 ///
-/// Binds: user and window start, three times (daily rows, failures, events).
+/// Binds: user and window start, four times (daily rows, runs, failures,
+/// events).
 const ACTIVITY: &str = "\
 WITH w AS MATERIALIZED (\
   SELECT outcome, session_id, ip, user_agent, attempts, first_at, last_at \
-  FROM refresh_audit_daily WHERE user_id = ? AND day_start >= ?) \
+  FROM refresh_audit_daily WHERE user_id = ? AND day_start >= ? \
+  UNION ALL SELECT 'success', id, run_ip, run_user_agent, run_attempts, run_first_at, \
+  run_last_at FROM sessions WHERE user_id = ? AND run_day >= ? AND run_attempts > 0) \
 SELECT 'outcome' AS part, outcome AS a, '' AS b, CAST(NULL AS TEXT) AS c, \
   CAST(NULL AS TEXT) AS d, CAST(SUM(attempts) AS BIGINT) AS n, \
   CAST(0 AS BIGINT) AS first_at, CAST(0 AS BIGINT) AS last_at \
@@ -277,7 +281,7 @@ pub(crate) fn activity(
         Bind::Text(user.to_string()),
         Bind::BigInt(since.as_millis()),
     ];
-    let binds: Vec<Bind> = window.iter().cycle().take(6).cloned().collect();
+    let binds: Vec<Bind> = window.iter().cycle().take(8).cloned().collect();
     let mut summary = ActivitySummary::default();
     let mut events = BTreeMap::new();
     for part in load::<Part>(conn, &sql, &binds)? {

@@ -14,6 +14,8 @@ diesel::table! {
         ip -> Nullable<Text>,
         user_agent -> Nullable<Text>,
         fingerprint -> Nullable<Text>,
+        /// Counted in its session's run, not by the daily trigger.
+        on_session -> Bool,
     }
 }
 

@@ -1,6 +1,8 @@
 //! Writing the trail: audit rows and security events, always on the
 //! connection (and so in the transaction) of the change they describe.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use diesel::prelude::*;
 use domain::{RefreshAttempt, SecurityEventKind};
 use serde_json::Value;
@@ -23,35 +25,94 @@ struct NewAuditRow<'a> {
 }
 
 /// Inserts the audit row of one refresh attempt, in whatever transaction
-/// `conn` is in (a write transaction on SQLite). The aggregates follow by
-/// trigger.
+/// `conn` is in (a write transaction on SQLite). The daily aggregate follows
+/// by trigger, unless `on_session`: a success the rotation has counted in
+/// its session's run (see `migrations/*/…000007…`).
 ///
 /// PostgreSQL numbers rows itself (identity column). On SQLite the table is
 /// clustered by `(user_id, at, id)` (see the migration) and `id` only
-/// orders one user's rows within a millisecond: the next number after those
-/// already there, read under the transaction's write lock. Both statements
-/// are Diesel queries, so they are prepared once per connection (a prepared
-/// insert also carries the compiled triggers).
+/// orders one user's rows within a millisecond: a number from `ids`, which
+/// grows with every row this `Database` writes (under the database's write
+/// lock, so in the order of the rows). Should another process sharing the
+/// file have used it for the same user and millisecond, the row takes the
+/// next number after those already there instead (read under the same
+/// lock): no read before the common insert.
+///
+/// Every column is bound, absent values as `NULL` (`bound_values!`):
+/// an `Insertable` struct with `Option` fields renders `DEFAULT` for `None`
+/// on PostgreSQL, which makes Diesel re-plan the statement on every call
+/// instead of preparing it once per connection (a prepared insert also
+/// carries the compiled triggers).
+/// Numbers the SQLite audit rows of one [`crate::Database`] and its clones
+/// (see [`insert_attempt`]).
+#[derive(Debug, Default)]
+pub(crate) struct AuditIds(AtomicI64);
+
+impl AuditIds {
+    fn next(&self) -> i64 {
+        self.0.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// The columns of a [`NewAuditRow`] as assignments, `None` bound as `NULL`.
+macro_rules! bound_values {
+    ($row:expr, $on_session:expr) => {
+        (
+            refresh_audit::on_session.eq($on_session),
+            refresh_audit::at.eq($row.at),
+            refresh_audit::outcome.eq($row.outcome),
+            refresh_audit::user_id.eq($row.user_id.as_str()),
+            refresh_audit::session_id.eq($row.session_id.as_deref()),
+            refresh_audit::ip.eq($row.ip),
+            refresh_audit::user_agent.eq($row.user_agent),
+            refresh_audit::fingerprint.eq($row.fingerprint),
+        )
+    };
+}
+
 pub(crate) fn insert_attempt(
     conn: &mut AnyConnection,
+    ids: &AuditIds,
     attempt: &RefreshAttempt,
+    on_session: bool,
 ) -> Result<(), DbError> {
     let row = NewAuditRow::of(attempt);
     match conn {
         AnyConnection::Postgresql(pg) => {
             diesel::insert_into(refresh_audit::table)
-                .values(&row)
+                .values(bound_values!(row, on_session))
                 .execute(pg)?;
         }
         AnyConnection::Sqlite(sqlite) => {
-            let last: Option<i64> = refresh_audit::table
-                .filter(refresh_audit::user_id.eq(&row.user_id))
-                .filter(refresh_audit::at.eq(row.at))
-                .select(diesel::dsl::max(refresh_audit::id))
-                .first(sqlite)?;
-            diesel::insert_into(refresh_audit::table)
-                .values((&row, refresh_audit::id.eq(last.unwrap_or(0) + 1)))
-                .execute(sqlite)?;
+            let fresh = ids.next();
+            // A plain insert: Diesel prepares it once per connection and
+            // finds it again by type (with `ON CONFLICT` it would build and
+            // hash the SQL text on every call). A failed statement leaves
+            // the transaction as it was.
+            let inserted = diesel::insert_into(refresh_audit::table)
+                .values((bound_values!(row, on_session), refresh_audit::id.eq(fresh)))
+                .execute(sqlite);
+            if let Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) = inserted
+            {
+                // Another process numbered a row of this user in this
+                // millisecond alike: take the next number after its rows.
+                let last: Option<i64> = refresh_audit::table
+                    .filter(refresh_audit::user_id.eq(&row.user_id))
+                    .filter(refresh_audit::at.eq(row.at))
+                    .select(diesel::dsl::max(refresh_audit::id))
+                    .first(sqlite)?;
+                diesel::insert_into(refresh_audit::table)
+                    .values((
+                        bound_values!(row, on_session),
+                        refresh_audit::id.eq(last.unwrap_or(0) + 1),
+                    ))
+                    .execute(sqlite)?;
+            } else {
+                inserted?;
+            }
         }
     }
     Ok(())
@@ -75,6 +136,7 @@ impl<'a> NewAuditRow<'a> {
 #[cfg(any(test, feature = "testing"))]
 pub(crate) fn insert_attempts(
     conn: &mut AnyConnection,
+    ids: &AuditIds,
     attempts: &[RefreshAttempt],
 ) -> Result<(), DbError> {
     match conn {
@@ -89,7 +151,7 @@ pub(crate) fn insert_attempts(
         }
         AnyConnection::Sqlite(_) => {
             for attempt in attempts {
-                insert_attempt(conn, attempt)?;
+                insert_attempt(conn, ids, attempt, false)?;
             }
         }
     }
@@ -101,17 +163,20 @@ pub(crate) fn insert_attempts(
 /// `transaction.rs`), autocommitted on PostgreSQL.
 pub(crate) fn insert_attempt_alone(
     conn: &mut AnyConnection,
+    ids: &AuditIds,
     attempt: &RefreshAttempt,
 ) -> Result<(), DbError> {
     match conn {
-        AnyConnection::Sqlite(_) => write_transaction(conn, |conn| insert_attempt(conn, attempt)),
-        AnyConnection::Postgresql(_) => insert_attempt(conn, attempt),
+        AnyConnection::Sqlite(_) => {
+            write_transaction(conn, |conn| insert_attempt(conn, ids, attempt, false))
+        }
+        AnyConnection::Postgresql(_) => insert_attempt(conn, ids, attempt, false),
     }
 }
 
 /// The HTTP adapter already truncates user agents to 512 bytes; the schema
 /// insists, so make sure (on a character boundary).
-fn truncate_user_agent(user_agent: &str) -> &str {
+pub(crate) fn truncate_user_agent(user_agent: &str) -> &str {
     let mut end = user_agent.len().min(512);
     while !user_agent.is_char_boundary(end) {
         end -= 1;

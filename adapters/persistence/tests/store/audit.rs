@@ -9,9 +9,9 @@ use application::ports::{
     SessionRepository,
 };
 use domain::{
-    AnomalyPolicy, AnomalyResponse, Cursor, RefreshAttempt, RefreshOutcome, ReuseResponse,
-    RotationDecision, SecurityEvent, SecurityEventKind, SessionId, SessionStatus, Timestamp,
-    TokenFingerprint, UserId,
+    ActivitySummary, AnomalyPolicy, AnomalyResponse, Cursor, RefreshAttempt, RefreshOutcome,
+    ReuseResponse, RotationDecision, SecurityEvent, SecurityEventKind, SessionId, SessionStatus,
+    Timestamp, TokenFingerprint, UserId,
 };
 use serde_json::Value;
 
@@ -27,8 +27,10 @@ on_both_backends!(
     an_ip_change_alone_is_no_anomaly,
     revoke_all_records_who_asked_for_it,
     refresh_logs_page_newest_first_without_gaps_or_repeats,
+    two_writers_on_one_database_keep_every_row_of_one_millisecond,
     security_events_page_per_user_and_for_everyone,
     activity_aggregates_the_window_by_day,
+    successes_counted_on_their_session_reach_the_analysis_and_outlive_it,
     without_the_trail_nothing_is_written,
 );
 
@@ -387,6 +389,28 @@ fn refresh_logs_page_newest_first_without_gaps_or_repeats(db: &TestDatabase) {
     assert_eq!(seen[6].attempt.outcome, RefreshOutcome::ALL[0]);
 }
 
+/// Two processes on one SQLite file number their rows each from their own
+/// counter (two `Database`s here): rows of one user in one millisecond
+/// that got the same number from both must all be kept, in the order they
+/// were written.
+fn two_writers_on_one_database_keep_every_row_of_one_millisecond(db: &TestDatabase) {
+    let (first, second) = (db.open(2), db.connect(2));
+    let alice = user(&first, "alice");
+    let outcomes = &RefreshOutcome::ALL[..6];
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let writer = if i % 2 == 0 { &first } else { &second };
+        writer
+            .record_refresh(attempt(alice.id, *outcome, at(5)))
+            .unwrap();
+    }
+    let rows = first.refresh_logs(alice.id, None, 100).unwrap();
+    let written: Vec<_> = rows.iter().rev().map(|r| r.attempt.outcome).collect();
+    assert_eq!(written, outcomes, "every row, newest first");
+    // The daily aggregates count them all too (from midnight before `at(0)`).
+    let midnight = Timestamp::from_millis(1_699_920_000_000);
+    assert_eq!(second.activity(alice.id, midnight).unwrap().total(), 6);
+}
+
 fn security_events_page_per_user_and_for_everyone(db: &TestDatabase) {
     let db = db.open(2);
     let alice = user(&db, "alice");
@@ -515,6 +539,87 @@ fn activity_aggregates_the_window_by_day(db: &TestDatabase) {
         1,
         "session 2: two networks, two devices"
     );
+}
+
+/// The rotation counts successes in its session's run rather than through
+/// the daily trigger: runs end at midnight and on a new IP or user agent,
+/// and the run of a session that is deleted is kept.
+fn successes_counted_on_their_session_reach_the_analysis_and_outlive_it(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    // `at(6_400)` is midnight UTC.
+    let (day_one, day_two) = (
+        Timestamp::from_millis(1_699_920_000_000),
+        Timestamp::from_millis(1_700_006_400_000),
+    );
+    let (_session, mut token) = login(&db, &alice, at(6_300));
+    let mut rotate_from = |secs: i64, ip: &str, user_agent: &str| {
+        let next = digest();
+        let mut request = rotate_request(token, next, at(secs), user_agent);
+        request.client.ip = Some(ip.to_owned());
+        let outcome = db.rotate(request).unwrap();
+        assert!(matches!(
+            decision(&outcome),
+            RotationDecision::Rotate { .. }
+        ));
+        token = next;
+    };
+    let home = "203.0.113.7";
+    let (other, phone) = ("198.51.100.99", "198.51.100.100");
+    for secs in [6_310, 6_320, 6_399, 6_400, 6_410] {
+        rotate_from(secs, home, UA);
+    }
+    rotate_from(6_420, other, UA);
+    rotate_from(6_430, home, UA);
+    rotate_from(6_440, phone, OTHER_UA);
+    let seen = |s: &ActivitySummary| {
+        let mut ips: Vec<_> = s
+            .ips
+            .iter()
+            .map(|x| (x.value.clone(), x.count, x.first_seen, x.last_seen))
+            .collect();
+        ips.sort();
+        ips
+    };
+    let whole = db.activity(alice.id, day_one).unwrap();
+    assert_eq!(whole.count(RefreshOutcome::Success), 8);
+    assert_eq!(whole.total(), 8, "{whole:?}");
+    assert_eq!(
+        seen(&whole),
+        vec![
+            (phone.to_owned(), 1, at(6_440), at(6_440)),
+            (other.to_owned(), 1, at(6_420), at(6_420)),
+            (home.to_owned(), 6, at(6_310), at(6_430)),
+        ]
+    );
+    assert_eq!(whole.distinct_user_agents, 2);
+    assert_eq!(whole.sessions_seen, 1);
+    let second_day = db.activity(alice.id, day_two).unwrap();
+    assert_eq!(second_day.count(RefreshOutcome::Success), 5);
+    assert_eq!(
+        seen(&second_day)[2],
+        (home.to_owned(), 3, at(6_400), at(6_430))
+    );
+
+    // The session ends and the cleanup deletes it: its open run stays
+    // counted.
+    let cutoffs = application::ports::CleanupCutoffs {
+        now: at(6_300).plus(lifetimes().max_lifetime),
+        audit_before: day_one,
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let report = application::ports::ExpiredDataStore::purge_expired(
+        &db,
+        cutoffs,
+        application::cleanup::Batching::default(),
+        &stop,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(report.sessions, 1);
+    let after = db.activity(alice.id, day_one).unwrap();
+    assert_eq!((after.total(), seen(&after)), (whole.total(), seen(&whole)));
+    assert_eq!(after.session_uses, whole.session_uses);
 }
 
 fn without_the_trail_nothing_is_written(db: &TestDatabase) {

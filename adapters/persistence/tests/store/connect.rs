@@ -69,3 +69,39 @@ fn ping_answers_and_handles_are_cheap_to_share(db: &TestDatabase) {
     // Migrating again is a no-op.
     assert_eq!(db.run_migrations().unwrap(), 0);
 }
+
+/// Commits only append to SQLite's write-ahead log; a thread of the
+/// `Database` copies it into the database file (requests would do so only
+/// past 10 000 pages of log).
+#[test]
+fn a_thread_copies_the_sqlite_log_into_the_database_file() {
+    let test_db = TestDatabase::sqlite();
+    let db = test_db.open(2);
+    let file = std::path::PathBuf::from(test_db.url().strip_prefix("sqlite://").unwrap());
+    let size = || std::fs::metadata(&file).unwrap().len();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = size();
+    // About 5 MB of rows in one commit: some 1 200 pages of log.
+    let user = domain::UserId::from_random_bytes([9; 16]);
+    let attempts: Vec<_> = (0..20_000)
+        .map(|i| domain::RefreshAttempt {
+            at: at(i),
+            outcome: domain::RefreshOutcome::Success,
+            user_id: Some(user),
+            session_id: None,
+            ip: Some(format!("198.51.100.{}", i % 250)),
+            user_agent: Some(format!("{UA} build/{i}")),
+            fingerprint: None,
+        })
+        .collect();
+    db.record_refresh_batch(&attempts).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while size() < before + 2_000_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the database file is still {} bytes (was {before}): nothing copied the log",
+            size()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
