@@ -84,17 +84,17 @@ fn refresh_once(warden: &TokenWarden, token: &mut String) {
 
 /// The overhead measured in alternating blocks, so that both variants see
 /// the same machine: on a shared machine the load drifts between two
-/// criterion runs by more than the difference sought. Blocks are long
-/// enough to include the log checkpoints that the extra pages of the trail
-/// bring about, and run in the order ABBA so that a drift within a round
-/// cancels. Prints, for each variant, the wall time per refresh (one client
+/// criterion runs by more than the difference sought. Short blocks run in
+/// the order ABBA, so that a drift within a round cancels (the SQLite log
+/// is checkpointed by a thread of each database, whose CPU time counts
+/// below, not inside some unlucky block). Prints, for each variant, the wall time per refresh (one client
 /// refreshing back to back) and the CPU time per refresh of the whole
 /// process (with the SQLite checkpoint thread): the first is what one
 /// client waits, the second what bounds the throughput of a busy server;
 /// a virtual disk makes the first noisy.
 fn paired(backend: &str, plain: &mut (TokenWarden, String), audited: &mut (TokenWarden, String)) {
-    const ROUNDS: usize = 20;
-    const PER_BLOCK: usize = 300;
+    const ROUNDS: usize = 60;
+    const PER_BLOCK: usize = 100;
     let time = |(warden, token): &mut (TokenWarden, String)| {
         let (start, cpu) = (Instant::now(), process_cpu());
         for _ in 0..PER_BLOCK {
