@@ -15,14 +15,15 @@ use crate::system::SystemClock;
 
 /// How a pass paces its deletes on each backend. PostgreSQL deletes beside
 /// refreshes (row locks, `SKIP LOCKED`): 1 000 rows a statement. SQLite has
-/// one writer at a time, so a refresh may wait for a whole batch: 250 rows
-/// keep that wait within refresh's own p99 (see the cleanup benchmark).
+/// one writer at a time, so a refresh may wait for a whole batch: 25 rows
+/// (about half a millisecond) keep that wait within refresh's own p99 (see
+/// the cleanup benchmark), and a pause of 2 ms lets refreshes in between.
 pub fn batching_for(backend: Backend) -> Batching {
     match backend {
         Backend::Postgres => Batching::default(),
         Backend::Sqlite => Batching {
-            batch_size: 250,
-            pause: Duration::from_millis(5),
+            batch_size: 25,
+            pause: Duration::from_millis(2),
         },
     }
 }

@@ -28,7 +28,7 @@ use diesel::{sql_query, PgConnection, QueryableByName, RunQueryDsl};
 
 use crate::connection::{AnyConnection, Database};
 use crate::error::{store, DbError};
-use crate::transaction::write_transaction;
+use crate::transaction::{write_transaction, WriteLock};
 
 /// Key of the PostgreSQL advisory lock held during a cleanup pass
 /// ("tokencln" in ASCII).
@@ -115,7 +115,14 @@ impl Database {
                 return Ok(None);
             }
         }
-        let report = purge_all(&mut conn, cutoffs, batching, stop, AUDIT_TABLES);
+        let report = purge_all(
+            &mut conn,
+            self.write_lock(),
+            cutoffs,
+            batching,
+            stop,
+            AUDIT_TABLES,
+        );
         if let AnyConnection::Postgresql(pg) = &mut *conn {
             // A connection that cannot unlock is most likely broken, and
             // its server session (with the lock) ends with it; at worst the
@@ -134,6 +141,7 @@ impl Database {
 
 fn purge_all(
     conn: &mut AnyConnection,
+    lock: &WriteLock,
     cutoffs: CleanupCutoffs,
     batching: Batching,
     stop: &AtomicBool,
@@ -150,12 +158,25 @@ fn purge_all(
     let mut report = CleanupReport {
         refresh_tokens: purge(
             conn,
+            lock,
             &deadline("refresh_tokens", "expires_at"),
             batching,
             stop,
         )?,
-        sessions: purge(conn, &deadline("sessions", "expires_at"), batching, stop)?,
-        revocations: purge(conn, &deadline("revocations", "expires_at"), batching, stop)?,
+        sessions: purge(
+            conn,
+            lock,
+            &deadline("sessions", "expires_at"),
+            batching,
+            stop,
+        )?,
+        revocations: purge(
+            conn,
+            lock,
+            &deadline("revocations", "expires_at"),
+            batching,
+            stop,
+        )?,
         audit_rows: None,
     };
     for audit in audit_tables {
@@ -164,6 +185,7 @@ fn purge_all(
         }
         let purged = purge(
             conn,
+            lock,
             &Purge {
                 table: audit.table,
                 column: audit.written_at,
@@ -182,6 +204,7 @@ fn purge_all(
 /// Deletes the rows `rule` selects, batch by batch; returns how many.
 fn purge(
     conn: &mut AnyConnection,
+    lock: &WriteLock,
     rule: &Purge,
     batching: Batching,
     stop: &AtomicBool,
@@ -194,7 +217,7 @@ fn purge(
         if stop.load(Ordering::Relaxed) {
             return Ok(total);
         }
-        let deleted = write_transaction(conn, |conn| {
+        let deleted = write_transaction(conn, lock, |conn| {
             Ok(match conn {
                 AnyConnection::Postgresql(pg) => {
                     // Nothing waits for this commit to reach the disk: a
@@ -230,12 +253,8 @@ fn purge(
             })
         })?;
         total = total.saturating_add(u64::try_from(deleted).unwrap_or(0));
-        if let AnyConnection::Sqlite(sqlite) = conn {
-            // Copy the WAL this batch wrote back into the database here,
-            // without blocking anyone, rather than in whichever refresh's
-            // commit next crosses the auto-checkpoint threshold.
-            sql_query("PRAGMA wal_checkpoint(PASSIVE)").execute(sqlite)?;
-        }
+        // On SQLite the database's checkpoint thread copies what the batch
+        // wrote to the log back into the file (`checkpoint.rs`).
         if i64::try_from(deleted).unwrap_or(i64::MAX) < batch {
             return Ok(total);
         }
@@ -331,9 +350,25 @@ mod tests {
             table: "no_such_table",
             written_at: "at",
         };
-        let report = purge_all(&mut conn, cutoffs, batching, &stop, &[missing]).unwrap();
+        let report = purge_all(
+            &mut conn,
+            &WriteLock::default(),
+            cutoffs,
+            batching,
+            &stop,
+            &[missing],
+        )
+        .unwrap();
         assert_eq!(report.audit_rows, None, "no audit table, nothing to report");
-        let report = purge_all(&mut conn, cutoffs, batching, &stop, &[TRAIL, missing]).unwrap();
+        let report = purge_all(
+            &mut conn,
+            &WriteLock::default(),
+            cutoffs,
+            batching,
+            &stop,
+            &[TRAIL, missing],
+        )
+        .unwrap();
         assert_eq!(report.audit_rows, Some(26));
         assert_eq!(count(&mut conn), 5, "the recent rows stay");
     }

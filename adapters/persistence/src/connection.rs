@@ -13,6 +13,7 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool, Po
 use crate::audit::AuditIds;
 use crate::checkpoint::Checkpointer;
 use crate::error::DbError;
+use crate::transaction::WriteLock;
 
 /// A connection to either backend. One query code path serves both.
 ///
@@ -58,6 +59,7 @@ pub struct Database {
     /// that measure what the trail costs.
     audit_trail: bool,
     audit_ids: Arc<AuditIds>,
+    write_lock: Arc<WriteLock>,
     /// SQLite only: checkpoints the log while any clone lives.
     _checkpointer: Option<Arc<Checkpointer>>,
 }
@@ -189,6 +191,7 @@ impl Database {
             backend,
             audit_trail: true,
             audit_ids: Arc::default(),
+            write_lock: Arc::default(),
             _checkpointer: checkpointer,
         })
     }
@@ -217,6 +220,11 @@ impl Database {
 
     pub(crate) fn audit_trail(&self) -> bool {
         self.audit_trail
+    }
+
+    /// Serialises this database's SQLite write transactions.
+    pub(crate) fn write_lock(&self) -> &WriteLock {
+        &self.write_lock
     }
 
     /// Numbers this database's SQLite audit rows.

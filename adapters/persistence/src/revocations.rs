@@ -236,7 +236,7 @@ impl Shared {
 
     fn record(&self, entries: &[Revocation]) -> Result<(), DbError> {
         let mut conn = self.db.conn()?;
-        write_transaction(&mut conn, |conn| {
+        write_transaction(&mut conn, self.db.write_lock(), |conn| {
             for e in entries {
                 upsert(conn, &e.key.to_string(), e.expires_at.as_millis())?;
             }

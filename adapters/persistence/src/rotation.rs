@@ -38,11 +38,11 @@ impl Database {
             // The audit row is the only write of this refresh.
             if self.audit_trail() {
                 let attempt = attempt_of(request, RefreshOutcome::UnknownToken, None);
-                insert_attempt_alone(&mut conn, self.audit_ids(), &attempt)?;
+                insert_attempt_alone(&mut conn, self.write_lock(), self.audit_ids(), &attempt)?;
             }
             return Ok(RotateOutcome::UnknownToken);
         };
-        write_transaction(&mut conn, |conn| {
+        write_transaction(&mut conn, self.write_lock(), |conn| {
             let Some((user, mut row)) = lock_user_and_session(conn, &token)? else {
                 self.audit(conn, request, RefreshOutcome::UnknownToken, None, false)?;
                 return Ok(RotateOutcome::UnknownToken);
@@ -196,7 +196,7 @@ impl Database {
         let Some(token) = find_token(&mut conn, &digest)? else {
             return Ok(EndOutcome::UnknownToken);
         };
-        write_transaction(&mut conn, |conn| {
+        write_transaction(&mut conn, self.write_lock(), |conn| {
             let Some((_, row)) = lock_user_and_session(conn, &token)? else {
                 return Ok(EndOutcome::UnknownToken);
             };

@@ -97,7 +97,7 @@ impl Database {
         let created_at = new.created_at.as_millis();
         let expires_at = new.expires_at.as_millis();
         let mut conn = self.conn()?;
-        let evicted = write_transaction(&mut conn, |conn| {
+        let evicted = write_transaction(&mut conn, self.write_lock(), |conn| {
             // The user row orders this against other writers of the user's
             // sessions (see `transaction.rs`).
             lock_user(conn, &user_id)?;
@@ -168,7 +168,7 @@ impl Database {
             ),
         };
         let mut conn = self.conn()?;
-        let revoked = write_transaction(&mut conn, |conn| {
+        let revoked = write_transaction(&mut conn, self.write_lock(), |conn| {
             lock_user(conn, &user_id)?;
             let revoked = revoke_user_sessions(conn, &user_id, now, stored_reason)?;
             let mut details = details;
@@ -204,7 +204,7 @@ impl Database {
         let now = now.as_millis();
         let mut conn = self.conn()?;
         // One statement on one row: it needs no lock beyond its own.
-        let revoked = write_transaction(&mut conn, |conn| {
+        let revoked = write_transaction(&mut conn, self.write_lock(), |conn| {
             Ok(diesel::update(
                 sessions::table
                     .filter(sessions::id.eq(&session_id))

@@ -19,6 +19,8 @@
 //!   cycle (a theft response, an eviction or `revoke_all` change *several*
 //!   sessions of one user).
 
+use std::sync::{Mutex, PoisonError};
+
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
 
@@ -27,18 +29,36 @@ use crate::error::DbError;
 use crate::rows::{SessionRow, UserRow};
 use crate::schema::{sessions, users};
 
-/// Runs `f` in a transaction that holds the write lock (SQLite) from its
-/// first statement. Commits when `f` returns `Ok`, rolls back on `Err`.
+/// Serialises the SQLite write transactions of one `Database` (and its
+/// clones). SQLite admits one writer at a time, and a connection that finds
+/// the lock taken polls for it in its busy handler, sleeping a millisecond
+/// or more between tries: a refresh that arrived during a cleanup batch
+/// waited at least 1 ms however short the batch. Waiting here instead wakes
+/// it as soon as the writer before it is done. Other processes on the same
+/// file still meet the busy handler (`busy_timeout`).
+#[derive(Debug, Default)]
+pub(crate) struct WriteLock(Mutex<()>);
+
+/// Runs `f` in a transaction that holds the write lock (SQLite: `lock`,
+/// then the database's) from its first statement. Commits when `f` returns
+/// `Ok`, rolls back on `Err`.
 pub(crate) fn write_transaction<T>(
     conn: &mut AnyConnection,
+    lock: &WriteLock,
     f: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>,
 ) -> Result<T, DbError> {
-    match conn {
+    // Held until the commit or rollback below.
+    let _writing = match conn {
         AnyConnection::Sqlite(c) => {
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+            let guard = lock.0.lock().unwrap_or_else(PoisonError::into_inner);
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+            Some(guard)
         }
-        AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN")?,
-    }
+        AnyConnection::Postgresql(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN")?;
+            None
+        }
+    };
     match f(conn) {
         Ok(value) => {
             <AnyConnection as TransactionManager<AnyConnection>>::commit_transaction(conn)?;

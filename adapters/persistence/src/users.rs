@@ -40,7 +40,7 @@ impl UserRepository for Database {
             created_at: user.created_at.as_millis(),
         };
         let inserted = self.conn().and_then(|mut conn| {
-            write_transaction(&mut conn, |conn| {
+            write_transaction(&mut conn, self.write_lock(), |conn| {
                 diesel::insert_into(users::table)
                     .values(&row)
                     .execute(conn)?;

@@ -26,7 +26,7 @@ pub(crate) use write::{
 impl AuditTrail for Database {
     fn record_refresh(&self, attempt: RefreshAttempt) -> Result<(), StoreError> {
         let mut conn = self.conn().map_err(store("record refresh attempt"))?;
-        insert_attempt_alone(&mut conn, self.audit_ids(), &attempt)
+        insert_attempt_alone(&mut conn, self.write_lock(), self.audit_ids(), &attempt)
             .map_err(store("record refresh attempt"))
     }
 
@@ -77,7 +77,7 @@ impl Database {
     /// [`StoreError`] when storage fails; nothing is then recorded.
     pub fn record_refresh_batch(&self, attempts: &[RefreshAttempt]) -> Result<(), StoreError> {
         let mut conn = self.conn().map_err(store("record refresh attempts"))?;
-        crate::transaction::write_transaction(&mut conn, |conn| {
+        crate::transaction::write_transaction(&mut conn, self.write_lock(), |conn| {
             write::insert_attempts(conn, self.audit_ids(), attempts)
         })
         .map_err(store("record refresh attempts"))?;

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::schema::{refresh_audit, security_events};
 use crate::connection::AnyConnection;
 use crate::error::DbError;
-use crate::transaction::write_transaction;
+use crate::transaction::{write_transaction, WriteLock};
 
 #[derive(Insertable)]
 #[diesel(table_name = refresh_audit)]
@@ -163,12 +163,13 @@ pub(crate) fn insert_attempts(
 /// `transaction.rs`), autocommitted on PostgreSQL.
 pub(crate) fn insert_attempt_alone(
     conn: &mut AnyConnection,
+    lock: &WriteLock,
     ids: &AuditIds,
     attempt: &RefreshAttempt,
 ) -> Result<(), DbError> {
     match conn {
         AnyConnection::Sqlite(_) => {
-            write_transaction(conn, |conn| insert_attempt(conn, ids, attempt, false))
+            write_transaction(conn, lock, |conn| insert_attempt(conn, ids, attempt, false))
         }
         AnyConnection::Postgresql(_) => insert_attempt(conn, ids, attempt, false),
     }
