@@ -24,25 +24,6 @@ struct NewAuditRow<'a> {
     fingerprint: Option<&'a str>,
 }
 
-/// Inserts the audit row of one refresh attempt, in whatever transaction
-/// `conn` is in (a write transaction on SQLite). The daily aggregate follows
-/// by trigger, unless `on_session`: a success the rotation has counted in
-/// its session's run (see `migrations/*/…000007…`).
-///
-/// PostgreSQL numbers rows itself (identity column). On SQLite the table is
-/// clustered by `(user_id, at, id)` (see the migration) and `id` only
-/// orders one user's rows within a millisecond: a number from `ids`, which
-/// grows with every row this `Database` writes (under the database's write
-/// lock, so in the order of the rows). Should another process sharing the
-/// file have used it for the same user and millisecond, the row takes the
-/// next number after those already there instead (read under the same
-/// lock): no read before the common insert.
-///
-/// Every column is bound, absent values as `NULL` (`bound_values!`):
-/// an `Insertable` struct with `Option` fields renders `DEFAULT` for `None`
-/// on PostgreSQL, which makes Diesel re-plan the statement on every call
-/// instead of preparing it once per connection (a prepared insert also
-/// carries the compiled triggers).
 /// Numbers the SQLite audit rows of one [`crate::Database`] and its clones
 /// (see [`insert_attempt`]).
 #[derive(Debug, Default)]
@@ -70,6 +51,25 @@ macro_rules! bound_values {
     };
 }
 
+/// Inserts the audit row of one refresh attempt, in whatever transaction
+/// `conn` is in (a write transaction on SQLite). The daily aggregate follows
+/// by trigger, unless `on_session`: a success the rotation has counted in
+/// its session's run (see `migrations/*/…000007…`).
+///
+/// PostgreSQL numbers rows itself (identity column). On SQLite the table is
+/// clustered by `(user_id, at, id)` (see the migration) and `id` only
+/// orders one user's rows within a millisecond: a number from `ids`, which
+/// grows with every row this `Database` writes (under the database's write
+/// lock, so in the order of the rows). Should another process sharing the
+/// file have used it for the same user and millisecond, the row takes the
+/// next number after those already there instead (read under the same
+/// lock): no read before the common insert.
+///
+/// Every column is bound, absent values as `NULL` (`bound_values!`):
+/// an `Insertable` struct with `Option` fields renders `DEFAULT` for `None`
+/// on PostgreSQL, which makes Diesel re-plan the statement on every call
+/// instead of preparing it once per connection (a prepared insert also
+/// carries the compiled triggers).
 pub(crate) fn insert_attempt(
     conn: &mut AnyConnection,
     ids: &AuditIds,
