@@ -3,8 +3,6 @@
 //! `cleanup` command and the new settings.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use domain::Timestamp;
@@ -13,64 +11,9 @@ use redis_revocation::testing::{test_redis_url, unique_prefix, RedisServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tokenwarden");
+mod support;
 
-fn tokenwarden(db: &str, keys: &std::path::Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", db)
-        .env("TOKENWARDEN_KEYS_DIR", keys)
-        .env("RUST_LOG", "warn");
-    c
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server(Child, u16);
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.1)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn serve(db: &str, keys: &std::path::Path, env: &[(&str, &str)]) -> Server {
-    let port = free_port();
-    let mut cmd = tokenwarden(db, keys);
-    cmd.arg("serve")
-        .env("TOKENWARDEN_BIND", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let server = Server(cmd.spawn().unwrap(), port);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if reqwest::get(server.url("/.well-known/jwks.json"))
-            .await
-            .is_ok()
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("server on port {port} did not start");
-}
+use support::{serve, tokenwarden, Server};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()

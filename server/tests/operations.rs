@@ -4,9 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -14,45 +13,13 @@ use persistence::testing::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tokenwarden");
+mod support;
+
+use support::{free_port, start, tokenwarden, Server, BIN};
+
 const PASSWORD: &str = "correct horse battery";
 
-fn tokenwarden(db: &str, keys: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", db)
-        .env("TOKENWARDEN_KEYS_DIR", keys)
-        .env("RUST_LOG", "warn");
-    c
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `tokenwarden serve` process, killed if the test leaves it running.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
     fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .arg(format!("-{name}"))
@@ -81,27 +48,8 @@ impl Server {
     }
 }
 
-async fn start(mut cmd: Command, port: u16) -> Server {
-    cmd.arg("serve")
-        .env("TOKENWARDEN_BIND", format!("127.0.0.1:{port}"));
-    let server = Server {
-        child: cmd.spawn().unwrap(),
-        port,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if reqwest::get(server.url("/healthz")).await.is_ok() {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server on port {port} did not start");
-}
-
 async fn serve(db: &str, keys: &Path) -> Server {
-    let mut cmd = tokenwarden(db, keys);
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    start(cmd, free_port()).await
+    support::serve(db, keys, &[]).await
 }
 
 async fn post(server: &Server, path: &str, body: Value) -> reqwest::Response {

@@ -4,67 +4,16 @@
 
 use std::collections::HashSet;
 use std::io::Write as _;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
 use futures_util::future::join_all;
 use persistence::testing::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tokenwarden");
+mod support;
 
-fn tokenwarden(db: &str, keys: &std::path::Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", db)
-        .env("TOKENWARDEN_KEYS_DIR", keys)
-        .env("RUST_LOG", "warn");
-    c
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server(Child, u16);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn serve(db: &str, keys: &std::path::Path, extra: &[(&str, &str)]) -> Server {
-    let port = free_port();
-    let mut cmd = tokenwarden(db, keys);
-    cmd.arg("serve")
-        .env("TOKENWARDEN_BIND", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let server = Server(cmd.spawn().unwrap(), port);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if reqwest::get(format!("http://127.0.0.1:{port}/.well-known/jwks.json"))
-            .await
-            .is_ok()
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("server on port {port} did not start");
-}
+use support::{serve, tokenwarden, Server};
 
 fn create_user(
     db: &str,
@@ -134,7 +83,7 @@ async fn user_create_reads_the_password_from_stdin_and_the_user_can_log_in() {
 
     let server = serve(db.url(), keys.path(), &[]).await;
     let r = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{}/auth/login", server.1))
+        .post(server.url("/auth/login"))
         .json(&json!({"username": "root_admin", "password": "a long admin password"}))
         .send()
         .await
@@ -190,7 +139,7 @@ async fn two_server_processes_on_one_database_yield_one_successor() {
     let a = serve(db.url(), keys.path(), &grace).await;
     let b = serve(db.url(), keys.path(), &grace).await;
     let client = reqwest::Client::new();
-    let base = |s: &Server| format!("http://127.0.0.1:{}", s.1);
+    let base = |s: &Server| s.url("");
     let r = client
         .post(format!("{}/auth/register", base(&a)))
         .json(&json!({"username": "twin", "password": "password123"}))
