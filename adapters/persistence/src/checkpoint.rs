@@ -15,7 +15,6 @@
 //! thread stops or falls behind, the log stays bounded.
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -30,7 +29,6 @@ pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
 /// Stops its thread when dropped (with the last clone of its `Database`).
 pub(crate) struct Checkpointer {
     stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl Checkpointer {
@@ -76,10 +74,7 @@ impl Checkpointer {
                 }
             });
         match thread {
-            Ok(thread) => Some(Self {
-                stop,
-                thread: Some(thread),
-            }),
+            Ok(_detached) => Some(Self { stop }),
             Err(error) => {
                 tracing::warn!(%error, "no checkpoint thread: requests checkpoint the SQLite log");
                 None
@@ -114,14 +109,13 @@ fn checkpoint(conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
 }
 
 impl Drop for Checkpointer {
+    /// Tells the thread to stop; it does so at its next wake-up, which this
+    /// brings forward. Not joined: the last clone of a `Database` may drop
+    /// on an async worker, which must not wait for a checkpoint under way.
     fn drop(&mut self) {
         let (lock, wake) = &*self.stop;
         *lock.lock().unwrap_or_else(PoisonError::into_inner) = true;
         wake.notify_all();
-        if let Some(thread) = self.thread.take() {
-            // At most one checkpoint under way to wait for.
-            let _ = thread.join();
-        }
     }
 }
 

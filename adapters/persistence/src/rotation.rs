@@ -108,7 +108,6 @@ impl Database {
                                 sessions::last_ip.eq(&row.last_ip),
                             ),
                             (
-                                sessions::run_day.eq(row.run_day),
                                 sessions::run_ip.eq(&row.run_ip),
                                 sessions::run_user_agent.eq(&row.run_user_agent),
                                 sessions::run_attempts.eq(row.run_attempts),
@@ -352,13 +351,18 @@ fn anomaly_of(
 
 const DAY_MS: i64 = 86_400_000;
 
+/// The start of the UTC day of `millis`, as the triggers compute it.
+fn day_of(millis: i64) -> i64 {
+    millis - millis.rem_euclid(DAY_MS)
+}
+
 /// Counts a successful rotation in the session's run: one more if it is of
-/// the run's UTC day, IP and user agent (as the audit row stores them),
+/// the run's UTC day (that of its first success), IP and user agent (as the audit row stores them),
 /// else a new run of one, and the `sessions_run_end` trigger moves the old
 /// run into the daily aggregate when the row is written.
 fn count_in_run(row: &mut SessionRow, request: &RotateRequest) {
     let now = request.now.as_millis();
-    let day = now - now.rem_euclid(DAY_MS);
+    let day = day_of(now);
     let ip = request.client.ip.as_deref().unwrap_or("");
     let user_agent = request
         .client
@@ -366,7 +370,7 @@ fn count_in_run(row: &mut SessionRow, request: &RotateRequest) {
         .as_deref()
         .map_or("", truncate_user_agent);
     if row.run_attempts > 0
-        && row.run_day == day
+        && day_of(row.run_first_at) == day
         && row.run_ip == ip
         && row.run_user_agent == user_agent
     {
@@ -374,7 +378,6 @@ fn count_in_run(row: &mut SessionRow, request: &RotateRequest) {
         row.run_first_at = row.run_first_at.min(now);
         row.run_last_at = row.run_last_at.max(now);
     } else {
-        row.run_day = day;
         ip.clone_into(&mut row.run_ip);
         user_agent.clone_into(&mut row.run_user_agent);
         row.run_attempts = 1;

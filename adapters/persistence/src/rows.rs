@@ -85,7 +85,6 @@ pub(crate) struct SessionRow {
     pub last_ip: Option<String>,
     pub last_user_agent: Option<String>,
     pub rotated_by: Option<String>,
-    pub run_day: i64,
     pub run_ip: String,
     pub run_user_agent: String,
     pub run_attempts: i64,

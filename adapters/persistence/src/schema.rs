@@ -28,7 +28,6 @@ diesel::table! {
         last_user_agent -> Nullable<Text>,
         rotated_by -> Nullable<Text>,
         /// The open run of successes (migration `…000007…`).
-        run_day -> BigInt,
         run_ip -> Text,
         run_user_agent -> Text,
         run_attempts -> BigInt,

@@ -1,7 +1,7 @@
 -- The open runs into the daily rows, then the trigger of 000004 back.
 INSERT INTO refresh_audit_daily
     (user_id, day_start, outcome, session_id, ip, user_agent, attempts, first_at, last_at)
-SELECT user_id, run_day, 'success', id, run_ip, run_user_agent,
+SELECT user_id, run_first_at - run_first_at % 86400000, 'success', id, run_ip, run_user_agent,
        run_attempts, run_first_at, run_last_at
 FROM sessions WHERE run_attempts > 0
 ON CONFLICT (user_id, day_start, outcome, session_id, ip, user_agent) DO UPDATE SET
@@ -25,5 +25,4 @@ ALTER TABLE sessions
     DROP COLUMN run_first_at,
     DROP COLUMN run_attempts,
     DROP COLUMN run_user_agent,
-    DROP COLUMN run_ip,
-    DROP COLUMN run_day;
+    DROP COLUMN run_ip;

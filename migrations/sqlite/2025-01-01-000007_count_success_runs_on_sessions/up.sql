@@ -3,15 +3,15 @@
 -- refresh no statement and no page beyond its audit row, where the
 -- trigger on `refresh_audit` would upsert a daily row every time.
 --
--- A run is the successes of one session on one UTC day from one IP and
--- user agent ('' when absent, as in `refresh_audit_daily`). The rotation
+-- A run is the successes of one session on one UTC day (that of
+-- `run_first_at`) from one IP and user agent ('' when absent, as in
+-- `refresh_audit_daily`). The rotation
 -- counts a success into the session's run and marks its audit row
 -- `on_session`, which the daily trigger then skips. When a success starts
 -- a new run (another day, IP or user agent), or the session row is
 -- deleted, the triggers below move the old run into `refresh_audit_daily`.
 -- So the daily rows plus the open runs always count every audit row;
 -- the analysis reads both.
-ALTER TABLE sessions ADD COLUMN run_day INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sessions ADD COLUMN run_ip TEXT NOT NULL DEFAULT '';
 ALTER TABLE sessions ADD COLUMN run_user_agent TEXT NOT NULL DEFAULT '';
 ALTER TABLE sessions ADD COLUMN run_attempts INTEGER NOT NULL DEFAULT 0;
@@ -49,15 +49,16 @@ BEGIN
     ON CONFLICT (user_id, hour_start) DO UPDATE SET failures = failures + 1;
 END;
 
-CREATE TRIGGER sessions_run_end AFTER UPDATE OF run_day, run_ip, run_user_agent ON sessions
+CREATE TRIGGER sessions_run_end AFTER UPDATE OF run_first_at, run_ip, run_user_agent ON sessions
     WHEN OLD.run_attempts > 0
-     AND (OLD.run_day <> NEW.run_day OR OLD.run_ip <> NEW.run_ip
-          OR OLD.run_user_agent <> NEW.run_user_agent)
+     AND (OLD.run_first_at - OLD.run_first_at % 86400000
+              <> NEW.run_first_at - NEW.run_first_at % 86400000
+          OR OLD.run_ip <> NEW.run_ip OR OLD.run_user_agent <> NEW.run_user_agent)
 BEGIN
     INSERT INTO refresh_audit_daily
         (user_id, day_start, outcome, session_id, ip, user_agent, attempts, first_at, last_at)
     VALUES
-        (OLD.user_id, OLD.run_day, 'success', OLD.id, OLD.run_ip, OLD.run_user_agent,
+        (OLD.user_id, OLD.run_first_at - OLD.run_first_at % 86400000, 'success', OLD.id, OLD.run_ip, OLD.run_user_agent,
          OLD.run_attempts, OLD.run_first_at, OLD.run_last_at)
     ON CONFLICT (user_id, day_start, outcome, session_id, ip, user_agent) DO UPDATE SET
         attempts = attempts + excluded.attempts,
@@ -71,7 +72,7 @@ BEGIN
     INSERT INTO refresh_audit_daily
         (user_id, day_start, outcome, session_id, ip, user_agent, attempts, first_at, last_at)
     VALUES
-        (OLD.user_id, OLD.run_day, 'success', OLD.id, OLD.run_ip, OLD.run_user_agent,
+        (OLD.user_id, OLD.run_first_at - OLD.run_first_at % 86400000, 'success', OLD.id, OLD.run_ip, OLD.run_user_agent,
          OLD.run_attempts, OLD.run_first_at, OLD.run_last_at)
     ON CONFLICT (user_id, day_start, outcome, session_id, ip, user_agent) DO UPDATE SET
         attempts = attempts + excluded.attempts,

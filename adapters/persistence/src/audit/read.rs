@@ -225,7 +225,7 @@ WITH w AS MATERIALIZED (\
   SELECT outcome, session_id, ip, user_agent, attempts, first_at, last_at \
   FROM refresh_audit_daily WHERE user_id = ? AND day_start >= ? \
   UNION ALL SELECT 'success', id, run_ip, run_user_agent, run_attempts, run_first_at, \
-  run_last_at FROM sessions WHERE user_id = ? AND run_day >= ? AND run_attempts > 0) \
+  run_last_at FROM sessions WHERE user_id = ? AND run_first_at >= ? AND run_attempts > 0) \
 SELECT 'outcome' AS part, outcome AS a, '' AS b, CAST(NULL AS TEXT) AS c, \
   CAST(NULL AS TEXT) AS d, CAST(SUM(attempts) AS BIGINT) AS n, \
   CAST(0 AS BIGINT) AS first_at, CAST(0 AS BIGINT) AS last_at \
