@@ -8,6 +8,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod cleanup;
+pub mod deadline;
 pub mod introspect;
 mod issue;
 pub mod login;

@@ -274,6 +274,15 @@ pub struct RawSettings {
         global = true
     )]
     pub redis_key_prefix: String,
+    /// The longest a request waits for its dependencies (database, Redis
+    /// under `fail_closed`) before it is answered 503 with `Retry-After`.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_DEPENDENCY_TIMEOUT",
+        default_value = "3s",
+        global = true
+    )]
+    pub dependency_timeout: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,6 +336,7 @@ pub struct Config {
     pub redis_failure: OnRedisFailure,
     pub redis_timeout: Duration,
     pub redis_key_prefix: String,
+    pub dependency_timeout: Duration,
 }
 
 impl Config {
@@ -368,6 +378,7 @@ impl Config {
             redis_failure: OnRedisFailure::Fallback,
             redis_timeout: Duration::from_millis(250),
             redis_key_prefix: "tokenwarden:".to_owned(),
+            dependency_timeout: Duration::from_secs(3),
         }
     }
 
@@ -519,6 +530,10 @@ impl Config {
                 }
                 p.to_owned()
             },
+            dependency_timeout: positive(
+                "TOKENWARDEN_DEPENDENCY_TIMEOUT",
+                &raw.dependency_timeout,
+            )?,
         })
     }
 }

@@ -12,7 +12,8 @@ use crate::config::{Config, Rate};
 use crate::metrics::MeteredLimiter;
 use crate::startup::StartupError;
 
-/// `/readyz`: the database answers `SELECT 1`.
+/// `/readyz`: the database can be written (a one-row update): not only
+/// reachable, but neither full, read-only nor stuck behind a lock.
 pub struct DatabaseCheck(pub Database);
 
 impl ReadinessCheck for DatabaseCheck {
@@ -21,7 +22,7 @@ impl ReadinessCheck for DatabaseCheck {
     }
 
     fn check(&self) -> Result<(), String> {
-        self.0.ping().map_err(|e| e.to_string())
+        self.0.check_writable().map_err(|e| e.to_string())
     }
 }
 

@@ -11,6 +11,8 @@ use domain::{AnomalyPolicy, AnomalyResponse, RefreshSecret};
 use jwt::{JwtConfig, JwtSigner, KeyStore};
 use password::Argon2Hasher;
 use persistence::Database;
+use tokio::sync::Notify;
+use web::deadline::{bound_requests, InFlight};
 use web::{ApiState, JwksSource, MetricsSource, OpsState, WebConfig};
 
 use crate::cleanup::{spawn_cleanup_job, CleanupJob};
@@ -38,8 +40,12 @@ pub enum StartupError {
 
 /// The database, migrated, as every command needs it.
 pub fn open_database(config: &Config) -> Result<Database, StartupError> {
-    let db = Database::connect(&config.database_url, config.db_pool_size)
-        .map_err(|e| StartupError::Database(e.to_string()))?;
+    let db = Database::connect_with(
+        &config.database_url,
+        config.db_pool_size,
+        config.dependency_timeout,
+    )
+    .map_err(|e| StartupError::Database(e.to_string()))?;
     db.run_migrations()
         .map_err(|e| StartupError::Database(e.to_string()))?;
     Ok(db)
@@ -196,6 +202,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     /// The separate `/metrics` listener (`TOKENWARDEN_METRICS_BIND`).
     metrics: Option<(u16, actix_web::dev::Server)>,
+    shutdown: Shutdown,
     /// Stops with the server.
     _cleanup: CleanupJob,
 }
@@ -215,6 +222,11 @@ impl Application {
         let (db, keys, hasher, warden, redis_check) =
             tokio::task::spawn_blocking(move || -> Result<_, StartupError> {
                 let (db, keys) = (open_database(&setup)?, open_keys(&setup)?);
+                // A server on a database it cannot write would answer every
+                // login and refresh 503: better not to start at all.
+                db.check_writable().map_err(|e| {
+                    StartupError::Database(format!("the database cannot be written: {e}"))
+                })?;
                 let (limiter, redis_check) = login_limiter(&setup)?;
                 let hasher = Arc::new(Argon2Hasher::new(hasher_threads()));
                 let warden = wire_warden(&setup, &db, &keys, Arc::clone(&hasher), instrument)?
@@ -234,8 +246,16 @@ impl Application {
         );
         let timeout = whole_seconds(config.shutdown_timeout);
         let (listener, port) = bind(config.bind, "TOKENWARDEN_BIND")?;
+        let in_flight = InFlight::default();
+        let stopping = Arc::new(Notify::new());
+        let requests = in_flight.clone();
+        let dependency_timeout = config.dependency_timeout;
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(bound_requests(
+                    dependency_timeout,
+                    requests.clone(),
+                )))
                 .wrap(Condition::new(
                     instrument,
                     from_fn(web::middleware::instrument),
@@ -248,7 +268,13 @@ impl Application {
             message: e.to_string(),
         })?
         .shutdown_timeout(timeout)
-        .shutdown_signal(shutdown_signal())
+        .shutdown_signal({
+            let stopping = Arc::clone(&stopping);
+            async move {
+                shutdown_signal().await;
+                stopping.notify_one();
+            }
+        })
         .run();
         let metrics = match (config.metrics_bind, metrics) {
             (Some(addr), Some(source)) => {
@@ -274,6 +300,11 @@ impl Application {
             port,
             server,
             metrics,
+            shutdown: Shutdown {
+                stopping,
+                in_flight,
+                timeout: config.shutdown_timeout,
+            },
             _cleanup: spawn_cleanup_job(&config, &db),
         })
     }
@@ -290,17 +321,68 @@ impl Application {
     /// Serves until SIGTERM/SIGINT: then stops accepting, answers every
     /// request already received (for at most `TOKENWARDEN_SHUTDOWN_TIMEOUT`)
     /// and returns.
+    ///
+    /// # Errors
+    /// The server's I/O errors, and [`std::io::ErrorKind::TimedOut`] when
+    /// requests were still running at the end of the shutdown timeout (they
+    /// are abandoned, and logged with their count): the process then exits
+    /// non-zero, so that a supervisor knows answers were lost.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Some((_, metrics)) = self.metrics else {
-            return self.server.await;
+        let shutdown = self.shutdown;
+        let server = async {
+            let Some((_, metrics)) = self.metrics else {
+                return self.server.await;
+            };
+            let metrics_handle = metrics.handle();
+            let api = async {
+                let result = self.server.await;
+                metrics_handle.stop(true).await;
+                result
+            };
+            let (api, metrics) = tokio::join!(api, metrics);
+            api.and(metrics)
         };
-        let metrics_handle = metrics.handle();
-        let api = async {
-            let result = self.server.await;
-            metrics_handle.stop(true).await;
-            result
+        tokio::pin!(server);
+        let abandoned = tokio::select! {
+            result = &mut server => return result,
+            abandoned = shutdown.abandoned() => abandoned,
         };
-        let (api, metrics) = tokio::join!(api, metrics);
-        api.and(metrics)
+        let result = server.await;
+        if abandoned > 0 {
+            tracing::error!(
+                abandoned,
+                timeout = ?shutdown.timeout,
+                "shutdown timeout reached with requests still running: they were abandoned"
+            );
+            result?;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "{abandoned} request(s) still running at the end of \
+                     TOKENWARDEN_SHUTDOWN_TIMEOUT were abandoned"
+                ),
+            ));
+        }
+        result
+    }
+}
+
+/// What a graceful stop needs to report requests it abandons.
+struct Shutdown {
+    /// Notified when SIGTERM/SIGINT arrives.
+    stopping: Arc<Notify>,
+    in_flight: InFlight,
+    /// `TOKENWARDEN_SHUTDOWN_TIMEOUT`.
+    timeout: std::time::Duration,
+}
+
+impl Shutdown {
+    /// Once a stop began and its timeout passed: how many requests were
+    /// still running then (actix drops them once its own timeout, the same
+    /// rounded up to whole seconds, ends).
+    async fn abandoned(&self) -> usize {
+        self.stopping.notified().await;
+        tokio::time::sleep(self.timeout).await;
+        self.in_flight.count()
     }
 }

@@ -3,7 +3,7 @@
 //! carry a secret, the settings file and `config check`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -247,6 +247,79 @@ async fn sigterm_and_sigint_let_requests_in_flight_finish_then_exit_zero() {
             "no longer accepting"
         );
     }
+}
+
+/// Requests still running when `TOKENWARDEN_SHUTDOWN_TIMEOUT` ends are
+/// abandoned: the log says how many, and the exit status is not zero, so
+/// that a supervisor knows answers were lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_abandoned_at_the_shutdown_timeout_are_counted_and_the_exit_fails() {
+    use diesel::connection::SimpleConnection as _;
+    use diesel::Connection as _;
+
+    let db = TestDatabase::sqlite();
+    let keys = tempfile::tempdir().unwrap();
+    let mut cmd = tokenwarden(db.url(), keys.path());
+    cmd.env("TOKENWARDEN_SHUTDOWN_TIMEOUT", "1s")
+        .env("TOKENWARDEN_DEPENDENCY_TIMEOUT", "20s")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut server = start(cmd, free_port()).await;
+    let r = post(
+        &server,
+        "/auth/register",
+        json!({"username": "stuck", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (_, refresh) = login(&server, "stuck").await;
+
+    // Another process's write lock keeps two refreshes waiting (for up to
+    // the 20 s dependency timeout), far beyond the shutdown timeout.
+    let path = db.url().trim_start_matches("sqlite://").to_owned();
+    let mut lock = diesel::SqliteConnection::establish(&path).unwrap();
+    lock.batch_execute("BEGIN IMMEDIATE").unwrap();
+    let url = server.url("/auth/refresh");
+    let stuck: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, refresh) = (url.clone(), refresh.clone());
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .post(url)
+                    .json(&json!({ "refresh_token": refresh }))
+                    .send()
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.signal("TERM");
+    let started = Instant::now();
+    let exit = tokio::task::block_in_place(|| server.wait_exit(Duration::from_secs(10)));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!exit.success(), "{exit:?}");
+    let mut output = String::new();
+    for pipe in [
+        server.child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read>),
+        server.child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let mut pipe = pipe;
+        pipe.read_to_string(&mut output).unwrap();
+    }
+    assert!(output.contains("abandoned"), "{output}");
+    assert!(output.contains("abandoned=2"), "{output}");
+    for request in stuck {
+        assert!(request.await.unwrap().is_err(), "no answer was sent");
+    }
+    drop(lock);
 }
 
 /// A full session's life with `RUST_LOG=debug` and JSON logs: no password,

@@ -352,7 +352,7 @@ mod tests {
         };
         let report = purge_all(
             &mut conn,
-            &WriteLock::default(),
+            &WriteLock::new(std::time::Duration::from_secs(3)),
             cutoffs,
             batching,
             &stop,
@@ -362,7 +362,7 @@ mod tests {
         assert_eq!(report.audit_rows, None, "no audit table, nothing to report");
         let report = purge_all(
             &mut conn,
-            &WriteLock::default(),
+            &WriteLock::new(std::time::Duration::from_secs(3)),
             cutoffs,
             batching,
             &stop,

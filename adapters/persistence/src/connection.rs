@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use application::deadline;
 use application::ports::StoreError;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -13,7 +14,7 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool, Po
 use crate::audit::AuditIds;
 use crate::checkpoint::Checkpointer;
 use crate::error::DbError;
-use crate::transaction::WriteLock;
+use crate::transaction::{write_transaction, WriteLock};
 
 /// A connection to either backend. One query code path serves both.
 ///
@@ -32,22 +33,38 @@ pub enum Backend {
     Sqlite,
 }
 
-/// How long connecting (and waiting for a pooled connection) may take before
-/// it fails: a database that is down must stop start-up promptly.
+/// How long connecting may take before it fails: a database that is down
+/// must stop start-up promptly.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Set on every SQLite connection. `busy_timeout` comes first so that the
-/// switch to WAL (which needs a brief exclusive lock) waits instead of
-/// failing when several connections open at once. The log is checkpointed
-/// by a thread of the [`Database`] (see `checkpoint.rs`); requests only do it
-/// past the backstop.
-const SQLITE_PRAGMAS: &str = concat!(
-    "PRAGMA busy_timeout = 5000; ",
-    "PRAGMA journal_mode = WAL; ",
-    "PRAGMA foreign_keys = ON; ",
-    "PRAGMA synchronous = NORMAL; ",
-    "PRAGMA wal_autocheckpoint = 10000;"
-);
+/// The default bound of every wait on the database
+/// (`TOKENWARDEN_DEPENDENCY_TIMEOUT`'s default).
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(3);
+
+/// Set on every SQLite connection. `busy_timeout` (the longest wait for
+/// another process's lock, in milliseconds) comes first so that the switch
+/// to WAL (which needs a brief exclusive lock) waits instead of failing when
+/// several connections open at once. The log is checkpointed by a thread of
+/// the [`Database`] (see `checkpoint.rs`); requests only do it past the
+/// backstop.
+fn sqlite_pragmas(wait: Duration) -> String {
+    format!(
+        "PRAGMA busy_timeout = {}; \
+         PRAGMA journal_mode = WAL; \
+         PRAGMA foreign_keys = ON; \
+         PRAGMA synchronous = NORMAL; \
+         PRAGMA wal_autocheckpoint = 10000;",
+        wait.as_millis().max(1)
+    )
+}
+
+/// Set on every PostgreSQL connection: no statement runs, and no lock is
+/// waited for, longer than the wait bound. Without them a table lock held
+/// by someone else made every request wait as long as it was held.
+fn postgres_settings(wait: Duration) -> String {
+    let ms = wait.as_millis().max(1);
+    format!("SET statement_timeout = {ms}; SET lock_timeout = {ms};")
+}
 
 /// The storage adapter: a pool of connections to one database. Cheap to
 /// clone; clones share the pool.
@@ -60,6 +77,9 @@ pub struct Database {
     audit_trail: bool,
     audit_ids: Arc<AuditIds>,
     write_lock: Arc<WriteLock>,
+    /// The longest wait for a pooled connection (less when the request's
+    /// deadline is nearer, see `application::deadline`).
+    wait: Duration,
     /// SQLite only: checkpoints the log while any clone lives.
     _checkpointer: Option<Arc<Checkpointer>>,
 }
@@ -138,6 +158,19 @@ impl Database {
     /// [`StoreError`], naming `DATABASE_URL`, for an unsupported URL, and when
     /// the database cannot be reached within a few seconds.
     pub fn connect(url: &str, pool_size: u32) -> Result<Self, StoreError> {
+        Self::connect_with(url, pool_size, DEFAULT_WAIT)
+    }
+
+    /// [`Database::connect`] with `wait` as the bound of every wait: for a
+    /// pooled connection, for the write lock (SQLite: ours and another
+    /// process's), for a statement or a lock (PostgreSQL
+    /// `statement_timeout`, `lock_timeout`).
+    ///
+    /// # Errors
+    /// As [`Database::connect`].
+    pub fn connect_with(url: &str, pool_size: u32, wait: Duration) -> Result<Self, StoreError> {
+        let wait = wait.max(Duration::from_millis(1));
+        let pragmas = sqlite_pragmas(wait);
         if pool_size == 0 {
             return Err(StoreError(
                 "the database pool size must be at least 1".to_owned(),
@@ -147,6 +180,11 @@ impl Database {
         // reports that a connection failed, not why.
         let (backend, connection_url) = match Target::parse(url)? {
             Target::Sqlite(path) => {
+                if let Err(e) = check_file_writable(&path) {
+                    return Err(StoreError(format!(
+                        "the SQLite file named by DATABASE_URL cannot be written: {e}"
+                    )));
+                }
                 let mut conn = SqliteConnection::establish(&path).map_err(|e| {
                     StoreError(format!(
                         "cannot open the SQLite file named by DATABASE_URL: {e}"
@@ -154,7 +192,7 @@ impl Database {
                 })?;
                 // Switches the file to WAL once, before the pool opens several
                 // connections at the same time.
-                conn.batch_execute(SQLITE_PRAGMAS).map_err(|e| {
+                conn.batch_execute(&pragmas).map_err(|e| {
                     StoreError(format!(
                         "cannot set up the SQLite file named by DATABASE_URL: {e}"
                     ))
@@ -173,8 +211,12 @@ impl Database {
         let pool = Pool::builder()
             .max_size(pool_size)
             .min_idle(Some(1))
-            .connection_timeout(CONNECT_TIMEOUT)
-            .connection_customizer(Box::new(SqliteSettings))
+            .connection_timeout(wait)
+            .connection_customizer(Box::new(Settings {
+                sqlite_path: (backend == Backend::Sqlite).then(|| connection_url.clone()),
+                sqlite: pragmas.clone(),
+                postgres: postgres_settings(wait),
+            }))
             .error_handler(Box::new(LogConnectionErrors))
             .build(ConnectionManager::new(connection_url.clone()))
             .map_err(|e| {
@@ -183,7 +225,7 @@ impl Database {
                 ))
             })?;
         let checkpointer = match backend {
-            Backend::Sqlite => Checkpointer::start(&connection_url, SQLITE_PRAGMAS).map(Arc::new),
+            Backend::Sqlite => Checkpointer::start(&connection_url, &pragmas).map(Arc::new),
             Backend::Postgres => None,
         };
         Ok(Self {
@@ -191,7 +233,8 @@ impl Database {
             backend,
             audit_trail: true,
             audit_ids: Arc::default(),
-            write_lock: Arc::default(),
+            write_lock: Arc::new(WriteLock::new(wait)),
+            wait,
             _checkpointer: checkpointer,
         })
     }
@@ -242,26 +285,88 @@ impl Database {
             .map_err(|e| DbError::from(e).into_store("ping"))
     }
 
-    /// A pooled connection, waiting at most a few seconds for one.
+    /// Rewrites the one row of `write_probe`, in a write transaction like
+    /// any other: proof that the database can be written now, for
+    /// readiness and start-up. `SELECT 1` answers on a read-only file, on a
+    /// full disk and on a replica alike.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be reached or written.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn().map_err(|e| e.into_store("write check"))?;
+        write_transaction(&mut conn, self.write_lock(), |conn| {
+            let rows = diesel::sql_query(
+                "UPDATE write_probe SET checked_at = checked_at + 1 WHERE id = 1",
+            )
+            .execute(conn)?;
+            if rows == 1 {
+                Ok(())
+            } else {
+                Err(DbError::Corrupt("write_probe has no row 1"))
+            }
+        })
+        .map_err(|e| e.into_store("write check"))
+    }
+
+    /// A pooled connection, waiting at most the wait bound for one, less
+    /// when the request's deadline is nearer.
     pub(crate) fn conn(
         &self,
     ) -> Result<PooledConnection<ConnectionManager<AnyConnection>>, DbError> {
-        Ok(self.pool.get()?)
+        self.conn_within(self.wait)
+    }
+
+    /// [`Database::conn`] with another bound.
+    fn conn_within(
+        &self,
+        bound: Duration,
+    ) -> Result<PooledConnection<ConnectionManager<AnyConnection>>, DbError> {
+        let wait = deadline::remaining(bound);
+        if wait.is_zero() {
+            return Err(DbError::Timeout("the request's deadline passed"));
+        }
+        Ok(self.pool.get_timeout(wait)?)
     }
 }
 
-/// Applies [`SQLITE_PRAGMAS`] to every new SQLite connection.
-#[derive(Debug)]
-struct SqliteSettings;
+/// Whether the SQLite file at `path` (if it exists yet) can be opened for
+/// writing. SQLite opens a file it cannot write read-only without a word,
+/// and such a connection stays read-only after the file becomes writable:
+/// the pool must not keep one.
+fn check_file_writable(path: &str) -> std::io::Result<()> {
+    match std::fs::OpenOptions::new().write(true).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
 
-impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqliteSettings {
+/// Applies the per-connection settings ([`sqlite_pragmas`],
+/// [`postgres_settings`]) to every new connection, and refuses SQLite
+/// connections to a file that cannot be written (see
+/// [`check_file_writable`]): the pool then keeps trying, and the first
+/// connection after the cause is gone can write.
+#[derive(Debug)]
+struct Settings {
+    sqlite_path: Option<String>,
+    sqlite: String,
+    postgres: String,
+}
+
+impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for Settings {
     fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
-        match conn {
-            AnyConnection::Sqlite(c) => c
-                .batch_execute(SQLITE_PRAGMAS)
-                .map_err(diesel::r2d2::Error::QueryError),
-            AnyConnection::Postgresql(_) => Ok(()),
+        if let Some(path) = &self.sqlite_path {
+            check_file_writable(path).map_err(|e| {
+                diesel::r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(
+                    format!("the SQLite file cannot be written: {e}"),
+                ))
+            })?;
         }
+        match conn {
+            AnyConnection::Sqlite(c) => c.batch_execute(&self.sqlite),
+            AnyConnection::Postgresql(c) => c.batch_execute(&self.postgres),
+        }
+        .map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
@@ -341,10 +446,52 @@ mod tests {
                 panic!("not SQLite");
             };
             assert_eq!(pragma(conn, "journal_mode", "journal_mode"), "wal");
-            assert_eq!(pragma(conn, "busy_timeout", "timeout"), "5000");
+            assert_eq!(pragma(conn, "busy_timeout", "timeout"), "3000");
             assert_eq!(pragma(conn, "foreign_keys", "foreign_keys"), "1");
             assert_eq!(pragma(conn, "synchronous", "synchronous"), "1", "NORMAL");
         }
+    }
+
+    /// `chattr +i`/`-i`: connections opened while the file is immutable can
+    /// only read. `false` when not allowed here (not root).
+    fn set_immutable(path: &str, immutable: bool) -> bool {
+        std::process::Command::new("chattr")
+            .arg(if immutable { "+i" } else { "-i" })
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    #[test]
+    fn no_connection_is_kept_to_a_file_that_cannot_be_written() {
+        let test_db = crate::testing::TestDatabase::sqlite();
+        let db = test_db.open(2);
+        db.check_writable().unwrap();
+        let path = test_db.url().trim_start_matches("sqlite://").to_owned();
+        if !set_immutable(&path, true) {
+            eprintln!("skipped: chattr +i needs root");
+            return;
+        }
+        let refused = Database::connect_with(test_db.url(), 1, Duration::from_millis(200));
+        // A connection opened now would stay read-only: the pool refuses it.
+        let settings = Settings {
+            sqlite_path: Some(path.clone()),
+            sqlite: sqlite_pragmas(DEFAULT_WAIT),
+            postgres: String::new(),
+        };
+        let mut fresh = AnyConnection::establish(&path).unwrap();
+        let acquired = settings.on_acquire(&mut fresh);
+        set_immutable(&path, false);
+        let err = refused.unwrap_err();
+        assert!(err.0.contains("cannot be written"), "{err}");
+        assert!(acquired.is_err(), "a read-only connection would be pooled");
+        // Once the file is writable, connections are accepted and write.
+        settings.on_acquire(&mut fresh).unwrap();
+        Database::connect(test_db.url(), 1)
+            .unwrap()
+            .check_writable()
+            .unwrap();
+        db.check_writable().unwrap();
     }
 
     #[test]

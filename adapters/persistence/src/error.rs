@@ -12,6 +12,10 @@ pub(crate) enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("no database connection: {0}")]
     Pool(#[from] diesel::r2d2::PoolError),
+    /// A wait that reached its bound (the request's deadline or the
+    /// configured wait): the answer is 503, never a verdict.
+    #[error("timed out {0}")]
+    Timeout(&'static str),
     /// A stored value that the domain does not accept.
     #[error("corrupt row: {0}")]
     Corrupt(&'static str),

@@ -52,9 +52,15 @@ impl std::fmt::Debug for TestDatabase {
 impl TestDatabase {
     /// An empty SQLite database in a fresh temporary directory.
     pub fn sqlite() -> Self {
+        Self::sqlite_in(&std::env::temp_dir())
+    }
+
+    /// An empty SQLite database in a fresh directory under `parent` (a small
+    /// or read-only file system, for fault tests).
+    pub fn sqlite_in(parent: &std::path::Path) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("tokenwarden-test-")
-            .tempdir()
+            .tempdir_in(parent)
             .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
         let url = format!("sqlite://{}", dir.path().join("tokenwarden.db").display());
         Self {

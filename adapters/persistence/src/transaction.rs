@@ -19,7 +19,10 @@
 //!   cycle (a theft response, an eviction or `revoke_all` change *several*
 //!   sessions of one user).
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use application::deadline;
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
@@ -36,12 +39,62 @@ use crate::schema::{sessions, users};
 /// waited at least 1 ms however short the batch. Waiting here instead wakes
 /// it as soon as the writer before it is done. Other processes on the same
 /// file still meet the busy handler (`busy_timeout`).
-#[derive(Debug, Default)]
-pub(crate) struct WriteLock(Mutex<()>);
+///
+/// Waiting is bounded like every other wait (API.md, "503, fast and
+/// honest"): by the request's deadline, and by `wait` outside requests.
+/// Without the bound, writers queued here behind another process's lock
+/// for as long as that process held it, each after the other.
+#[derive(Debug)]
+pub(crate) struct WriteLock {
+    held: Mutex<bool>,
+    released: Condvar,
+    wait: Duration,
+}
+
+/// Releases the [`WriteLock`] when dropped.
+struct WriteGuard<'a>(&'a WriteLock);
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.held.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        self.0.released.notify_one();
+    }
+}
+
+impl WriteLock {
+    /// A lock whose waits last at most `wait`.
+    pub(crate) fn new(wait: Duration) -> Self {
+        Self {
+            held: Mutex::new(false),
+            released: Condvar::new(),
+            wait,
+        }
+    }
+
+    fn acquire(&self) -> Result<WriteGuard<'_>, DbError> {
+        let until = Instant::now() + deadline::remaining(self.wait);
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        while *held {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(DbError::Timeout("waiting for the SQLite write lock"));
+            }
+            held = self
+                .released
+                .wait_timeout(held, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        *held = true;
+        Ok(WriteGuard(self))
+    }
+}
 
 /// Runs `f` in a transaction that holds the write lock (SQLite: `lock`,
 /// then the database's) from its first statement. Commits when `f` returns
-/// `Ok`, rolls back on `Err`.
+/// `Ok`, rolls back on `Err`, and also when the request's deadline passed
+/// meanwhile: its client has been told 503 by then, and a refusal must
+/// change nothing (API.md, "A refusal spends nothing").
 pub(crate) fn write_transaction<T>(
     conn: &mut AnyConnection,
     lock: &WriteLock,
@@ -50,8 +103,11 @@ pub(crate) fn write_transaction<T>(
     // Held until the commit or rollback below.
     let _writing = match conn {
         AnyConnection::Sqlite(c) => {
-            let guard = lock.0.lock().unwrap_or_else(PoisonError::into_inner);
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+            let guard = lock.acquire()?;
+            if let Err(e) = AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE") {
+                discard_if_unwritable(conn, &e);
+                return Err(e.into());
+            }
             Some(guard)
         }
         AnyConnection::Postgresql(c) => {
@@ -59,9 +115,23 @@ pub(crate) fn write_transaction<T>(
             None
         }
     };
-    match f(conn) {
+    let result = f(conn).and_then(|value| {
+        if deadline::expired() {
+            Err(DbError::Timeout(
+                "the request's deadline passed before the commit",
+            ))
+        } else {
+            Ok(value)
+        }
+    });
+    match result {
         Ok(value) => {
-            <AnyConnection as TransactionManager<AnyConnection>>::commit_transaction(conn)?;
+            if let Err(e) =
+                <AnyConnection as TransactionManager<AnyConnection>>::commit_transaction(conn)
+            {
+                discard_if_unwritable(conn, &e);
+                return Err(e.into());
+            }
             Ok(value)
         }
         Err(error) => {
@@ -72,7 +142,36 @@ pub(crate) fn write_transaction<T>(
                 // broken, so nothing leaks into the next use.
                 tracing::warn!(error = %rollback, "rollback failed");
             }
+            if let DbError::Query(e) = &error {
+                discard_if_unwritable(conn, e);
+            }
             Err(error)
+        }
+    }
+}
+
+/// Whether `error` says that the connection cannot write: an SQLite
+/// connection opened while its file was read-only stays read-only after the
+/// file becomes writable again, and one that met an I/O error may keep
+/// failing.
+pub(crate) fn is_unwritable(error: &diesel::result::Error) -> bool {
+    match error {
+        diesel::result::Error::DatabaseError(_, info) => {
+            let message = info.message();
+            message.contains("readonly database") || message.contains("disk I/O error")
+        }
+        _ => false,
+    }
+}
+
+/// Marks an SQLite connection that cannot write as broken, so that the pool
+/// drops it when it comes back and opens a fresh one when needed: once the
+/// cause is gone (the file writable again), writes work again without a
+/// restart.
+pub(crate) fn discard_if_unwritable(conn: &mut AnyConnection, error: &diesel::result::Error) {
+    if let AnyConnection::Sqlite(c) = conn {
+        if is_unwritable(error) {
+            AnsiTransactionManager::transaction_manager_status_mut(c).set_in_error();
         }
     }
 }
@@ -117,4 +216,42 @@ pub(crate) fn lock_session(
             .first(sqlite)
             .optional()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queued_writer_gives_up_at_its_bound_or_its_request_deadline() {
+        let lock = WriteLock::new(Duration::from_millis(100));
+        let _held = lock.acquire().unwrap();
+
+        let started = Instant::now();
+        assert!(matches!(lock.acquire(), Err(DbError::Timeout(_))));
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(100), "{waited:?}");
+        assert!(waited < Duration::from_secs(2), "{waited:?}");
+
+        let _request = deadline::enter(Some(Instant::now() + Duration::from_millis(10)));
+        let started = Instant::now();
+        assert!(matches!(lock.acquire(), Err(DbError::Timeout(_))));
+        assert!(
+            started.elapsed() < Duration::from_millis(90),
+            "the nearer deadline wins"
+        );
+    }
+
+    #[test]
+    fn the_lock_passes_to_the_next_writer_when_released() {
+        let lock = std::sync::Arc::new(WriteLock::new(Duration::from_secs(5)));
+        let held = lock.acquire().unwrap();
+        let waiter = {
+            let lock = std::sync::Arc::clone(&lock);
+            std::thread::spawn(move || lock.acquire().map(|_| ()).is_ok())
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        drop(held);
+        assert!(waiter.join().unwrap());
+    }
 }

@@ -9,6 +9,11 @@ use serde::Serialize;
 
 use application::Unexpected;
 
+/// `Retry-After` of a 503: a dependency that did not answer in time. Short,
+/// since a refused request changed nothing and retrying it is safe; not
+/// zero, so that clients do not pile onto a dependency that is struggling.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
+
 /// One invalid field of a request body.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
@@ -209,8 +214,14 @@ impl ResponseError for ApiError {
                 HeaderValue::from_static(challenge),
             ));
         }
-        if let Self::RateLimited { retry_after_secs } = self {
-            response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        match self {
+            Self::RateLimited { retry_after_secs } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            Self::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER_SECS));
+            }
+            _ => {}
         }
         response.json(body)
     }
