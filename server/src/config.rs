@@ -654,6 +654,23 @@ fn list(text: &str) -> impl Iterator<Item = &str> {
     text.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// An absolute http(s) URL without credentials, query or fragment, kept
+/// without its trailing `/` so that paths can be appended.
+fn public_url(raw: &str) -> Result<String, ConfigError> {
+    let bad = |m: &str| ConfigError::new("TOKENWARDEN_PUBLIC_URL", m);
+    let url = url::Url::parse(raw.trim()).map_err(|e| bad(&format!("not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(bad("must be an http:// or https:// URL with a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not carry credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must not have a query or fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -796,21 +813,4 @@ mod tests {
             );
         }
     }
-}
-
-/// An absolute http(s) URL without credentials, query or fragment, kept
-/// without its trailing `/` so that paths can be appended.
-fn public_url(raw: &str) -> Result<String, ConfigError> {
-    let bad = |m: &str| ConfigError::new("TOKENWARDEN_PUBLIC_URL", m);
-    let url = url::Url::parse(raw.trim()).map_err(|e| bad(&format!("not a URL ({e})")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(bad("must be an http:// or https:// URL with a host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("must not carry credentials"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(bad("must not have a query or fragment"));
-    }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
