@@ -21,6 +21,7 @@ use actix_web::web::{self, ServiceConfig};
 use application::TokenWarden;
 
 pub use client::IpNet;
+pub use dto::rfc3339;
 pub use error::ApiError;
 pub use extract::Authenticated;
 pub use handlers::introspect::IntrospectionSecret;
