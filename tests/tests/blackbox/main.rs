@@ -6,6 +6,7 @@
 
 mod admin;
 mod audit;
+mod bad_days;
 mod input;
 mod introspection;
 mod lifecycle;

@@ -5,7 +5,6 @@
 //! Timeouts are short (`DEPENDENCY_TIMEOUT`) to keep the suite fast; the
 //! limits asserted leave room for a loaded two-core CI machine but stay far
 //! below the time the fault lasts, so a wait that is not bounded fails.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 use std::time::{Duration, Instant};
