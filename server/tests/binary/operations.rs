@@ -418,8 +418,16 @@ async fn requests_abandoned_at_the_shutdown_timeout_are_counted_and_the_exit_fai
     assert!(!exit.success(), "{exit:?}");
     let mut output = String::new();
     for pipe in [
-        server.child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read>),
-        server.child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read>),
+        server
+            .child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read>),
+        server
+            .child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read>),
     ]
     .into_iter()
     .flatten()
