@@ -245,7 +245,10 @@ impl Application {
             metrics.clone().filter(|_| config.metrics_bind.is_none()),
             &config.cookie_name,
         );
-        let timeout = whole_seconds(config.shutdown_timeout);
+        // A second more than the setting: the count of abandoned requests
+        // (see `Shutdown`) is taken at the setting's end, before actix
+        // drops them.
+        let timeout = whole_seconds(config.shutdown_timeout) + 1;
         let (listener, port) = bind(config.bind, "TOKENWARDEN_BIND")?;
         let in_flight = InFlight::default();
         let stopping = Arc::new(Notify::new());
@@ -379,8 +382,8 @@ struct Shutdown {
 
 impl Shutdown {
     /// Once a stop began and its timeout passed: how many requests were
-    /// still running then (actix drops them once its own timeout, the same
-    /// rounded up to whole seconds, ends).
+    /// still running then (actix drops them a second later, when its own
+    /// timeout ends).
     async fn abandoned(&self) -> usize {
         self.stopping.notified().await;
         tokio::time::sleep(self.timeout).await;

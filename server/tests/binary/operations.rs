@@ -314,7 +314,14 @@ async fn sigterm_and_sigint_let_requests_in_flight_finish_then_exit_zero() {
     for signal in ["TERM", "INT"] {
         let db = TestDatabase::sqlite();
         let keys = tempfile::tempdir().unwrap();
-        let mut server = serve(db.url(), keys.path()).await;
+        // Sixteen queued logins on a loaded machine may take longer than the
+        // default dependency timeout; this test is about draining them.
+        let mut server = crate::support::serve(
+            db.url(),
+            keys.path(),
+            &[("TOKENWARDEN_DEPENDENCY_TIMEOUT", "60s")],
+        )
+        .await;
         let r = post(
             &server,
             "/auth/register",
@@ -436,7 +443,10 @@ async fn requests_abandoned_at_the_shutdown_timeout_are_counted_and_the_exit_fai
         pipe.read_to_string(&mut output).unwrap();
     }
     assert!(output.contains("abandoned"), "{output}");
-    assert!(output.contains("abandoned=2"), "{output}");
+    assert!(
+        output.contains("2 request(s) still running at the end of TOKENWARDEN_SHUTDOWN_TIMEOUT"),
+        "{output}"
+    );
     for request in stuck {
         assert!(request.await.unwrap().is_err(), "no answer was sent");
     }
