@@ -251,6 +251,8 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     RateLimited,
+    RequestTimeout,
+    RequestRefused,
     ServiceUnavailable,
     InternalError,
 }
