@@ -136,6 +136,7 @@ pub fn api_state(config: &Config, warden: TokenWarden, keys: KeyStore) -> ApiSta
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             request_timeout: config.request_timeout,
+            public_url: config.public_url.clone(),
         }),
         jwks: Arc::new(Jwks(keys)),
     }

@@ -22,6 +22,7 @@ use actix_web::web::{self, ServiceConfig};
 use application::TokenWarden;
 
 pub use client::IpNet;
+pub use dto::rfc3339;
 pub use error::ApiError;
 pub use extract::Authenticated;
 pub use handlers::introspect::IntrospectionSecret;
@@ -44,6 +45,9 @@ pub struct WebConfig {
     pub audience: String,
     /// How long a request body may take to arrive (`TOKENWARDEN_REQUEST_TIMEOUT`).
     pub request_timeout: std::time::Duration,
+    /// `TOKENWARDEN_PUBLIC_URL` without a trailing `/`: the base of the
+    /// discovery document's URLs (`None`: the request's own origin).
+    pub public_url: Option<String>,
 }
 
 impl Default for WebConfig {
@@ -57,6 +61,7 @@ impl Default for WebConfig {
             issuer: "tokenwarden".to_owned(),
             audience: "tokenwarden".to_owned(),
             request_timeout: body::DEFAULT_BODY_DEADLINE,
+            public_url: None,
         }
     }
 }
@@ -105,6 +110,14 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut ServiceConfig) {
             .route(
                 "/.well-known/jwks.json",
                 web::get().to(handlers::wellknown::jwks),
+            )
+            .route(
+                "/.well-known/openid-configuration",
+                web::get().to(handlers::wellknown::openid_configuration),
+            )
+            .route(
+                "/.well-known/oauth-authorization-server",
+                web::get().to(handlers::wellknown::oauth_authorization_server),
             )
             .default_service(web::to(handlers::not_found));
     }

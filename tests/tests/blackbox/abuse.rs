@@ -1,7 +1,6 @@
 //! Hostile clients (API.md "v2 — Abuse limits"), black-box against the real
 //! server: planted cookies, forwarded headers, stored text, framework
 //! errors and security headers, slow clients, file modes.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
