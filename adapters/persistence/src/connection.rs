@@ -235,7 +235,7 @@ impl Database {
         let pool = Pool::builder()
             .max_size(pool_size)
             .min_idle(Some(1))
-            .connection_timeout(wait)
+            .connection_timeout(wait.max(CONNECT_TIMEOUT))
             .connection_customizer(Box::new(Settings {
                 sqlite_path: (backend == Backend::Sqlite).then(|| connection_url.clone()),
                 sqlite: pragmas.clone(),
