@@ -130,6 +130,9 @@ pub fn api_state(config: &Config, warden: TokenWarden, keys: KeyStore) -> ApiSta
         config: Arc::new(WebConfig {
             cookie_name: config.cookie_name.clone(),
             cookie_secure: config.cookie_secure,
+            cookie_path: config.cookie_path.clone(),
+            cookie_domain: config.cookie_domain.clone(),
+            cookie_same_site: config.cookie_same_site,
             allowed_origins: config.allowed_origins.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             introspection_secret: config.introspection_token.clone(),
@@ -232,10 +235,13 @@ impl Application {
             metrics.clone().filter(|_| config.metrics_bind.is_none()),
             &config.cookie_name,
         );
+        let cors_config = Arc::clone(&state.config);
         let timeout = whole_seconds(config.shutdown_timeout);
         let (listener, port) = bind(config.bind, "TOKENWARDEN_BIND")?;
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(web::cors::cors(&cors_config))
+                .wrap(from_fn(web::cors::cors_answers))
                 .wrap(Condition::new(
                     instrument,
                     from_fn(web::middleware::instrument),

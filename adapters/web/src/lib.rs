@@ -6,6 +6,7 @@ mod admin_dto;
 pub mod body;
 pub mod client;
 mod cookie;
+pub mod cors;
 mod dto;
 pub mod error;
 mod extract;
@@ -21,6 +22,7 @@ use actix_web::web::{self, ServiceConfig};
 use application::TokenWarden;
 
 pub use client::IpNet;
+pub use cookie::CookieSameSite;
 pub use error::ApiError;
 pub use extract::Authenticated;
 pub use handlers::introspect::IntrospectionSecret;
@@ -31,7 +33,13 @@ pub use ops::{MetricsSource, OpsState, ReadinessCheck};
 pub struct WebConfig {
     pub cookie_name: String,
     pub cookie_secure: bool,
-    /// Origins besides the server's own that may send cookie-authenticated POSTs.
+    /// The refresh cookie's `Path` (`TOKENWARDEN_COOKIE_PATH`).
+    pub cookie_path: String,
+    /// The refresh cookie's `Domain`; `None`: host-only.
+    pub cookie_domain: Option<String>,
+    pub cookie_same_site: CookieSameSite,
+    /// Origins besides the server's own that may send cookie-authenticated
+    /// POSTs, and that get credentialed CORS (see [`cors`]).
     pub allowed_origins: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
@@ -48,6 +56,9 @@ impl Default for WebConfig {
         Self {
             cookie_name: "refresh_token".to_owned(),
             cookie_secure: true,
+            cookie_path: "/auth".to_owned(),
+            cookie_domain: None,
+            cookie_same_site: CookieSameSite::Strict,
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             introspection_secret: None,
