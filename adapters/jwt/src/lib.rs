@@ -18,5 +18,5 @@ mod keystore;
 mod signer;
 
 pub use error::KeyError;
-pub use keystore::{KeyStore, KEYS_FILE, RELOAD_INTERVAL, SECRET_FILE};
+pub use keystore::{KeyInfo, KeyState, KeyStore, KEYS_FILE, RELOAD_INTERVAL, SECRET_FILE};
 pub use signer::{JwtConfig, JwtSigner, ACCESS_TOKEN_TYP, MAX_TOKEN_LEN};

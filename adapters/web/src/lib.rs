@@ -23,6 +23,7 @@ use application::TokenWarden;
 
 pub use client::IpNet;
 pub use cookie::CookieSameSite;
+pub use dto::rfc3339;
 pub use error::ApiError;
 pub use extract::Authenticated;
 pub use handlers::introspect::IntrospectionSecret;
