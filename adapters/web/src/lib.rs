@@ -14,6 +14,7 @@ mod handlers;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
+pub mod pages;
 
 use std::sync::Arc;
 
@@ -113,6 +114,7 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut ServiceConfig) {
                 "/.well-known/jwks.json",
                 web::get().to(handlers::wellknown::jwks),
             )
+            .configure(pages::configure)
             .default_service(web::to(handlers::not_found));
     }
 }

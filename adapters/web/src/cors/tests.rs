@@ -29,7 +29,7 @@ async fn call(req: TestRequest) -> ServiceResponse {
     actix_test::call_service(&app, req.to_request()).await
 }
 
-fn header<'a>(res: &'a ServiceResponse, name: HeaderName) -> Option<&'a str> {
+fn header(res: &ServiceResponse, name: HeaderName) -> Option<&str> {
     res.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
