@@ -13,9 +13,7 @@ use persistence::testing::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-mod support;
-
-use support::{free_port, start, tokenwarden, Server, BIN};
+use crate::support::{free_port, start, tokenwarden, Server, BIN};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -49,7 +47,7 @@ impl Server {
 }
 
 async fn serve(db: &str, keys: &Path) -> Server {
-    support::serve(db, keys, &[]).await
+    crate::support::serve(db, keys, &[]).await
 }
 
 async fn post(server: &Server, path: &str, body: Value) -> reqwest::Response {
