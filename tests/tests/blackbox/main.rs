@@ -6,6 +6,7 @@
 
 mod admin;
 mod audit;
+mod cors;
 mod input;
 mod introspection;
 mod lifecycle;

@@ -1,6 +1,5 @@
-//! In the browser: CORS and cookie settings over HTTP on the real server.
-//! (The Chromium tests drive the pages themselves.)
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! CORS and the cookie settings over HTTP on the real server (the Chromium
+//! tests in `tests/tests/browser` drive the pages themselves).
 
 use integration_tests::{assert_problem, set_cookie, Backend, TestApp, PASSWORD, UA};
 use reqwest::header::{
