@@ -785,7 +785,8 @@ fn cookie_path(text: &str) -> Result<String, ConfigError> {
     let t = text.trim();
     let ok = t.starts_with('/')
         && t.len() <= 256
-        && t.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b','));
+        && t.bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b','));
     if ok {
         Ok(t.to_owned())
     } else {
@@ -809,7 +810,9 @@ fn cookie_domain(text: &str) -> Result<Option<String>, ConfigError> {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     if ok {
         Ok(Some(t.to_ascii_lowercase()))
@@ -1035,10 +1038,18 @@ mod tests {
             ("--cookie-path", "auth", "TOKENWARDEN_COOKIE_PATH"),
             ("--cookie-path", "/a;b", "TOKENWARDEN_COOKIE_PATH"),
             ("--cookie-path", "/a b", "TOKENWARDEN_COOKIE_PATH"),
-            ("--cookie-domain", "exa mple.com", "TOKENWARDEN_COOKIE_DOMAIN"),
+            (
+                "--cookie-domain",
+                "exa mple.com",
+                "TOKENWARDEN_COOKIE_DOMAIN",
+            ),
             ("--cookie-domain", "a..b", "TOKENWARDEN_COOKIE_DOMAIN"),
             ("--cookie-domain", "x.com;", "TOKENWARDEN_COOKIE_DOMAIN"),
-            ("--cookie-samesite", "sometimes", "TOKENWARDEN_COOKIE_SAMESITE"),
+            (
+                "--cookie-samesite",
+                "sometimes",
+                "TOKENWARDEN_COOKIE_SAMESITE",
+            ),
         ] {
             assert_eq!(
                 parse(&[flag, value]).unwrap_err().setting,
