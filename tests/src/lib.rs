@@ -86,6 +86,8 @@ impl TestApp {
         // real client would (and with Redis, tests share the counter): the
         // per-IP budget would get in the way. Rate-limit tests set their own.
         config.login_rate_ip.count = 100_000;
+        config.register_rate_ip.count = 100_000;
+        config.refresh_fail_rate_ip.count = 100_000;
         adjust(&mut config);
         // Signals stay with the test process (Ctrl-C ends it).
         let options = BuildOptions {
