@@ -254,6 +254,8 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     RateLimited,
+    RequestTimeout,
+    RequestRefused,
     ServiceUnavailable,
     InternalError,
 }

@@ -89,6 +89,8 @@ fn every_api_error() -> Vec<ApiError> {
         ApiError::RateLimited {
             retry_after_secs: 1,
         },
+        ApiError::RequestTimeout,
+        ApiError::Refused(actix_web::http::StatusCode::URI_TOO_LONG),
         ApiError::Unavailable(String::new()),
         ApiError::Internal(String::new()),
     ];
@@ -109,6 +111,8 @@ fn every_api_error() -> Vec<ApiError> {
             | ApiError::NotFound
             | ApiError::MethodNotAllowed
             | ApiError::RateLimited { .. }
+            | ApiError::RequestTimeout
+            | ApiError::Refused(_)
             | ApiError::Unavailable(_)
             | ApiError::Internal(_) => {}
         }
