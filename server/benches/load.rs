@@ -158,6 +158,8 @@ impl Server {
             .env("RUST_LOG", "warn")
             // One address makes every request of the benchmark.
             .env("TOKENWARDEN_LOGIN_RATE_IP", "100000000/min")
+            .env("TOKENWARDEN_REGISTER_RATE_IP", "100000000/min")
+            .env("TOKENWARDEN_REFRESH_FAIL_RATE_IP", "100000000/min")
             // Logins of the login and mixed scenarios add sessions to their
             // users; no eviction, so chains of the same users stay live.
             .env("TOKENWARDEN_MAX_SESSIONS", "100000000")
