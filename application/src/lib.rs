@@ -4,6 +4,7 @@
 //! own module with its own error enum. Use cases never open transactions:
 //! atomicity is the adapters' job (see [`ports::SessionRepository`]).
 
+pub mod abuse;
 pub mod admin;
 pub mod audit;
 pub mod auth;
@@ -36,7 +37,7 @@ pub use refresh::RefreshError;
 pub use register::{RegisterError, RegisterInput};
 pub use sessions::{DeleteSessionError, SessionView};
 
-use rate_limit::{InProcessLoginLimiter, LoginLimits, LoginRateLimiter};
+use rate_limit::{IpRateLimiter, LoginRateLimiter, Unlimited};
 
 use ports::{
     AccessTokenSigner, AuditTrail, Clock, CryptoError, PasswordHasher, RandomSource,
@@ -74,19 +75,25 @@ pub struct TokenWarden {
     ports: Ports,
     settings: Settings,
     login_limiter: Arc<dyn LoginRateLimiter>,
+    ip_limiter: Arc<dyn IpRateLimiter>,
+    /// Which addresses' throttled refreshes are audited this minute.
+    throttled_refreshes: abuse::ThrottleLog,
     /// Sessions recently found live (see [`status_cache`]).
     status_cache: status_cache::LiveSessions,
 }
 
 impl TokenWarden {
-    /// The service over `ports`, with login rate limits counted in process
-    /// at the contract's defaults until [`TokenWarden::with_login_limiter`]
-    /// says otherwise.
+    /// The service over `ports`, without abuse limits until
+    /// [`TokenWarden::with_login_limiter`] and
+    /// [`TokenWarden::with_ip_limiter`] give it limiters (tools without
+    /// network clients, such as the CLI and benchmarks, need none).
     pub fn new(ports: Ports, settings: Settings) -> Self {
         Self {
             ports,
             settings,
-            login_limiter: Arc::new(InProcessLoginLimiter::new(LoginLimits::default())),
+            login_limiter: Arc::new(Unlimited),
+            ip_limiter: Arc::new(Unlimited),
+            throttled_refreshes: abuse::ThrottleLog::default(),
             status_cache: status_cache::LiveSessions::default(),
         }
     }
@@ -95,6 +102,13 @@ impl TokenWarden {
     #[must_use]
     pub fn with_login_limiter(mut self, limiter: Arc<dyn LoginRateLimiter>) -> Self {
         self.login_limiter = limiter;
+        self
+    }
+
+    /// Replaces the per-IP limiter of registrations and failed refreshes.
+    #[must_use]
+    pub fn with_ip_limiter(mut self, limiter: Arc<dyn IpRateLimiter>) -> Self {
+        self.ip_limiter = limiter;
         self
     }
 
