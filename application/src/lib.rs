@@ -8,6 +8,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod cleanup;
+pub mod dpop;
 pub mod introspect;
 mod issue;
 pub mod login;
@@ -29,7 +30,8 @@ use domain::{AnomalyPolicy, Lifetimes, RefreshSecret, ReuseResponse};
 
 pub use admin::{AdminError, Page, TokenAnalysis};
 pub use audit::RefreshRejection;
-pub use auth::{AuthError, Principal};
+pub use auth::{AccessCredentials, AuthError, AuthScheme, Principal};
+pub use dpop::{Dpop, DpopError, DpopInput, DpopSettings};
 pub use issue::IssuedTokens;
 pub use login::{LoginError, LoginInput};
 pub use refresh::RefreshError;
@@ -76,6 +78,8 @@ pub struct TokenWarden {
     login_limiter: Arc<dyn LoginRateLimiter>,
     /// Sessions recently found live (see [`status_cache`]).
     status_cache: status_cache::LiveSessions,
+    /// Proof checking, when enabled ([`TokenWarden::with_dpop`]).
+    dpop: Option<Dpop>,
 }
 
 impl TokenWarden {
@@ -88,6 +92,7 @@ impl TokenWarden {
             settings,
             login_limiter: Arc::new(InProcessLoginLimiter::new(LoginLimits::default())),
             status_cache: status_cache::LiveSessions::default(),
+            dpop: None,
         }
     }
 

@@ -6,6 +6,7 @@ mod admin_dto;
 pub mod body;
 pub mod client;
 mod cookie;
+pub mod dpop;
 mod dto;
 pub mod error;
 mod extract;
