@@ -60,6 +60,10 @@ pub struct RawSettings {
         global = true
     )]
     pub issuer: String,
+    /// Base URL of this service as clients reach it (`https://auth.example.com`),
+    /// for the discovery documents (unset: the request's own origin).
+    #[arg(long, env = "TOKENWARDEN_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
     /// `aud` of access tokens.
     #[arg(
         long,
@@ -318,6 +322,8 @@ pub struct Config {
     pub redis_url: Option<String>,
     pub bind: SocketAddr,
     pub issuer: String,
+    /// Without a trailing `/`.
+    pub public_url: Option<String>,
     pub audience: String,
     pub lifetimes: Lifetimes,
     pub clock_leeway: Duration,
@@ -356,6 +362,7 @@ impl Config {
             redis_url: None,
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             issuer: "tokenwarden".to_owned(),
+            public_url: None,
             audience: "tokenwarden".to_owned(),
             lifetimes: Lifetimes::default(),
             clock_leeway: Duration::ZERO,
@@ -436,6 +443,7 @@ impl Config {
             redis_url: raw.redis_url.clone(),
             bind: socket("TOKENWARDEN_BIND", &raw.bind)?,
             issuer: non_empty("TOKENWARDEN_ISSUER", &raw.issuer)?,
+            public_url: raw.public_url.as_deref().map(public_url).transpose()?,
             audience: non_empty("TOKENWARDEN_AUDIENCE", &raw.audience)?,
             lifetimes,
             clock_leeway: duration("TOKENWARDEN_CLOCK_LEEWAY", &raw.clock_leeway)?,
@@ -685,6 +693,23 @@ fn list(text: &str) -> impl Iterator<Item = &str> {
     text.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// An absolute http(s) URL without credentials, query or fragment, kept
+/// without its trailing `/` so that paths can be appended.
+fn public_url(raw: &str) -> Result<String, ConfigError> {
+    let bad = |m: &str| ConfigError::new("TOKENWARDEN_PUBLIC_URL", m);
+    let url = url::Url::parse(raw.trim()).map_err(|e| bad(&format!("not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(bad("must be an http:// or https:// URL with a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not carry credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must not have a query or fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -711,6 +736,35 @@ mod tests {
         assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
         for bad in ["", "5", "m", "5x", "-5s", "1.5s", "99999999999999999999d"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_public_url_is_an_absolute_http_url_kept_without_its_trailing_slash() {
+        let ok = |v: &str| parse(&["--public-url", v]).unwrap().public_url;
+        assert_eq!(
+            ok("https://auth.example.com/"),
+            Some("https://auth.example.com".into())
+        );
+        assert_eq!(
+            ok("http://127.0.0.1:8080"),
+            Some("http://127.0.0.1:8080".into())
+        );
+        assert_eq!(
+            ok("https://example.com/auth/"),
+            Some("https://example.com/auth".into())
+        );
+        assert_eq!(parse(&[]).unwrap().public_url, None);
+        for bad in [
+            "",
+            "auth.example.com",
+            "ftp://x",
+            "https://u:p@x",
+            "https://x/?a=1",
+            "https://x/#f",
+        ] {
+            let e = parse(&["--public-url", bad]).unwrap_err();
+            assert_eq!(e.setting, "TOKENWARDEN_PUBLIC_URL", "{bad}");
         }
     }
 

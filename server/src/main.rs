@@ -57,6 +57,16 @@ enum KeysCommand {
     /// until every token it signed has expired. Running servers pick the
     /// new key up within 60 s.
     Rotate,
+    /// Add an operator's Ed25519 private key (PKCS#8 PEM, as `openssl
+    /// genpkey -algorithm ed25519` writes it) and make it current; the
+    /// previous key stays published until every token it signed has expired.
+    Import {
+        /// The PEM file to import.
+        file: PathBuf,
+    },
+    /// Print every key of the keys directory: kid, state (current,
+    /// published, expired), created, retired, tokens expire by.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -100,6 +110,8 @@ fn main() -> ExitCode {
             password_stdin,
         }) => create_user(&config, username, roles, *password_stdin),
         Command::Keys(KeysCommand::Rotate) => commands::rotate_keys(&config),
+        Command::Keys(KeysCommand::Import { file }) => commands::import_key(&config, file),
+        Command::Keys(KeysCommand::List) => commands::list_keys(&config),
         Command::Config(ConfigCommand::Check) => {
             print!(
                 "{}",

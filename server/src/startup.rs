@@ -145,6 +145,7 @@ pub fn api_state(config: &Config, warden: TokenWarden, keys: KeyStore) -> ApiSta
             introspection_secret: config.introspection_token.clone(),
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
+            public_url: config.public_url.clone(),
         }),
         jwks: Arc::new(Jwks(keys)),
     }

@@ -15,6 +15,10 @@ pub enum KeyError {
     Malformed { path: PathBuf, reason: String },
     #[error("keys directory: timed out waiting for the lock {path} (remove it if no other process is writing keys)")]
     LockTimeout { path: PathBuf },
+    #[error("{path}: not an Ed25519 private key in PKCS#8 PEM ({reason}); nothing was changed")]
+    InvalidImport { path: PathBuf, reason: &'static str },
+    #[error("keys directory: key {kid} is already in the directory; nothing was changed")]
+    AlreadyPresent { kid: String },
     #[error("keys directory: cannot create a key: {0}")]
     Crypto(String),
 }

@@ -23,5 +23,5 @@ mod signer;
 
 pub use dpop::{DpopReader, MAX_PROOF_LEN};
 pub use error::KeyError;
-pub use keystore::{KeyStore, KEYS_FILE, RELOAD_INTERVAL, SECRET_FILE};
+pub use keystore::{KeyInfo, KeyState, KeyStore, KEYS_FILE, RELOAD_INTERVAL, SECRET_FILE};
 pub use signer::{JwtConfig, JwtSigner, ACCESS_TOKEN_TYP, MAX_TOKEN_LEN};

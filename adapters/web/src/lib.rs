@@ -22,6 +22,7 @@ use actix_web::web::{self, ServiceConfig};
 use application::TokenWarden;
 
 pub use client::IpNet;
+pub use dto::rfc3339;
 pub use error::ApiError;
 pub use extract::Authenticated;
 pub use handlers::introspect::IntrospectionSecret;
@@ -42,6 +43,9 @@ pub struct WebConfig {
     /// `iss` and `aud` of our access tokens, as introspection reports them.
     pub issuer: String,
     pub audience: String,
+    /// `TOKENWARDEN_PUBLIC_URL` without a trailing `/`: the base of the
+    /// discovery document's URLs (`None`: the request's own origin).
+    pub public_url: Option<String>,
 }
 
 impl Default for WebConfig {
@@ -54,6 +58,7 @@ impl Default for WebConfig {
             introspection_secret: None,
             issuer: "tokenwarden".to_owned(),
             audience: "tokenwarden".to_owned(),
+            public_url: None,
         }
     }
 }
@@ -101,6 +106,14 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut ServiceConfig) {
             .route(
                 "/.well-known/jwks.json",
                 web::get().to(handlers::wellknown::jwks),
+            )
+            .route(
+                "/.well-known/openid-configuration",
+                web::get().to(handlers::wellknown::openid_configuration),
+            )
+            .route(
+                "/.well-known/oauth-authorization-server",
+                web::get().to(handlers::wellknown::oauth_authorization_server),
             )
             .default_service(web::to(handlers::not_found));
     }

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use domain::Timestamp;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
+use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, KeypairBytes};
 use ed25519_dalek::SigningKey;
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use sha2::{Digest as _, Sha256};
@@ -33,9 +33,8 @@ impl LoadedKey {
     pub(crate) fn from_pem(path: &Path, pem: &[u8], entry: &KeyEntry) -> Result<Self, KeyError> {
         let text =
             std::str::from_utf8(pem).map_err(|_| KeyError::malformed(path, "not UTF-8 PEM"))?;
-        let signing = SigningKey::from_pkcs8_pem(text)
-            .map_err(|_| KeyError::malformed(path, "not a PKCS#8 Ed25519 private key"))?;
-        let der = signing
+        let signing = parse_pem(path, text)?;
+        let der = pkcs8_v1(&signing)
             .to_pkcs8_der()
             .map_err(|_| KeyError::malformed(path, "cannot re-encode the key"))?;
         let public = signing.verifying_key().to_bytes();
@@ -74,12 +73,34 @@ impl fmt::Debug for LoadedKey {
     }
 }
 
+/// Reads an Ed25519 private key from PKCS#8 PEM: v1 (RFC 8410, what we
+/// write and what OpenSSL writes) or v2 (with the public key, what earlier
+/// versions wrote; the public key must then match the private one).
+pub(crate) fn parse_pem(path: &Path, text: &str) -> Result<SigningKey, KeyError> {
+    SigningKey::from_pkcs8_pem(text)
+        .map_err(|_| KeyError::malformed(path, "not a PKCS#8 Ed25519 private key (PEM)"))
+}
+
+/// The key as PKCS#8 v1 (RFC 8410): no public key inside, so that OpenSSL,
+/// Python `cryptography` and Node `crypto` read it.
+fn pkcs8_v1(signing: &SigningKey) -> KeypairBytes {
+    KeypairBytes {
+        secret_key: signing.to_bytes(),
+        public_key: None,
+    }
+}
+
 /// Creates a fresh key as `dir/<kid>.pem` (mode 0600) and returns its kid.
 pub(crate) fn generate_into(dir: &Path) -> Result<String, KeyError> {
-    let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+    write_into(dir, &SigningKey::generate(&mut rand::rngs::OsRng))
+}
+
+/// Writes `signing` as `dir/<kid>.pem` (PKCS#8 v1, mode 0600) and returns
+/// its kid.
+pub(crate) fn write_into(dir: &Path, signing: &SigningKey) -> Result<String, KeyError> {
     let kid = kid_for(&signing.verifying_key().to_bytes());
     // `pem` zeroizes itself when dropped.
-    let pem = signing
+    let pem = pkcs8_v1(signing)
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| KeyError::Crypto(format!("PKCS#8 encoding failed: {e}")))?;
     files::write_atomic(dir, &pem_file_name(&kid), pem.as_bytes())?;

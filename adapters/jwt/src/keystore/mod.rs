@@ -55,6 +55,37 @@ struct Inner {
     leeway_ms: AtomicU64,
 }
 
+/// Where a key stands, as `tokenwarden keys list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// New tokens are signed with it.
+    Current,
+    /// Retired, still in the JWKS and verifying: tokens it signed may be valid.
+    Published,
+    /// Retired and no longer verifying; removed at a later rotation.
+    Expired,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Current => "current",
+            Self::Published => "published",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// One key of the directory, as `tokenwarden keys list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub state: KeyState,
+    pub created_at: Timestamp,
+    pub retired_at: Option<Timestamp>,
+    pub tokens_expire_by: Option<Timestamp>,
+}
+
 /// The keys as read at one moment.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
@@ -152,11 +183,95 @@ impl KeyStore {
     /// [`KeyError`] when the directory cannot be written or is malformed;
     /// nothing is then changed.
     pub fn rotate(&self, now: Timestamp, access_ttl: Duration) -> Result<String, KeyError> {
+        let kid = self.make_current(now, access_ttl, key::generate_into)?;
+        tracing::info!(%kid, "rotated the access-token signing key");
+        Ok(kid)
+    }
+
+    /// Adds an operator's Ed25519 private key (PKCS#8 PEM, v1 or v2) and
+    /// makes it current, retiring the previous key as [`KeyStore::rotate`]
+    /// does. The key is stored as `<kid>.pem` in PKCS#8 v1.
+    ///
+    /// # Errors
+    /// [`KeyError::InvalidImport`] when `pem` is not an Ed25519 private key and
+    /// [`KeyError::AlreadyPresent`] when the directory already holds it;
+    /// nothing is then changed. [`KeyError`] when the directory cannot be
+    /// written.
+    pub fn import(
+        &self,
+        source: &Path,
+        pem: &[u8],
+        now: Timestamp,
+        access_ttl: Duration,
+    ) -> Result<String, KeyError> {
+        let invalid = |reason| KeyError::InvalidImport {
+            path: source.to_path_buf(),
+            reason,
+        };
+        let text = std::str::from_utf8(pem).map_err(|_| invalid("not UTF-8 text"))?;
+        let signing = key::parse_pem(source, text).map_err(|_| invalid("cannot decode it"))?;
+        let kid = self.make_current(now, access_ttl, |dir| {
+            let kid = key::kid_for(&signing.verifying_key().to_bytes());
+            if read_metadata(dir)?.keys.iter().any(|k| k.kid == kid) {
+                return Err(KeyError::AlreadyPresent { kid });
+            }
+            key::write_into(dir, &signing)
+        })?;
+        tracing::info!(%kid, "imported a signing key; it is now current");
+        Ok(kid)
+    }
+
+    /// Every key `keys.json` lists, as read from the directory now, with its
+    /// state at `now` for a verifier with `leeway`; current first, then
+    /// newest first.
+    ///
+    /// # Errors
+    /// [`KeyError`] when the metadata cannot be read.
+    pub fn list(&self, now: Timestamp, leeway: Duration) -> Result<Vec<KeyInfo>, KeyError> {
+        let meta = read_metadata(self.dir())?;
+        let mut keys: Vec<KeyInfo> = meta
+            .keys
+            .iter()
+            .map(|e| KeyInfo {
+                kid: e.kid.clone(),
+                state: if e.kid == meta.current {
+                    KeyState::Current
+                } else if e
+                    .tokens_expire_by_ms
+                    .is_none_or(|until| now <= Timestamp::from_millis(until).plus(leeway))
+                {
+                    KeyState::Published
+                } else {
+                    KeyState::Expired
+                },
+                created_at: Timestamp::from_millis(e.created_at_ms),
+                retired_at: e.retired_at_ms.map(Timestamp::from_millis),
+                tokens_expire_by: e.tokens_expire_by_ms.map(Timestamp::from_millis),
+            })
+            .collect();
+        keys.sort_by_key(|k| {
+            (
+                k.state != KeyState::Current,
+                std::cmp::Reverse(k.created_at),
+            )
+        });
+        Ok(keys)
+    }
+
+    /// Under the lock: `create` writes a key file and returns its kid, which
+    /// becomes current; keys still current are retired with `tokens_expire_by
+    /// = now + access_ttl + RELOAD_INTERVAL` and long-expired ones pruned.
+    fn make_current(
+        &self,
+        now: Timestamp,
+        access_ttl: Duration,
+        create: impl FnOnce(&Path) -> Result<String, KeyError>,
+    ) -> Result<String, KeyError> {
         let dir = self.dir();
         let new_kid = {
             let _lock = DirLock::acquire(dir)?;
             let mut meta = read_metadata(dir)?;
-            let new_kid = key::generate_into(dir)?;
+            let new_kid = create(dir)?;
             let expire_by = now.plus(access_ttl).plus(RELOAD_INTERVAL);
             for entry in meta.keys.iter_mut().filter(|e| e.retired_at_ms.is_none()) {
                 entry.retired_at_ms = Some(now.as_millis());
@@ -176,7 +291,6 @@ impl KeyStore {
             }
             new_kid
         };
-        tracing::info!(kid = %new_kid, "rotated the access-token signing key");
         self.reload()?;
         Ok(new_kid)
     }
@@ -417,5 +531,7 @@ pub(crate) fn system_now() -> Timestamp {
     Timestamp::from_millis(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
+#[cfg(test)]
+mod import_tests;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
 //! The OpenAPI document itself. That it lists exactly the routes the
-//! server registers is checked in `server/tests/openapi_routes.rs`, on the
+//! server registers is checked in `server/tests/binary/openapi_routes.rs`, on the
 //! app as `tokenwarden serve` wires it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

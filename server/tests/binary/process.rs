@@ -11,9 +11,7 @@ use persistence::testing::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-mod support;
-
-use support::{serve, tokenwarden, Server};
+use crate::support::{serve, tokenwarden, Server};
 
 fn create_user(
     db: &str,

@@ -1,7 +1,7 @@
 //! Running the real `tokenwarden` binary in tests: a command with a clean
 //! environment, a free port, and a `serve` process that is killed when the
 //! test drops it.
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener;
 use std::path::Path;

@@ -11,9 +11,7 @@ use redis_revocation::testing::{test_redis_url, unique_prefix, RedisServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-mod support;
-
-use support::{serve, tokenwarden, Server};
+use crate::support::{serve, tokenwarden, Server};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()

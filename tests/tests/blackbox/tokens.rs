@@ -167,3 +167,123 @@ async fn expired_access_tokens_are_reported_as_expired() {
     );
     assert_problem(r, StatusCode::UNAUTHORIZED, "token_expired").await;
 }
+
+async fn get_json(app: &TestApp, path: &str) -> Value {
+    let r = app.client.get(app.url(path)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{path}");
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_names_the_issuer_and_absolute_urls_of_this_origin() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let doc = get_json(&app, "/.well-known/openid-configuration").await;
+    assert_eq!(
+        get_json(&app, "/.well-known/oauth-authorization-server").await,
+        doc
+    );
+    let t = app.signed_up("disco").await;
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(t.access.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(doc["issuer"], claims["iss"]);
+    assert_eq!(doc["jwks_uri"], app.url("/.well-known/jwks.json"));
+    assert_eq!(doc["introspection_endpoint"], app.url("/auth/introspect"));
+    assert_eq!(doc["revocation_endpoint"], app.url("/auth/revoke"));
+    assert_eq!(
+        doc["id_token_signing_alg_values_supported"],
+        json!(["EdDSA"])
+    );
+    assert_eq!(
+        doc["dpop_signing_alg_values_supported"],
+        json!(["ES256", "EdDSA"])
+    );
+    let keys: Value = app
+        .client
+        .get(doc["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys, jwks(&app).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_urls_follow_the_public_url_and_the_issuer_setting() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.public_url = Some("https://auth.example.com/tw".to_owned());
+        c.issuer = "https://auth.example.com/tw".to_owned();
+    })
+    .await
+    .unwrap();
+    // Forwarded headers do not move the URLs either way.
+    let r = app
+        .client
+        .get(app.url("/.well-known/openid-configuration"))
+        .header("X-Forwarded-Host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    let doc: Value = r.json().await.unwrap();
+    assert_eq!(doc["issuer"], "https://auth.example.com/tw");
+    assert_eq!(
+        doc["jwks_uri"],
+        "https://auth.example.com/tw/.well-known/jwks.json"
+    );
+    assert_eq!(
+        doc["revocation_endpoint"],
+        "https://auth.example.com/tw/auth/revoke"
+    );
+}
+
+/// PyJWT's `PyJWKClient`, configured only from the discovery document,
+/// verifies our access tokens and refuses a tampered one.
+const PYJWT_VERIFIER: &str = r#"
+import json, sys, urllib.request
+import jwt
+discovery_url, token, audience = sys.argv[1:4]
+with urllib.request.urlopen(discovery_url, timeout=10) as r:
+    meta = json.load(r)
+client = jwt.PyJWKClient(meta["jwks_uri"], timeout=10)
+key = client.get_signing_key_from_jwt(token)
+claims = jwt.decode(token, key, algorithms=meta["id_token_signing_alg_values_supported"],
+                    audience=audience, issuer=meta["issuer"])
+head, body, sig = token.split(".")
+tampered = head + "." + body + "." + ("A" if sig[0] != "A" else "B") + sig[1:]
+try:
+    jwt.decode(tampered, key, algorithms=["EdDSA"], audience=audience, issuer=meta["issuer"])
+    refused = False
+except jwt.InvalidSignatureError:
+    refused = True
+print(json.dumps({"claims": claims, "tampered_refused": refused}))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_party_verifier_configures_itself_from_discovery() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let t = app.signed_up("pyjwt").await;
+    let discovery = app.url("/.well-known/openid-configuration");
+    let access = t.access.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", PYJWT_VERIFIER, &discovery, &access, "tokenwarden"])
+            .output()
+            .expect("python3 with PyJWT and cryptography (pip install pyjwt cryptography)")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["claims"]["sub"], t.body["user"]["id"]);
+    assert_eq!(result["claims"]["sid"], t.session_id);
+    assert_eq!(result["tampered_refused"], true);
+}

@@ -13,9 +13,7 @@ use persistence::testing::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-mod support;
-
-use support::{free_port, start, tokenwarden, Server, BIN};
+use crate::support::{free_port, start, tokenwarden, Server, BIN};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -49,7 +47,7 @@ impl Server {
 }
 
 async fn serve(db: &str, keys: &Path) -> Server {
-    support::serve(db, keys, &[]).await
+    crate::support::serve(db, keys, &[]).await
 }
 
 async fn post(server: &Server, path: &str, body: Value) -> reqwest::Response {
@@ -75,6 +73,17 @@ async fn login(server: &Server, username: &str) -> (String, String) {
         body["access_token"].as_str().unwrap().to_owned(),
         body["refresh_token"].as_str().unwrap().to_owned(),
     )
+}
+
+async fn register_and_login(server: &Server, username: &str) -> (String, String) {
+    let r = post(
+        server,
+        "/auth/register",
+        json!({"username": username, "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    login(server, username).await
 }
 
 fn kid_of(jwt: &str) -> String {
@@ -118,14 +127,7 @@ async fn a_key_rotation_keeps_earlier_tokens_valid_and_survives_a_restart() {
     let db = TestDatabase::sqlite();
     let keys = tempfile::tempdir().unwrap();
     let server = serve(db.url(), keys.path()).await;
-    let r = post(
-        &server,
-        "/auth/register",
-        json!({"username": "rotor", "password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let (old_access, refresh) = login(&server, "rotor").await;
+    let (old_access, refresh) = register_and_login(&server, "rotor").await;
     let old_kid = kid_of(&old_access);
 
     let out = tokenwarden(db.url(), keys.path())
@@ -178,6 +180,117 @@ async fn a_key_rotation_keeps_earlier_tokens_valid_and_survives_a_restart() {
 }
 
 /// `tokenwarden_argon2_queue_depth` and `…_in_flight` from `/metrics`.
+fn keys_cmd(db: &str, keys: &Path, args: &[&str]) -> std::process::Output {
+    tokenwarden(db, keys)
+        .arg("keys")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_openssl_key_signs_new_tokens_and_keys_list_shows_it() {
+    let db = TestDatabase::sqlite();
+    let keys = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let key_file = work.path().join("operator.pem");
+    let gen = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&key_file)
+        .status()
+        .expect("openssl must be installed to run this test");
+    assert!(gen.success());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(keys.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let server = serve(db.url(), keys.path()).await;
+    let first_kid = published_kids(&server).await[0].clone();
+
+    let bad = work.path().join("bad.pem");
+    std::fs::write(
+        &bad,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let before = std::fs::read(keys.path().join("keys.json")).unwrap();
+    let out = keys_cmd(db.url(), keys.path(), &["import", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("bad.pem") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(keys.path().join("keys.json")).unwrap(),
+        before
+    );
+
+    let out = keys_cmd(
+        db.url(),
+        keys.path(),
+        &["import", key_file.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let new_kid = printed
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .trim_end_matches(';')
+        .to_owned();
+    // The stored copy is still a file OpenSSL reads, and the same key.
+    let stored = keys.path().join(format!("{new_kid}.pem"));
+    let pubkey = |path: &Path| {
+        let out = Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    assert_eq!(pubkey(&stored), pubkey(&key_file));
+
+    let out = keys_cmd(db.url(), keys.path(), &["list"]);
+    assert!(out.status.success());
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = listed
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{listed}");
+    assert_eq!(&rows[0][..2], &[new_kid.as_str(), "current"], "{listed}");
+    assert_eq!(rows[0][3], "-", "{listed}");
+    assert_eq!(
+        &rows[1][..2],
+        &[first_kid.as_str(), "published"],
+        "{listed}"
+    );
+    assert!(
+        rows[1][3].ends_with('Z') && rows[1][4].ends_with('Z'),
+        "{listed}"
+    );
+
+    // A running server picks the key up at its next reload; a restarted one at once.
+    server.stop();
+    let server = serve(db.url(), keys.path()).await;
+    let (access, _) = register_and_login(&server, "imported").await;
+    assert_eq!(kid_of(&access), new_kid);
+    assert_eq!(me_status(&server, &access).await, StatusCode::OK);
+}
+
 async fn argon2_load(server: &Server) -> Option<f64> {
     let text = reqwest::get(server.url("/metrics"))
         .await
