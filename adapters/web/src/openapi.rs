@@ -249,6 +249,8 @@ pub enum ErrorCode {
     TokenExpired,
     TokenReused,
     SessionRevoked,
+    InvalidDpopProof,
+    DpopRequired,
     Forbidden,
     ForbiddenOrigin,
     NotFound,

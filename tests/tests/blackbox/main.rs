@@ -6,6 +6,7 @@
 
 mod admin;
 mod audit;
+mod dpop;
 mod input;
 mod introspection;
 mod lifecycle;
