@@ -22,6 +22,8 @@ pub enum RefreshRejection {
     PayloadTooLarge,
     /// The `Origin` is not allowed; nothing was spent.
     ForbiddenOrigin,
+    /// Several refresh cookies; none was looked at.
+    DuplicateCookies,
 }
 
 impl RefreshRejection {
@@ -31,6 +33,7 @@ impl RefreshRejection {
             Self::InvalidRequest => RefreshOutcome::InvalidRequest,
             Self::PayloadTooLarge => RefreshOutcome::PayloadTooLarge,
             Self::ForbiddenOrigin => RefreshOutcome::ForbiddenOrigin,
+            Self::DuplicateCookies => RefreshOutcome::DuplicateCookies,
         }
     }
 }

@@ -46,12 +46,17 @@ pub enum RefreshOutcome {
     PayloadTooLarge,
     /// Refused by the origin check (403); nothing was spent.
     ForbiddenOrigin,
+    /// Several refresh cookies (401): none was looked at or spent.
+    DuplicateCookies,
+    /// Refused by the per-IP limit on failed refreshes (429). One row
+    /// stands for every such refusal of one client IP in one minute.
+    RateLimited,
     /// The request was understood but the server failed (5xx).
     Error,
 }
 
 impl RefreshOutcome {
-    pub const ALL: [RefreshOutcome; 15] = [
+    pub const ALL: [RefreshOutcome; 17] = [
         Self::Success,
         Self::GraceReplay,
         Self::AnomalyLogged,
@@ -66,6 +71,8 @@ impl RefreshOutcome {
         Self::InvalidRequest,
         Self::PayloadTooLarge,
         Self::ForbiddenOrigin,
+        Self::DuplicateCookies,
+        Self::RateLimited,
         Self::Error,
     ];
 
@@ -86,6 +93,8 @@ impl RefreshOutcome {
             Self::InvalidRequest => "invalid_request",
             Self::PayloadTooLarge => "payload_too_large",
             Self::ForbiddenOrigin => "forbidden_origin",
+            Self::DuplicateCookies => "duplicate_cookies",
+            Self::RateLimited => "rate_limited",
             Self::Error => "error",
         }
     }

@@ -294,6 +294,54 @@ pub struct RawSettings {
         global = true
     )]
     pub redis_key_prefix: String,
+    /// A request's headers and body must arrive within this, else 408 and the connection closes.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_REQUEST_TIMEOUT",
+        default_value = "10s",
+        global = true
+    )]
+    pub request_timeout: String,
+    /// Idle keep-alive connections are closed after this.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_KEEP_ALIVE",
+        default_value = "30s",
+        global = true
+    )]
+    pub keep_alive: String,
+    /// Open connections at most (all workers together); further ones wait to be accepted.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_MAX_CONNECTIONS",
+        default_value = "10000",
+        global = true
+    )]
+    pub max_connections: String,
+    /// Password checks and hashes that may wait for a hashing thread; more get 503.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_HASH_QUEUE",
+        default_value = "64",
+        global = true
+    )]
+    pub hash_queue: String,
+    /// Registrations per client IP (IPv6: per /64) before 429 (`10/hour`).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_REGISTER_RATE_IP",
+        default_value = "10/hour",
+        global = true
+    )]
+    pub register_rate_ip: String,
+    /// Failed refreshes per client IP before 429 (`60/min`).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_REFRESH_FAIL_RATE_IP",
+        default_value = "60/min",
+        global = true
+    )]
+    pub refresh_fail_rate_ip: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,6 +399,12 @@ pub struct Config {
     pub redis_failure: OnRedisFailure,
     pub redis_timeout: Duration,
     pub redis_key_prefix: String,
+    pub request_timeout: Duration,
+    pub keep_alive: Duration,
+    pub max_connections: usize,
+    pub hash_queue: usize,
+    pub register_rate_ip: Rate,
+    pub refresh_fail_rate_ip: Rate,
 }
 
 impl Config {
@@ -395,6 +449,18 @@ impl Config {
             redis_failure: OnRedisFailure::Fallback,
             redis_timeout: Duration::from_millis(250),
             redis_key_prefix: "tokenwarden:".to_owned(),
+            request_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(30),
+            max_connections: 10_000,
+            hash_queue: 64,
+            register_rate_ip: Rate {
+                count: 10,
+                per: Duration::from_secs(3_600),
+            },
+            refresh_fail_rate_ip: Rate {
+                count: 60,
+                per: Duration::from_secs(60),
+            },
         }
     }
 
@@ -566,8 +632,42 @@ impl Config {
                 }
                 p.to_owned()
             },
+            request_timeout: positive("TOKENWARDEN_REQUEST_TIMEOUT", &raw.request_timeout)?,
+            keep_alive: duration("TOKENWARDEN_KEEP_ALIVE", &raw.keep_alive)?,
+            max_connections: whole_number(
+                "TOKENWARDEN_MAX_CONNECTIONS",
+                &raw.max_connections,
+                1..=1_000_000,
+            )?,
+            hash_queue: whole_number("TOKENWARDEN_HASH_QUEUE", &raw.hash_queue, 1..=100_000)?,
+            register_rate_ip: rate("TOKENWARDEN_REGISTER_RATE_IP", &raw.register_rate_ip)?,
+            refresh_fail_rate_ip: rate(
+                "TOKENWARDEN_REFRESH_FAIL_RATE_IP",
+                &raw.refresh_fail_rate_ip,
+            )?,
         })
     }
+}
+
+fn whole_number(
+    setting: &'static str,
+    text: &str,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, ConfigError> {
+    text.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            ConfigError::new(
+                setting,
+                format!(
+                    "must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
 }
 
 /// Parses `500ms`, `2s`, `15m`, `1h`, `7d` (and `0`).
@@ -815,6 +915,53 @@ mod tests {
         assert_eq!(c.redis_timeout, Duration::from_millis(250));
         assert_eq!(c.redis_key_prefix, "tokenwarden:");
         assert_eq!(c.redis_url, None);
+    }
+
+    #[test]
+    fn the_abuse_limits_default_to_the_contract_and_are_validated() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.request_timeout, Duration::from_secs(10));
+        assert_eq!(c.keep_alive, Duration::from_secs(30));
+        assert_eq!(c.hash_queue, 64);
+        assert_eq!(
+            c.register_rate_ip,
+            Rate {
+                count: 10,
+                per: Duration::from_secs(3_600)
+            }
+        );
+        assert_eq!(
+            c.refresh_fail_rate_ip,
+            Rate {
+                count: 60,
+                per: Duration::from_secs(60)
+            }
+        );
+        let defaults = Config::with_defaults("sqlite://x.db", "keys");
+        assert_eq!(defaults.request_timeout, c.request_timeout);
+        assert_eq!(defaults.keep_alive, c.keep_alive);
+        assert_eq!(defaults.max_connections, c.max_connections);
+        assert_eq!(defaults.hash_queue, c.hash_queue);
+        assert_eq!(defaults.register_rate_ip, c.register_rate_ip);
+        assert_eq!(defaults.refresh_fail_rate_ip, c.refresh_fail_rate_ip);
+        for (flag, value, setting) in [
+            ("--request-timeout", "0s", "TOKENWARDEN_REQUEST_TIMEOUT"),
+            ("--keep-alive", "long", "TOKENWARDEN_KEEP_ALIVE"),
+            ("--max-connections", "0", "TOKENWARDEN_MAX_CONNECTIONS"),
+            ("--hash-queue", "none", "TOKENWARDEN_HASH_QUEUE"),
+            ("--register-rate-ip", "10", "TOKENWARDEN_REGISTER_RATE_IP"),
+            (
+                "--refresh-fail-rate-ip",
+                "0/min",
+                "TOKENWARDEN_REFRESH_FAIL_RATE_IP",
+            ),
+        ] {
+            assert_eq!(
+                parse(&[flag, value]).unwrap_err().setting,
+                setting,
+                "{flag} {value}"
+            );
+        }
     }
 
     #[test]

@@ -145,6 +145,7 @@ pub fn api_state(config: &Config, warden: TokenWarden, keys: KeyStore) -> ApiSta
             introspection_secret: config.introspection_token.clone(),
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
+            request_timeout: config.request_timeout,
             public_url: config.public_url.clone(),
         }),
         jwks: Arc::new(Jwks(keys)),
@@ -245,14 +246,24 @@ impl Application {
         );
         let timeout = whole_seconds(config.shutdown_timeout);
         let (listener, port) = bind(config.bind, "TOKENWARDEN_BIND")?;
+        let workers = hasher_threads();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(web::hardening::problems))
                 .wrap(Condition::new(
                     instrument,
                     from_fn(web::middleware::instrument),
                 ))
+                .wrap(web::hardening::security_headers())
                 .configure(web::routes(state.clone(), ops.clone()))
         })
+        .workers(workers)
+        // Slow clients: the head must arrive within the request timeout (the
+        // body's own deadline is in the handlers' body reader), idle
+        // keep-alive connections close, and open connections are capped.
+        .client_request_timeout(config.request_timeout)
+        .keep_alive(config.keep_alive)
+        .max_connections(config.max_connections.div_ceil(workers).max(1))
         .listen(listener)
         .map_err(|e| StartupError::Bind {
             setting: "TOKENWARDEN_BIND",
@@ -265,9 +276,13 @@ impl Application {
             (Some(addr), Some(source)) => {
                 let (listener, port) = bind(addr, "TOKENWARDEN_METRICS_BIND")?;
                 let server = HttpServer::new(move || {
-                    App::new().configure(web::ops::configure_metrics_only(Arc::clone(&source)))
+                    App::new()
+                        .wrap(web::hardening::security_headers())
+                        .configure(web::ops::configure_metrics_only(Arc::clone(&source)))
                 })
                 .workers(1)
+                .client_request_timeout(config.request_timeout)
+                .keep_alive(config.keep_alive)
                 .listen(listener)
                 .map_err(|e| StartupError::Bind {
                     setting: "TOKENWARDEN_METRICS_BIND",

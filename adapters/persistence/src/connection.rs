@@ -128,6 +128,29 @@ fn with_connect_timeout(url: &str) -> String {
     )
 }
 
+/// Creates the SQLite file with mode 0600 if it does not exist yet, so that
+/// password hashes and client IPs are never readable by other users,
+/// whatever the umask. SQLite then gives the `-wal` and `-shm` files it
+/// creates the database file's mode. An existing file keeps its mode.
+fn create_private(path: &str) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if path.starts_with(':') || path.starts_with("file:") {
+        return Ok(()); // in-memory or a URI: SQLite's business
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError(format!(
+            "cannot create the SQLite file named by DATABASE_URL: {e}"
+        ))),
+    }
+}
+
 impl Database {
     /// Opens a pool of at most `pool_size` connections to the database named
     /// by `url` (`DATABASE_URL`): `sqlite://<file path>` (`sqlite://tw.db`
@@ -147,6 +170,7 @@ impl Database {
         // reports that a connection failed, not why.
         let (backend, connection_url) = match Target::parse(url)? {
             Target::Sqlite(path) => {
+                create_private(&path)?;
                 let mut conn = SqliteConnection::establish(&path).map_err(|e| {
                     StoreError(format!(
                         "cannot open the SQLite file named by DATABASE_URL: {e}"
@@ -278,6 +302,19 @@ impl HandleError<diesel::r2d2::Error> for LogConnectionErrors {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sqlite_file_and_its_wal_and_shm_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let test_db = crate::testing::TestDatabase::sqlite();
+        let db = Database::connect(test_db.url(), 2).unwrap();
+        db.run_migrations().unwrap();
+        let path = test_db.url().trim_start_matches("sqlite://").to_owned();
+        for file in [path.clone(), format!("{path}-wal"), format!("{path}-shm")] {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file} has mode {mode:o}");
+        }
+    }
 
     #[test]
     fn sqlite_urls_become_file_paths() {

@@ -12,9 +12,31 @@ use crate::error::{ApiError, FieldError};
 /// The largest body any endpoint accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// How long a request body may take to arrive (`TOKENWARDEN_REQUEST_TIMEOUT`),
+/// as app data; without it, [`DEFAULT_BODY_DEADLINE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyDeadline(pub std::time::Duration);
+
+pub const DEFAULT_BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] without
-/// buffering it.
+/// buffering it, and answering 408 `request_timeout` when it has not
+/// arrived within the [`BodyDeadline`] (a client dripping one byte at a
+/// time must not hold the connection). Actix closes the connection after
+/// such an answer, since the body was not read to its end.
 pub async fn read_body(
+    req: &HttpRequest,
+    payload: &mut actix_web::web::Payload,
+) -> Result<Vec<u8>, ApiError> {
+    let deadline = req
+        .app_data::<BodyDeadline>()
+        .map_or(DEFAULT_BODY_DEADLINE, |d| d.0);
+    actix_web::rt::time::timeout(deadline, read_body_unbounded(req, payload))
+        .await
+        .unwrap_or(Err(ApiError::RequestTimeout))
+}
+
+async fn read_body_unbounded(
     req: &HttpRequest,
     payload: &mut actix_web::web::Payload,
 ) -> Result<Vec<u8>, ApiError> {

@@ -1,5 +1,6 @@
 //! What the network tells about the caller: client IP (honouring
-//! `X-Forwarded-For` only from trusted proxies), user agent, origin.
+//! `Forwarded` and `X-Forwarded-*` only from trusted proxies), user agent
+//! (cleaned for display), origin.
 
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -74,29 +75,84 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The client IP: the socket peer, unless the peer is a trusted proxy; then
-/// the right-most `X-Forwarded-For` entry that is not itself trusted.
-pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
+/// Whether the peer of `req` is one of `trusted`: only then are forwarded
+/// headers (`Forwarded`, `X-Forwarded-For`, `-Host`, `-Proto`) believed.
+fn peer_is_trusted(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
     let peer = canonical(req.peer_addr()?.ip());
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
-    if !is_trusted(peer) {
-        return Some(peer);
+    trusted.iter().any(|n| n.contains(peer)).then_some(peer)
+}
+
+/// One node of a forwarding chain as an IP: `ip`, `ip:port`, `[ipv6]`,
+/// `[ipv6]:port`, optionally quoted; `None` for anything else (`unknown`,
+/// obfuscated names, garbage), which the caller skips.
+pub fn parse_node(text: &str) -> Option<IpAddr> {
+    let text = text.trim().trim_matches('"').trim();
+    if let Ok(ip) = IpAddr::from_str(text) {
+        return Some(canonical(ip));
     }
-    let mut chain: Vec<IpAddr> = Vec::new();
-    for value in req.headers().get_all("x-forwarded-for") {
-        let Ok(value) = value.to_str() else {
-            return Some(peer);
-        };
-        for entry in value.split(',') {
-            match IpAddr::from_str(entry.trim()) {
-                Ok(ip) => chain.push(canonical(ip)),
-                // A garbled chain cannot be trusted past this point.
-                Err(_) => return Some(peer),
-            }
+    if let Ok(addr) = std::net::SocketAddr::from_str(text) {
+        return Some(canonical(addr.ip()));
+    }
+    let bracketed = text.strip_prefix('[')?.strip_suffix(']')?;
+    std::net::Ipv6Addr::from_str(bracketed)
+        .ok()
+        .map(|ip| canonical(IpAddr::V6(ip)))
+}
+
+/// The `(name, value)` pairs of every element of the `Forwarded` headers
+/// (RFC 7239), in order; names in lower case.
+fn forwarded_pairs(req: &HttpRequest) -> Vec<Vec<(String, String)>> {
+    let mut elements = Vec::new();
+    for value in req.headers().get_all(header::FORWARDED) {
+        let Ok(value) = value.to_str() else { continue };
+        for element in value.split(',') {
+            let pairs = element
+                .split(';')
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(k, v)| {
+                    (
+                        k.trim().to_ascii_lowercase(),
+                        v.trim().trim_matches('"').to_owned(),
+                    )
+                })
+                .collect();
+            elements.push(pairs);
         }
     }
+    elements
+}
+
+/// The addresses a trusted proxy reports, in header order (the left-most
+/// is the farthest from us). `Forwarded` wins over `X-Forwarded-For`
+/// when a request carries both. Entries that are not addresses are skipped.
+fn forwarded_chain(req: &HttpRequest) -> Vec<IpAddr> {
+    let forwarded: Vec<IpAddr> = forwarded_pairs(req)
+        .iter()
+        .flat_map(|pairs| pairs.iter().filter(|(k, _)| k == "for"))
+        .filter_map(|(_, v)| parse_node(v))
+        .collect();
+    if !forwarded.is_empty() {
+        return forwarded;
+    }
+    req.headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(parse_node)
+        .collect()
+}
+
+/// The client IP: the socket peer, unless the peer is a trusted proxy; then
+/// the right-most forwarded address that is not itself trusted (the peer
+/// when there is none).
+pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = canonical(req.peer_addr()?.ip());
+    if peer_is_trusted(req, trusted).is_none() {
+        return Some(peer);
+    }
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
     Some(
-        chain
+        forwarded_chain(req)
             .into_iter()
             .rev()
             .find(|ip| !is_trusted(*ip))
@@ -104,14 +160,35 @@ pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
     )
 }
 
+/// Characters never stored for display: control characters, the
+/// bidirectional embedding, override and isolate controls (U+202A–U+202E,
+/// U+2066–U+2069) and the line and paragraph separators. They let a client
+/// make an admin view show something else than what was sent (`U+202E`
+/// reverses the text after it).
+pub fn is_display_hazard(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}'
+        )
+}
+
+/// The user agent as stored for display: display hazards removed (see
+/// [`is_display_hazard`]), truncated to [`MAX_USER_AGENT_BYTES`] on a
+/// character boundary.
 pub fn user_agent(req: &HttpRequest) -> Option<String> {
     let raw = req.headers().get(header::USER_AGENT)?;
-    let text = String::from_utf8_lossy(raw.as_bytes());
-    let mut end = text.len().min(MAX_USER_AGENT_BYTES);
-    while !text.is_char_boundary(end) {
-        end -= 1;
+    let mut text = String::new();
+    for c in String::from_utf8_lossy(raw.as_bytes()).chars() {
+        if is_display_hazard(c) {
+            continue;
+        }
+        if text.len() + c.len_utf8() > MAX_USER_AGENT_BYTES {
+            break;
+        }
+        text.push(c);
     }
-    Some(text[..end].to_owned())
+    Some(text)
 }
 
 pub fn client_info(req: &HttpRequest, config: &WebConfig) -> ClientInfo {
@@ -121,9 +198,52 @@ pub fn client_info(req: &HttpRequest, config: &WebConfig) -> ClientInfo {
     }
 }
 
+/// The origin (`scheme://host[:port]`) the client addressed: from the
+/// forwarded headers only when the peer is a trusted proxy, from `Host` and
+/// the connection otherwise.
+pub fn own_origin(req: &HttpRequest, trusted: &[IpNet]) -> String {
+    let header_text = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let direct_scheme = if req.app_config().secure() {
+        "https"
+    } else {
+        "http"
+    };
+    let direct_host = header_text(header::HOST.as_str())
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+        .unwrap_or_else(|| req.app_config().host().to_owned());
+    if peer_is_trusted(req, trusted).is_none() {
+        return format!("{direct_scheme}://{direct_host}");
+    }
+    // The proxy nearest to us appends last, but `Host`/`proto` describe
+    // what the client addressed at the first proxy: the first element.
+    let first = forwarded_pairs(req).into_iter().next().unwrap_or_default();
+    let from_forwarded = |name: &str| {
+        first
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
+    let scheme = from_forwarded("proto")
+        .or_else(|| header_text("x-forwarded-proto"))
+        .unwrap_or_else(|| direct_scheme.to_owned());
+    let host = from_forwarded("host")
+        .or_else(|| header_text("x-forwarded-host"))
+        .unwrap_or(direct_host);
+    format!("{scheme}://{host}")
+}
+
 /// CSRF defence for cookie-carrying POSTs: no `Origin` (a non-browser
 /// client) passes; otherwise it must be the server's own origin as the
-/// client addressed it, or one of the configured allowed origins.
+/// client addressed it (see [`own_origin`]), or one of the configured
+/// allowed origins.
 pub fn check_origin(req: &HttpRequest, config: &WebConfig) -> Result<(), ApiError> {
     let Some(origin) = req.headers().get(header::ORIGIN) else {
         return Ok(());
@@ -132,8 +252,7 @@ pub fn check_origin(req: &HttpRequest, config: &WebConfig) -> Result<(), ApiErro
         .to_str()
         .map_err(|_| ApiError::ForbiddenOrigin)?
         .trim_end_matches('/');
-    let info = req.connection_info();
-    let own = format!("{}://{}", info.scheme(), info.host());
+    let own = own_origin(req, &config.trusted_proxies);
     if origin.eq_ignore_ascii_case(&own)
         || config
             .allowed_origins
@@ -191,8 +310,83 @@ mod tests {
         let garbled = req("10.0.0.1:4000", Some("not-an-ip"));
         assert_eq!(
             client_ip(&garbled, &trusted),
-            Some("10.0.0.1".parse().unwrap())
+            Some("10.0.0.1".parse().unwrap()),
+            "nothing usable: the peer"
         );
+    }
+
+    #[test]
+    fn garbage_entries_are_skipped_and_ports_stripped() {
+        let trusted = vec!["10.0.0.0/8".parse().unwrap()];
+        let r = req("10.0.0.1:4000", Some("6.6.6.6, garbage, 198.51.100.7:5555"));
+        assert_eq!(
+            client_ip(&r, &trusted),
+            Some("198.51.100.7".parse().unwrap())
+        );
+        let r = req("10.0.0.1:4000", Some("[2001:db8::7]:443, ,;x"));
+        assert_eq!(
+            client_ip(&r, &trusted),
+            Some("2001:db8::7".parse().unwrap())
+        );
+        assert_eq!(parse_node("\"[2001:db8::1]\""), "2001:db8::1".parse().ok());
+        assert_eq!(parse_node("unknown"), None);
+        assert_eq!(parse_node("_hidden"), None);
+    }
+
+    #[test]
+    fn the_forwarded_header_is_read_like_x_forwarded_for() {
+        let trusted = vec!["10.0.0.0/8".parse().unwrap()];
+        let r = TestRequest::default()
+            .peer_addr("10.0.0.1:4000".parse().unwrap())
+            .insert_header((
+                "Forwarded",
+                "for=192.0.2.60;proto=https, for=\"[2001:db8:cafe::17]:4711\"",
+            ))
+            .to_http_request();
+        assert_eq!(
+            client_ip(&r, &trusted),
+            Some("2001:db8:cafe::17".parse().unwrap())
+        );
+        let untrusted = TestRequest::default()
+            .peer_addr("203.0.113.9:4000".parse().unwrap())
+            .insert_header(("Forwarded", "for=192.0.2.60"))
+            .to_http_request();
+        assert_eq!(
+            client_ip(&untrusted, &trusted),
+            Some("203.0.113.9".parse().unwrap())
+        );
+    }
+
+    fn origin_req(peer: &str) -> HttpRequest {
+        TestRequest::default()
+            .peer_addr(peer.parse().unwrap())
+            .insert_header(("Host", "auth.example:8080"))
+            .insert_header(("X-Forwarded-Host", "evil.example"))
+            .insert_header(("X-Forwarded-Proto", "https"))
+            .to_http_request()
+    }
+
+    #[test]
+    fn forwarded_host_and_proto_count_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(
+            own_origin(&origin_req("203.0.113.9:1"), &trusted),
+            "http://auth.example:8080"
+        );
+        assert_eq!(
+            own_origin(&origin_req("10.0.0.1:1"), &trusted),
+            "https://evil.example"
+        );
+    }
+
+    #[test]
+    fn display_hazards_are_removed_from_user_agents() {
+        let r = TestRequest::default()
+            .insert_header(("User-Agent", "curl/8.0 \u{202E}gpj.exe\u{2066}x\u{2028}y"))
+            .to_http_request();
+        assert_eq!(user_agent(&r).unwrap(), "curl/8.0 gpj.exexy");
+        assert!(is_display_hazard('\u{202A}') && is_display_hazard('\u{2069}'));
+        assert!(is_display_hazard('\u{7}') && !is_display_hazard('é'));
     }
 
     #[test]

@@ -12,10 +12,43 @@ const PATH: &str = "/auth";
 /// Cookies longer than any refresh token are ignored rather than parsed.
 const MAX_COOKIE_VALUE: usize = 256;
 
+/// The refresh cookies a request carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presented {
+    None,
+    One(String),
+    /// Several cookies of our name: one may have been planted (by a sibling
+    /// subdomain, say), and which is the client's own cannot be told. The
+    /// values are kept only so that logout can end every one of them.
+    Several(Vec<String>),
+}
+
+/// Every refresh cookie of the request (empty or oversized values count as
+/// absent).
+pub fn presented(req: &HttpRequest, config: &WebConfig) -> Presented {
+    let Ok(cookies) = req.cookies() else {
+        return Presented::None;
+    };
+    let mut values: Vec<String> = cookies
+        .iter()
+        .filter(|c| c.name() == config.cookie_name)
+        .map(|c| c.value())
+        .filter(|v| !v.is_empty() && v.len() <= MAX_COOKIE_VALUE)
+        .map(str::to_owned)
+        .collect();
+    match values.len() {
+        0 => Presented::None,
+        1 => Presented::One(values.remove(0)),
+        _ => Presented::Several(values),
+    }
+}
+
+/// The refresh cookie, when there is exactly one.
 pub fn read(req: &HttpRequest, config: &WebConfig) -> Option<String> {
-    let c = req.cookie(&config.cookie_name)?;
-    let value = c.value();
-    (!value.is_empty() && value.len() <= MAX_COOKIE_VALUE).then(|| value.to_owned())
+    match presented(req, config) {
+        Presented::One(value) => Some(value),
+        Presented::None | Presented::Several(_) => None,
+    }
 }
 
 pub fn set(config: &WebConfig, token: &str, max_age: Duration) -> Cookie<'static> {
@@ -56,6 +89,19 @@ mod tests {
         ] {
             assert!(c.contains(part), "{c} lacks {part}");
         }
+    }
+
+    #[test]
+    fn two_cookies_of_our_name_are_several_not_the_first() {
+        let req = actix_web::test::TestRequest::default()
+            .insert_header(("Cookie", "refresh_token=a; other=x; refresh_token=b"))
+            .to_http_request();
+        let config = WebConfig::default();
+        assert_eq!(
+            presented(&req, &config),
+            Presented::Several(vec!["a".to_owned(), "b".to_owned()])
+        );
+        assert_eq!(read(&req, &config), None);
     }
 
     #[test]

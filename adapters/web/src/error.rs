@@ -61,6 +61,13 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    /// The request (its body) did not arrive in time.
+    #[error("request timeout")]
+    RequestTimeout,
+    /// A refusal by the framework with no more specific code (its status
+    /// is kept).
+    #[error("request refused")]
+    Refused(StatusCode),
     #[error("storage unavailable")]
     Unavailable(String),
     #[error("internal error")]
@@ -113,6 +120,8 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RateLimited { .. } => "rate_limited",
+            Self::RequestTimeout => "request_timeout",
+            Self::Refused(_) => "request_refused",
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -141,6 +150,8 @@ impl ApiError {
             Self::NotFound => "No such resource.",
             Self::MethodNotAllowed => "This method is not allowed on this resource.",
             Self::RateLimited { .. } => "Too many attempts; try again later.",
+            Self::RequestTimeout => "The request did not arrive in time.",
+            Self::Refused(_) => "The request was refused.",
             Self::Unavailable(_) => "The service is temporarily unavailable.",
             Self::Internal(_) => "An internal error occurred.",
         }
@@ -191,6 +202,8 @@ impl ResponseError for ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Refused(status) => *status,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

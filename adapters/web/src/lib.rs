@@ -11,6 +11,7 @@ mod dto;
 pub mod error;
 mod extract;
 mod handlers;
+pub mod hardening;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
@@ -43,6 +44,8 @@ pub struct WebConfig {
     /// `iss` and `aud` of our access tokens, as introspection reports them.
     pub issuer: String,
     pub audience: String,
+    /// How long a request body may take to arrive (`TOKENWARDEN_REQUEST_TIMEOUT`).
+    pub request_timeout: std::time::Duration,
     /// `TOKENWARDEN_PUBLIC_URL` without a trailing `/`: the base of the
     /// discovery document's URLs (`None`: the request's own origin).
     pub public_url: Option<String>,
@@ -58,6 +61,7 @@ impl Default for WebConfig {
             introspection_secret: None,
             issuer: "tokenwarden".to_owned(),
             audience: "tokenwarden".to_owned(),
+            request_timeout: body::DEFAULT_BODY_DEADLINE,
             public_url: None,
         }
     }
@@ -79,7 +83,8 @@ pub struct ApiState {
 /// Registers every route of the API on `cfg`.
 pub fn configure(state: ApiState) -> impl FnOnce(&mut ServiceConfig) {
     move |cfg: &mut ServiceConfig| {
-        cfg.app_data(web::Data::new(state))
+        cfg.app_data(body::BodyDeadline(state.config.request_timeout))
+            .app_data(web::Data::new(state))
             .service(
                 web::scope("/auth")
                     .route("/register", web::post().to(handlers::auth::register))

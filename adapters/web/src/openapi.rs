@@ -256,6 +256,8 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     RateLimited,
+    RequestTimeout,
+    RequestRefused,
     ServiceUnavailable,
     InternalError,
 }

@@ -4,6 +4,7 @@
 //! `cargo test -p integration-tests --test blackbox <module>::`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod abuse;
 mod admin;
 mod audit;
 mod dpop;

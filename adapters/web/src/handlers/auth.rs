@@ -12,7 +12,8 @@ use domain::{Password, Role, Roles, Username};
 use super::blocking;
 use super::refresh_audit::{rejected, rejection_of};
 use crate::body::{parse_json, parse_optional_json, read_body};
-use crate::client::{check_origin, client_info};
+use crate::client::{check_origin, client_info, is_display_hazard};
+use crate::cookie::{self, Presented};
 use crate::dpop::dpop_input;
 use crate::dto::{
     LoginRequest, RefreshRequest, RegisterRequest, TokenDelivery, TokenResponse, UserBody,
@@ -20,7 +21,7 @@ use crate::dto::{
 use crate::error::{ApiError, FieldError};
 #[allow(unused_imports, reason = "named by the OpenAPI attributes")]
 use crate::openapi::Problem;
-use crate::{cookie, ApiState, WebConfig};
+use crate::{ApiState, WebConfig};
 
 /// Longest accepted device name, in characters.
 const MAX_DEVICE_NAME: usize = 100;
@@ -118,11 +119,14 @@ pub async fn login(
     if body
         .device_name
         .as_ref()
-        .is_some_and(|d| d.chars().count() > MAX_DEVICE_NAME || d.chars().any(char::is_control))
+        .is_some_and(|d| d.chars().count() > MAX_DEVICE_NAME || d.chars().any(is_display_hazard))
     {
         return Err(ApiError::InvalidInput(vec![FieldError {
             field: "device_name".into(),
-            message: format!("at most {MAX_DEVICE_NAME} printable characters"),
+            message: format!(
+                "at most {MAX_DEVICE_NAME} characters, without control, bidirectional or \
+                 line separator characters"
+            ),
         }]));
     }
     let delivery = body.token_delivery;
@@ -185,7 +189,28 @@ pub async fn refresh(
     let config = state.config.clone();
     match refresh_inner(&req, &mut payload, state).await {
         Ok((issued, delivery)) => token_response(&config, &issued, delivery),
-        Err(e) => with_cleared_cookie(&config, e),
+        Err(Refused {
+            error,
+            clear_cookie: true,
+        }) => with_cleared_cookie(&config, error),
+        Err(Refused { error, .. }) => actix_web::ResponseError::error_response(&error),
+    }
+}
+
+/// A refused refresh, and whether the answer clears the cookie: every 401
+/// does, except the one for duplicate cookies (clearing would log the
+/// victim of a planted cookie out).
+struct Refused {
+    error: ApiError,
+    clear_cookie: bool,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            clear_cookie: true,
+        }
     }
 }
 
@@ -193,14 +218,14 @@ async fn refresh_inner(
     req: &HttpRequest,
     payload: &mut web::Payload,
     state: web::Data<ApiState>,
-) -> Result<(IssuedTokens, TokenDelivery), ApiError> {
+) -> Result<(IssuedTokens, TokenDelivery), Refused> {
     let client = client_info(req, &state.config);
     // Refusals before the use case runs are recorded here; everything after
     // by the use case (see `refresh_audit.rs`).
     if let Err(e) = check_origin(req, &state.config) {
         let cookie = cookie::read(req, &state.config);
         let rejection = RefreshRejection::ForbiddenOrigin;
-        return Err(rejected(&state, rejection, cookie, client, e).await);
+        return Err(rejected(&state, rejection, cookie, client, e).await.into());
     }
     let body = match read_body(req, payload).await {
         Ok(bytes) => parse_optional_json::<RefreshRequest>(&bytes),
@@ -210,12 +235,25 @@ async fn refresh_inner(
         Ok(body) => body,
         Err(e) => {
             let cookie = cookie::read(req, &state.config);
-            return Err(rejected(&state, rejection_of(&e), cookie, client, e).await);
+            return Err(rejected(&state, rejection_of(&e), cookie, client, e)
+                .await
+                .into());
         }
     };
     let (token, delivery) = match body.and_then(|b| b.refresh_token) {
         Some(t) => (Some(t), TokenDelivery::Body),
-        None => (cookie::read(req, &state.config), TokenDelivery::Cookie),
+        None => match cookie::presented(req, &state.config) {
+            Presented::One(t) => (Some(t), TokenDelivery::Cookie),
+            Presented::None => (None, TokenDelivery::Cookie),
+            Presented::Several(_) => {
+                let refusal = ApiError::InvalidToken { bearer: false };
+                let rejection = RefreshRejection::DuplicateCookies;
+                return Err(Refused {
+                    error: rejected(&state, rejection, None, client, refusal).await,
+                    clear_cookie: false,
+                });
+            }
+        },
     };
     let issued = blocking(move || state.warden.refresh(token.as_deref(), client))
         .await?
@@ -256,12 +294,27 @@ pub async fn logout(
 ) -> Result<HttpResponse, ApiError> {
     check_origin(&req, &state.config)?;
     let body: Option<RefreshRequest> = parse_optional_json(&read_body(&req, &mut payload).await?)?;
-    let token = body
-        .and_then(|b| b.refresh_token)
-        .or_else(|| cookie::read(&req, &state.config));
+    // Several cookies (one may be planted): which is the client's cannot be
+    // told, so every one of them ends; the planter loses its own session.
+    let tokens = match body.and_then(|b| b.refresh_token) {
+        Some(t) => vec![t],
+        None => match cookie::presented(&req, &state.config) {
+            Presented::None => Vec::new(),
+            Presented::One(t) => vec![t],
+            Presented::Several(ts) => ts,
+        },
+    };
     let client = client_info(&req, &state.config);
     let config = state.config.clone();
-    blocking(move || state.warden.logout(token.as_deref(), client)).await??;
+    blocking(move || {
+        if tokens.is_empty() {
+            return state.warden.logout(None, client);
+        }
+        tokens
+            .iter()
+            .try_for_each(|t| state.warden.logout(Some(t), client.clone()))
+    })
+    .await??;
     Ok(HttpResponse::NoContent()
         .cookie(cookie::clear(&config))
         .finish())

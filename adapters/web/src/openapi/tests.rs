@@ -91,6 +91,8 @@ fn every_api_error() -> Vec<ApiError> {
         ApiError::RateLimited {
             retry_after_secs: 1,
         },
+        ApiError::RequestTimeout,
+        ApiError::Refused(actix_web::http::StatusCode::URI_TOO_LONG),
         ApiError::Unavailable(String::new()),
         ApiError::Internal(String::new()),
     ];
@@ -113,6 +115,8 @@ fn every_api_error() -> Vec<ApiError> {
             | ApiError::NotFound
             | ApiError::MethodNotAllowed
             | ApiError::RateLimited { .. }
+            | ApiError::RequestTimeout
+            | ApiError::Refused(_)
             | ApiError::Unavailable(_)
             | ApiError::Internal(_) => {}
         }

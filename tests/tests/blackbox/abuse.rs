@@ -1,0 +1,335 @@
+//! Hostile clients (API.md "v2 — Abuse limits"), black-box against the real
+//! server: planted cookies, forwarded headers, stored text, framework
+//! errors and security headers, slow clients, file modes.
+
+use std::time::{Duration, Instant};
+
+use integration_tests::audit_support::LOOPBACK_PROXY;
+use integration_tests::*;
+use reqwest::header::{COOKIE, ORIGIN, USER_AGENT};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+on_both_backends!(
+    duplicate_refresh_cookies_spend_nothing_and_clear_nothing,
+    forwarded_headers_count_only_from_trusted_proxies,
+    stored_text_is_cleaned_for_display,
+);
+
+/// The security headers every answer carries.
+fn assert_security_headers(r: &reqwest::Response) {
+    let h = r.headers();
+    assert_eq!(h.get("x-content-type-options").unwrap(), "nosniff");
+    assert_eq!(h.get("referrer-policy").unwrap(), "no-referrer");
+}
+
+async fn duplicate_refresh_cookies_spend_nothing_and_clear_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let victim = app.signed_up("victim").await;
+    let planted = app.signed_up("planter").await;
+    for cookies in [
+        format!(
+            "refresh_token={}; refresh_token={}",
+            planted.refresh, victim.refresh
+        ),
+        format!("refresh_token={}; refresh_token=garbage", victim.refresh),
+    ] {
+        let r = app
+            .client
+            .post(app.url("/auth/refresh"))
+            .header(USER_AGENT, UA)
+            .header(COOKIE, cookies)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(set_cookie(r.headers()), None, "the cookie is not touched");
+        assert_problem(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    }
+    // Nothing was spent: both tokens still rotate, neither is reuse.
+    assert_eq!(
+        app.refresh_cookie(&victim.refresh).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.refresh_cookie(&planted.refresh).await.status(),
+        StatusCode::OK
+    );
+    // A login carrying two cookies ends neither old session.
+    let r = app
+        .client
+        .post(app.url("/auth/login"))
+        .header(COOKIE, "refresh_token=a; refresh_token=b")
+        .json(&json!({"username": "victim", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.me_status(&victim.access).await, StatusCode::OK);
+}
+
+async fn forwarded_headers_count_only_from_trusted_proxies(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.signed_up("alice").await;
+    // From an untrusted peer, X-Forwarded-Host cannot make a foreign origin
+    // look like our own.
+    let r = app
+        .client
+        .post(app.url("/auth/refresh"))
+        .header(COOKIE, format!("refresh_token={}", t.refresh))
+        .header("x-forwarded-host", "evil.example")
+        .header("x-forwarded-proto", "https")
+        .header("forwarded", "host=evil.example;proto=https")
+        .header(ORIGIN, "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::FORBIDDEN, "forbidden_origin").await;
+    let me: Value = app
+        .get_bearer("/auth/sessions", &t.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me[0]["last_ip"], "127.0.0.1", "X-Forwarded-For ignored");
+
+    // Behind a trusted proxy: garbage entries are skipped, ports stripped,
+    // and the proxy's own host header counts for the origin check.
+    let proxied = TestApp::spawn_on(app.database, |c| {
+        c.trusted_proxies = vec![LOOPBACK_PROXY.parse().unwrap()];
+    })
+    .await;
+    let t = proxied.login("alice").await;
+    for (xff, expected) in [
+        ("198.51.100.7:4711, not-an-ip", "198.51.100.7"),
+        ("unknown, [2001:db8::5]:443", "2001:db8::5"),
+    ] {
+        let tokens = proxied.login("alice").await;
+        let r = proxied
+            .client
+            .post(proxied.url("/auth/refresh"))
+            .header(COOKIE, format!("refresh_token={}", tokens.refresh))
+            .header(USER_AGENT, UA)
+            .header("x-forwarded-for", xff)
+            .header("x-forwarded-host", "auth.example")
+            .header("x-forwarded-proto", "https")
+            .header(ORIGIN, "https://auth.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{xff}");
+        let sessions: Vec<Value> = proxied
+            .get_bearer("/auth/sessions", &t.access)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let session = sessions
+            .iter()
+            .find(|s| s["id"] == tokens.session_id.as_str())
+            .unwrap();
+        assert_eq!(session["last_ip"], expected, "{xff}");
+    }
+}
+
+async fn stored_text_is_cleaned_for_display(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.register("alice").await;
+    for device in [
+        "phone\u{202E}gpj",
+        "a\u{2066}b",
+        "line\u{2028}break",
+        "tab\there",
+    ] {
+        let r = app
+            .post_json(
+                "/auth/login",
+                &json!({"username": "alice", "password": PASSWORD, "device_name": device}),
+            )
+            .await;
+        assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input").await;
+    }
+    let r = app
+        .client
+        .post(app.url("/auth/login"))
+        .header(USER_AGENT, "Admin\u{202E}txt.exe\u{2069} curl/8.5")
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let t = tokens_from_cookie(r).await;
+    let sessions: Value = app
+        .get_bearer("/auth/sessions", &t.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sessions[0]["last_user_agent"], "Admintxt.exe curl/8.5");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_error_is_a_problem_and_every_answer_carries_the_security_headers() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_security_headers(&r);
+    assert_eq!(r.status(), StatusCode::OK);
+    for (method, path, allow) in [
+        (reqwest::Method::GET, "/auth/login", "POST"),
+        (reqwest::Method::PUT, "/auth/refresh", "POST"),
+        (reqwest::Method::POST, "/healthz", "GET"),
+        (reqwest::Method::GET, "/auth/sessions/some-id", "DELETE"),
+    ] {
+        let r = app
+            .client
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_security_headers(&r);
+        assert_eq!(
+            r.headers().get("allow").map(|v| v.to_str().unwrap()),
+            Some(allow),
+            "{method} {path}: {}",
+            r.status()
+        );
+        assert_problem(r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    }
+    let r = app.client.get(app.url("/no/such")).send().await.unwrap();
+    assert_security_headers(&r);
+    assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+    let r = app
+        .client
+        .post(app.url("/auth/login"))
+        .body(vec![b'x'; 70_000])
+        .send()
+        .await
+        .unwrap();
+    assert_security_headers(&r);
+    assert_problem(r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+}
+
+/// Sends `head` on a fresh connection and returns it.
+async fn connect_and_send(port: u16, head: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+fn port_of(app: &TestApp) -> u16 {
+    app.address.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+const SLOW_BODY: &str = "POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_body_that_does_not_arrive_in_time_is_a_408_problem_and_the_connection_closes() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.request_timeout = Duration::from_millis(800);
+    })
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let mut s = connect_and_send(port_of(&app), SLOW_BODY).await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A head that never ends is cut too (Actix answers that one itself).
+    let mut s = connect_and_send(port_of(&app), "GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"));
+}
+
+/// The issue's attack, scaled to the CI machine: 2,000 connections that
+/// each send a head and one body byte, then nothing. They are all closed
+/// within the request timeout plus a margin, and `/healthz` answers in
+/// under a second throughout. (2,000 client plus 2,000 server sockets in
+/// one process: needs `ulimit -n` above 4,100.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_thousand_slow_bodies_are_closed_while_healthz_answers() {
+    const SLOW: usize = 2_000;
+    let timeout = Duration::from_secs(3);
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.request_timeout = timeout)
+        .await
+        .unwrap();
+    let port = port_of(&app);
+    let started = Instant::now();
+    let mut opened = Vec::with_capacity(SLOW);
+    for _ in 0..SLOW {
+        opened.push(connect_and_send(port, SLOW_BODY).await);
+    }
+    let opening = started.elapsed();
+    let health = app.client.clone();
+    let health_url = app.url("/healthz");
+    let probe = tokio::spawn(async move {
+        let mut worst = Duration::ZERO;
+        let until = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < until {
+            let t = Instant::now();
+            let r = health.get(&health_url).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            worst = worst.max(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        worst
+    });
+    let closing: Vec<_> = opened
+        .into_iter()
+        .map(|mut s| {
+            tokio::spawn(async move {
+                let mut sink = Vec::new();
+                tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut sink))
+                    .await
+                    .is_ok()
+            })
+        })
+        .collect();
+    let mut closed = 0;
+    for c in closing {
+        closed += usize::from(c.await.unwrap());
+    }
+    let all_closed = started.elapsed();
+    let worst_health = probe.await.unwrap();
+    eprintln!(
+        "{SLOW} slow bodies: opened in {opening:?}, all closed after {all_closed:?}; \
+         slowest /healthz {worst_health:?}"
+    );
+    assert_eq!(closed, SLOW, "every slow connection is closed");
+    assert!(all_closed < Duration::from_secs(30), "{all_closed:?}");
+    assert!(worst_health < Duration::from_secs(1), "{worst_health:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sqlite_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    app.signed_up("alice").await;
+    let path = app
+        .database
+        .url()
+        .trim_start_matches("sqlite://")
+        .to_owned();
+    for file in [path.clone(), format!("{path}-wal"), format!("{path}-shm")] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}: {mode:o}");
+    }
+}
