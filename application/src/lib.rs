@@ -4,6 +4,7 @@
 //! own module with its own error enum. Use cases never open transactions:
 //! atomicity is the adapters' job (see [`ports::SessionRepository`]).
 
+pub mod abuse;
 pub mod admin;
 pub mod audit;
 pub mod auth;
@@ -38,7 +39,7 @@ pub use refresh::RefreshError;
 pub use register::{RegisterError, RegisterInput};
 pub use sessions::{DeleteSessionError, SessionView};
 
-use rate_limit::{InProcessLoginLimiter, LoginLimits, LoginRateLimiter};
+use rate_limit::{IpRateLimiter, LoginRateLimiter, Unlimited};
 
 use ports::{
     AccessTokenSigner, AuditTrail, Clock, CryptoError, PasswordHasher, RandomSource,
@@ -76,6 +77,9 @@ pub struct TokenWarden {
     ports: Ports,
     settings: Settings,
     login_limiter: Arc<dyn LoginRateLimiter>,
+    ip_limiter: Arc<dyn IpRateLimiter>,
+    /// Which addresses' throttled refreshes are audited this minute.
+    throttled_refreshes: abuse::ThrottleLog,
     /// Sessions recently found live (see [`status_cache`]).
     status_cache: status_cache::LiveSessions,
     /// Proof checking, when enabled ([`TokenWarden::with_dpop`]).
@@ -83,14 +87,17 @@ pub struct TokenWarden {
 }
 
 impl TokenWarden {
-    /// The service over `ports`, with login rate limits counted in process
-    /// at the contract's defaults until [`TokenWarden::with_login_limiter`]
-    /// says otherwise.
+    /// The service over `ports`, without abuse limits until
+    /// [`TokenWarden::with_login_limiter`] and
+    /// [`TokenWarden::with_ip_limiter`] give it limiters (tools without
+    /// network clients, such as the CLI and benchmarks, need none).
     pub fn new(ports: Ports, settings: Settings) -> Self {
         Self {
             ports,
             settings,
-            login_limiter: Arc::new(InProcessLoginLimiter::new(LoginLimits::default())),
+            login_limiter: Arc::new(Unlimited),
+            ip_limiter: Arc::new(Unlimited),
+            throttled_refreshes: abuse::ThrottleLog::default(),
             status_cache: status_cache::LiveSessions::default(),
             dpop: None,
         }
@@ -100,6 +107,13 @@ impl TokenWarden {
     #[must_use]
     pub fn with_login_limiter(mut self, limiter: Arc<dyn LoginRateLimiter>) -> Self {
         self.login_limiter = limiter;
+        self
+    }
+
+    /// Replaces the per-IP limiter of registrations and failed refreshes.
+    #[must_use]
+    pub fn with_ip_limiter(mut self, limiter: Arc<dyn IpRateLimiter>) -> Self {
+        self.ip_limiter = limiter;
         self
     }
 

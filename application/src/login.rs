@@ -58,7 +58,7 @@ impl TokenWarden {
     pub fn login(&self, input: LoginInput) -> Result<IssuedTokens, LoginError> {
         let username = Username::parse(&input.username).ok();
         let limit_key = username.as_ref().map(user_key);
-        let admission = self.login_limiter.admit(
+        let admission = self.login_limiter.reserve(
             limit_key.as_deref(),
             input.client.ip.as_deref().map(ip_key).as_deref(),
             self.ports.clock.now(),
@@ -90,15 +90,10 @@ impl TokenWarden {
                 false
             }
         };
+        // A failure keeps the reservation made above: it is the count.
         let user = match found {
             Some((user, _)) if verified => user,
-            _ => {
-                if let Some(key) = &limit_key {
-                    self.login_limiter
-                        .record_failure(key, self.ports.clock.now());
-                }
-                return Err(LoginError::InvalidCredentials);
-            }
+            _ => return Err(LoginError::InvalidCredentials),
         };
         if let Some(key) = &limit_key {
             self.login_limiter.reset(key);
@@ -254,7 +249,7 @@ mod tests {
     fn admitting() -> MockLoginRateLimiter {
         let mut limiter = MockLoginRateLimiter::new();
         limiter
-            .expect_admit()
+            .expect_reserve()
             .times(1)
             .return_const(Admission::Allowed);
         limiter
@@ -334,12 +329,11 @@ mod tests {
     fn a_limited_login_is_refused_before_any_lookup_or_password_check() {
         let mut limiter = MockLoginRateLimiter::new();
         limiter
-            .expect_admit()
+            .expect_reserve()
             .times(1)
             .return_const(Admission::Limited {
                 retry_after: Duration::from_secs(42),
             });
-        limiter.expect_record_failure().never();
         limiter.expect_reset().never();
         let mut m = Mocks::new();
         m.users.expect_find_credentials().never();
@@ -358,7 +352,7 @@ mod tests {
     fn the_limiter_sees_the_case_folded_username_and_the_client_address() {
         let mut limiter = MockLoginRateLimiter::new();
         limiter
-            .expect_admit()
+            .expect_reserve()
             .withf(|user, ip, now| {
                 *user == Some("alice") && *ip == Some("203.0.113.7") && *now == NOW
             })
@@ -381,13 +375,8 @@ mod tests {
     }
 
     #[test]
-    fn a_wrong_password_counts_a_failure_for_the_username() {
+    fn a_wrong_password_keeps_the_reserved_failure() {
         let mut limiter = admitting();
-        limiter
-            .expect_record_failure()
-            .withf(|user, now| user == "alice" && *now == NOW)
-            .times(1)
-            .return_const(());
         limiter.expect_reset().never();
         let mut m = Mocks::new();
         finding_alice(&mut m);
@@ -401,13 +390,14 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_username_counts_a_failure_like_a_known_one() {
-        let mut limiter = admitting();
+    fn an_unknown_username_keeps_its_reservation_like_a_known_one() {
+        let mut limiter = MockLoginRateLimiter::new();
         limiter
-            .expect_record_failure()
-            .withf(|user, _| user == "alice")
+            .expect_reserve()
+            .withf(|user, _, _| *user == Some("alice"))
             .times(1)
-            .return_const(());
+            .return_const(Admission::Allowed);
+        limiter.expect_reset().never();
         let mut m = Mocks::new();
         finding_nobody(&mut m);
         verifying(&mut m.hasher, false);
@@ -422,7 +412,6 @@ mod tests {
     #[test]
     fn a_successful_login_forgets_the_failures_of_the_username() {
         let mut limiter = admitting();
-        limiter.expect_record_failure().never();
         limiter
             .expect_reset()
             .withf(|user| user == "alice")
@@ -438,11 +427,11 @@ mod tests {
     fn a_malformed_username_counts_only_against_the_address() {
         let mut limiter = MockLoginRateLimiter::new();
         limiter
-            .expect_admit()
+            .expect_reserve()
             .withf(|user, ip, _| user.is_none() && *ip == Some("203.0.113.7"))
             .times(1)
             .return_const(Admission::Allowed);
-        limiter.expect_record_failure().never();
+        limiter.expect_reset().never();
         let mut m = Mocks::new();
         verifying(&mut m.hasher, false);
         no_session_is_started(&mut m);
@@ -455,31 +444,6 @@ mod tests {
             limited_by(limiter, m).login(input).unwrap_err(),
             LoginError::InvalidCredentials
         );
-    }
-
-    #[test]
-    fn the_default_limiter_refuses_the_right_password_after_five_failures() {
-        let mut m = Mocks::new().signing_anything();
-        m.users
-            .expect_find_credentials()
-            .times(5)
-            .returning(|_| Ok(Some((alice(), alice_hash()))));
-        m.hasher
-            .expect_verify()
-            .times(5)
-            .returning(|_, _| Ok(false));
-        m.sessions.expect_create().never();
-        let warden = m.build();
-        for _ in 0..5 {
-            assert_eq!(
-                warden.login(alice_logs_in()).unwrap_err(),
-                LoginError::InvalidCredentials
-            );
-        }
-        assert!(matches!(
-            warden.login(alice_logs_in()).unwrap_err(),
-            LoginError::RateLimited { .. }
-        ));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use web::{ApiState, JwksSource, MetricsSource, OpsState, WebConfig};
 use crate::cleanup::{spawn_cleanup_job, CleanupJob};
 use crate::config::{self, Config};
 use crate::metrics::{MeteredSessions, PrometheusMetrics};
-use crate::operations::{login_limiter, readiness_checks, shutdown_signal};
+use crate::operations::{limiters, readiness_checks, shutdown_signal};
 use crate::revocations::open_revocations;
 use crate::system::{OsRandom, SystemClock};
 
@@ -227,10 +227,12 @@ impl Application {
         let (db, keys, hasher, warden, redis_check) =
             tokio::task::spawn_blocking(move || -> Result<_, StartupError> {
                 let (db, keys) = (open_database(&setup)?, open_keys(&setup)?);
-                let (limiter, redis_check) = login_limiter(&setup)?;
+                let limiters = limiters(&setup)?;
+                let redis_check = limiters.redis_check.clone();
                 let hasher = Arc::new(Argon2Hasher::new(hasher_threads()));
                 let warden = wire_warden(&setup, &db, &keys, Arc::clone(&hasher), instrument)?
-                    .with_login_limiter(limiter);
+                    .with_login_limiter(limiters.login)
+                    .with_ip_limiter(limiters.ip);
                 Ok((db, keys, hasher, warden, redis_check))
             })
             .await

@@ -58,7 +58,7 @@ impl<'a> OutgoingClaims<'a> {
 /// Every claim we rely on is a required field: a token without `sid`,
 /// `roles`, `iat` or `jti` fails to deserialise and is invalid. `aud` is
 /// checked by the library (a string or an array containing ours).
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 pub(super) struct IncomingClaims {
     iss: String,
     sub: String,
@@ -74,6 +74,11 @@ pub(super) struct IncomingClaims {
 }
 
 impl IncomingClaims {
+    /// Whether `exp` is after `now_secs` (leeway aside).
+    pub(super) fn expires_after(&self, now_secs: i64) -> bool {
+        self.exp > now_secs
+    }
+
     /// Checks time against `now` and turns the claims into domain types.
     pub(super) fn into_access_claims(
         self,

@@ -72,12 +72,18 @@ pub async fn register(
         password,
         roles: Roles::new([Role::user()]),
     };
-    let user = blocking(move || state.warden.register(input))
-        .await?
-        .map_err(|e| match e {
+    let client = client_info(&req, &state.config);
+    let user = blocking(move || {
+        state
+            .warden
+            .admit_registration(client.ip.as_deref())
+            .map_err(ApiError::rate_limited)?;
+        state.warden.register(input).map_err(|e| match e {
             RegisterError::UsernameTaken => ApiError::UsernameTaken,
             RegisterError::Unexpected(e) => e.into(),
-        })?;
+        })
+    })
+    .await??;
     Ok(HttpResponse::Created().json(UserBody::from(&user)))
 }
 
@@ -255,16 +261,32 @@ async fn refresh_inner(
             }
         },
     };
-    let issued = blocking(move || state.warden.refresh(token.as_deref(), client))
-        .await?
-        .map_err(|e| match e {
-            RefreshError::Missing => ApiError::MissingToken { bearer: false },
-            RefreshError::Invalid => ApiError::InvalidToken { bearer: false },
-            RefreshError::Expired { .. } => ApiError::TokenExpired { bearer: false },
-            RefreshError::Reused { .. } | RefreshError::Anomaly { .. } => ApiError::TokenReused,
-            RefreshError::Revoked { .. } => ApiError::SessionRevoked { bearer: false },
-            RefreshError::Unexpected(e) => e.into(),
-        })?;
+    let issued = blocking(move || {
+        if let Err(wait) = state.warden.admit_refresh(&client)? {
+            return Ok(Err(ApiError::rate_limited(wait)));
+        }
+        let result = state.warden.refresh(token.as_deref(), client.clone());
+        if let Err(
+            RefreshError::Missing
+            | RefreshError::Invalid
+            | RefreshError::Expired { .. }
+            | RefreshError::Revoked { .. },
+        ) = &result
+        {
+            state.warden.refresh_failed(&client);
+        }
+        Ok::<_, application::Unexpected>(Ok(result))
+    })
+    .await?
+    .map_err(ApiError::from)??
+    .map_err(|e| match e {
+        RefreshError::Missing => ApiError::MissingToken { bearer: false },
+        RefreshError::Invalid => ApiError::InvalidToken { bearer: false },
+        RefreshError::Expired { .. } => ApiError::TokenExpired { bearer: false },
+        RefreshError::Reused { .. } | RefreshError::Anomaly { .. } => ApiError::TokenReused,
+        RefreshError::Revoked { .. } => ApiError::SessionRevoked { bearer: false },
+        RefreshError::Unexpected(e) => e.into(),
+    })?;
     Ok((issued, delivery))
 }
 
