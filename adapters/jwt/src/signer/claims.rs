@@ -31,7 +31,7 @@ struct Confirmation<'a> {
     jkt: &'a str,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct IncomingConfirmation {
     jkt: String,
 }
