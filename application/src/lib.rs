@@ -9,6 +9,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod cleanup;
+pub mod dpop;
 pub mod introspect;
 mod issue;
 pub mod login;
@@ -30,7 +31,8 @@ use domain::{AnomalyPolicy, Lifetimes, RefreshSecret, ReuseResponse};
 
 pub use admin::{AdminError, Page, TokenAnalysis};
 pub use audit::RefreshRejection;
-pub use auth::{AuthError, Principal};
+pub use auth::{AccessCredentials, AuthError, AuthScheme, Principal};
+pub use dpop::{Dpop, DpopError, DpopInput, DpopSettings};
 pub use issue::IssuedTokens;
 pub use login::{LoginError, LoginInput};
 pub use refresh::RefreshError;
@@ -80,6 +82,8 @@ pub struct TokenWarden {
     throttled_refreshes: abuse::ThrottleLog,
     /// Sessions recently found live (see [`status_cache`]).
     status_cache: status_cache::LiveSessions,
+    /// Proof checking, when enabled ([`TokenWarden::with_dpop`]).
+    dpop: Option<Dpop>,
 }
 
 impl TokenWarden {
@@ -95,6 +99,7 @@ impl TokenWarden {
             ip_limiter: Arc::new(Unlimited),
             throttled_refreshes: abuse::ThrottleLog::default(),
             status_cache: status_cache::LiveSessions::default(),
+            dpop: None,
         }
     }
 

@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
-use domain::{NewSession, Password, RefreshToken, SessionId, Username};
+use domain::{
+    DpopMode, Jkt, NewSession, Password, ProofRejection, RefreshToken, SessionId, Username,
+};
 
+use crate::dpop::{DpopError, DpopInput};
 use crate::ports::{ClientInfo, EndReason, EndRequest};
 use crate::rate_limit::{ip_key, user_key, Admission};
 use crate::{IssuedTokens, TokenWarden, Unexpected};
@@ -20,6 +23,8 @@ pub struct LoginInput {
     /// login ends its session.
     pub previous_token: Option<String>,
     pub client: ClientInfo,
+    /// A `DPoP` proof: when valid, the new session is bound to its key.
+    pub dpop: Option<DpopInput>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +36,13 @@ pub enum LoginError {
     /// refused before the credentials are looked at.
     #[error("login rate limited")]
     RateLimited { retry_after: Duration },
+    /// A proof was sent and is not valid for this request: refused before
+    /// the credentials are looked at.
+    #[error("invalid DPoP proof: {0}")]
+    InvalidDpopProof(ProofRejection),
+    /// `TOKENWARDEN_DPOP=required` and no proof was sent.
+    #[error("a DPoP proof is required")]
+    DpopRequired,
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
 }
@@ -54,6 +66,7 @@ impl TokenWarden {
         if let Admission::Limited { retry_after } = admission {
             return Err(LoginError::RateLimited { retry_after });
         }
+        let dpop_jkt = self.login_proof(input.dpop.as_ref())?;
         let password = Password::parse(input.password).ok();
         let found = match &username {
             Some(name) => self
@@ -116,6 +129,7 @@ impl TokenWarden {
             expires_at: now.plus(self.settings.lifetimes.max_lifetime),
             ip: input.client.ip,
             user_agent: input.client.user_agent,
+            dpop_jkt,
         };
         let created = self
             .ports
@@ -128,6 +142,22 @@ impl TokenWarden {
             .map_err(Unexpected::from)?;
         self.publish_revoked_sessions(&created.evicted, now);
         Ok(self.issue(&created.session, user, refresh_token, now)?)
+    }
+
+    /// The key a login binds its session to: that of a valid proof, none
+    /// without a proof (unless proofs are required).
+    fn login_proof(&self, proof: Option<&DpopInput>) -> Result<Option<Jkt>, LoginError> {
+        let Some(proof) = proof else {
+            return match self.dpop_mode() {
+                DpopMode::Required => Err(LoginError::DpopRequired),
+                DpopMode::Optional => Ok(None),
+            };
+        };
+        match self.accept_proof(proof, None, self.ports.clock.now()) {
+            Ok(jkt) => Ok(Some(jkt)),
+            Err(DpopError::Invalid(why)) => Err(LoginError::InvalidDpopProof(why)),
+            Err(DpopError::Unexpected(e)) => Err(e.into()),
+        }
     }
 }
 
@@ -143,7 +173,8 @@ mod tests {
     use crate::rate_limit::MockLoginRateLimiter;
     use crate::test_support::{
         access_token_for, alice, alice_hash, client, crypto_broken, nth_id_bytes, presented_token,
-        session_of, store_down, stored, Mocks, ALICE_PASSWORD, DAY, NOW, TOKEN_BYTES,
+        proof_input, proof_key, session_of, store_down, stored, with_dpop, Mocks, ALICE_PASSWORD,
+        DAY, NOW, TOKEN_BYTES,
     };
 
     fn alice_logs_in() -> LoginInput {
@@ -153,6 +184,7 @@ mod tests {
             device_name: Some("phone".to_owned()),
             previous_token: None,
             client: client(),
+            dpop: None,
         }
     }
 
@@ -221,6 +253,76 @@ mod tests {
             .times(1)
             .return_const(Admission::Allowed);
         limiter
+    }
+
+    #[test]
+    fn a_login_with_a_valid_proof_binds_the_session_to_its_key() {
+        let mut m = valid_credentials();
+        m.sessions
+            .expect_create()
+            .withf(|new, _, _| new.dpop_jkt == Some(proof_key()))
+            .times(1)
+            .returning(|new, _, _| Ok(stored(&new)));
+        let warden = with_dpop(m.build(), DpopMode::Optional, Ok(()));
+
+        let issued = warden
+            .login(LoginInput {
+                dpop: Some(proof_input()),
+                ..alice_logs_in()
+            })
+            .unwrap();
+
+        assert!(issued.dpop_bound);
+    }
+
+    #[test]
+    fn a_login_without_a_proof_stays_unbound_when_proofs_are_optional() {
+        let mut m = valid_credentials();
+        m.sessions
+            .expect_create()
+            .withf(|new, _, _| new.dpop_jkt.is_none())
+            .times(1)
+            .returning(|new, _, _| Ok(stored(&new)));
+        let warden = with_dpop(m.build(), DpopMode::Optional, Ok(()));
+
+        assert!(!warden.login(alice_logs_in()).unwrap().dpop_bound);
+    }
+
+    #[test]
+    fn an_invalid_proof_is_refused_before_the_credentials_are_looked_at() {
+        let mut m = Mocks::new();
+        m.users.expect_find_credentials().never();
+        m.hasher.expect_verify().never();
+        no_session_is_started(&mut m);
+        let warden = with_dpop(
+            m.build(),
+            DpopMode::Optional,
+            Err(ProofRejection::BadSignature),
+        );
+
+        assert_eq!(
+            warden
+                .login(LoginInput {
+                    dpop: Some(proof_input()),
+                    ..alice_logs_in()
+                })
+                .unwrap_err(),
+            LoginError::InvalidDpopProof(ProofRejection::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_login_without_a_proof_is_refused_when_proofs_are_required() {
+        let mut m = Mocks::new();
+        m.users.expect_find_credentials().never();
+        m.hasher.expect_verify().never();
+        no_session_is_started(&mut m);
+        let warden = with_dpop(m.build(), DpopMode::Required, Ok(()));
+
+        assert_eq!(
+            warden.login(alice_logs_in()).unwrap_err(),
+            LoginError::DpopRequired
+        );
     }
 
     #[test]
@@ -376,6 +478,7 @@ mod tests {
                     expires_at: NOW.plus(max_lifetime),
                     ip: client().ip,
                     user_agent: client().user_agent,
+                    dpop_jkt: None,
                 } && *limit == max_sessions
             })
             .times(1)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use domain::{Lifetimes, ReuseResponse};
+use domain::{DpopMode, Lifetimes, ReuseResponse};
 use redis_revocation::OnRedisFailure;
 use web::{CookieSameSite, IntrospectionSecret, IpNet};
 
@@ -136,6 +136,22 @@ pub struct RawSettings {
         global = true
     )]
     pub anomaly_response: String,
+    /// `optional` (a login with a DPoP proof binds its session) or `required`.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_DPOP",
+        default_value = "optional",
+        global = true
+    )]
+    pub dpop: String,
+    /// How old a DPoP proof (`iat`) may be, plus the clock leeway.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_DPOP_MAX_AGE",
+        default_value = "60s",
+        global = true
+    )]
+    pub dpop_max_age: String,
     /// Live sessions per user; the least recently used is evicted.
     #[arg(
         long,
@@ -381,6 +397,8 @@ pub struct Config {
     pub anomaly_window: Duration,
     pub reuse_response: ReuseResponse,
     pub anomaly_response: AnomalyResponse,
+    pub dpop: DpopMode,
+    pub dpop_max_age: Duration,
     /// Kept only as a digest, redacted in `Debug`.
     pub introspection_token: Option<IntrospectionSecret>,
     pub cookie_name: String,
@@ -428,6 +446,8 @@ impl Config {
             anomaly_window: Duration::from_secs(600),
             reuse_response: ReuseResponse::RevokeAll,
             anomaly_response: AnomalyResponse::RevokeAll,
+            dpop: DpopMode::Optional,
+            dpop_max_age: Duration::from_secs(60),
             introspection_token: None,
             cookie_name: "refresh_token".to_owned(),
             cookie_secure: true,
@@ -539,6 +559,25 @@ impl Config {
                         "must be revoke_all or revoke_family",
                     ))
                 }
+            },
+            dpop: match raw.dpop.trim() {
+                "optional" => DpopMode::Optional,
+                "required" => DpopMode::Required,
+                _ => {
+                    return Err(ConfigError::new(
+                        "TOKENWARDEN_DPOP",
+                        "must be optional or required",
+                    ))
+                }
+            },
+            dpop_max_age: match duration("TOKENWARDEN_DPOP_MAX_AGE", &raw.dpop_max_age)? {
+                d if d.is_zero() => {
+                    return Err(ConfigError::new(
+                        "TOKENWARDEN_DPOP_MAX_AGE",
+                        "must be longer than 0s",
+                    ))
+                }
+                d => d,
             },
             anomaly_response: match raw.anomaly_response.trim() {
                 "revoke_all" => AnomalyResponse::RevokeAll,

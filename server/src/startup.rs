@@ -6,9 +6,9 @@ use std::sync::Arc;
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{App, HttpServer};
 
-use application::{Ports, Settings, TokenWarden};
-use domain::{AnomalyPolicy, AnomalyResponse, RefreshSecret};
-use jwt::{JwtConfig, JwtSigner, KeyStore};
+use application::{Dpop, DpopSettings, Ports, Settings, TokenWarden};
+use domain::{AnomalyPolicy, AnomalyResponse, ProofWindow, RefreshSecret};
+use jwt::{DpopReader, JwtConfig, JwtSigner, KeyStore};
 use password::Argon2Hasher;
 use persistence::Database;
 use web::{ApiState, JwksSource, MetricsSource, OpsState, WebConfig};
@@ -119,7 +119,17 @@ fn wire_warden(
             },
         },
     };
-    Ok(TokenWarden::new(ports, settings))
+    Ok(TokenWarden::new(ports, settings).with_dpop(Dpop {
+        reader: Arc::new(DpopReader),
+        replay: Arc::new(db.clone()),
+        settings: DpopSettings {
+            mode: config.dpop,
+            window: ProofWindow {
+                max_age: config.dpop_max_age,
+                leeway: config.clock_leeway,
+            },
+        },
+    }))
 }
 
 /// What the API handlers share: the warden, the HTTP settings of

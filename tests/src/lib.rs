@@ -12,6 +12,7 @@ use server::startup::BuildOptions;
 use server::{Application, Config};
 
 pub mod audit_support;
+pub mod dpop;
 
 pub const PASSWORD: &str = "correct horse battery";
 pub const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0";

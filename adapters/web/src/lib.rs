@@ -7,6 +7,7 @@ pub mod body;
 pub mod client;
 mod cookie;
 pub mod cors;
+pub mod dpop;
 mod dto;
 pub mod error;
 mod extract;

@@ -251,6 +251,8 @@ pub enum ErrorCode {
     TokenExpired,
     TokenReused,
     SessionRevoked,
+    InvalidDpopProof,
+    DpopRequired,
     Forbidden,
     ForbiddenOrigin,
     NotFound,

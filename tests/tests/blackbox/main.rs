@@ -8,6 +8,7 @@ mod abuse;
 mod admin;
 mod audit;
 mod cors;
+mod dpop;
 mod input;
 mod introspection;
 mod lifecycle;

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 use application::ports::{AccessClaims, VerifyError};
-use domain::{Role, Roles, SessionId, Timestamp, UserId};
+use domain::{Jkt, Role, Roles, SessionId, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::JwtConfig;
@@ -21,6 +21,19 @@ pub(super) struct OutgoingClaims<'a> {
     iat: i64,
     exp: i64,
     jti: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Confirmation<'a>>,
+}
+
+/// `cnf` (RFC 7800), with the DPoP key thumbprint (RFC 9449 §6.1).
+#[derive(Serialize)]
+struct Confirmation<'a> {
+    jkt: &'a str,
+}
+
+#[derive(Deserialize, Clone)]
+struct IncomingConfirmation {
+    jkt: String,
 }
 
 impl<'a> OutgoingClaims<'a> {
@@ -34,6 +47,10 @@ impl<'a> OutgoingClaims<'a> {
             iat: claims.issued_at.as_secs(),
             exp: claims.expires_at.as_secs(),
             jti: &claims.token_id,
+            cnf: claims
+                .confirmation
+                .as_ref()
+                .map(|jkt| Confirmation { jkt: jkt.as_str() }),
         }
     }
 }
@@ -52,6 +69,8 @@ pub(super) struct IncomingClaims {
     #[serde(default)]
     nbf: Option<i64>,
     jti: String,
+    #[serde(default)]
+    cnf: Option<IncomingConfirmation>,
 }
 
 impl IncomingClaims {
@@ -99,6 +118,11 @@ impl IncomingClaims {
             issued_at: Timestamp::from_millis(self.iat.saturating_mul(1000)),
             expires_at: Timestamp::from_millis(self.exp.saturating_mul(1000)),
             token_id: self.jti,
+            confirmation: self
+                .cnf
+                .map(|c| Jkt::parse(&c.jkt))
+                .transpose()
+                .map_err(|_| VerifyError::Invalid)?,
         })
     }
 }

@@ -52,6 +52,7 @@ fn claims(issued_at: Timestamp) -> AccessClaims {
         issued_at,
         expires_at: issued_at.plus(TTL),
         token_id: AccessTokenId::from_random_bytes([3; 16]).to_string(),
+        confirmation: None,
     }
 }
 
@@ -108,6 +109,27 @@ fn a_signed_token_verifies_with_every_claim() {
     let c = claims(at(0));
     let token = signer.sign(&c).unwrap();
     assert_eq!(signer.verify(&token, at(1_000)).unwrap(), c);
+}
+
+#[test]
+fn a_bound_token_carries_and_yields_its_cnf_jkt() {
+    let (_dir, signer) = signer();
+    let jkt = domain::Jkt::of_canonical_jwk("{}");
+    let c = AccessClaims {
+        confirmation: Some(jkt.clone()),
+        ..claims(at(0))
+    };
+    let token = signer.sign(&c).unwrap();
+
+    assert_eq!(decoded_part(&token, 1)["cnf"], json!({"jkt": jkt.as_str()}));
+    assert_eq!(signer.verify(&token, at(1_000)).unwrap(), c);
+}
+
+#[test]
+fn a_cnf_jkt_that_is_no_thumbprint_is_invalid() {
+    let (_dir, signer) = signer();
+    let token = forge_with(&signer, |c| c["cnf"] = json!({"jkt": "short"}));
+    assert_eq!(signer.verify(&token, at(1_000)), Err(VerifyError::Invalid));
 }
 
 #[test]
