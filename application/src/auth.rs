@@ -1,8 +1,9 @@
 //! Use case: authenticate a Bearer access token.
 
-use domain::{AccessTokenId, Role, Roles, SessionId, SessionStatus, UserId};
+use domain::{AccessTokenId, ProofRejection, Role, Roles, SessionId, SessionStatus, UserId};
 
-use crate::ports::{Consistency, RevocationKey, VerifyError};
+use crate::dpop::{DpopError, DpopInput};
+use crate::ports::{AccessClaims, Consistency, RevocationKey, VerifyError};
 use crate::{TokenWarden, Unexpected};
 
 /// The authenticated caller of a Bearer request.
@@ -33,11 +34,77 @@ pub enum AuthError {
     /// may well be live.
     #[error("access token revoked")]
     TokenRevoked,
+    /// The token is bound to a DPoP key and the request's proof is missing,
+    /// invalid, or by another key.
+    #[error("invalid DPoP proof: {0}")]
+    InvalidDpopProof(ProofRejection),
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
 }
 
+/// The `Authorization` scheme an access token came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthScheme {
+    Bearer,
+    /// `Authorization: DPoP <token>` (RFC 9449 §7.1), with a `DPoP` proof.
+    Dpop,
+}
+
+/// An access token as a request presents it.
+#[derive(Debug, Clone)]
+pub struct AccessCredentials {
+    pub token: String,
+    pub scheme: AuthScheme,
+    /// The request's `DPoP` header, if any.
+    pub proof: Option<DpopInput>,
+}
+
 impl TokenWarden {
+    /// [`TokenWarden::authenticate_request`] for `Authorization: Bearer
+    /// <access_token>` without a proof: tokens bound to a DPoP key fail.
+    ///
+    /// # Errors
+    /// See [`AuthError`].
+    pub fn authenticate(&self, access_token: &str) -> Result<Principal, AuthError> {
+        self.authenticate_request(&AccessCredentials {
+            token: access_token.to_owned(),
+            scheme: AuthScheme::Bearer,
+            proof: None,
+        })
+    }
+
+    /// A token bound to a DPoP key (`cnf.jkt`) is accepted only under the
+    /// `DPoP` scheme with a valid proof by that key whose `ath` is the
+    /// token's hash; an unbound token only under `Bearer` (RFC 9449 §7).
+    fn check_binding(
+        &self,
+        claims: &AccessClaims,
+        credentials: &AccessCredentials,
+        now: domain::Timestamp,
+    ) -> Result<(), AuthError> {
+        match (&claims.confirmation, credentials.scheme) {
+            (None, AuthScheme::Bearer) => Ok(()),
+            (None, AuthScheme::Dpop) | (Some(_), AuthScheme::Bearer) => Err(AuthError::Invalid),
+            (Some(bound), AuthScheme::Dpop) => {
+                let proof = credentials
+                    .proof
+                    .as_ref()
+                    .ok_or(AuthError::InvalidDpopProof(ProofRejection::Malformed))?;
+                let key = self
+                    .accept_proof(proof, Some(&credentials.token), now)
+                    .map_err(|e| match e {
+                        DpopError::Invalid(why) => AuthError::InvalidDpopProof(why),
+                        DpopError::Unexpected(e) => AuthError::Unexpected(e),
+                    })?;
+                if bound.matches(&key) {
+                    Ok(())
+                } else {
+                    Err(AuthError::InvalidDpopProof(ProofRejection::KeyMismatch))
+                }
+            }
+        }
+    }
+
     /// Verifies the token and checks, on every request, that neither it nor
     /// its session is on the revocation list and that its session is live:
     /// a logout takes effect at once, not at `exp`.
@@ -50,16 +117,20 @@ impl TokenWarden {
     /// # Errors
     /// See [`AuthError`]. A list or store that cannot be asked is
     /// [`AuthError::Unexpected`]: the token is refused, not waved through.
-    pub fn authenticate(&self, access_token: &str) -> Result<Principal, AuthError> {
+    pub fn authenticate_request(
+        &self,
+        credentials: &AccessCredentials,
+    ) -> Result<Principal, AuthError> {
         let now = self.ports.clock.now();
         let claims = self
             .ports
             .signer
-            .verify(access_token, now)
+            .verify(&credentials.token, now)
             .map_err(|e| match e {
                 VerifyError::Expired => AuthError::Expired,
                 VerifyError::Invalid => AuthError::Invalid,
             })?;
+        self.check_binding(&claims, credentials, now)?;
         // Every token we sign has a UUID `jti`.
         let jti: AccessTokenId = claims.token_id.parse().map_err(|_| AuthError::Invalid)?;
         let revoked = self
@@ -104,7 +175,11 @@ impl TokenWarden {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{alice, claims_for, jti_of, session_of, store_down, Mocks, NOW};
+    use crate::test_support::{
+        alice, claims_for, jti_of, proof_claims, proof_input, proof_key, session_of, store_down,
+        with_dpop, with_dpop_reading, Mocks, NOW,
+    };
+    use domain::DpopMode;
 
     /// The signer accepts `"the-token"` as a genuine token of alice's session.
     fn genuine(m: &mut Mocks) {
@@ -169,6 +244,118 @@ mod tests {
         );
         assert!(principal.has_role(&Role::user()));
         assert!(!principal.has_role(&Role::admin()));
+    }
+
+    /// The signer accepts `"the-token"` as a token of alice's session
+    /// bound to [`proof_key`].
+    fn genuine_bound(m: &mut Mocks) {
+        m.signer.expect_verify().times(1).returning(|_, _| {
+            Ok(AccessClaims {
+                confirmation: Some(proof_key()),
+                ..claims_for(&alice(), &session_of(&alice()))
+            })
+        });
+    }
+
+    fn dpop_credentials() -> AccessCredentials {
+        AccessCredentials {
+            token: "the-token".to_owned(),
+            scheme: AuthScheme::Dpop,
+            proof: Some(DpopInput {
+                method: "GET".to_owned(),
+                ..proof_input()
+            }),
+        }
+    }
+
+    /// A proof for a GET with the token, as [`dpop_credentials`] sends it.
+    fn proof_for_the_token(jkt: domain::Jkt) -> domain::ProofClaims {
+        domain::ProofClaims {
+            jkt,
+            htm: "GET".to_owned(),
+            ath: Some(domain::access_token_hash("the-token")),
+            ..proof_claims()
+        }
+    }
+
+    #[test]
+    fn a_bound_token_with_a_proof_by_its_key_yields_its_principal() {
+        let mut m = Mocks::new();
+        genuine_bound(&mut m);
+        session_is(&mut m, SessionStatus::Live);
+        let warden = with_dpop_reading(
+            m.build(),
+            DpopMode::Optional,
+            Ok(proof_for_the_token(proof_key())),
+        );
+
+        let principal = warden.authenticate_request(&dpop_credentials()).unwrap();
+
+        assert_eq!(principal.session_id, session_of(&alice()).id);
+    }
+
+    #[test]
+    fn a_bound_token_with_a_proof_by_another_key_is_refused() {
+        let mut m = Mocks::new();
+        genuine_bound(&mut m);
+        m.sessions.expect_status().never();
+        let other = domain::Jkt::of_canonical_jwk("{\"other\":\"key\"}");
+        let warden = with_dpop_reading(
+            m.build(),
+            DpopMode::Optional,
+            Ok(proof_for_the_token(other)),
+        );
+
+        assert_eq!(
+            warden
+                .authenticate_request(&dpop_credentials())
+                .unwrap_err(),
+            AuthError::InvalidDpopProof(ProofRejection::KeyMismatch)
+        );
+    }
+
+    #[test]
+    fn a_bound_token_without_a_proof_is_refused() {
+        let mut m = Mocks::new();
+        genuine_bound(&mut m);
+        m.sessions.expect_status().never();
+        let warden = with_dpop(m.build(), DpopMode::Optional, Ok(()));
+        let credentials = AccessCredentials {
+            proof: None,
+            ..dpop_credentials()
+        };
+
+        assert_eq!(
+            warden.authenticate_request(&credentials).unwrap_err(),
+            AuthError::InvalidDpopProof(ProofRejection::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_bound_token_presented_as_bearer_is_invalid() {
+        let mut m = Mocks::new();
+        genuine_bound(&mut m);
+        m.sessions.expect_status().never();
+
+        assert_eq!(
+            m.build().authenticate("the-token").unwrap_err(),
+            AuthError::Invalid
+        );
+    }
+
+    #[test]
+    fn an_unbound_token_presented_as_dpop_is_invalid() {
+        let mut m = Mocks::new();
+        genuine(&mut m);
+        m.sessions.expect_status().never();
+        let warden = with_dpop(m.build(), DpopMode::Optional, Ok(()));
+
+        assert_eq!(
+            warden
+                .authenticate_request(&dpop_credentials())
+                .unwrap_err(),
+            AuthError::Invalid
+        );
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct CleanupReport {
     pub refresh_tokens: u64,
     pub sessions: u64,
     pub revocations: u64,
+    /// Accepted DPoP proof ids past the age at which a proof is refused.
+    pub dpop_proofs: u64,
     /// `None` when there is no audit trail in this store (yet).
     pub audit_rows: Option<u64>,
 }
@@ -64,6 +66,7 @@ impl CleanupReport {
         self.refresh_tokens
             .saturating_add(self.sessions)
             .saturating_add(self.revocations)
+            .saturating_add(self.dpop_proofs)
             .saturating_add(self.audit_rows.unwrap_or(0))
     }
 }
@@ -180,6 +183,7 @@ mod tests {
             refresh_tokens: 3,
             sessions: 1,
             revocations: 2,
+            dpop_proofs: 0,
             audit_rows: Some(7),
         };
         store

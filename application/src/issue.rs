@@ -19,6 +19,9 @@ pub struct IssuedTokens {
     pub session_expires_in: Duration,
     pub session_id: SessionId,
     pub user: User,
+    /// The session is bound to a DPoP key: the access token carries
+    /// `cnf.jkt` and its type is `DPoP`.
+    pub dpop_bound: bool,
 }
 
 impl TokenWarden {
@@ -38,6 +41,7 @@ impl TokenWarden {
             issued_at: now,
             expires_at,
             token_id: AccessTokenId::from_random_bytes(self.ports.random.id_bytes()).to_string(),
+            confirmation: session.dpop_jkt.clone(),
         };
         let access_token = self.ports.signer.sign(&claims)?;
         Ok(IssuedTokens {
@@ -48,6 +52,7 @@ impl TokenWarden {
             session_expires_in: now.until(session.expires_at),
             session_id: session.id,
             user,
+            dpop_bound: session.dpop_jkt.is_some(),
         })
     }
 }
@@ -79,6 +84,7 @@ mod tests {
                     issued_at: NOW,
                     expires_at: NOW.plus(access_ttl),
                     token_id: AccessTokenId::from_random_bytes(nth_id_bytes(1)).to_string(),
+                    confirmation: None,
                 }
             })
             .times(1)

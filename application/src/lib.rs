@@ -4,11 +4,13 @@
 //! own module with its own error enum. Use cases never open transactions:
 //! atomicity is the adapters' job (see [`ports::SessionRepository`]).
 
+pub mod abuse;
 pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod cleanup;
 pub mod deadline;
+pub mod dpop;
 pub mod introspect;
 mod issue;
 pub mod login;
@@ -30,14 +32,15 @@ use domain::{AnomalyPolicy, Lifetimes, RefreshSecret, ReuseResponse};
 
 pub use admin::{AdminError, Page, TokenAnalysis};
 pub use audit::RefreshRejection;
-pub use auth::{AuthError, Principal};
+pub use auth::{AccessCredentials, AuthError, AuthScheme, Principal};
+pub use dpop::{Dpop, DpopError, DpopInput, DpopSettings};
 pub use issue::IssuedTokens;
 pub use login::{LoginError, LoginInput};
 pub use refresh::RefreshError;
 pub use register::{RegisterError, RegisterInput};
 pub use sessions::{DeleteSessionError, SessionView};
 
-use rate_limit::{InProcessLoginLimiter, LoginLimits, LoginRateLimiter};
+use rate_limit::{IpRateLimiter, LoginRateLimiter, Unlimited};
 
 use ports::{
     AccessTokenSigner, AuditTrail, Clock, CryptoError, PasswordHasher, RandomSource,
@@ -75,20 +78,29 @@ pub struct TokenWarden {
     ports: Ports,
     settings: Settings,
     login_limiter: Arc<dyn LoginRateLimiter>,
+    ip_limiter: Arc<dyn IpRateLimiter>,
+    /// Which addresses' throttled refreshes are audited this minute.
+    throttled_refreshes: abuse::ThrottleLog,
     /// Sessions recently found live (see [`status_cache`]).
     status_cache: status_cache::LiveSessions,
+    /// Proof checking, when enabled ([`TokenWarden::with_dpop`]).
+    dpop: Option<Dpop>,
 }
 
 impl TokenWarden {
-    /// The service over `ports`, with login rate limits counted in process
-    /// at the contract's defaults until [`TokenWarden::with_login_limiter`]
-    /// says otherwise.
+    /// The service over `ports`, without abuse limits until
+    /// [`TokenWarden::with_login_limiter`] and
+    /// [`TokenWarden::with_ip_limiter`] give it limiters (tools without
+    /// network clients, such as the CLI and benchmarks, need none).
     pub fn new(ports: Ports, settings: Settings) -> Self {
         Self {
             ports,
             settings,
-            login_limiter: Arc::new(InProcessLoginLimiter::new(LoginLimits::default())),
+            login_limiter: Arc::new(Unlimited),
+            ip_limiter: Arc::new(Unlimited),
+            throttled_refreshes: abuse::ThrottleLog::default(),
             status_cache: status_cache::LiveSessions::default(),
+            dpop: None,
         }
     }
 
@@ -96,6 +108,13 @@ impl TokenWarden {
     #[must_use]
     pub fn with_login_limiter(mut self, limiter: Arc<dyn LoginRateLimiter>) -> Self {
         self.login_limiter = limiter;
+        self
+    }
+
+    /// Replaces the per-IP limiter of registrations and failed refreshes.
+    #[must_use]
+    pub fn with_ip_limiter(mut self, limiter: Arc<dyn IpRateLimiter>) -> Self {
+        self.ip_limiter = limiter;
         self
     }
 

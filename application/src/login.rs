@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
-use domain::{NewSession, Password, RefreshToken, SessionId, Username};
+use domain::{
+    DpopMode, Jkt, NewSession, Password, ProofRejection, RefreshToken, SessionId, Username,
+};
 
+use crate::dpop::{DpopError, DpopInput};
 use crate::ports::{ClientInfo, EndReason, EndRequest};
 use crate::rate_limit::{ip_key, user_key, Admission};
 use crate::{IssuedTokens, TokenWarden, Unexpected};
@@ -20,6 +23,8 @@ pub struct LoginInput {
     /// login ends its session.
     pub previous_token: Option<String>,
     pub client: ClientInfo,
+    /// A `DPoP` proof: when valid, the new session is bound to its key.
+    pub dpop: Option<DpopInput>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +36,13 @@ pub enum LoginError {
     /// refused before the credentials are looked at.
     #[error("login rate limited")]
     RateLimited { retry_after: Duration },
+    /// A proof was sent and is not valid for this request: refused before
+    /// the credentials are looked at.
+    #[error("invalid DPoP proof: {0}")]
+    InvalidDpopProof(ProofRejection),
+    /// `TOKENWARDEN_DPOP=required` and no proof was sent.
+    #[error("a DPoP proof is required")]
+    DpopRequired,
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
 }
@@ -46,7 +58,7 @@ impl TokenWarden {
     pub fn login(&self, input: LoginInput) -> Result<IssuedTokens, LoginError> {
         let username = Username::parse(&input.username).ok();
         let limit_key = username.as_ref().map(user_key);
-        let admission = self.login_limiter.admit(
+        let admission = self.login_limiter.reserve(
             limit_key.as_deref(),
             input.client.ip.as_deref().map(ip_key).as_deref(),
             self.ports.clock.now(),
@@ -54,6 +66,7 @@ impl TokenWarden {
         if let Admission::Limited { retry_after } = admission {
             return Err(LoginError::RateLimited { retry_after });
         }
+        let dpop_jkt = self.login_proof(input.dpop.as_ref())?;
         let password = Password::parse(input.password).ok();
         let found = match &username {
             Some(name) => self
@@ -77,15 +90,10 @@ impl TokenWarden {
                 false
             }
         };
+        // A failure keeps the reservation made above: it is the count.
         let user = match found {
             Some((user, _)) if verified => user,
-            _ => {
-                if let Some(key) = &limit_key {
-                    self.login_limiter
-                        .record_failure(key, self.ports.clock.now());
-                }
-                return Err(LoginError::InvalidCredentials);
-            }
+            _ => return Err(LoginError::InvalidCredentials),
         };
         if let Some(key) = &limit_key {
             self.login_limiter.reset(key);
@@ -121,6 +129,7 @@ impl TokenWarden {
             expires_at: now.plus(self.settings.lifetimes.max_lifetime),
             ip: input.client.ip,
             user_agent: input.client.user_agent,
+            dpop_jkt,
         };
         let created = self
             .ports
@@ -133,6 +142,22 @@ impl TokenWarden {
             .map_err(Unexpected::from)?;
         self.publish_revoked_sessions(&created.evicted, now);
         Ok(self.issue(&created.session, user, refresh_token, now)?)
+    }
+
+    /// The key a login binds its session to: that of a valid proof, none
+    /// without a proof (unless proofs are required).
+    fn login_proof(&self, proof: Option<&DpopInput>) -> Result<Option<Jkt>, LoginError> {
+        let Some(proof) = proof else {
+            return match self.dpop_mode() {
+                DpopMode::Required => Err(LoginError::DpopRequired),
+                DpopMode::Optional => Ok(None),
+            };
+        };
+        match self.accept_proof(proof, None, self.ports.clock.now()) {
+            Ok(jkt) => Ok(Some(jkt)),
+            Err(DpopError::Invalid(why)) => Err(LoginError::InvalidDpopProof(why)),
+            Err(DpopError::Unexpected(e)) => Err(e.into()),
+        }
     }
 }
 
@@ -148,7 +173,8 @@ mod tests {
     use crate::rate_limit::MockLoginRateLimiter;
     use crate::test_support::{
         access_token_for, alice, alice_hash, client, crypto_broken, nth_id_bytes, presented_token,
-        session_of, store_down, stored, Mocks, ALICE_PASSWORD, DAY, NOW, TOKEN_BYTES,
+        proof_input, proof_key, session_of, store_down, stored, with_dpop, Mocks, ALICE_PASSWORD,
+        DAY, NOW, TOKEN_BYTES,
     };
 
     fn alice_logs_in() -> LoginInput {
@@ -158,6 +184,7 @@ mod tests {
             device_name: Some("phone".to_owned()),
             previous_token: None,
             client: client(),
+            dpop: None,
         }
     }
 
@@ -222,22 +249,91 @@ mod tests {
     fn admitting() -> MockLoginRateLimiter {
         let mut limiter = MockLoginRateLimiter::new();
         limiter
-            .expect_admit()
+            .expect_reserve()
             .times(1)
             .return_const(Admission::Allowed);
         limiter
     }
 
     #[test]
+    fn a_login_with_a_valid_proof_binds_the_session_to_its_key() {
+        let mut m = valid_credentials();
+        m.sessions
+            .expect_create()
+            .withf(|new, _, _| new.dpop_jkt == Some(proof_key()))
+            .times(1)
+            .returning(|new, _, _| Ok(stored(&new)));
+        let warden = with_dpop(m.build(), DpopMode::Optional, Ok(()));
+
+        let issued = warden
+            .login(LoginInput {
+                dpop: Some(proof_input()),
+                ..alice_logs_in()
+            })
+            .unwrap();
+
+        assert!(issued.dpop_bound);
+    }
+
+    #[test]
+    fn a_login_without_a_proof_stays_unbound_when_proofs_are_optional() {
+        let mut m = valid_credentials();
+        m.sessions
+            .expect_create()
+            .withf(|new, _, _| new.dpop_jkt.is_none())
+            .times(1)
+            .returning(|new, _, _| Ok(stored(&new)));
+        let warden = with_dpop(m.build(), DpopMode::Optional, Ok(()));
+
+        assert!(!warden.login(alice_logs_in()).unwrap().dpop_bound);
+    }
+
+    #[test]
+    fn an_invalid_proof_is_refused_before_the_credentials_are_looked_at() {
+        let mut m = Mocks::new();
+        m.users.expect_find_credentials().never();
+        m.hasher.expect_verify().never();
+        no_session_is_started(&mut m);
+        let warden = with_dpop(
+            m.build(),
+            DpopMode::Optional,
+            Err(ProofRejection::BadSignature),
+        );
+
+        assert_eq!(
+            warden
+                .login(LoginInput {
+                    dpop: Some(proof_input()),
+                    ..alice_logs_in()
+                })
+                .unwrap_err(),
+            LoginError::InvalidDpopProof(ProofRejection::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_login_without_a_proof_is_refused_when_proofs_are_required() {
+        let mut m = Mocks::new();
+        m.users.expect_find_credentials().never();
+        m.hasher.expect_verify().never();
+        no_session_is_started(&mut m);
+        let warden = with_dpop(m.build(), DpopMode::Required, Ok(()));
+
+        assert_eq!(
+            warden.login(alice_logs_in()).unwrap_err(),
+            LoginError::DpopRequired
+        );
+    }
+
+    #[test]
     fn a_limited_login_is_refused_before_any_lookup_or_password_check() {
         let mut limiter = MockLoginRateLimiter::new();
         limiter
-            .expect_admit()
+            .expect_reserve()
             .times(1)
             .return_const(Admission::Limited {
                 retry_after: Duration::from_secs(42),
             });
-        limiter.expect_record_failure().never();
         limiter.expect_reset().never();
         let mut m = Mocks::new();
         m.users.expect_find_credentials().never();
@@ -256,7 +352,7 @@ mod tests {
     fn the_limiter_sees_the_case_folded_username_and_the_client_address() {
         let mut limiter = MockLoginRateLimiter::new();
         limiter
-            .expect_admit()
+            .expect_reserve()
             .withf(|user, ip, now| {
                 *user == Some("alice") && *ip == Some("203.0.113.7") && *now == NOW
             })
@@ -279,13 +375,8 @@ mod tests {
     }
 
     #[test]
-    fn a_wrong_password_counts_a_failure_for_the_username() {
+    fn a_wrong_password_keeps_the_reserved_failure() {
         let mut limiter = admitting();
-        limiter
-            .expect_record_failure()
-            .withf(|user, now| user == "alice" && *now == NOW)
-            .times(1)
-            .return_const(());
         limiter.expect_reset().never();
         let mut m = Mocks::new();
         finding_alice(&mut m);
@@ -299,13 +390,14 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_username_counts_a_failure_like_a_known_one() {
-        let mut limiter = admitting();
+    fn an_unknown_username_keeps_its_reservation_like_a_known_one() {
+        let mut limiter = MockLoginRateLimiter::new();
         limiter
-            .expect_record_failure()
-            .withf(|user, _| user == "alice")
+            .expect_reserve()
+            .withf(|user, _, _| *user == Some("alice"))
             .times(1)
-            .return_const(());
+            .return_const(Admission::Allowed);
+        limiter.expect_reset().never();
         let mut m = Mocks::new();
         finding_nobody(&mut m);
         verifying(&mut m.hasher, false);
@@ -320,7 +412,6 @@ mod tests {
     #[test]
     fn a_successful_login_forgets_the_failures_of_the_username() {
         let mut limiter = admitting();
-        limiter.expect_record_failure().never();
         limiter
             .expect_reset()
             .withf(|user| user == "alice")
@@ -336,11 +427,11 @@ mod tests {
     fn a_malformed_username_counts_only_against_the_address() {
         let mut limiter = MockLoginRateLimiter::new();
         limiter
-            .expect_admit()
+            .expect_reserve()
             .withf(|user, ip, _| user.is_none() && *ip == Some("203.0.113.7"))
             .times(1)
             .return_const(Admission::Allowed);
-        limiter.expect_record_failure().never();
+        limiter.expect_reset().never();
         let mut m = Mocks::new();
         verifying(&mut m.hasher, false);
         no_session_is_started(&mut m);
@@ -353,31 +444,6 @@ mod tests {
             limited_by(limiter, m).login(input).unwrap_err(),
             LoginError::InvalidCredentials
         );
-    }
-
-    #[test]
-    fn the_default_limiter_refuses_the_right_password_after_five_failures() {
-        let mut m = Mocks::new().signing_anything();
-        m.users
-            .expect_find_credentials()
-            .times(5)
-            .returning(|_| Ok(Some((alice(), alice_hash()))));
-        m.hasher
-            .expect_verify()
-            .times(5)
-            .returning(|_, _| Ok(false));
-        m.sessions.expect_create().never();
-        let warden = m.build();
-        for _ in 0..5 {
-            assert_eq!(
-                warden.login(alice_logs_in()).unwrap_err(),
-                LoginError::InvalidCredentials
-            );
-        }
-        assert!(matches!(
-            warden.login(alice_logs_in()).unwrap_err(),
-            LoginError::RateLimited { .. }
-        ));
     }
 
     #[test]
@@ -412,6 +478,7 @@ mod tests {
                     expires_at: NOW.plus(max_lifetime),
                     ip: client().ip,
                     user_agent: client().user_agent,
+                    dpop_jkt: None,
                 } && *limit == max_sessions
             })
             .times(1)

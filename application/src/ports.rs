@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use domain::{
-    AnomalyPolicy, AnomalyResponse, Generation, Lifetimes, NewSession, NewUser, Password,
+    AnomalyPolicy, AnomalyResponse, Generation, Jkt, Lifetimes, NewSession, NewUser, Password,
     PasswordHash, ReuseResponse, Roles, RotationDecision, Session, SessionId, SessionStatus,
     Timestamp, TokenDigest, User, UserId, Username,
 };
@@ -20,9 +20,13 @@ pub use crate::cleanup::{CleanupCutoffs, CleanupReport, ExpiredDataStore};
 pub use crate::revocation::MockRevocationList;
 pub use crate::revocation::{Consistency, Revocation, RevocationKey, RevocationList};
 mod audit;
+mod dpop;
 #[cfg(any(test, feature = "mocks"))]
 pub use audit::MockAuditTrail;
 pub use audit::{AuditTrail, RevokeReason};
+pub use dpop::{DpopProofReader, DpopReplayStore};
+#[cfg(any(test, feature = "mocks"))]
+pub use dpop::{MockDpopProofReader, MockDpopReplayStore};
 
 /// The storage failed or could not be reached. Carries a description for the
 /// log only; it never reaches a client.
@@ -89,6 +93,9 @@ pub struct AccessClaims {
     pub expires_at: Timestamp,
     /// Unique token id (`jti`).
     pub token_id: String,
+    /// `cnf.jkt` (RFC 9449 §6.1): the proof key the token is bound to,
+    /// as its session is. Such a token is accepted only with a proof by it.
+    pub confirmation: Option<Jkt>,
 }
 
 /// Why an access token was refused.

@@ -1,21 +1,29 @@
-//! Login rate limits: the port the login use case asks before it spends any
-//! argon2 work, and [`InProcessLoginLimiter`], the implementation used when
-//! no shared store is configured.
+//! Abuse limits: the ports the use cases ask before they spend any work,
+//! and the keys they count under. The implementations are adapters: the
+//! `limits` crate counts in process, the Redis adapter shares the counts
+//! between instances.
 //!
-//! Both budgets are fixed windows that open with the first event they count
-//! and close `window` later:
+//! Every budget is a fixed window that opens with the first event it counts
+//! and closes `window` later:
 //!
-//! * **per username**: failed logins. Once a username has `count` failures
-//!   inside its window, every further attempt for it (even with the right
-//!   password) is refused until the window has closed. A successful login
-//!   forgets its failures. Unknown usernames count like known ones, so a 429
-//!   says nothing about whether an account exists.
-//! * **per client IP**: every attempt, successful or not. IPv6 clients count
-//!   per /64, the smallest block a single client usually controls.
+//! * **login, per username**: failed logins. An attempt *reserves* one
+//!   failure before its password is checked, so of N simultaneous wrong
+//!   guesses at most the budget are checked; a successful login then
+//!   forgets every failure ([`LoginRateLimiter::reset`]). Once a username
+//!   has no failure left in its window, every further attempt for it (even
+//!   with the right password) is refused until the window has closed.
+//!   Unknown usernames count like known ones, so a 429 says nothing about
+//!   whether an account exists.
+//! * **login, per client IP**: every attempt, successful or not.
+//! * **registration, per client IP**: every registration attempt.
+//! * **failed refreshes, per client IP**: refreshes that failed (missing,
+//!   malformed, unknown, expired or revoked token). Once over, every refresh
+//!   from that address is refused until the window closes.
+//!
+//! IPv6 clients count per /64 ([`ip_key`]), the smallest block a single
+//! client usually controls.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use domain::{Timestamp, Username};
@@ -56,7 +64,7 @@ impl Default for LoginLimits {
     }
 }
 
-/// Whether a login attempt may go ahead.
+/// Whether an attempt may go ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     Allowed,
@@ -72,24 +80,86 @@ pub enum Admission {
 /// No method fails: an adapter whose backend cannot be reached decides for
 /// itself what to do (the Redis adapter falls back to counting in process)
 /// and logs it, so that a limiter outage never stops logins altogether.
+/// Every call is bounded in time.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait LoginRateLimiter: Send + Sync + 'static {
-    /// Counts one attempt for `ip` and answers whether the attempt may go
-    /// ahead: [`Admission::Limited`] when `ip` is over its budget or `user`
-    /// has used up its failures; `retry_after` is then the longer of the
-    /// waits. `None` keys are not limited (a username that cannot exist, a
-    /// client without an address).
+    /// Reserves one attempt, atomically: counts it against `ip` (every
+    /// attempt counts) and, when `ip` is within its budget, reserves one of
+    /// `user`'s failures, which stays counted unless the login succeeds.
+    /// [`Admission::Limited`] when `ip` is over its budget or `user` has no
+    /// failure left; nothing is then reserved for `user`. `None` keys are
+    /// not limited (a username that cannot exist, a client without an
+    /// address).
     #[allow(
         clippy::needless_lifetimes,
         reason = "mockall needs the lifetime named"
     )]
-    fn admit<'a>(&self, user: Option<&'a str>, ip: Option<&'a str>, now: Timestamp) -> Admission;
+    fn reserve<'a>(&self, user: Option<&'a str>, ip: Option<&'a str>, now: Timestamp) -> Admission;
 
-    /// Counts a failed login for `user`.
-    fn record_failure(&self, user: &str, now: Timestamp);
-
-    /// Forgets the failures of `user` (after a successful login).
+    /// Forgets the failures of `user`, the current reservation included
+    /// (after a successful login).
     fn reset(&self, user: &str);
+}
+
+/// The per-IP budgets besides login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpBudget {
+    /// Registration attempts (`TOKENWARDEN_REGISTER_RATE_IP`).
+    Registration,
+    /// Failed refreshes (`TOKENWARDEN_REFRESH_FAIL_RATE_IP`).
+    RefreshFailure,
+}
+
+impl IpBudget {
+    /// A short stable name, for keys and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registration => "register",
+            Self::RefreshFailure => "refresh_fail",
+        }
+    }
+}
+
+/// The budgets of [`IpBudget`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpLimits {
+    pub registration: Limit,
+    pub refresh_failure: Limit,
+}
+
+impl IpLimits {
+    pub fn of(&self, budget: IpBudget) -> Limit {
+        match budget {
+            IpBudget::Registration => self.registration,
+            IpBudget::RefreshFailure => self.refresh_failure,
+        }
+    }
+}
+
+impl Default for IpLimits {
+    /// The contract's defaults: 10 registrations per hour, 60 failed
+    /// refreshes per minute.
+    fn default() -> Self {
+        Self {
+            registration: Limit {
+                count: 10,
+                window: Duration::from_secs(3_600),
+            },
+            refresh_failure: Limit::per_minute(60),
+        }
+    }
+}
+
+/// Counts per-IP events ([`IpBudget`]). Keys are made by [`ip_key`]. Like
+/// [`LoginRateLimiter`], no method fails and every call is bounded.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait IpRateLimiter: Send + Sync + 'static {
+    /// Counts one event of `budget` for `ip`: [`Admission::Limited`] when
+    /// it is over the budget.
+    fn count(&self, budget: IpBudget, ip: &str, now: Timestamp) -> Admission;
+
+    /// Whether `ip` has used up `budget`, without counting anything.
+    fn check(&self, budget: IpBudget, ip: &str, now: Timestamp) -> Admission;
 }
 
 /// The rate-limit key of a username: case-insensitive, like usernames.
@@ -120,126 +190,18 @@ pub fn ip_key(ip: &str) -> String {
 pub struct Unlimited;
 
 impl LoginRateLimiter for Unlimited {
-    fn admit(&self, _: Option<&str>, _: Option<&str>, _: Timestamp) -> Admission {
+    fn reserve(&self, _: Option<&str>, _: Option<&str>, _: Timestamp) -> Admission {
         Admission::Allowed
     }
-    fn record_failure(&self, _: &str, _: Timestamp) {}
     fn reset(&self, _: &str) {}
 }
 
-/// At most this many keys are tracked per budget. Past it, expired windows
-/// are swept; if the table is still full, new keys go uncounted until
-/// windows close (the per-IP budget still holds for known addresses).
-const MAX_TRACKED: usize = 100_000;
-
-/// One open window of a budget.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    opened: Timestamp,
-    count: u32,
-}
-
-#[derive(Debug, Default)]
-struct Table(HashMap<String, Window>);
-
-impl Table {
-    /// The window of `key` at `now`, `None` when none is open.
-    fn open(&self, key: &str, limit: Limit, now: Timestamp) -> Option<Window> {
-        self.0
-            .get(key)
-            .copied()
-            .filter(|w| now < w.opened.plus(limit.window))
+impl IpRateLimiter for Unlimited {
+    fn count(&self, _: IpBudget, _: &str, _: Timestamp) -> Admission {
+        Admission::Allowed
     }
-
-    /// Counts one event for `key`; returns its window afterwards, `None`
-    /// when the table is full and `key` is not tracked.
-    fn count(&mut self, key: &str, limit: Limit, now: Timestamp) -> Option<Window> {
-        let window = match self.open(key, limit, now) {
-            Some(w) => Window {
-                count: w.count.saturating_add(1),
-                ..w
-            },
-            None => Window {
-                opened: now,
-                count: 1,
-            },
-        };
-        if !self.0.contains_key(key) && self.0.len() >= MAX_TRACKED {
-            self.0.retain(|_, w| now < w.opened.plus(limit.window));
-            if self.0.len() >= MAX_TRACKED {
-                return None;
-            }
-        }
-        self.0.insert(key.to_owned(), window);
-        Some(window)
-    }
-}
-
-/// Counts in this process's memory. Several server instances each count
-/// on their own, so the budgets then hold per instance; configure Redis to
-/// share them.
-#[derive(Debug)]
-pub struct InProcessLoginLimiter {
-    limits: LoginLimits,
-    state: Mutex<State>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    users: Table,
-    ips: Table,
-}
-
-impl InProcessLoginLimiter {
-    pub fn new(limits: LoginLimits) -> Self {
-        Self {
-            limits,
-            state: Mutex::new(State::default()),
-        }
-    }
-
-    pub fn limits(&self) -> LoginLimits {
-        self.limits
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // The tables stay consistent whatever a panicking holder did: every
-        // update is a single insert or remove.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl LoginRateLimiter for InProcessLoginLimiter {
-    fn admit(&self, user: Option<&str>, ip: Option<&str>, now: Timestamp) -> Admission {
-        let mut state = self.state();
-        let mut wait = Duration::ZERO;
-        let LoginLimits { per_user, per_ip } = self.limits;
-        if let Some(w) = ip.and_then(|ip| state.ips.count(ip, per_ip, now)) {
-            if w.count > per_ip.count {
-                wait = wait.max(now.until(w.opened.plus(per_ip.window)));
-            }
-        }
-        if let Some(w) = user.and_then(|u| state.users.open(u, per_user, now)) {
-            if w.count >= per_user.count {
-                wait = wait.max(now.until(w.opened.plus(per_user.window)));
-            }
-        }
-        if wait.is_zero() {
-            Admission::Allowed
-        } else {
-            Admission::Limited { retry_after: wait }
-        }
-    }
-
-    fn record_failure(&self, user: &str, now: Timestamp) {
-        let per_user = self.limits.per_user;
-        self.state().users.count(user, per_user, now);
-    }
-
-    fn reset(&self, user: &str) {
-        self.state().users.0.remove(user);
+    fn check(&self, _: IpBudget, _: &str, _: Timestamp) -> Admission {
+        Admission::Allowed
     }
 }
 
@@ -248,102 +210,6 @@ mod tests {
     use super::*;
 
     const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
-
-    fn at(secs: u64) -> Timestamp {
-        T0.plus(Duration::from_secs(secs))
-    }
-
-    fn limiter(user: u32, ip: u32) -> InProcessLoginLimiter {
-        InProcessLoginLimiter::new(LoginLimits {
-            per_user: Limit::per_minute(user),
-            per_ip: Limit::per_minute(ip),
-        })
-    }
-
-    fn fail(l: &InProcessLoginLimiter, user: &str, now: Timestamp) -> Admission {
-        let admission = l.admit(Some(user), None, now);
-        l.record_failure(user, now);
-        admission
-    }
-
-    #[test]
-    fn a_username_is_limited_after_its_failures_until_the_window_closes() {
-        let l = limiter(3, 1000);
-        for s in 0..3 {
-            assert_eq!(fail(&l, "alice", at(s)), Admission::Allowed);
-        }
-        assert_eq!(
-            l.admit(Some("alice"), None, at(10)),
-            Admission::Limited {
-                retry_after: Duration::from_secs(50)
-            }
-        );
-        assert_eq!(l.admit(Some("alice"), None, at(60)), Admission::Allowed);
-    }
-
-    #[test]
-    fn other_usernames_are_not_affected() {
-        let l = limiter(2, 1000);
-        fail(&l, "alice", at(0));
-        fail(&l, "alice", at(0));
-        assert!(matches!(
-            l.admit(Some("alice"), None, at(1)),
-            Admission::Limited { .. }
-        ));
-        assert_eq!(l.admit(Some("bob"), None, at(1)), Admission::Allowed);
-    }
-
-    #[test]
-    fn a_success_forgets_the_failures() {
-        let l = limiter(2, 1000);
-        fail(&l, "alice", at(0));
-        l.reset("alice");
-        fail(&l, "alice", at(1));
-        assert_eq!(l.admit(Some("alice"), None, at(2)), Admission::Allowed);
-    }
-
-    #[test]
-    fn every_attempt_counts_against_the_ip() {
-        let l = limiter(100, 3);
-        for s in 0..3 {
-            assert_eq!(
-                l.admit(None, Some("203.0.113.9"), at(s)),
-                Admission::Allowed
-            );
-        }
-        assert_eq!(
-            l.admit(Some("bob"), Some("203.0.113.9"), at(30)),
-            Admission::Limited {
-                retry_after: Duration::from_secs(30)
-            }
-        );
-        assert_eq!(
-            l.admit(None, Some("203.0.113.10"), at(30)),
-            Admission::Allowed
-        );
-        assert_eq!(
-            l.admit(None, Some("203.0.113.9"), at(60)),
-            Admission::Allowed
-        );
-    }
-
-    #[test]
-    fn the_longer_wait_is_reported() {
-        let l = InProcessLoginLimiter::new(LoginLimits {
-            per_user: Limit {
-                count: 1,
-                window: Duration::from_secs(600),
-            },
-            per_ip: Limit::per_minute(1),
-        });
-        fail(&l, "alice", at(0));
-        assert_eq!(
-            l.admit(Some("alice"), Some("192.0.2.1"), at(0)),
-            Admission::Limited {
-                retry_after: Duration::from_secs(600)
-            }
-        );
-    }
 
     #[test]
     fn ipv6_clients_count_per_slash_64_and_mapped_ipv4_as_ipv4() {
@@ -363,10 +229,15 @@ mod tests {
     #[test]
     fn unlimited_admits_everything() {
         for _ in 0..100 {
-            Unlimited.record_failure("alice", T0);
+            Unlimited.reserve(Some("alice"), None, T0);
+            Unlimited.count(IpBudget::Registration, "192.0.2.1", T0);
         }
         assert_eq!(
-            Unlimited.admit(Some("alice"), Some("192.0.2.1"), T0),
+            Unlimited.reserve(Some("alice"), Some("192.0.2.1"), T0),
+            Admission::Allowed
+        );
+        assert_eq!(
+            Unlimited.check(IpBudget::RefreshFailure, "192.0.2.1", T0),
             Admission::Allowed
         );
     }

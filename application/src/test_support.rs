@@ -180,6 +180,7 @@ pub(crate) fn session_of(user: &User) -> Session {
         revoked_at: None,
         last_ip: Some("203.0.113.7".to_owned()),
         last_user_agent: Some("Firefox/130".to_owned()),
+        dpop_jkt: None,
     }
 }
 
@@ -213,6 +214,7 @@ pub(crate) fn stored_session(new: &NewSession) -> Session {
         revoked_at: None,
         last_ip: new.ip.clone(),
         last_user_agent: new.user_agent.clone(),
+        dpop_jkt: new.dpop_jkt.clone(),
     }
 }
 
@@ -250,6 +252,7 @@ pub(crate) fn claims_for(user: &User, session: &Session) -> AccessClaims {
         issued_at: NOW.minus(Duration::from_secs(60)),
         expires_at: NOW.plus(Duration::from_secs(14 * 60)),
         token_id: AccessTokenId::from_random_bytes([0x17; 16]).to_string(),
+        confirmation: None,
     }
 }
 
@@ -264,4 +267,71 @@ pub(crate) fn store_down() -> StoreError {
 
 pub(crate) fn crypto_broken() -> CryptoError {
     CryptoError("no usable key".to_owned())
+}
+
+/// The URI the DPoP tests' proofs are made for.
+pub(crate) fn proof_uri() -> domain::HttpUri {
+    domain::HttpUri::new("https", "auth.example", 443, "/auth/login").unwrap()
+}
+
+/// The thumbprint of the DPoP tests' proof key.
+pub(crate) fn proof_key() -> domain::Jkt {
+    domain::Jkt::of_canonical_jwk("{\"test\":\"key\"}")
+}
+
+/// A `DPoP` header for a POST to [`proof_uri`].
+pub(crate) fn proof_input() -> crate::DpopInput {
+    crate::DpopInput {
+        proof: "the.proof.jws".to_owned(),
+        method: "POST".to_owned(),
+        uri: proof_uri(),
+    }
+}
+
+/// A fresh proof by [`proof_key`] for a POST to [`proof_uri`].
+pub(crate) fn proof_claims() -> domain::ProofClaims {
+    domain::ProofClaims {
+        jkt: proof_key(),
+        htm: "POST".to_owned(),
+        htu: Some(proof_uri()),
+        htu_has_query_or_fragment: false,
+        iat: NOW,
+        jti: "jti-1".to_owned(),
+        ath: None,
+    }
+}
+
+/// DPoP in `mode`, with a reader that reads every proof as `read` (the
+/// [`proof_claims`] when `Ok(())`) and a replay store that has seen nothing.
+pub(crate) fn with_dpop(
+    warden: TokenWarden,
+    mode: domain::DpopMode,
+    read: Result<(), domain::ProofRejection>,
+) -> TokenWarden {
+    with_dpop_reading(warden, mode, read.map(|()| proof_claims()))
+}
+
+/// DPoP in `mode`, with a reader that reads every proof as `read` and a
+/// replay store that has seen nothing.
+pub(crate) fn with_dpop_reading(
+    warden: TokenWarden,
+    mode: domain::DpopMode,
+    read: Result<domain::ProofClaims, domain::ProofRejection>,
+) -> TokenWarden {
+    use crate::ports::{MockDpopProofReader, MockDpopReplayStore};
+    let mut reader = MockDpopProofReader::new();
+    reader.expect_read().return_const(read);
+    let mut replay = MockDpopReplayStore::new();
+    replay.expect_first_use().return_const(Ok(true));
+    warden.with_dpop(crate::Dpop {
+        reader: Arc::new(reader),
+        replay: Arc::new(replay),
+        settings: crate::DpopSettings {
+            mode,
+            window: domain::ProofWindow {
+                max_age: Duration::from_secs(60),
+                leeway: Duration::ZERO,
+            },
+        },
+    })
 }

@@ -6,6 +6,7 @@
 pub mod anomaly;
 pub mod audit;
 pub mod cursor;
+pub mod dpop;
 pub mod ids;
 pub mod lifetimes;
 pub mod refresh_token;
@@ -22,6 +23,10 @@ pub use audit::{
     RefreshOutcome, SecurityEvent, SecurityEventKind, TokenFingerprint,
 };
 pub use cursor::{Cursor, CursorError, CursorKey};
+pub use dpop::{
+    access_token_hash, binding_verdict, check_proof, BindingVerdict, DpopMode, HttpUri,
+    HttpUriError, Jkt, JktError, ProofClaims, ProofRejection, ProofRequest, ProofWindow,
+};
 pub use ids::{AccessTokenId, IdError, SessionId, UserId};
 pub use lifetimes::{Lifetimes, ReuseResponse};
 pub use refresh_token::{RefreshSecret, RefreshToken, RefreshTokenError, TokenDigest};

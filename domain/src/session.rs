@@ -1,5 +1,6 @@
 //! Sessions: one token family per login.
 
+use crate::dpop::Jkt;
 use crate::ids::{SessionId, UserId};
 use crate::time::Timestamp;
 
@@ -45,6 +46,9 @@ pub struct Session {
     pub revoked_at: Option<Timestamp>,
     pub last_ip: Option<String>,
     pub last_user_agent: Option<String>,
+    /// The proof key the session is bound to (DPoP), if any: every
+    /// refresh then needs a proof by it.
+    pub dpop_jkt: Option<Jkt>,
 }
 
 impl Session {
@@ -75,6 +79,8 @@ pub struct NewSession {
     pub expires_at: Timestamp,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The key of the login's DPoP proof: the session is bound to it.
+    pub dpop_jkt: Option<Jkt>,
 }
 
 /// Whether the tokens of a session may still be honoured.
@@ -107,6 +113,7 @@ mod tests {
             revoked_at: None,
             last_ip: None,
             last_user_agent: None,
+            dpop_jkt: None,
         }
     }
 

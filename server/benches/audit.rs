@@ -55,6 +55,7 @@ fn service(
             device_name: None,
             previous_token: None,
             client: client(),
+            dpop: None,
         })
         .expect("login");
     let token = login.refresh_token.expose().to_owned();

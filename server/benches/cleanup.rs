@@ -122,6 +122,7 @@ fn run(name: &str, test_db: &TestDatabase, rows: u64) {
                 ip: None,
                 user_agent: Some("bench".to_owned()),
             },
+            dpop: None,
         })
         .unwrap()
         .refresh_token

@@ -35,6 +35,7 @@ fn refresh(c: &mut Criterion) {
             device_name: None,
             previous_token: None,
             client: client.clone(),
+            dpop: None,
         })
         .expect("login");
     let mut token = login.refresh_token.expose().to_owned();

@@ -197,6 +197,7 @@ fn signed_in(
             device_name: None,
             previous_token: None,
             client: Default::default(),
+            dpop: None,
         })
         .unwrap();
     (warden, issued.access_token)

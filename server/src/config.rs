@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use domain::{Lifetimes, ReuseResponse};
+use domain::{DpopMode, Lifetimes, ReuseResponse};
 use redis_revocation::OnRedisFailure;
-use web::{IntrospectionSecret, IpNet};
+use web::{CookieSameSite, IntrospectionSecret, IpNet};
 
 /// A setting that could not be used. Displays as one line.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +136,22 @@ pub struct RawSettings {
         global = true
     )]
     pub anomaly_response: String,
+    /// `optional` (a login with a DPoP proof binds its session) or `required`.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_DPOP",
+        default_value = "optional",
+        global = true
+    )]
+    pub dpop: String,
+    /// How old a DPoP proof (`iat`) may be, plus the clock leeway.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_DPOP_MAX_AGE",
+        default_value = "60s",
+        global = true
+    )]
+    pub dpop_max_age: String,
     /// Live sessions per user; the least recently used is evicted.
     #[arg(
         long,
@@ -168,6 +184,25 @@ pub struct RawSettings {
         global = true
     )]
     pub cookie_secure: String,
+    /// `Path` of the refresh cookie (a proxy that moves `/auth` elsewhere sets it to match).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_COOKIE_PATH",
+        default_value = "/auth",
+        global = true
+    )]
+    pub cookie_path: String,
+    /// `Domain` of the refresh cookie (unset: host-only).
+    #[arg(long, env = "TOKENWARDEN_COOKIE_DOMAIN", global = true)]
+    pub cookie_domain: Option<String>,
+    /// `SameSite` of the refresh cookie: `strict`, `lax` or `none` (needs Secure).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_COOKIE_SAMESITE",
+        default_value = "strict",
+        global = true
+    )]
+    pub cookie_samesite: String,
     /// Comma-separated IPs/CIDRs whose X-Forwarded-For is trusted.
     #[arg(
         long,
@@ -176,7 +211,7 @@ pub struct RawSettings {
         global = true
     )]
     pub trusted_proxies: String,
-    /// Comma-separated origins allowed besides the server's own.
+    /// Comma-separated origins allowed besides the server's own (Origin check and CORS).
     #[arg(
         long,
         env = "TOKENWARDEN_ALLOWED_ORIGINS",
@@ -371,10 +406,16 @@ pub struct Config {
     pub anomaly_window: Duration,
     pub reuse_response: ReuseResponse,
     pub anomaly_response: AnomalyResponse,
+    pub dpop: DpopMode,
+    pub dpop_max_age: Duration,
     /// Kept only as a digest, redacted in `Debug`.
     pub introspection_token: Option<IntrospectionSecret>,
     pub cookie_name: String,
     pub cookie_secure: bool,
+    pub cookie_path: String,
+    /// `None`: a host-only cookie.
+    pub cookie_domain: Option<String>,
+    pub cookie_same_site: CookieSameSite,
     pub trusted_proxies: Vec<IpNet>,
     pub allowed_origins: Vec<String>,
     pub keys_dir: PathBuf,
@@ -415,9 +456,14 @@ impl Config {
             anomaly_window: Duration::from_secs(600),
             reuse_response: ReuseResponse::RevokeAll,
             anomaly_response: AnomalyResponse::RevokeAll,
+            dpop: DpopMode::Optional,
+            dpop_max_age: Duration::from_secs(60),
             introspection_token: None,
             cookie_name: "refresh_token".to_owned(),
             cookie_secure: true,
+            cookie_path: "/auth".to_owned(),
+            cookie_domain: None,
+            cookie_same_site: CookieSameSite::Strict,
             trusted_proxies: Vec::new(),
             allowed_origins: Vec::new(),
             keys_dir: keys_dir.into(),
@@ -495,6 +541,16 @@ impl Config {
                     )
                 })?,
         };
+        let cookie_secure = boolean("TOKENWARDEN_COOKIE_SECURE", &raw.cookie_secure)?;
+        let cookie_same_site = CookieSameSite::parse(&raw.cookie_samesite).ok_or_else(|| {
+            ConfigError::new("TOKENWARDEN_COOKIE_SAMESITE", "must be strict, lax or none")
+        })?;
+        if cookie_same_site == CookieSameSite::None && !cookie_secure {
+            return Err(ConfigError::new(
+                "TOKENWARDEN_COOKIE_SAMESITE",
+                "none requires TOKENWARDEN_COOKIE_SECURE=true (browsers drop SameSite=None cookies without Secure)",
+            ));
+        }
         Ok(Self {
             database_url,
             redis_url: raw.redis_url.clone(),
@@ -514,6 +570,25 @@ impl Config {
                         "must be revoke_all or revoke_family",
                     ))
                 }
+            },
+            dpop: match raw.dpop.trim() {
+                "optional" => DpopMode::Optional,
+                "required" => DpopMode::Required,
+                _ => {
+                    return Err(ConfigError::new(
+                        "TOKENWARDEN_DPOP",
+                        "must be optional or required",
+                    ))
+                }
+            },
+            dpop_max_age: match duration("TOKENWARDEN_DPOP_MAX_AGE", &raw.dpop_max_age)? {
+                d if d.is_zero() => {
+                    return Err(ConfigError::new(
+                        "TOKENWARDEN_DPOP_MAX_AGE",
+                        "must be longer than 0s",
+                    ))
+                }
+                d => d,
             },
             anomaly_response: match raw.anomaly_response.trim() {
                 "revoke_all" => AnomalyResponse::RevokeAll,
@@ -536,7 +611,15 @@ impl Config {
                 Some(t) => Some(IntrospectionSecret::new(t)),
             },
             cookie_name: cookie_name(&raw.cookie_name)?,
-            cookie_secure: boolean("TOKENWARDEN_COOKIE_SECURE", &raw.cookie_secure)?,
+            cookie_secure,
+            cookie_path: cookie_path(&raw.cookie_path)?,
+            cookie_domain: raw
+                .cookie_domain
+                .as_deref()
+                .map(cookie_domain)
+                .transpose()?
+                .flatten(),
+            cookie_same_site,
             trusted_proxies: list(&raw.trusted_proxies)
                 .map(|p| {
                     p.parse::<IpNet>()
@@ -751,6 +834,50 @@ fn cookie_name(text: &str) -> Result<String, ConfigError> {
     }
 }
 
+/// A cookie `Path`: `/` followed by printable ASCII without `;` or `,`.
+fn cookie_path(text: &str) -> Result<String, ConfigError> {
+    let t = text.trim();
+    let ok = t.starts_with('/')
+        && t.len() <= 256
+        && t.bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b','));
+    if ok {
+        Ok(t.to_owned())
+    } else {
+        Err(ConfigError::new(
+            "TOKENWARDEN_COOKIE_PATH",
+            format!("'{text}' is not a path like /auth"),
+        ))
+    }
+}
+
+/// A cookie `Domain`: a host name (a leading dot is dropped, as browsers
+/// do); empty means host-only.
+fn cookie_domain(text: &str) -> Result<Option<String>, ConfigError> {
+    let t = text.trim().trim_start_matches('.');
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let ok = t.len() <= 253
+        && t.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(Some(t.to_ascii_lowercase()))
+    } else {
+        Err(ConfigError::new(
+            "TOKENWARDEN_COOKIE_DOMAIN",
+            format!("'{text}' is not a domain like example.com"),
+        ))
+    }
+}
+
 fn origin(text: &str) -> Result<String, ConfigError> {
     let t = text.trim_end_matches('/');
     let ok = (t.starts_with("http://") || t.starts_with("https://"))
@@ -938,6 +1065,60 @@ mod tests {
                 "{flag} {value}"
             );
         }
+    }
+
+    #[test]
+    fn the_cookie_settings_default_to_the_contract_and_are_validated() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.cookie_path, "/auth");
+        assert_eq!(c.cookie_domain, None);
+        assert_eq!(c.cookie_same_site, CookieSameSite::Strict);
+
+        let c = parse(&[
+            "--cookie-path",
+            "/id/auth",
+            "--cookie-domain",
+            ".Example.com",
+            "--cookie-samesite",
+            "none",
+        ])
+        .unwrap();
+        assert_eq!(c.cookie_path, "/id/auth");
+        assert_eq!(c.cookie_domain.as_deref(), Some("example.com"));
+        assert_eq!(c.cookie_same_site, CookieSameSite::None);
+        assert_eq!(parse(&["--cookie-domain", ""]).unwrap().cookie_domain, None);
+
+        for (flag, value, setting) in [
+            ("--cookie-path", "auth", "TOKENWARDEN_COOKIE_PATH"),
+            ("--cookie-path", "/a;b", "TOKENWARDEN_COOKIE_PATH"),
+            ("--cookie-path", "/a b", "TOKENWARDEN_COOKIE_PATH"),
+            (
+                "--cookie-domain",
+                "exa mple.com",
+                "TOKENWARDEN_COOKIE_DOMAIN",
+            ),
+            ("--cookie-domain", "a..b", "TOKENWARDEN_COOKIE_DOMAIN"),
+            ("--cookie-domain", "x.com;", "TOKENWARDEN_COOKIE_DOMAIN"),
+            (
+                "--cookie-samesite",
+                "sometimes",
+                "TOKENWARDEN_COOKIE_SAMESITE",
+            ),
+        ] {
+            assert_eq!(
+                parse(&[flag, value]).unwrap_err().setting,
+                setting,
+                "{flag} {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn same_site_none_without_secure_stops_start_up() {
+        let e = parse(&["--cookie-samesite", "none", "--cookie-secure", "false"]).unwrap_err();
+        assert_eq!(e.setting, "TOKENWARDEN_COOKIE_SAMESITE");
+        assert!(e.to_string().contains("Secure"), "{e}");
+        assert!(parse(&["--cookie-samesite", "lax", "--cookie-secure", "false"]).is_ok());
     }
 
     #[test]

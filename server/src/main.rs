@@ -163,6 +163,7 @@ fn cleanup(config: &Config) -> CmdResult {
             println!("refresh_tokens: {}", report.refresh_tokens);
             println!("sessions: {}", report.sessions);
             println!("revocations: {}", report.revocations);
+            println!("dpop_proofs: {}", report.dpop_proofs);
             match report.audit_rows {
                 Some(n) => println!("audit: {n}"),
                 None => println!("audit: 0 (no audit table)"),

@@ -315,16 +315,12 @@ impl<S: SessionRepository> SessionRepository for MeteredSessions<S> {
 pub struct MeteredLimiter(pub Arc<dyn LoginRateLimiter>);
 
 impl LoginRateLimiter for MeteredLimiter {
-    fn admit(&self, user: Option<&str>, ip: Option<&str>, now: Timestamp) -> Admission {
-        let admission = self.0.admit(user, ip, now);
+    fn reserve(&self, user: Option<&str>, ip: Option<&str>, now: Timestamp) -> Admission {
+        let admission = self.0.reserve(user, ip, now);
         if matches!(admission, Admission::Limited { .. }) {
             counter!(LOGIN_RATE_LIMITED).increment(1);
         }
         admission
-    }
-
-    fn record_failure(&self, user: &str, now: Timestamp) {
-        self.0.record_failure(user, now);
     }
 
     fn reset(&self, user: &str) {

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use application::rate_limit::{InProcessLoginLimiter, Limit, LoginLimits, LoginRateLimiter};
+use application::rate_limit::{IpLimits, IpRateLimiter, Limit, LoginLimits, LoginRateLimiter};
+use limits::{InProcessIpLimiter, InProcessLoginLimiter};
 use persistence::Database;
-use redis_revocation::RedisLoginLimiter;
+use redis_revocation::{Fallback, LimiterConfig, RedisLimiter};
 use web::ReadinessCheck;
 
 use crate::config::{Config, Rate};
@@ -27,7 +28,7 @@ impl ReadinessCheck for DatabaseCheck {
 }
 
 /// `/readyz`: Redis answers `PING`.
-pub struct RedisCheck(pub Arc<RedisLoginLimiter>);
+pub struct RedisCheck(pub Arc<RedisLimiter>);
 
 impl ReadinessCheck for RedisCheck {
     fn name(&self) -> &'static str {
@@ -50,8 +51,12 @@ pub fn readiness_checks(
     checks
 }
 
-/// The login limiter and, with Redis, the readiness check of its Redis.
-pub type LimiterAndCheck = (Arc<dyn LoginRateLimiter>, Option<Arc<dyn ReadinessCheck>>);
+/// The abuse limiters and, with Redis, the readiness check of its Redis.
+pub struct Limiters {
+    pub login: Arc<dyn LoginRateLimiter>,
+    pub ip: Arc<dyn IpRateLimiter>,
+    pub redis_check: Option<Arc<dyn ReadinessCheck>>,
+}
 
 fn limit(rate: Rate) -> Limit {
     Limit {
@@ -60,32 +65,51 @@ fn limit(rate: Rate) -> Limit {
     }
 }
 
-/// The login limits of the configuration: shared through Redis when
-/// `REDIS_URL` is set, counted in this process otherwise. Blocks (it
-/// connects to Redis).
+/// The abuse limits of the configuration: shared through Redis when
+/// `REDIS_URL` is set (counted in process while Redis is down), counted in
+/// this process otherwise.
 ///
 /// # Errors
-/// [`StartupError::Redis`] when Redis is configured but does not answer.
-pub fn login_limiter(config: &Config) -> Result<LimiterAndCheck, StartupError> {
-    let limits = LoginLimits {
+/// [`StartupError::Redis`] for a malformed `REDIS_URL`.
+pub fn limiters(config: &Config) -> Result<Limiters, StartupError> {
+    let login = LoginLimits {
         per_user: limit(config.login_rate_user),
         per_ip: limit(config.login_rate_ip),
     };
-    let (inner, check): LimiterAndCheck = match &config.redis_url {
-        Some(url) => {
-            let redis = Arc::new(
-                RedisLoginLimiter::connect_with_prefix(
-                    url,
-                    limits,
-                    &format!("{}login:", config.redis_key_prefix),
-                )
-                .map_err(|e| StartupError::Redis(e.to_string()))?,
-            );
-            (redis.clone(), Some(Arc::new(RedisCheck(redis))))
-        }
-        None => (Arc::new(InProcessLoginLimiter::new(limits)), None),
+    let ip = IpLimits {
+        registration: limit(config.register_rate_ip),
+        refresh_failure: limit(config.refresh_fail_rate_ip),
     };
-    Ok((Arc::new(MeteredLimiter(inner)), check))
+    let local_login: Arc<dyn LoginRateLimiter> = Arc::new(InProcessLoginLimiter::new(login));
+    let local_ip: Arc<dyn IpRateLimiter> = Arc::new(InProcessIpLimiter::new(ip));
+    let Some(url) = &config.redis_url else {
+        return Ok(Limiters {
+            login: Arc::new(MeteredLimiter(local_login)),
+            ip: local_ip,
+            redis_check: None,
+        });
+    };
+    let redis = Arc::new(
+        RedisLimiter::connect(
+            url,
+            LimiterConfig {
+                prefix: format!("{}login:", config.redis_key_prefix),
+                timeout: config.redis_timeout,
+                login,
+                ip,
+            },
+            Fallback {
+                login: local_login,
+                ip: local_ip,
+            },
+        )
+        .map_err(|e| StartupError::Redis(e.to_string()))?,
+    );
+    Ok(Limiters {
+        login: Arc::new(MeteredLimiter(redis.clone())),
+        ip: redis.clone(),
+        redis_check: Some(Arc::new(RedisCheck(redis))),
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C). Both start a graceful shutdown:

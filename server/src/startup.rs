@@ -6,9 +6,9 @@ use std::sync::Arc;
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{App, HttpServer};
 
-use application::{Ports, Settings, TokenWarden};
-use domain::{AnomalyPolicy, AnomalyResponse, RefreshSecret};
-use jwt::{JwtConfig, JwtSigner, KeyStore};
+use application::{Dpop, DpopSettings, Ports, Settings, TokenWarden};
+use domain::{AnomalyPolicy, AnomalyResponse, ProofWindow, RefreshSecret};
+use jwt::{DpopReader, JwtConfig, JwtSigner, KeyStore};
 use password::Argon2Hasher;
 use persistence::Database;
 use tokio::sync::Notify;
@@ -18,7 +18,7 @@ use web::{ApiState, JwksSource, MetricsSource, OpsState, WebConfig};
 use crate::cleanup::{spawn_cleanup_job, CleanupJob};
 use crate::config::{self, Config};
 use crate::metrics::{MeteredSessions, PrometheusMetrics};
-use crate::operations::{login_limiter, readiness_checks, shutdown_signal};
+use crate::operations::{limiters, readiness_checks, shutdown_signal};
 use crate::revocations::open_revocations;
 use crate::system::{OsRandom, SystemClock};
 
@@ -125,7 +125,17 @@ fn wire_warden(
             },
         },
     };
-    Ok(TokenWarden::new(ports, settings))
+    Ok(TokenWarden::new(ports, settings).with_dpop(Dpop {
+        reader: Arc::new(DpopReader),
+        replay: Arc::new(db.clone()),
+        settings: DpopSettings {
+            mode: config.dpop,
+            window: ProofWindow {
+                max_age: config.dpop_max_age,
+                leeway: config.clock_leeway,
+            },
+        },
+    }))
 }
 
 /// What the API handlers share: the warden, the HTTP settings of
@@ -136,6 +146,9 @@ pub fn api_state(config: &Config, warden: TokenWarden, keys: KeyStore) -> ApiSta
         config: Arc::new(WebConfig {
             cookie_name: config.cookie_name.clone(),
             cookie_secure: config.cookie_secure,
+            cookie_path: config.cookie_path.clone(),
+            cookie_domain: config.cookie_domain.clone(),
+            cookie_same_site: config.cookie_same_site,
             allowed_origins: config.allowed_origins.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             introspection_secret: config.introspection_token.clone(),
@@ -229,10 +242,12 @@ impl Application {
                 db.check_writable().map_err(|e| {
                     StartupError::Database(format!("the database cannot be written: {e}"))
                 })?;
-                let (limiter, redis_check) = login_limiter(&setup)?;
+                let limiters = limiters(&setup)?;
+                let redis_check = limiters.redis_check.clone();
                 let hasher = Arc::new(Argon2Hasher::new(hasher_threads()));
                 let warden = wire_warden(&setup, &db, &keys, Arc::clone(&hasher), instrument)?
-                    .with_login_limiter(limiter);
+                    .with_login_limiter(limiters.login)
+                    .with_ip_limiter(limiters.ip);
                 Ok((db, keys, hasher, warden, redis_check))
             })
             .await
@@ -250,6 +265,7 @@ impl Application {
         // (see `Shutdown`) is taken at the setting's end, before actix
         // drops them.
         let timeout = whole_seconds(config.shutdown_timeout) + 1;
+        let cors_config = Arc::clone(&state.config);
         let (listener, port) = bind(config.bind, "TOKENWARDEN_BIND")?;
         let in_flight = InFlight::default();
         let stopping = Arc::new(Notify::new());
@@ -262,6 +278,8 @@ impl Application {
                     dependency_timeout,
                     requests.clone(),
                 )))
+                .wrap(web::cors::cors(&cors_config))
+                .wrap(from_fn(web::cors::cors_answers))
                 .wrap(from_fn(web::hardening::problems))
                 .wrap(Condition::new(
                     instrument,

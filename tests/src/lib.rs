@@ -12,6 +12,7 @@ use server::startup::BuildOptions;
 use server::{Application, Config};
 
 pub mod audit_support;
+pub mod dpop;
 
 pub const PASSWORD: &str = "correct horse battery";
 pub const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0";
@@ -78,6 +79,7 @@ impl TestApp {
 
     /// Starts a server on an existing database (several servers may share one).
     pub async fn spawn_on(database: TestDatabase, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        init_test_log();
         let keys = tempfile::tempdir().unwrap();
         let mut config = Config::with_defaults(database.url(), keys.path());
         config.bind = "127.0.0.1:0".parse().unwrap();
@@ -86,6 +88,8 @@ impl TestApp {
         // real client would (and with Redis, tests share the counter): the
         // per-IP budget would get in the way. Rate-limit tests set their own.
         config.login_rate_ip.count = 100_000;
+        config.register_rate_ip.count = 100_000;
+        config.refresh_fail_rate_ip.count = 100_000;
         adjust(&mut config);
         // Signals stay with the test process (Ctrl-C ends it).
         let options = BuildOptions {
@@ -181,6 +185,24 @@ impl TestApp {
     pub async fn me_status(&self, access: &str) -> StatusCode {
         self.get_bearer("/api/me", access).await.status()
     }
+}
+
+/// `TEST_LOG=1` (or a `RUST_LOG`-style filter such as `TEST_LOG=debug,web=trace`)
+/// shows the servers' logs, captured per test by the test harness; without
+/// it nothing is logged (and nothing pays for formatting).
+fn init_test_log() {
+    let Ok(filter) = std::env::var("TEST_LOG") else {
+        return;
+    };
+    let filter = match filter.as_str() {
+        "" | "1" | "true" => "debug",
+        other => other,
+    };
+    server::telemetry::init_with_writer(
+        filter,
+        server::config::LogFormat::Pretty,
+        tracing_subscriber::fmt::TestWriter::new(),
+    );
 }
 
 /// The value of the refresh cookie a response sets, if any.

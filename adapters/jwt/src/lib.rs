@@ -10,13 +10,18 @@
 //!   current key and verifies them against every published key, pinning the
 //!   algorithm and checking `exp`/`nbf` against the caller's `now`.
 //!
-//! Neither ever logs a key, a secret or a token.
+//! - [`DpopReader`] reads DPoP proofs (RFC 9449): ES256 or EdDSA, signed
+//!   by the public key in their own header.
+//!
+//! None ever logs a key, a secret or a token.
 
+mod dpop;
 mod error;
 mod files;
 mod keystore;
 mod signer;
 
+pub use dpop::{DpopReader, MAX_PROOF_LEN};
 pub use error::KeyError;
 pub use keystore::{KeyInfo, KeyState, KeyStore, KEYS_FILE, RELOAD_INTERVAL, SECRET_FILE};
 pub use signer::{JwtConfig, JwtSigner, ACCESS_TOKEN_TYP, MAX_TOKEN_LEN};

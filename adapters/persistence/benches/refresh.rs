@@ -44,6 +44,7 @@ fn bench_rotation(c: &mut Criterion, name: &str, db: &Database) {
         expires_at: start.plus(Duration::from_secs(30 * 24 * 3600)),
         ip: None,
         user_agent: Some("bench".to_owned()),
+        dpop_jkt: None,
     };
     SessionRepository::create(db, session, current, 10).unwrap();
     let mut now = start;

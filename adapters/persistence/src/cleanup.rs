@@ -177,6 +177,17 @@ fn purge_all(
             batching,
             stop,
         )?,
+        dpop_proofs: purge(
+            conn,
+            lock,
+            // A proof is accepted up to and including its `expires_at`.
+            &Purge {
+                inclusive: false,
+                ..deadline("dpop_proofs", "expires_at")
+            },
+            batching,
+            stop,
+        )?,
         audit_rows: None,
     };
     for audit in audit_tables {

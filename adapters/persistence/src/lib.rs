@@ -19,6 +19,7 @@ mod audit;
 mod checkpoint;
 mod cleanup;
 mod connection;
+mod dpop;
 mod error;
 mod migrations;
 mod revocations;

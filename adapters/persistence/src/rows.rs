@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 use domain::{
-    Generation, Roles, Session, SessionId, SessionState, Timestamp, User, UserId, Username,
+    Generation, Jkt, Roles, Session, SessionId, SessionState, Timestamp, User, UserId, Username,
 };
 
 use crate::error::DbError;
@@ -90,6 +90,7 @@ pub(crate) struct SessionRow {
     pub run_attempts: i64,
     pub run_first_at: i64,
     pub run_last_at: i64,
+    pub dpop_jkt: Option<String>,
 }
 
 impl SessionRow {
@@ -123,6 +124,12 @@ impl SessionRow {
             revoked_at: self.revoked_at.map(Timestamp::from_millis),
             last_ip: self.last_ip,
             last_user_agent: self.last_user_agent,
+            dpop_jkt: self
+                .dpop_jkt
+                .as_deref()
+                .map(Jkt::parse)
+                .transpose()
+                .map_err(|_| DbError::Corrupt("sessions.dpop_jkt"))?,
         })
     }
 }
@@ -141,6 +148,7 @@ pub(crate) struct NewSessionRow<'a> {
     pub last_ip: Option<&'a str>,
     pub last_user_agent: Option<&'a str>,
     pub rotated_by: Option<&'a str>,
+    pub dpop_jkt: Option<&'a str>,
 }
 
 #[derive(Insertable)]

@@ -33,6 +33,8 @@ diesel::table! {
         run_attempts -> BigInt,
         run_first_at -> BigInt,
         run_last_at -> BigInt,
+        /// The DPoP key thumbprint the session is bound to (`…000009…`).
+        dpop_jkt -> Nullable<Text>,
     }
 }
 
@@ -58,3 +60,11 @@ diesel::table! {
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::allow_tables_to_appear_in_same_query!(users, sessions, refresh_tokens);
+
+diesel::table! {
+    /// Accepted DPoP proof ids (migration `…000009…`).
+    dpop_proofs (key) {
+        key -> Text,
+        expires_at -> BigInt,
+    }
+}

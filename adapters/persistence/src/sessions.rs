@@ -10,7 +10,7 @@ use application::ports::{
 };
 use diesel::prelude::*;
 use domain::{
-    Generation, NewSession, SecurityEventKind, Session, SessionId, SessionStatus, Timestamp,
+    Generation, Jkt, NewSession, SecurityEventKind, Session, SessionId, SessionStatus, Timestamp,
     TokenDigest, UserId,
 };
 
@@ -114,6 +114,7 @@ impl Database {
                     last_ip: new.ip.as_deref(),
                     last_user_agent: new.user_agent.as_deref(),
                     rotated_by: new.user_agent.as_deref(),
+                    dpop_jkt: new.dpop_jkt.as_ref().map(Jkt::as_str),
                 })
                 .execute(conn)?;
             diesel::insert_into(refresh_tokens::table)
@@ -139,6 +140,7 @@ impl Database {
             revoked_at: None,
             last_ip: new.ip,
             last_user_agent: new.user_agent,
+            dpop_jkt: new.dpop_jkt,
         };
         Ok(CreatedSession {
             session,

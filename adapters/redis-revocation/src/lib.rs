@@ -5,7 +5,8 @@
 //! as its durable record and fallback: see [`revocation`] for how entries
 //! are written, shared between instances (pub/sub) and checked, and what
 //! happens while Redis is down. [`pool`] gives every Redis call a deadline.
-//! [`RedisLoginLimiter`] shares login rate limits between instances.
+//! [`RedisLimiter`] shares the abuse limits (login, registration, failed
+//! refreshes) between instances.
 
 pub mod pool;
 pub mod rate_limit;
@@ -14,5 +15,5 @@ mod subscriber;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use rate_limit::RedisLoginLimiter;
+pub use rate_limit::{Fallback, LimiterConfig, RedisLimiter};
 pub use revocation::{OnRedisFailure, RedisConfig, RedisRevocationList};

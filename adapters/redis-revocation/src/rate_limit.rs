@@ -1,148 +1,176 @@
-//! Login rate limits shared by every instance through Redis.
+//! Abuse limits shared by every instance through Redis: login budgets
+//! ([`LoginRateLimiter`]) and the per-IP budgets of registrations and failed
+//! refreshes ([`IpRateLimiter`]).
 //!
 //! Each budget window is one Redis key holding a counter, created by the
-//! first event it counts and expiring `window` later (`INCR`, then
-//! `PEXPIRE` on the first increment, in one Lua script so that a crash in
-//! between cannot leave a counter without expiry). Redis's own clock closes
-//! the windows, so instances with skewed clocks still agree.
+//! first event it counts and expiring `window` later. Every call is **one**
+//! round trip: a Lua script that checks and counts atomically (a login's
+//! address count and username reservation together), so the budgets are
+//! exact across instances and under any concurrency. Redis's own clock
+//! closes the windows, so instances with skewed clocks still agree.
 //!
-//! When Redis cannot be reached, the limiter counts in this process instead
-//! (the budgets then hold per instance, as without Redis) and logs a warning
-//! at most every 30 seconds: an outage of the limiter never stops logins.
+//! Every call is bounded by the configured timeout (connect, write, read and
+//! the wait for a pooled connection). When Redis fails, the limiter counts
+//! in process instead (the injected fallback: the budgets then hold per
+//! instance) and does not try Redis again for [`BACKOFF`]: a frozen Redis
+//! costs a login one timeout at most every few seconds, not one per call.
+//! A warning is logged at most every 30 seconds.
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use application::rate_limit::{Admission, InProcessLoginLimiter, LoginLimits, LoginRateLimiter};
+use application::rate_limit::{
+    Admission, IpBudget, IpLimits, IpRateLimiter, Limit, LoginLimits, LoginRateLimiter,
+};
 use domain::Timestamp;
-use redis::{Commands as _, Connection, ConnectionLike as _, RedisError};
 
-/// How long a command may take before Redis counts as unreachable.
-const TIMEOUT: Duration = Duration::from_millis(500);
+use crate::pool::{pool, TimedManager};
 
 /// Seconds between two warnings about an unreachable Redis.
 const WARN_EVERY_SECS: i64 = 30;
 
-/// Counts one event in a window; returns `[count, milliseconds left]`.
-/// (Sent with `EVAL`: Redis caches the compiled script by its digest.)
+/// After a failed call, Redis is left alone (the fallback counts) this long.
+pub const BACKOFF: Duration = Duration::from_secs(5);
+
+/// A login attempt. KEYS: address, username. ARGV: address limit, address
+/// window (ms), username limit, username window (ms), whether there is an
+/// address, whether there is a username. Returns the milliseconds to wait
+/// (0: allowed).
+const LOGIN_SCRIPT: &str = r"
+local function count(key, window)
+  local n = redis.call('INCR', key)
+  local ttl = redis.call('PTTL', key)
+  if n == 1 or ttl < 0 then
+    redis.call('PEXPIRE', key, window)
+    ttl = tonumber(window)
+  end
+  return n, ttl
+end
+if ARGV[5] == '1' then
+  local n, ttl = count(KEYS[1], ARGV[2])
+  if n > tonumber(ARGV[1]) then return math.max(ttl, 1) end
+end
+if ARGV[6] == '1' then
+  local n = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if n >= tonumber(ARGV[3]) then
+    return math.max(redis.call('PTTL', KEYS[2]), 1)
+  end
+  count(KEYS[2], ARGV[4])
+end
+return 0
+";
+
+/// Counts one event. KEYS: the counter. ARGV: limit, window (ms). Returns
+/// the milliseconds to wait when over the limit, else 0.
 const COUNT_SCRIPT: &str = r"
 local n = redis.call('INCR', KEYS[1])
 local ttl = redis.call('PTTL', KEYS[1])
 if n == 1 or ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  ttl = tonumber(ARGV[2])
 end
-return {n, ttl}
+if n > tonumber(ARGV[1]) then return math.max(ttl, 1) end
+return 0
 ";
 
-/// Connections with bounded connect, read and write times.
-#[derive(Debug, Clone)]
-pub struct RedisConnector {
-    client: redis::Client,
-}
-
-impl r2d2::ManageConnection for RedisConnector {
-    type Connection = Connection;
-    type Error = RedisError;
-
-    fn connect(&self) -> Result<Connection, RedisError> {
-        let conn = self.client.get_connection_with_timeout(TIMEOUT)?;
-        conn.set_read_timeout(Some(TIMEOUT))?;
-        conn.set_write_timeout(Some(TIMEOUT))?;
-        Ok(conn)
-    }
-
-    fn is_valid(&self, conn: &mut Connection) -> Result<(), RedisError> {
-        redis::cmd("PING").query::<String>(conn).map(|_| ())
-    }
-
-    fn has_broken(&self, conn: &mut Connection) -> bool {
-        !conn.is_open()
-    }
-}
+/// Whether a budget is used up, counting nothing. KEYS: the counter.
+/// ARGV: limit. Returns the milliseconds to wait, else 0.
+const CHECK_SCRIPT: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[1]) then return math.max(redis.call('PTTL', KEYS[1]), 1) end
+return 0
+";
 
 /// Why the limiter could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot use REDIS_URL: {0}")]
 pub struct RedisSetupError(String);
 
-/// [`LoginRateLimiter`] over Redis, shared by every instance using the same
+/// Where the limiter counts while Redis cannot be used.
+pub struct Fallback {
+    pub login: Arc<dyn LoginRateLimiter>,
+    pub ip: Arc<dyn IpRateLimiter>,
+}
+
+/// The abuse limits over Redis, shared by every instance using the same
 /// Redis and key prefix.
-pub struct RedisLoginLimiter {
-    pool: r2d2::Pool<RedisConnector>,
+pub struct RedisLimiter {
+    pool: r2d2::Pool<TimedManager>,
     prefix: String,
-    limits: LoginLimits,
-    fallback: InProcessLoginLimiter,
+    login: LoginLimits,
+    ip: IpLimits,
+    fallback: Fallback,
+    /// Milliseconds since the epoch until which Redis is left alone.
+    down_until: AtomicI64,
     last_warning: AtomicI64,
 }
 
-impl std::fmt::Debug for RedisLoginLimiter {
+impl std::fmt::Debug for RedisLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL may carry a password: never print it.
-        f.debug_struct("RedisLoginLimiter")
+        f.debug_struct("RedisLimiter")
             .field("prefix", &self.prefix)
-            .field("limits", &self.limits)
+            .field("login", &self.login)
+            .field("ip", &self.ip)
             .finish_non_exhaustive()
     }
 }
 
-impl RedisLoginLimiter {
-    /// Keys are `tokenwarden:login:{user,ip}:…`.
-    pub const DEFAULT_PREFIX: &'static str = "tokenwarden:login:";
+fn epoch_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn admission(wait_ms: i64) -> Admission {
+    match u64::try_from(wait_ms) {
+        Ok(ms) if ms > 0 => Admission::Limited {
+            retry_after: Duration::from_millis(ms),
+        },
+        _ => Admission::Allowed,
+    }
+}
+
+/// The settings of a [`RedisLimiter`].
+#[derive(Debug, Clone)]
+pub struct LimiterConfig {
+    /// Keys are `<prefix>{user,ip,register,refresh_fail}:…`.
+    pub prefix: String,
+    /// Deadline of every Redis call.
+    pub timeout: Duration,
+    pub login: LoginLimits,
+    pub ip: IpLimits,
+}
+
+impl RedisLimiter {
     /// A limiter over `url` (`redis://…` or `rediss://…`). Connections are
-    /// made lazily: an unreachable Redis is not an error here (logins are
-    /// then counted in this process).
+    /// made lazily: an unreachable Redis is not an error here (the
+    /// fallback counts until it answers).
     ///
     /// # Errors
     /// [`RedisSetupError`] for a malformed URL; the message never repeats
     /// the URL.
-    pub fn connect(url: &str, limits: LoginLimits) -> Result<Self, RedisSetupError> {
-        Self::connect_with_prefix(url, limits, Self::DEFAULT_PREFIX)
-    }
-
-    /// Like [`RedisLoginLimiter::connect`], with another key prefix (tests
-    /// use one per test).
-    ///
-    /// # Errors
-    /// See [`RedisLoginLimiter::connect`].
-    pub fn connect_with_prefix(
+    pub fn connect(
         url: &str,
-        limits: LoginLimits,
-        prefix: &str,
+        config: LimiterConfig,
+        fallback: Fallback,
     ) -> Result<Self, RedisSetupError> {
         let client = redis::Client::open(url)
             .map_err(|e| RedisSetupError(format!("not a Redis URL ({:?})", e.kind())))?;
-        let pool = r2d2::Pool::builder()
-            .max_size(8)
-            .min_idle(Some(1))
-            .connection_timeout(TIMEOUT * 4)
-            // Unchecked: Redis being down at start-up must not stop the
-            // server; until it answers, logins are counted in this process.
-            .build_unchecked(RedisConnector { client });
         Ok(Self {
-            pool,
-            prefix: prefix.to_owned(),
-            limits,
-            fallback: InProcessLoginLimiter::new(limits),
+            pool: pool(TimedManager::new(client, config.timeout), 8),
+            prefix: config.prefix,
+            login: config.login,
+            ip: config.ip,
+            fallback,
+            down_until: AtomicI64::new(i64::MIN),
             last_warning: AtomicI64::new(i64::MIN),
         })
-    }
-
-    /// A limiter whose Redis never answers.
-    #[cfg(test)]
-    fn unreachable_for_tests(limits: LoginLimits) -> Self {
-        let client = redis::Client::open("redis://127.0.0.1:1").unwrap_or_else(|e| panic!("{e}"));
-        Self {
-            pool: r2d2::Pool::builder()
-                .min_idle(Some(0))
-                .connection_timeout(Duration::from_millis(100))
-                .build_unchecked(RedisConnector { client }),
-            prefix: Self::DEFAULT_PREFIX.to_owned(),
-            limits,
-            fallback: InProcessLoginLimiter::new(limits),
-            last_warning: AtomicI64::new(i64::MIN),
-        }
     }
 
     /// `PING`, for readiness checks.
@@ -150,7 +178,7 @@ impl RedisLoginLimiter {
     /// # Errors
     /// Why Redis did not answer.
     pub fn ping(&self) -> Result<(), String> {
-        let mut conn = self.conn()?;
+        let mut conn = self.pool.get().map_err(|e| e.to_string())?;
         redis::cmd("PING")
             .query::<String>(&mut *conn)
             .map(|_| ())
@@ -161,114 +189,120 @@ impl RedisLoginLimiter {
         format!("{}{kind}:{key}", self.prefix)
     }
 
-    fn conn(&self) -> Result<r2d2::PooledConnection<RedisConnector>, String> {
-        self.pool.get().map_err(|e| e.to_string())
-    }
-
-    /// Counts one event in `key`'s window: `(count, time left)`.
-    fn count(
-        &self,
-        conn: &mut Connection,
-        key: &str,
-        window: Duration,
-    ) -> Result<(u64, Duration), String> {
-        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
-        let (n, ttl): (u64, i64) = redis::cmd("EVAL")
-            .arg(COUNT_SCRIPT)
-            .arg(1)
-            .arg(key)
-            .arg(window_ms)
-            .query(conn)
-            .map_err(|e| e.to_string())?;
-        Ok((n, millis(ttl)))
-    }
-
-    /// The count in `key`'s open window, if any: `(count, time left)`.
-    fn peek(conn: &mut Connection, key: &str) -> Result<(u64, Duration), String> {
-        let (n, ttl): (Option<u64>, i64) = redis::pipe()
-            .get(key)
-            .pttl(key)
-            .query(conn)
-            .map_err(|e| e.to_string())?;
-        Ok((n.unwrap_or(0), millis(ttl)))
-    }
-
-    fn try_admit(&self, user: Option<&str>, ip: Option<&str>) -> Result<Admission, String> {
-        let mut conn = self.conn()?;
-        let LoginLimits { per_user, per_ip } = self.limits;
-        let mut wait = Duration::ZERO;
-        if let Some(ip) = ip {
-            let (n, left) = self.count(&mut conn, &self.key("ip", ip), per_ip.window)?;
-            if n > u64::from(per_ip.count) {
-                wait = wait.max(left);
+    /// Runs `script` with `keys` and `args` in one round trip, unless Redis
+    /// failed less than [`BACKOFF`] ago; `None` when it cannot be used.
+    fn eval(&self, script: &str, keys: &[&str], args: &[u64]) -> Option<i64> {
+        if epoch_millis() < self.down_until.load(Ordering::Relaxed) {
+            return None;
+        }
+        let result = self
+            .pool
+            .get()
+            .map_err(|e| e.to_string())
+            .and_then(|mut c| {
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(script).arg(keys.len());
+                for k in keys {
+                    cmd.arg(*k);
+                }
+                for a in args {
+                    cmd.arg(*a);
+                }
+                cmd.query::<i64>(&mut *c).map_err(|e| e.to_string())
+            });
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.down(&e);
+                None
             }
         }
-        if let Some(user) = user {
-            let (n, left) = Self::peek(&mut conn, &self.key("user", user))?;
-            if n >= u64::from(per_user.count) {
-                wait = wait.max(left);
-            }
-        }
-        Ok(if wait.is_zero() {
-            Admission::Allowed
-        } else {
-            Admission::Limited { retry_after: wait }
-        })
     }
 
-    /// Logs that Redis failed, at most every [`WARN_EVERY_SECS`].
-    fn warn(&self, error: &str) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    /// Leaves Redis alone for [`BACKOFF`] and logs it, at most every
+    /// [`WARN_EVERY_SECS`].
+    fn down(&self, error: &str) {
+        let now = epoch_millis();
+        let backoff = i64::try_from(BACKOFF.as_millis()).unwrap_or(i64::MAX);
+        self.down_until
+            .store(now.saturating_add(backoff), Ordering::Relaxed);
+        let now_secs = now / 1000;
         let last = self.last_warning.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= WARN_EVERY_SECS
+        if now_secs.saturating_sub(last) >= WARN_EVERY_SECS
             && self
                 .last_warning
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(last, now_secs, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
             tracing::warn!(
                 error = %error,
-                "Redis unreachable: login rate limits are counted in this process for now"
+                "Redis unreachable: abuse limits are counted in this process for now"
             );
         }
     }
-}
 
-/// A `PTTL` answer as a duration (negative answers, "no key" or "no
-/// expiry", count as zero).
-fn millis(ttl: i64) -> Duration {
-    Duration::from_millis(u64::try_from(ttl).unwrap_or(0))
-}
-
-impl LoginRateLimiter for RedisLoginLimiter {
-    fn admit(&self, user: Option<&str>, ip: Option<&str>, now: Timestamp) -> Admission {
-        self.try_admit(user, ip).unwrap_or_else(|e| {
-            self.warn(&e);
-            self.fallback.admit(user, ip, now)
-        })
+    fn ip_key(&self, budget: IpBudget, ip: &str) -> String {
+        self.key(budget.as_str(), ip)
     }
+}
 
-    fn record_failure(&self, user: &str, now: Timestamp) {
-        let key = self.key("user", user);
-        let result = self
-            .conn()
-            .and_then(|mut c| self.count(&mut c, &key, self.limits.per_user.window));
-        if let Err(e) = result {
-            self.warn(&e);
-            self.fallback.record_failure(user, now);
+impl LoginRateLimiter for RedisLimiter {
+    fn reserve(&self, user: Option<&str>, ip: Option<&str>, now: Timestamp) -> Admission {
+        let LoginLimits { per_user, per_ip } = self.login;
+        let ip_key = self.key("ip", ip.unwrap_or("-"));
+        let user_key = self.key("user", user.unwrap_or("-"));
+        let args = [
+            u64::from(per_ip.count),
+            millis(per_ip.window),
+            u64::from(per_user.count),
+            millis(per_user.window),
+            u64::from(ip.is_some()),
+            u64::from(user.is_some()),
+        ];
+        match self.eval(LOGIN_SCRIPT, &[&ip_key, &user_key], &args) {
+            Some(wait) => admission(wait),
+            None => self.fallback.login.reserve(user, ip, now),
         }
     }
 
     fn reset(&self, user: &str) {
-        self.fallback.reset(user);
+        self.fallback.login.reset(user);
         let key = self.key("user", user);
+        if epoch_millis() < self.down_until.load(Ordering::Relaxed) {
+            return;
+        }
         let result = self
-            .conn()
-            .and_then(|mut c| c.del::<_, ()>(&key).map_err(|e| e.to_string()));
+            .pool
+            .get()
+            .map_err(|e| e.to_string())
+            .and_then(|mut c| {
+                redis::cmd("DEL")
+                    .arg(&key)
+                    .query::<i64>(&mut *c)
+                    .map_err(|e| e.to_string())
+            });
         if let Err(e) = result {
-            self.warn(&e);
+            self.down(&e);
+        }
+    }
+}
+
+impl IpRateLimiter for RedisLimiter {
+    fn count(&self, budget: IpBudget, ip: &str, now: Timestamp) -> Admission {
+        let Limit { count, window } = self.ip.of(budget);
+        let key = self.ip_key(budget, ip);
+        match self.eval(COUNT_SCRIPT, &[&key], &[u64::from(count), millis(window)]) {
+            Some(wait) => admission(wait),
+            None => self.fallback.ip.count(budget, ip, now),
+        }
+    }
+
+    fn check(&self, budget: IpBudget, ip: &str, now: Timestamp) -> Admission {
+        let limit = self.ip.of(budget);
+        let key = self.ip_key(budget, ip);
+        match self.eval(CHECK_SCRIPT, &[&key], &[u64::from(limit.count)]) {
+            Some(wait) => admission(wait),
+            None => self.fallback.ip.check(budget, ip, now),
         }
     }
 }

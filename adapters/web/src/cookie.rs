@@ -1,4 +1,6 @@
-//! The refresh cookie: `HttpOnly; Secure; SameSite=Strict; Path=/auth`.
+//! The refresh cookie: `HttpOnly`, `Secure` (unless turned off), with the
+//! configured `SameSite` (default `Strict`), `Path` (default `/auth`) and
+//! optional `Domain` (default: host-only).
 
 use std::time::Duration;
 
@@ -7,10 +9,41 @@ use actix_web::HttpRequest;
 
 use crate::WebConfig;
 
-const PATH: &str = "/auth";
-
 /// Cookies longer than any refresh token are ignored rather than parsed.
 const MAX_COOKIE_VALUE: usize = 256;
+
+/// The refresh cookie's `SameSite` attribute (`TOKENWARDEN_COOKIE_SAMESITE`).
+///
+/// `Strict` suits pages on the server's own site (same registrable domain,
+/// any subdomain or port); `None` is for pages on another site, which then
+/// also need `Secure` and their origin in `TOKENWARDEN_ALLOWED_ORIGINS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CookieSameSite {
+    #[default]
+    Strict,
+    Lax,
+    None,
+}
+
+impl CookieSameSite {
+    /// `strict`, `lax` or `none` (any case).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "strict" => Some(Self::Strict),
+            "lax" => Some(Self::Lax),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+
+    fn attribute(self) -> SameSite {
+        match self {
+            Self::Strict => SameSite::Strict,
+            Self::Lax => SameSite::Lax,
+            Self::None => SameSite::None,
+        }
+    }
+}
 
 /// The refresh cookies a request carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,11 +98,15 @@ pub fn clear(config: &WebConfig) -> Cookie<'static> {
 }
 
 fn base(config: &WebConfig, value: String) -> actix_web::cookie::CookieBuilder<'static> {
-    Cookie::build(config.cookie_name.clone(), value)
+    let builder = Cookie::build(config.cookie_name.clone(), value)
         .http_only(true)
         .secure(config.cookie_secure)
-        .same_site(SameSite::Strict)
-        .path(PATH)
+        .same_site(config.cookie_same_site.attribute())
+        .path(config.cookie_path.clone());
+    match &config.cookie_domain {
+        Some(domain) => builder.domain(domain.clone()),
+        None => builder,
+    }
 }
 
 #[cfg(test)]
@@ -89,6 +126,7 @@ mod tests {
         ] {
             assert!(c.contains(part), "{c} lacks {part}");
         }
+        assert!(!c.contains("Domain"), "host-only by default: {c}");
     }
 
     #[test]
@@ -110,5 +148,36 @@ mod tests {
         assert!(c.contains("Max-Age=0"), "{c}");
         assert!(c.starts_with("refresh_token=;"), "{c}");
         assert!(c.contains("Path=/auth"));
+    }
+
+    #[test]
+    fn path_domain_and_same_site_follow_the_settings_when_set_and_cleared() {
+        let config = WebConfig {
+            cookie_path: "/id/auth".to_owned(),
+            cookie_domain: Some("example.com".to_owned()),
+            cookie_same_site: CookieSameSite::None,
+            ..WebConfig::default()
+        };
+        for c in [
+            set(&config, "twr_x", Duration::from_secs(5)).to_string(),
+            clear(&config).to_string(),
+        ] {
+            for part in ["Path=/id/auth", "Domain=example.com", "SameSite=None"] {
+                assert!(c.contains(part), "{c} lacks {part}");
+            }
+        }
+    }
+
+    #[test]
+    fn same_site_parses_the_three_documented_values_only() {
+        assert_eq!(
+            CookieSameSite::parse("strict"),
+            Some(CookieSameSite::Strict)
+        );
+        assert_eq!(CookieSameSite::parse(" Lax "), Some(CookieSameSite::Lax));
+        assert_eq!(CookieSameSite::parse("NONE"), Some(CookieSameSite::None));
+        for bad in ["", "no", "strictly", "none;"] {
+            assert_eq!(CookieSameSite::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -61,6 +61,8 @@ impl From<&User> for UserBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
     pub access_token: String,
+    /// `DPoP` for a session bound to a DPoP key (send the access token as
+    /// `Authorization: DPoP <token>` with a proof), `Bearer` otherwise.
     #[schema(example = "Bearer")]
     pub token_type: &'static str,
     pub expires_in: u64,
@@ -75,7 +77,7 @@ impl TokenResponse {
     pub fn new(issued: &IssuedTokens, delivery: TokenDelivery) -> Self {
         Self {
             access_token: issued.access_token.clone(),
-            token_type: "Bearer",
+            token_type: if issued.dpop_bound { "DPoP" } else { "Bearer" },
             expires_in: issued.access_expires_in.as_secs(),
             session_id: issued.session_id.to_string(),
             refresh_expires_in: issued.refresh_expires_in.as_secs(),

@@ -13,6 +13,9 @@ use application::Unexpected;
 /// since a refused request changed nothing and retrying it is safe; not
 /// zero, so that clients do not pile onto a dependency that is struggling.
 pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
+/// The challenge of a refused proof (RFC 9449 §7.1), naming the algorithms
+/// we accept.
+pub const DPOP_CHALLENGE: &str = "DPoP error=\"invalid_dpop_proof\", algs=\"ES256 EdDSA\"";
 
 /// One invalid field of a request body.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -44,6 +47,14 @@ pub enum ApiError {
     TokenReused,
     #[error("session revoked")]
     SessionRevoked { bearer: bool },
+    /// A DPoP proof is missing where the token needs one, malformed, or
+    /// not valid for this request (RFC 9449 §7.1). 400 on login (the
+    /// proof is a request parameter there), 401 elsewhere.
+    #[error("invalid DPoP proof")]
+    InvalidDpopProof { login: bool },
+    /// `TOKENWARDEN_DPOP=required` and the login carried no proof.
+    #[error("DPoP proof required")]
+    DpopRequired,
     #[error("forbidden")]
     Forbidden,
     #[error("forbidden origin")]
@@ -106,6 +117,8 @@ impl ApiError {
             Self::TokenExpired { .. } => "token_expired",
             Self::TokenReused => "token_reused",
             Self::SessionRevoked { .. } => "session_revoked",
+            Self::InvalidDpopProof { .. } => "invalid_dpop_proof",
+            Self::DpopRequired => "dpop_required",
             Self::Forbidden => "forbidden",
             Self::ForbiddenOrigin => "forbidden_origin",
             Self::NotFound => "not_found",
@@ -132,6 +145,10 @@ impl ApiError {
                 "This refresh token was already used; all affected sessions have been ended."
             }
             Self::SessionRevoked { .. } => "The session has ended; log in again.",
+            Self::InvalidDpopProof { .. } => {
+                "The DPoP proof is missing, malformed or not valid for this request."
+            }
+            Self::DpopRequired => "This server requires a DPoP proof with every login.",
             Self::Forbidden => "You lack the role this resource requires.",
             Self::ForbiddenOrigin => "Requests from this origin are not allowed.",
             Self::NotFound => "No such resource.",
@@ -151,6 +168,7 @@ impl ApiError {
             Self::InvalidToken { bearer: true }
             | Self::TokenExpired { bearer: true }
             | Self::SessionRevoked { bearer: true } => Some("Bearer error=\"invalid_token\""),
+            Self::InvalidDpopProof { .. } => Some(DPOP_CHALLENGE),
             _ => None,
         }
     }
@@ -181,7 +199,9 @@ impl ResponseError for ApiError {
             | Self::InvalidToken { .. }
             | Self::TokenExpired { .. }
             | Self::TokenReused
-            | Self::SessionRevoked { .. } => StatusCode::UNAUTHORIZED,
+            | Self::SessionRevoked { .. }
+            | Self::InvalidDpopProof { login: false } => StatusCode::UNAUTHORIZED,
+            Self::InvalidDpopProof { login: true } | Self::DpopRequired => StatusCode::BAD_REQUEST,
             Self::Forbidden | Self::ForbiddenOrigin => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

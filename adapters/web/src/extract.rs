@@ -8,9 +8,10 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 
-use application::{AuthError, Principal};
+use application::{AccessCredentials, AuthError, AuthScheme, Principal};
 use domain::Role;
 
+use crate::dpop::dpop_input;
 use crate::error::ApiError;
 use crate::ApiState;
 
@@ -32,8 +33,9 @@ impl Authenticated {
     }
 }
 
-/// The token of an `Authorization: Bearer <token>` header.
-pub fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
+/// The scheme and token of an `Authorization: Bearer <token>` or
+/// `Authorization: DPoP <token>` header.
+fn authorization(req: &HttpRequest) -> Result<(AuthScheme, String), ApiError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Err(ApiError::MissingToken { bearer: true });
     };
@@ -44,10 +46,52 @@ pub fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
         .split_once(' ')
         .ok_or(ApiError::InvalidToken { bearer: true })?;
     let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > MAX_BEARER_LEN {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        AuthScheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        AuthScheme::Dpop
+    } else {
+        return Err(ApiError::InvalidToken { bearer: true });
+    };
+    if token.is_empty() || token.len() > MAX_BEARER_LEN {
         return Err(ApiError::InvalidToken { bearer: true });
     }
-    Ok(token.to_owned())
+    Ok((scheme, token.to_owned()))
+}
+
+/// The access token of the request with its `DPoP` proof, if any.
+///
+/// # Errors
+/// As [`authorization`], and `invalid_dpop_proof` for a `DPoP` header that
+/// cannot be read.
+pub fn access_credentials(req: &HttpRequest) -> Result<AccessCredentials, ApiError> {
+    let (scheme, token) = authorization(req)?;
+    let proof = dpop_input(req).map_err(|why| {
+        tracing::info!(reason = %why, "DPoP header refused");
+        ApiError::InvalidDpopProof { login: false }
+    })?;
+    Ok(AccessCredentials {
+        token,
+        scheme,
+        proof,
+    })
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            // A revoked access token: its session may be live, so the
+            // client should refresh rather than log in again.
+            AuthError::Invalid | AuthError::TokenRevoked => ApiError::InvalidToken { bearer: true },
+            AuthError::Expired => ApiError::TokenExpired { bearer: true },
+            AuthError::SessionRevoked => ApiError::SessionRevoked { bearer: true },
+            AuthError::InvalidDpopProof(why) => {
+                tracing::info!(reason = %why, "DPoP proof refused");
+                ApiError::InvalidDpopProof { login: false }
+            }
+            AuthError::Unexpected(e) => e.into(),
+        }
+    }
 }
 
 impl FromRequest for Authenticated {
@@ -55,23 +99,14 @@ impl FromRequest for Authenticated {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer_token(req);
+        let credentials = access_credentials(req);
         let state = req.app_data::<web::Data<ApiState>>().cloned();
         Box::pin(async move {
-            let token = token?;
+            let credentials = credentials?;
             let state = state.ok_or_else(|| ApiError::Internal("ApiState missing".to_owned()))?;
-            let principal = crate::handlers::blocking(move || state.warden.authenticate(&token))
-                .await?
-                .map_err(|e| match e {
-                    // A revoked access token: its session may be live, so
-                    // the client should refresh rather than log in again.
-                    AuthError::Invalid | AuthError::TokenRevoked => {
-                        ApiError::InvalidToken { bearer: true }
-                    }
-                    AuthError::Expired => ApiError::TokenExpired { bearer: true },
-                    AuthError::SessionRevoked => ApiError::SessionRevoked { bearer: true },
-                    AuthError::Unexpected(e) => e.into(),
-                })?;
+            let principal =
+                crate::handlers::blocking(move || state.warden.authenticate_request(&credentials))
+                    .await??;
             crate::middleware::record_principal(principal.user_id, principal.session_id);
             Ok(Authenticated(principal))
         })

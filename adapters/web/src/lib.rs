@@ -7,6 +7,8 @@ pub mod body;
 pub mod client;
 mod cookie;
 pub mod deadline;
+pub mod cors;
+pub mod dpop;
 mod dto;
 pub mod error;
 mod extract;
@@ -15,6 +17,7 @@ pub mod hardening;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
+pub mod pages;
 
 use std::sync::Arc;
 
@@ -23,6 +26,7 @@ use actix_web::web::{self, ServiceConfig};
 use application::TokenWarden;
 
 pub use client::IpNet;
+pub use cookie::CookieSameSite;
 pub use dto::rfc3339;
 pub use error::ApiError;
 pub use extract::Authenticated;
@@ -34,7 +38,13 @@ pub use ops::{MetricsSource, OpsState, ReadinessCheck};
 pub struct WebConfig {
     pub cookie_name: String,
     pub cookie_secure: bool,
-    /// Origins besides the server's own that may send cookie-authenticated POSTs.
+    /// The refresh cookie's `Path` (`TOKENWARDEN_COOKIE_PATH`).
+    pub cookie_path: String,
+    /// The refresh cookie's `Domain`; `None`: host-only.
+    pub cookie_domain: Option<String>,
+    pub cookie_same_site: CookieSameSite,
+    /// Origins besides the server's own that may send cookie-authenticated
+    /// POSTs, and that get credentialed CORS (see [`cors`]).
     pub allowed_origins: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
@@ -56,6 +66,9 @@ impl Default for WebConfig {
         Self {
             cookie_name: "refresh_token".to_owned(),
             cookie_secure: true,
+            cookie_path: "/auth".to_owned(),
+            cookie_domain: None,
+            cookie_same_site: CookieSameSite::Strict,
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             introspection_secret: None,
@@ -120,6 +133,7 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut ServiceConfig) {
                 "/.well-known/oauth-authorization-server",
                 web::get().to(handlers::wellknown::oauth_authorization_server),
             )
+            .configure(pages::configure)
             .default_service(web::to(handlers::not_found));
     }
 }

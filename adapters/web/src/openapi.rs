@@ -22,6 +22,7 @@ use crate::dto::{
 use crate::error::FieldError;
 use crate::handlers;
 use crate::handlers::ops::{Health, NotReady, Readiness};
+use crate::pages::PagesDoc;
 
 /// Name of the Bearer (access token) security scheme.
 pub const BEARER: &str = "bearer";
@@ -97,13 +98,14 @@ pub const REFRESH_COOKIE: &str = "refresh_cookie";
         RefreshLogPage,
         SecurityEventPage,
     )),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &PagesDoc),
     tags(
         (name = "auth", description = "Login, refresh-token rotation, logout"),
         (name = "sessions", description = "The caller's sessions (Bearer)"),
         (name = "keys", description = "Public signing keys and discovery metadata"),
         (name = "admin", description = "Theft analysis and incident response (role `admin`)"),
         (name = "operations", description = "Health, metrics, this document"),
+        (name = "pages", description = "The web client (`/`) and the security console (`/console`), served from the binary"),
     ),
 )]
 pub struct ApiDoc;
@@ -249,6 +251,8 @@ pub enum ErrorCode {
     TokenExpired,
     TokenReused,
     SessionRevoked,
+    InvalidDpopProof,
+    DpopRequired,
     Forbidden,
     ForbiddenOrigin,
     NotFound,

@@ -1,5 +1,6 @@
 //! Hostile clients (API.md "v2 — Abuse limits"), black-box against the real
-//! server: planted cookies, forwarded headers, stored text, framework
+//! server: exact login limits, registration and refresh-flood limits (in
+//! process and through Redis), planted cookies, forwarded headers, stored text, framework
 //! errors and security headers, slow clients, file modes.
 
 use std::time::{Duration, Instant};
@@ -13,6 +14,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 on_both_backends!(
+    login_limits_are_exact_under_concurrency,
+    registrations_are_limited_per_address_and_ipv6_per_64,
+    refresh_floods_are_limited_per_address,
     duplicate_refresh_cookies_spend_nothing_and_clear_nothing,
     forwarded_headers_count_only_from_trusted_proxies,
     stored_text_is_cleaned_for_display,
@@ -332,4 +336,169 @@ async fn the_sqlite_database_files_are_private() {
         let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{file}: {mode:o}");
     }
+}
+
+async fn login_as(app: &TestApp, username: &str, password: &str) -> reqwest::Response {
+    app.post_json(
+        "/auth/login",
+        &json!({"username": username, "password": password}),
+    )
+    .await
+}
+
+fn per_minute(count: u32) -> server::config::Rate {
+    server::config::Rate {
+        count,
+        per: Duration::from_secs(60),
+    }
+}
+
+/// The race: 40 simultaneous wrong guesses for one username with a
+/// budget of 5. Exactly 5 are checked (401), the rest refused (429), and
+/// the right password is refused afterwards too.
+async fn simultaneous_guesses_are_checked_at_most_the_budget(app: &TestApp) {
+    assert_eq!(app.register("target").await.status(), StatusCode::CREATED);
+    let guesses = (0..40).map(|i| async move {
+        login_as(app, "target", &format!("wrong guess {i}"))
+            .await
+            .status()
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, refused), (5, 35), "{statuses:?}");
+    let r = login_as(app, "target", PASSWORD).await;
+    assert_problem(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
+
+async fn login_limits_are_exact_under_concurrency(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |c| c.login_rate_user = per_minute(5)).await
+    else {
+        return;
+    };
+    simultaneous_guesses_are_checked_at_most_the_budget(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_redis_login_limits_are_exact_across_instances() {
+    let Some(redis) = std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        assert_ne!(
+            std::env::var("TOKENWARDEN_TEST_REQUIRE_SERVICES").as_deref(),
+            Ok("1"),
+            "TEST_REDIS_URL is required"
+        );
+        return;
+    };
+    let prefix = format!(
+        "tokenwarden-test-{}-{}:",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.redis_url = Some(redis.clone());
+        c.redis_key_prefix = prefix.clone();
+        c.login_rate_user = per_minute(5);
+        c.refresh_fail_rate_ip = per_minute(3);
+    })
+    .await
+    .unwrap();
+    simultaneous_guesses_are_checked_at_most_the_budget(&app).await;
+    refreshes_are_refused_after_the_failure_budget(&app, 3).await;
+}
+
+async fn registrations_are_limited_per_address_and_ipv6_per_64(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |c| {
+        c.register_rate_ip = server::config::Rate {
+            count: 2,
+            per: Duration::from_secs(3_600),
+        };
+        c.trusted_proxies = vec![LOOPBACK_PROXY.parse().unwrap()];
+    })
+    .await
+    else {
+        return;
+    };
+    let register_from = |name: &'static str, ip: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/auth/register"))
+                .header("x-forwarded-for", ip)
+                .json(&json!({"username": name, "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        register_from("one", "2001:db8:1:2::1").await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        register_from("two", "2001:db8:1:2:ffff::9").await.status(),
+        StatusCode::CREATED
+    );
+    let r = register_from("three", "2001:db8:1:2::77").await;
+    let retry_after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3_500..=3_600).contains(&retry_after), "{retry_after}");
+    assert_problem(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_eq!(
+        register_from("four", "2001:db8:1:3::1").await.status(),
+        StatusCode::CREATED,
+        "another /64"
+    );
+}
+
+/// `budget` failed refreshes from one address, then every refresh from it
+/// is refused (even a valid one) and audited once per minute.
+async fn refreshes_are_refused_after_the_failure_budget(app: &TestApp, budget: u32) {
+    let t = app.signed_up("flooded").await;
+    let before = app.audit_outcomes().await;
+    for _ in 0..budget {
+        let r = app.refresh_cookie("twr_garbage").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    for _ in 0..20 {
+        let r = app.refresh_cookie("twr_garbage").await;
+        assert!(r.headers().contains_key("retry-after"));
+        assert_problem(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    }
+    let r = app.refresh_cookie(&t.refresh).await;
+    assert_problem(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    let after = app.audit_outcomes().await;
+    let rows =
+        |m: &std::collections::BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
+    assert!(
+        rows(&after, "rate_limited") - rows(&before, "rate_limited") <= 2,
+        "one row per address and minute (two if the minute turned): {after:?}"
+    );
+    // The valid token was not spent by the refusal.
+    assert_eq!(
+        app.refresh_cookie(&t.refresh).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+async fn refresh_floods_are_limited_per_address(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |c| c.refresh_fail_rate_ip = per_minute(4)).await
+    else {
+        return;
+    };
+    refreshes_are_refused_after_the_failure_budget(&app, 4).await;
 }

@@ -8,6 +8,8 @@ mod abuse;
 mod admin;
 mod audit;
 mod bad_days;
+mod cors;
+mod dpop;
 mod input;
 mod introspection;
 mod lifecycle;

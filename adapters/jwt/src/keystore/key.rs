@@ -9,7 +9,9 @@ use domain::Timestamp;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, KeypairBytes};
 use ed25519_dalek::SigningKey;
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use jsonwebtoken::DecodingKey;
+#[cfg(test)]
+use jsonwebtoken::EncodingKey;
 use sha2::{Digest as _, Sha256};
 
 use super::meta::KeyEntry;
@@ -21,6 +23,12 @@ const KID_LEN: usize = 16;
 
 pub(crate) struct LoadedKey {
     pub kid: String,
+    /// Decoded once here: `jsonwebtoken::encode` would decode the PKCS#8
+    /// DER and derive the public key (a scalar multiplication, as costly as
+    /// the signature itself) on every call.
+    pub signing: SigningKey,
+    /// For tests that forge tokens through `jsonwebtoken::encode`.
+    #[cfg(test)]
     pub encoding: EncodingKey,
     pub decoding: DecodingKey,
     pub public: [u8; 32],
@@ -34,15 +42,18 @@ impl LoadedKey {
         let text =
             std::str::from_utf8(pem).map_err(|_| KeyError::malformed(path, "not UTF-8 PEM"))?;
         let signing = parse_pem(path, text)?;
+        #[cfg(test)]
         let der = pkcs8_v1(&signing)
             .to_pkcs8_der()
             .map_err(|_| KeyError::malformed(path, "cannot re-encode the key"))?;
         let public = signing.verifying_key().to_bytes();
         Ok(Self {
             kid: entry.kid.clone(),
+            #[cfg(test)]
             encoding: EncodingKey::from_ed_der(der.as_bytes()),
             decoding: DecodingKey::from_ed_der(&public),
             public,
+            signing,
             created_at: Timestamp::from_millis(entry.created_at_ms),
             retired_at: entry.retired_at_ms.map(Timestamp::from_millis),
             tokens_expire_by: entry.tokens_expire_by_ms.map(Timestamp::from_millis),

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 use application::ports::{AccessClaims, VerifyError};
-use domain::{Role, Roles, SessionId, Timestamp, UserId};
+use domain::{Jkt, Role, Roles, SessionId, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::JwtConfig;
@@ -21,6 +21,19 @@ pub(super) struct OutgoingClaims<'a> {
     iat: i64,
     exp: i64,
     jti: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Confirmation<'a>>,
+}
+
+/// `cnf` (RFC 7800), with the DPoP key thumbprint (RFC 9449 §6.1).
+#[derive(Serialize)]
+struct Confirmation<'a> {
+    jkt: &'a str,
+}
+
+#[derive(Deserialize, Clone)]
+struct IncomingConfirmation {
+    jkt: String,
 }
 
 impl<'a> OutgoingClaims<'a> {
@@ -34,6 +47,10 @@ impl<'a> OutgoingClaims<'a> {
             iat: claims.issued_at.as_secs(),
             exp: claims.expires_at.as_secs(),
             jti: &claims.token_id,
+            cnf: claims
+                .confirmation
+                .as_ref()
+                .map(|jkt| Confirmation { jkt: jkt.as_str() }),
         }
     }
 }
@@ -41,7 +58,7 @@ impl<'a> OutgoingClaims<'a> {
 /// Every claim we rely on is a required field: a token without `sid`,
 /// `roles`, `iat` or `jti` fails to deserialise and is invalid. `aud` is
 /// checked by the library (a string or an array containing ours).
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 pub(super) struct IncomingClaims {
     iss: String,
     sub: String,
@@ -52,9 +69,16 @@ pub(super) struct IncomingClaims {
     #[serde(default)]
     nbf: Option<i64>,
     jti: String,
+    #[serde(default)]
+    cnf: Option<IncomingConfirmation>,
 }
 
 impl IncomingClaims {
+    /// Whether `exp` is after `now_secs` (leeway aside).
+    pub(super) fn expires_after(&self, now_secs: i64) -> bool {
+        self.exp > now_secs
+    }
+
     /// Checks time against `now` and turns the claims into domain types.
     pub(super) fn into_access_claims(
         self,
@@ -94,6 +118,11 @@ impl IncomingClaims {
             issued_at: Timestamp::from_millis(self.iat.saturating_mul(1000)),
             expires_at: Timestamp::from_millis(self.exp.saturating_mul(1000)),
             token_id: self.jti,
+            confirmation: self
+                .cnf
+                .map(|c| Jkt::parse(&c.jkt))
+                .transpose()
+                .map_err(|_| VerifyError::Invalid)?,
         })
     }
 }

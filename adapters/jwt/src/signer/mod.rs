@@ -1,6 +1,7 @@
 //! Access tokens: RFC 9068 JWTs signed with EdDSA.
 
 mod claims;
+mod verified;
 
 use std::fmt;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use jsonwebtoken::{Algorithm, Header, Validation};
 
 use crate::keystore::{system_now, KeyStore};
 use claims::{IncomingClaims, OutgoingClaims};
+use verified::{Verified, VerifiedTokens};
 
 /// The `typ` header of our access tokens (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
@@ -31,6 +33,7 @@ pub struct JwtSigner {
     store: KeyStore,
     config: JwtConfig,
     validation: Validation,
+    verified: VerifiedTokens,
 }
 
 impl JwtSigner {
@@ -44,6 +47,7 @@ impl JwtSigner {
             store,
             config,
             validation,
+            verified: VerifiedTokens::default(),
         }
     }
 
@@ -72,6 +76,17 @@ impl JwtSigner {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(VerifyError::Invalid);
         }
+        if let Some(hit) = self.verified.get(token) {
+            self.store.reload_if_stale();
+            let published = self
+                .store
+                .snapshot()
+                .find_published(&hit.kid, now, self.config.leeway)
+                .is_some();
+            if published {
+                return hit.claims.into_access_claims(&self.config, now);
+            }
+        }
         // The header is read unverified only to pick the key: nothing in it
         // is trusted beyond that, and the algorithm is pinned.
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Invalid)?;
@@ -99,7 +114,13 @@ impl JwtSigner {
 
         let data = jsonwebtoken::decode::<IncomingClaims>(token, &key.decoding, &self.validation)
             .map_err(|_| VerifyError::Invalid)?;
-        data.claims.into_access_claims(&self.config, now)
+        let verified = Verified {
+            kid: kid.into(),
+            claims: data.claims.clone(),
+        };
+        let claims = data.claims.into_access_claims(&self.config, now)?;
+        self.verified.insert(token, verified, now.as_secs());
+        Ok(claims)
     }
 }
 
@@ -114,8 +135,7 @@ impl AccessTokenSigner for JwtSigner {
         header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
         header.kid = Some(key.kid.clone());
         let wire = OutgoingClaims::new(claims, &self.config);
-        jsonwebtoken::encode(&header, &wire, &key.encoding)
-            .map_err(|e| CryptoError(format!("signing the access token failed: {e}")))
+        compact_jws(&header, &wire, &key.signing)
     }
 
     fn verify(&self, token: &str, now: Timestamp) -> Result<AccessClaims, VerifyError> {
@@ -130,6 +150,32 @@ impl fmt::Debug for JwtSigner {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// The JWS compact serialization `jsonwebtoken::encode` produces
+/// (base64url of the header's and the claims' JSON, then of the Ed25519
+/// signature of both), signed with a key decoded once at load.
+fn compact_jws(
+    header: &Header,
+    claims: &OutgoingClaims<'_>,
+    key: &ed25519_dalek::SigningKey,
+) -> Result<String, CryptoError> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use ed25519_dalek::Signer as _;
+
+    let json = |what: &str, value: Result<Vec<u8>, serde_json::Error>| {
+        value.map_err(|e| CryptoError(format!("encoding the access token's {what} failed: {e}")))
+    };
+    let header = json("header", serde_json::to_vec(header))?;
+    let claims = json("claims", serde_json::to_vec(claims))?;
+    let mut token = URL_SAFE_NO_PAD.encode(header);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(claims, &mut token);
+    let signature = key.sign(token.as_bytes());
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
+    Ok(token)
 }
 
 /// `at+jwt`, or its full media type; compared case-insensitively as media

@@ -52,6 +52,7 @@ fn claims(issued_at: Timestamp) -> AccessClaims {
         issued_at,
         expires_at: issued_at.plus(TTL),
         token_id: AccessTokenId::from_random_bytes([3; 16]).to_string(),
+        confirmation: None,
     }
 }
 
@@ -108,6 +109,27 @@ fn a_signed_token_verifies_with_every_claim() {
     let c = claims(at(0));
     let token = signer.sign(&c).unwrap();
     assert_eq!(signer.verify(&token, at(1_000)).unwrap(), c);
+}
+
+#[test]
+fn a_bound_token_carries_and_yields_its_cnf_jkt() {
+    let (_dir, signer) = signer();
+    let jkt = domain::Jkt::of_canonical_jwk("{}");
+    let c = AccessClaims {
+        confirmation: Some(jkt.clone()),
+        ..claims(at(0))
+    };
+    let token = signer.sign(&c).unwrap();
+
+    assert_eq!(decoded_part(&token, 1)["cnf"], json!({"jkt": jkt.as_str()}));
+    assert_eq!(signer.verify(&token, at(1_000)).unwrap(), c);
+}
+
+#[test]
+fn a_cnf_jkt_that_is_no_thumbprint_is_invalid() {
+    let (_dir, signer) = signer();
+    let token = forge_with(&signer, |c| c["cnf"] = json!({"jkt": "short"}));
+    assert_eq!(signer.verify(&token, at(1_000)), Err(VerifyError::Invalid));
 }
 
 #[test]
@@ -606,4 +628,52 @@ fn debug_output_shows_no_key_material() {
     let pem = std::fs::read_to_string(dir.path().join(format!("{kid}.pem"))).unwrap();
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     assert!(!shown.contains(&body[..16]), "{shown}");
+}
+
+#[test]
+fn signing_with_the_decoded_key_gives_the_token_jsonwebtoken_would() {
+    let (_tmp, signer) = signer();
+    let c = claims(at(0));
+    let ours = signer.sign(&c).unwrap();
+    let snapshot = signer.store().snapshot();
+    let key = snapshot.current().unwrap();
+    let wire = OutgoingClaims::new(&c, signer.config());
+    let theirs = jsonwebtoken::encode(&our_header(&signer), &wire, &key.encoding).unwrap();
+    // Ed25519 signatures are deterministic: same key, same bytes.
+    assert_eq!(ours, theirs);
+    assert_eq!(signer.verify(&ours, at(1_000)).unwrap(), c);
+}
+
+#[test]
+fn a_token_verified_before_still_expires_and_still_names_its_session() {
+    let (_tmp, signer) = signer();
+    let c = claims(at(0));
+    let token = signer.sign(&c).unwrap();
+    assert_eq!(signer.verify(&token, at(1_000)).unwrap(), c);
+    assert_eq!(signer.verified.len(), 1);
+    // The second answer comes from the memory of the first.
+    assert_eq!(signer.verify(&token, at(2_000)).unwrap(), c);
+    assert_eq!(
+        signer.verify(&token, at(0).plus(TTL)),
+        Err(VerifyError::Expired)
+    );
+}
+
+#[test]
+fn only_tokens_that_verified_are_remembered_and_a_changed_byte_is_checked_anew() {
+    let (_tmp, signer) = signer();
+    let token = signer.sign(&claims(at(0))).unwrap();
+    assert!(signer.verify(&token, at(1_000)).is_ok());
+    let mut forged = token.clone().into_bytes();
+    // A character inside the signature (the last one holds padding bits).
+    let inside = forged.len() - 10;
+    forged[inside] = if forged[inside] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    assert_eq!(signer.verify(&forged, at(1_000)), Err(VerifyError::Invalid));
+    let other_claims = forge_with(&signer, |c| c["iss"] = json!("someone-else"));
+    assert_eq!(
+        signer.verify(&other_claims, at(1_000)),
+        Err(VerifyError::Invalid)
+    );
+    assert_eq!(signer.verified.len(), 1);
 }

@@ -99,6 +99,7 @@ fn cleanup_removes_exactly_what_has_expired(db: &TestDatabase) {
             refresh_tokens: 3 + 1,
             sessions: 2,
             revocations: 2,
+            dpop_proofs: 0,
             audit_rows: Some(0),
         }
     );

@@ -93,6 +93,7 @@ pub fn new_session(user: &User, now: Timestamp, user_agent: &str) -> NewSession 
         expires_at: now.plus(lifetimes().max_lifetime),
         ip: Some("198.51.100.1".to_owned()),
         user_agent: Some(user_agent.to_owned()),
+        dpop_jkt: None,
     }
 }
 

@@ -11,6 +11,7 @@ mod common;
 mod audit;
 mod cleanup;
 mod connect;
+mod dpop;
 mod race;
 mod revocations;
 mod rotation;

@@ -86,6 +86,7 @@ fn sql_looking_and_non_ascii_data_is_stored_verbatim(db: &TestDatabase) {
             expires_at: at(1_000),
             ip: Some(ip.to_owned()),
             user_agent: Some(agent.to_owned()),
+            dpop_jkt: None,
         },
         digest(),
         10,

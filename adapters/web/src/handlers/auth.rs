@@ -14,6 +14,7 @@ use super::refresh_audit::{rejected, rejection_of};
 use crate::body::{parse_json, parse_optional_json, read_body};
 use crate::client::{check_origin, client_info, is_display_hazard};
 use crate::cookie::{self, Presented};
+use crate::dpop::dpop_input;
 use crate::dto::{
     LoginRequest, RefreshRequest, RegisterRequest, TokenDelivery, TokenResponse, UserBody,
 };
@@ -71,12 +72,18 @@ pub async fn register(
         password,
         roles: Roles::new([Role::user()]),
     };
-    let user = blocking(move || state.warden.register(input))
-        .await?
-        .map_err(|e| match e {
+    let client = client_info(&req, &state.config);
+    let user = blocking(move || {
+        state
+            .warden
+            .admit_registration(client.ip.as_deref())
+            .map_err(ApiError::rate_limited)?;
+        state.warden.register(input).map_err(|e| match e {
             RegisterError::UsernameTaken => ApiError::UsernameTaken,
             RegisterError::Unexpected(e) => e.into(),
-        })?;
+        })
+    })
+    .await??;
     Ok(HttpResponse::Created().json(UserBody::from(&user)))
 }
 
@@ -86,13 +93,18 @@ pub async fn register(
     tag = "auth",
     description = "Verifies the password and starts a session. The refresh token is set as a cookie, \
                    or returned in the body for `\"token_delivery\": \"body\"`. A refresh cookie \
-                   still present ends its old session once the login succeeds.",
+                   still present ends its old session once the login succeeds. With a valid `DPoP` \
+                   proof header (RFC 9449: ES256 or EdDSA, `htm` POST, `htu` this URL) the session \
+                   is bound to the proof's key: `token_type` is `DPoP`, the access token carries \
+                   `cnf.jkt`, and every refresh needs a proof by that key.",
     request_body = LoginRequest,
     security((), ("refresh_cookie" = [])),
     responses(
         (status = 200, description = "Logged in", body = TokenResponse,
          headers(("Set-Cookie" = String, description = "The refresh cookie (cookie delivery)"))),
-        (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`malformed_request`; `invalid_dpop_proof`: a `DPoP` header that is not a valid proof \
+                                      for this request (with `WWW-Authenticate: DPoP error=\"invalid_dpop_proof\"`); \
+                                      `dpop_required`: no proof while `TOKENWARDEN_DPOP=required`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_credentials`: unknown user or wrong password (indistinguishable)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden_origin`: an `Origin` that is neither this server nor allowed", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
@@ -124,12 +136,17 @@ pub async fn login(
         }]));
     }
     let delivery = body.token_delivery;
+    let dpop = dpop_input(&req).map_err(|why| {
+        tracing::info!(reason = %why, "DPoP header refused");
+        ApiError::InvalidDpopProof { login: true }
+    })?;
     let input = LoginInput {
         username: body.username,
         password: body.password,
         device_name: body.device_name,
         previous_token: cookie::read(&req, &state.config),
         client: client_info(&req, &state.config),
+        dpop,
     };
     let config = state.config.clone();
     let issued = blocking(move || state.warden.login(input))
@@ -137,6 +154,11 @@ pub async fn login(
         .map_err(|e| match e {
             LoginError::InvalidCredentials => ApiError::InvalidCredentials,
             LoginError::RateLimited { retry_after } => ApiError::rate_limited(retry_after),
+            LoginError::InvalidDpopProof(why) => {
+                tracing::info!(reason = %why, "DPoP proof refused at login");
+                ApiError::InvalidDpopProof { login: true }
+            }
+            LoginError::DpopRequired => ApiError::DpopRequired,
             LoginError::Unexpected(e) => e.into(),
         })?;
     Ok(token_response(&config, &issued, delivery))
@@ -239,16 +261,32 @@ async fn refresh_inner(
             }
         },
     };
-    let issued = blocking(move || state.warden.refresh(token.as_deref(), client))
-        .await?
-        .map_err(|e| match e {
-            RefreshError::Missing => ApiError::MissingToken { bearer: false },
-            RefreshError::Invalid => ApiError::InvalidToken { bearer: false },
-            RefreshError::Expired { .. } => ApiError::TokenExpired { bearer: false },
-            RefreshError::Reused { .. } | RefreshError::Anomaly { .. } => ApiError::TokenReused,
-            RefreshError::Revoked { .. } => ApiError::SessionRevoked { bearer: false },
-            RefreshError::Unexpected(e) => e.into(),
-        })?;
+    let issued = blocking(move || {
+        if let Err(wait) = state.warden.admit_refresh(&client)? {
+            return Ok(Err(ApiError::rate_limited(wait)));
+        }
+        let result = state.warden.refresh(token.as_deref(), client.clone());
+        if let Err(
+            RefreshError::Missing
+            | RefreshError::Invalid
+            | RefreshError::Expired { .. }
+            | RefreshError::Revoked { .. },
+        ) = &result
+        {
+            state.warden.refresh_failed(&client);
+        }
+        Ok::<_, application::Unexpected>(Ok(result))
+    })
+    .await?
+    .map_err(ApiError::from)??
+    .map_err(|e| match e {
+        RefreshError::Missing => ApiError::MissingToken { bearer: false },
+        RefreshError::Invalid => ApiError::InvalidToken { bearer: false },
+        RefreshError::Expired { .. } => ApiError::TokenExpired { bearer: false },
+        RefreshError::Reused { .. } | RefreshError::Anomaly { .. } => ApiError::TokenReused,
+        RefreshError::Revoked { .. } => ApiError::SessionRevoked { bearer: false },
+        RefreshError::Unexpected(e) => e.into(),
+    })?;
     Ok((issued, delivery))
 }
 

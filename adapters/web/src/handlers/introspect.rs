@@ -9,14 +9,14 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use application::ports::AccessClaims;
-use application::AuthError;
+use application::AuthScheme;
 use domain::Role;
 
 use super::blocking;
 use crate::body::{parse_json, read_body};
 use crate::client::client_info;
 use crate::error::{ApiError, FieldError};
-use crate::extract::bearer_token;
+use crate::extract::access_credentials;
 use crate::openapi::Problem;
 use crate::ApiState;
 
@@ -91,6 +91,14 @@ struct Active<'a> {
     iss: &'a str,
     aud: &'a str,
     jti: &'a str,
+    /// The DPoP key a bound token is confirmed by (RFC 9449 §6.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Confirmation<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct Confirmation<'a> {
+    jkt: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -101,21 +109,14 @@ struct Inactive {
 /// The caller must present the introspection secret or an admin's access
 /// token: 401 without valid credentials, 403 for a valid non-admin token.
 async fn authorize(req: &HttpRequest, state: &web::Data<ApiState>) -> Result<(), ApiError> {
-    let presented = bearer_token(req)?;
+    let presented = access_credentials(req)?;
     if let Some(secret) = &state.config.introspection_secret {
-        if secret.matches(&presented) {
+        if presented.scheme == AuthScheme::Bearer && secret.matches(&presented.token) {
             return Ok(());
         }
     }
     let warden = state.warden.clone();
-    let principal = blocking(move || warden.authenticate(&presented))
-        .await?
-        .map_err(|e| match e {
-            AuthError::Invalid | AuthError::TokenRevoked => ApiError::InvalidToken { bearer: true },
-            AuthError::Expired => ApiError::TokenExpired { bearer: true },
-            AuthError::SessionRevoked => ApiError::SessionRevoked { bearer: true },
-            AuthError::Unexpected(e) => e.into(),
-        })?;
+    let principal = blocking(move || warden.authenticate_request(&presented)).await??;
     if principal.has_role(&Role::admin()) {
         Ok(())
     } else {
@@ -164,7 +165,11 @@ pub async fn introspect(
 fn active<'a>(claims: &'a AccessClaims, state: &'a ApiState) -> Active<'a> {
     Active {
         active: true,
-        token_type: "Bearer",
+        token_type: if claims.confirmation.is_some() {
+            "DPoP"
+        } else {
+            "Bearer"
+        },
         sub: claims.user_id.to_string(),
         sid: claims.session_id.to_string(),
         roles: claims.roles.names(),
@@ -173,6 +178,10 @@ fn active<'a>(claims: &'a AccessClaims, state: &'a ApiState) -> Active<'a> {
         iss: &state.config.issuer,
         aud: &state.config.audience,
         jti: &claims.token_id,
+        cnf: claims
+            .confirmation
+            .as_ref()
+            .map(|jkt| Confirmation { jkt: jkt.as_str() }),
     }
 }
 

@@ -82,6 +82,8 @@ fn every_api_error() -> Vec<ApiError> {
         ApiError::TokenExpired { bearer: true },
         ApiError::TokenReused,
         ApiError::SessionRevoked { bearer: true },
+        ApiError::InvalidDpopProof { login: false },
+        ApiError::DpopRequired,
         ApiError::Forbidden,
         ApiError::ForbiddenOrigin,
         ApiError::NotFound,
@@ -106,6 +108,8 @@ fn every_api_error() -> Vec<ApiError> {
             | ApiError::TokenExpired { .. }
             | ApiError::TokenReused
             | ApiError::SessionRevoked { .. }
+            | ApiError::InvalidDpopProof { .. }
+            | ApiError::DpopRequired
             | ApiError::Forbidden
             | ApiError::ForbiddenOrigin
             | ApiError::NotFound

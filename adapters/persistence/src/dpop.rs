@@ -1,0 +1,66 @@
+//! [`DpopReplayStore`] over the `dpop_proofs` table: the proof ids already
+//! accepted, shared by every instance on the database.
+
+use application::ports::{DpopReplayStore, StoreError};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use domain::{Jkt, Timestamp};
+use sha2::{Digest, Sha256};
+
+use crate::connection::{AnyConnection, Database};
+use crate::error::{store, DbError};
+use crate::transaction::write_transaction;
+
+/// The row key of a proof id: hex SHA-256 of the key's thumbprint and the
+/// `jti`, so that ids are scoped to their key and of fixed length.
+pub(crate) fn proof_key(jkt: &Jkt, jti: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(jkt.as_str().as_bytes());
+    hash.update(b".");
+    hash.update(jti.as_bytes());
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl DpopReplayStore for Database {
+    fn first_use(
+        &self,
+        jkt: &Jkt,
+        jti: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.record_proof(&proof_key(jkt, jti), until, now)
+            .map_err(store("record DPoP proof id"))
+    }
+}
+
+impl Database {
+    /// One statement: inserts the key, or takes over a row whose time has
+    /// passed; a row still in force is left alone and nothing is affected.
+    fn record_proof(&self, key: &str, until: Timestamp, now: Timestamp) -> Result<bool, DbError> {
+        let sql = |p: [&str; 3]| {
+            format!(
+                "INSERT INTO dpop_proofs (key, expires_at) VALUES ({}, {}) \
+                 ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at \
+                 WHERE dpop_proofs.expires_at < {}",
+                p[0], p[1], p[2]
+            )
+        };
+        let mut conn = self.conn()?;
+        let affected = write_transaction(&mut conn, self.write_lock(), |conn| {
+            Ok(match conn {
+                AnyConnection::Postgresql(pg) => diesel::sql_query(sql(["$1", "$2", "$3"]))
+                    .bind::<Text, _>(key)
+                    .bind::<BigInt, _>(until.as_millis())
+                    .bind::<BigInt, _>(now.as_millis())
+                    .execute(pg)?,
+                AnyConnection::Sqlite(sqlite) => diesel::sql_query(sql(["?", "?", "?"]))
+                    .bind::<Text, _>(key)
+                    .bind::<BigInt, _>(until.as_millis())
+                    .bind::<BigInt, _>(now.as_millis())
+                    .execute(sqlite)?,
+            })
+        })?;
+        Ok(affected == 1)
+    }
+}

@@ -1,0 +1,91 @@
+//! The `DPoP` request header (RFC 9449 §4.1) and the request it must match.
+
+use actix_web::HttpRequest;
+
+use application::DpopInput;
+use domain::{HttpUri, ProofRejection};
+
+/// The header a proof travels in.
+pub const DPOP_HEADER: &str = "DPoP";
+
+/// Longest `DPoP` header looked at; a longer one is refused unread.
+pub const MAX_DPOP_HEADER: usize = 4 * 1024;
+
+/// The request's proof, if it sent one, with the method and the URI the
+/// client addressed (scheme and host as in the Origin check, the path as
+/// sent).
+///
+/// # Errors
+/// [`ProofRejection::Malformed`] for more than one `DPoP` header, one that
+/// is not ASCII or over [`MAX_DPOP_HEADER`] bytes, or a request whose own
+/// URI cannot be told.
+pub fn dpop_input(req: &HttpRequest) -> Result<Option<DpopInput>, ProofRejection> {
+    let mut values = req.headers().get_all(DPOP_HEADER);
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() || value.len() > MAX_DPOP_HEADER {
+        return Err(ProofRejection::Malformed);
+    }
+    let proof = value
+        .to_str()
+        .map_err(|_| ProofRejection::Malformed)?
+        .trim()
+        .to_owned();
+    let info = req.connection_info();
+    let (uri, _) = HttpUri::parse(&format!(
+        "{}://{}{}",
+        info.scheme(),
+        info.host(),
+        req.path()
+    ))
+    .map_err(|_| ProofRejection::Malformed)?;
+    Ok(Some(DpopInput {
+        proof,
+        method: req.method().as_str().to_owned(),
+        uri,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn the_proof_comes_with_the_method_and_the_uri_as_addressed() {
+        let req = TestRequest::post()
+            .uri("/auth/refresh?ignored=1")
+            .insert_header(("Host", "Auth.Example:8443"))
+            .insert_header((DPOP_HEADER, "a.b.c"))
+            .to_http_request();
+
+        let input = dpop_input(&req).unwrap().unwrap();
+
+        assert_eq!(input.proof, "a.b.c");
+        assert_eq!(input.method, "POST");
+        assert_eq!(
+            input.uri,
+            HttpUri::new("http", "auth.example", 8443, "/auth/refresh").unwrap()
+        );
+    }
+
+    #[test]
+    fn no_header_is_no_proof() {
+        let req = TestRequest::post().to_http_request();
+        assert_eq!(dpop_input(&req), Ok(None));
+    }
+
+    #[test]
+    fn two_headers_or_an_oversized_one_are_malformed() {
+        let twice = TestRequest::post()
+            .append_header((DPOP_HEADER, "a.b.c"))
+            .append_header((DPOP_HEADER, "d.e.f"))
+            .to_http_request();
+        assert_eq!(dpop_input(&twice), Err(ProofRejection::Malformed));
+        let long = TestRequest::post()
+            .insert_header((DPOP_HEADER, "a".repeat(MAX_DPOP_HEADER + 1)))
+            .to_http_request();
+        assert_eq!(dpop_input(&long), Err(ProofRejection::Malformed));
+    }
+}

@@ -1,0 +1,2 @@
+DROP TABLE dpop_proofs;
+ALTER TABLE sessions DROP COLUMN dpop_jkt;

@@ -1,0 +1,687 @@
+//! Load benchmark of the real `tokenwarden` binary over HTTP, driven by
+//! `wrk` (Debian package `wrk`), with references measured in the same run.
+//!
+//! ```sh
+//! apt-get install wrk                # once; pgbench (postgresql-client) for the PostgreSQL reference
+//! TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p server --bench load
+//! ```
+//!
+//! Scenarios, on SQLite and (with `TEST_DATABASE_URL`) PostgreSQL, each
+//! `LOAD_SECONDS` (default 3) long, 32 connections unless said:
+//! - `refresh`: refresh chains (body delivery), every token spent once;
+//! - `bearer`: `GET /api/me` with an access token;
+//! - `login` (16 connections): successful logins;
+//! - `mixed`: 1 % logins, 19 % refreshes, 80 % Bearer requests;
+//! - `refresh 10^3` / `refresh 10^6`: refresh chains with that many live
+//!   sessions in the database (seeded directly; `LOAD_SESSIONS` sets the
+//!   larger count, 0 skips it).
+//!
+//! References, same run, same cores: an empty actix endpoint under the same
+//! `wrk`; a single-row write transaction on SQLite (WAL,
+//! `synchronous=NORMAL`, one writer) and a single-row `UPDATE` by `pgbench`
+//! on the same PostgreSQL (32 clients); argon2id verifies with the server's
+//! parameters and Ed25519 signatures and verifications, one thread per core.
+//! Prints a Markdown table with each figure as a ratio to its reference and
+//! the server's peak RSS (`VmHWM`), and writes it to `target/load-report.md`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use application::ports::PasswordHasher as _;
+use diesel::connection::SimpleConnection as _;
+use diesel::{Connection as _, PgConnection, SqliteConnection};
+use domain::{Password, Timestamp};
+use ed25519_dalek::{Signer as _, SigningKey, Verifier as _};
+use persistence::testing::{seed_expired_sessions, TestDatabase};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokenwarden");
+const PASSWORD: &str = "correct horse battery staple";
+const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) tokenwarden-load";
+/// wrk threads: one per core of the development machine.
+const THREADS: usize = 2;
+const CONNECTIONS: usize = 32;
+const LOGIN_CONNECTIONS: usize = 16;
+/// The mixed profile's shares of logins and refreshes (the rest is Bearer).
+const MIX_LOGIN: f64 = 0.01;
+const MIX_REFRESH: f64 = 0.19;
+
+const REPORT: &str = include_str!("load/report.lua");
+const CHAINS: &str = include_str!("load/chains.lua");
+const LOGIN: &str = include_str!("load/login.lua");
+const BEARER: &str = include_str!("load/bearer.lua");
+const EMPTY: &str = include_str!("load/empty.lua");
+
+fn seconds() -> u64 {
+    std::env::var("LOAD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+}
+
+/// What one wrk run measured.
+#[derive(Debug, Clone, Copy, Default)]
+struct Run {
+    requests: u64,
+    duration: Duration,
+    errors: u64,
+    p50_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.duration.as_secs_f64()
+    }
+}
+
+/// Runs wrk with `script` (plus the report function) against `url`.
+fn wrk(url: &str, script: &str, args: &[&str], connections: usize, work: &Path) -> Run {
+    let file = work.join("scenario.lua");
+    std::fs::write(&file, format!("{script}\n{REPORT}")).unwrap();
+    let out = Command::new("wrk")
+        .arg(format!("-t{THREADS}"))
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{}s", seconds()))
+        .args(["--timeout", "5s", "-s"])
+        .arg(&file)
+        .arg(url)
+        .arg("--")
+        .args(args)
+        .output()
+        .expect("wrk runs (apt-get install wrk)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("WRK "))
+        .unwrap_or_else(|| {
+            panic!(
+                "wrk printed no summary: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let field = |name: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+    };
+    Run {
+        requests: field("requests"),
+        duration: Duration::from_micros(field("duration_us")),
+        errors: field("errors"),
+        p50_us: field("p50"),
+        p99_us: field("p99"),
+        p999_us: field("p999"),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `tokenwarden serve` in its own process (its RSS is its own).
+struct Server {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    async fn start(database_url: &str, keys: &Path) -> Server {
+        let port = free_port();
+        let child = Command::new(BIN)
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", database_url)
+            .env("TOKENWARDEN_KEYS_DIR", keys)
+            .env("TOKENWARDEN_BIND", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            // One address makes every request of the benchmark.
+            .env("TOKENWARDEN_LOGIN_RATE_IP", "100000000/min")
+            .env("TOKENWARDEN_REGISTER_RATE_IP", "100000000/min")
+            .env("TOKENWARDEN_REFRESH_FAIL_RATE_IP", "100000000/min")
+            // Logins of the login and mixed scenarios add sessions to their
+            // users; no eviction, so chains of the same users stay live.
+            .env("TOKENWARDEN_MAX_SESSIONS", "100000000")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("tokenwarden starts");
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if server
+                .client
+                .get(server.url("/healthz"))
+                .send()
+                .await
+                .is_ok()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("tokenwarden did not start");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    }
+
+    async fn register(&self, username: &str) {
+        let r = self
+            .client
+            .post(self.url("/auth/register"))
+            .json(&json!({"username": username, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "register {username}");
+    }
+
+    /// (refresh token, access token) of a new session of `username`.
+    async fn login(&self, username: &str) -> (String, String) {
+        let r = self
+            .client
+            .post(self.url("/auth/login"))
+            .header("User-Agent", UA)
+            .json(&json!({"username": username, "password": PASSWORD, "token_delivery": "body"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "login {username}");
+        let body: Value = r.json().await.unwrap();
+        (
+            body["refresh_token"].as_str().unwrap().to_owned(),
+            body["access_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// One new session per connection of the `chain<i>` users, written as
+    /// `<prefix>.<thread>` files for `chains.lua`.
+    async fn chains(&self, work: &Path) -> PathBuf {
+        let logins = (0..CONNECTIONS).map(|i| self.login_owned(format!("chain{i}")));
+        let pairs = futures_util::future::join_all(logins).await;
+        let prefix = work.join("tokens");
+        for thread in 0..THREADS {
+            let lines: String = pairs
+                .iter()
+                .skip(thread)
+                .step_by(THREADS)
+                .map(|(r, a)| format!("{r} {a}\n"))
+                .collect();
+            std::fs::write(format!("{}.{thread}", prefix.display()), lines).unwrap();
+        }
+        prefix
+    }
+
+    async fn login_owned(&self, username: String) -> (String, String) {
+        self.login(&username).await
+    }
+}
+
+/// Throughput of `f` on one thread per core for `secs` seconds.
+fn per_second(secs: f64, f: impl Fn() + Send + Sync + 'static) -> f64 {
+    let f = Arc::new(f);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (f, stop, done) = (f.clone(), stop.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    f();
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Single-row write transactions on one SQLite connection, as the server
+/// configures SQLite (WAL, `synchronous=NORMAL`), `BEGIN IMMEDIATE`.
+fn sqlite_row_writes(path: &Path) -> f64 {
+    let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    conn.batch_execute(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+         CREATE TABLE one (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+         INSERT INTO one VALUES (1, 0);",
+    )
+    .unwrap();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(seconds()) {
+        conn.immediate_transaction(|c| c.batch_execute("UPDATE one SET n = n + 1 WHERE id = 1"))
+            .unwrap();
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `pgbench`: 32 clients each updating one random row of 1 000 per
+/// transaction, on the benchmark's own database.
+fn pgbench_row_updates(url: &str, work: &Path) -> Option<f64> {
+    let mut conn = PgConnection::establish(url).unwrap();
+    conn.batch_execute(
+        "CREATE TABLE bench_rows (id INTEGER PRIMARY KEY, n BIGINT NOT NULL);
+         INSERT INTO bench_rows SELECT g, 0 FROM generate_series(1, 1000) AS g;",
+    )
+    .unwrap();
+    let script = work.join("update.sql");
+    std::fs::write(
+        &script,
+        "\\set id random(1, 1000)\nUPDATE bench_rows SET n = n + 1 WHERE id = :id;\n",
+    )
+    .unwrap();
+    let out = Command::new("pgbench")
+        .args([
+            "-n",
+            "-c",
+            &CONNECTIONS.to_string(),
+            "-j",
+            &THREADS.to_string(),
+        ])
+        .args(["-T", &seconds().to_string(), "-f"])
+        .arg(&script)
+        .arg(url)
+        .output()
+        .ok()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Everything the same run measures once.
+struct References {
+    empty: Run,
+    sqlite_write: f64,
+    argon2_verify: f64,
+    ed25519_sign: f64,
+    ed25519_verify: f64,
+}
+
+async fn references(work: &Path) -> References {
+    let server = actix_web::HttpServer::new(|| {
+        actix_web::App::new().route("/", actix_web::web::get().to(actix_web::HttpResponse::Ok))
+    })
+    .workers(THREADS)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    let running = server.run();
+    let handle = running.handle();
+    tokio::spawn(running);
+    let url = format!("http://127.0.0.1:{port}/");
+    let work_owned = work.to_owned();
+    let empty =
+        tokio::task::spawn_blocking(move || wrk(&url, EMPTY, &[], CONNECTIONS, &work_owned))
+            .await
+            .unwrap();
+    handle.stop(true).await;
+
+    let sqlite_file = work.join("reference.db");
+    let sqlite_write = sqlite_row_writes(&sqlite_file);
+
+    let hasher = Arc::new(password::Argon2Hasher::new(THREADS));
+    let password = Password::parse(PASSWORD.to_owned()).unwrap();
+    let hash = hasher.hash(&password).unwrap();
+    let argon2_verify = per_second(seconds() as f64, move || {
+        assert!(hasher.verify(&password, Some(&hash)).unwrap());
+    });
+
+    let key = SigningKey::from_bytes(&rand::random());
+    let message = [7u8; 300];
+    let signing = key.clone();
+    let ed25519_sign = per_second(1.0, move || {
+        std::hint::black_box(signing.sign(&message));
+    });
+    let verifying = key.verifying_key();
+    let signature = key.sign(&message);
+    let ed25519_verify = per_second(1.0, move || {
+        assert!(verifying.verify(&message, &signature).is_ok());
+    });
+    References {
+        empty,
+        sqlite_write,
+        argon2_verify,
+        ed25519_sign,
+        ed25519_verify,
+    }
+}
+
+/// The figures of one backend.
+struct Backend {
+    name: &'static str,
+    /// Single-row writes per second on this database (the refresh reference).
+    row_writes: Option<f64>,
+    refresh: Run,
+    bearer: Run,
+    login: Run,
+    mixed: Run,
+    /// Refresh with 10^3 and with `LOAD_SESSIONS` live sessions.
+    sessions: Option<(u64, Run, Run)>,
+    peak_rss_mib: f64,
+}
+
+async fn measure(name: &'static str, db: &TestDatabase, work: &Path) -> Backend {
+    let keys = tempfile::tempdir().unwrap();
+    let server = Server::start(db.url(), keys.path()).await;
+    let mut users: Vec<String> = (0..CONNECTIONS).map(|i| format!("chain{i}")).collect();
+    users.extend((0..THREADS).map(|i| format!("login{i}")));
+    for user in &users {
+        server.register(user).await;
+    }
+    let wrk_at = |script: &'static str, args: Vec<String>, connections: usize| {
+        let url = server.url("/");
+        let work = work.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            wrk(&url, script, &args, connections, &work)
+        })
+    };
+    let chain_args = |prefix: &Path| vec![prefix.display().to_string()];
+
+    let prefix = server.chains(work).await;
+    let refresh = wrk_at(CHAINS, chain_args(&prefix), CONNECTIONS)
+        .await
+        .unwrap();
+    println!("[{name}] refresh: {refresh:?}");
+
+    let (_, access) = server.login("chain0").await;
+    let bearer = wrk_at(BEARER, vec![access], CONNECTIONS).await.unwrap();
+    println!("[{name}] bearer: {bearer:?}");
+
+    let login_args = vec!["login".to_owned(), PASSWORD.to_owned()];
+    let login = wrk_at(LOGIN, login_args, LOGIN_CONNECTIONS).await.unwrap();
+    println!("[{name}] login: {login:?}");
+
+    let prefix = server.chains(work).await;
+    let mut mixed_args = chain_args(&prefix);
+    mixed_args.extend([
+        MIX_LOGIN.to_string(),
+        MIX_REFRESH.to_string(),
+        "login".to_owned(),
+        PASSWORD.to_owned(),
+    ]);
+    let mixed = wrk_at(CHAINS, mixed_args, CONNECTIONS).await.unwrap();
+    println!("[{name}] mixed: {mixed:?}");
+
+    let many: u64 = std::env::var("LOAD_SESSIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let sessions = if many > 1_000 {
+        // Created and ending in the future: live whatever the idle timeout.
+        let end = Timestamp::from_millis(
+            i64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis(),
+            )
+            .unwrap()
+                + 30 * 86_400_000,
+        );
+        let store = db.connect(2);
+        // The benchmark's own sessions (a few hundred) come on top.
+        seed_expired_sessions(&store, 1_000, 1, end);
+        let prefix = server.chains(work).await;
+        let few = wrk_at(CHAINS, chain_args(&prefix), CONNECTIONS)
+            .await
+            .unwrap();
+        println!("[{name}] refresh with 10^3 sessions: {few:?}");
+        let seeding = Instant::now();
+        seed_expired_sessions(&store, many - 1_000, 1, end);
+        println!(
+            "[{name}] seeded {} live sessions in {:.1?}",
+            many - 1_000,
+            seeding.elapsed()
+        );
+        let prefix = server.chains(work).await;
+        let lots = wrk_at(CHAINS, chain_args(&prefix), CONNECTIONS)
+            .await
+            .unwrap();
+        println!("[{name}] refresh with {many} sessions: {lots:?}");
+        Some((many, few, lots))
+    } else {
+        None
+    };
+    Backend {
+        name,
+        row_writes: None,
+        refresh,
+        bearer,
+        login,
+        mixed,
+        sessions,
+        peak_rss_mib: server.peak_rss_mib(),
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+fn rate(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{:.0}", r)
+    } else {
+        format!("{r:.1}")
+    }
+}
+
+/// The rate a profile would reach if each kind of request cost what it
+/// costs alone: what the mixed figure is compared with.
+fn mixed_expectation(b: &Backend) -> f64 {
+    let bearer_share = 1.0 - MIX_LOGIN - MIX_REFRESH;
+    1.0 / (MIX_LOGIN / b.login.rate()
+        + MIX_REFRESH / b.refresh.rate()
+        + bearer_share / b.bearer.rate())
+}
+
+fn report(refs: &References, backends: &[Backend]) -> String {
+    let mut t = String::new();
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("?");
+    writeln!(
+        t,
+        "Machine: {cores} cores ({cpu}), load average {load} at the end; wrk {THREADS} threads \
+         on the same machine, {}s a scenario.\n",
+        seconds()
+    )
+    .unwrap();
+    writeln!(
+        t,
+        "| scenario | backend | req/s | p50 ms | p99 ms | p99.9 ms | errors | reference (same run) | ratio |"
+    )
+    .unwrap();
+    writeln!(t, "|---|---|---|---|---|---|---|---|---|").unwrap();
+    let row = |t: &mut String, what: &str, b: &str, r: &Run, reference: String, ratio: f64| {
+        writeln!(
+            t,
+            "| {what} | {b} | {} | {} | {} | {} | {} | {reference} | {:.0} % |",
+            rate(r.rate()),
+            ms(r.p50_us),
+            ms(r.p99_us),
+            ms(r.p999_us),
+            r.errors,
+            ratio * 100.0
+        )
+        .unwrap();
+    };
+    for b in backends {
+        let (write_name, writes) = match (b.name, b.row_writes) {
+            ("SQLite", _) => ("SQLite single-row write tx", refs.sqlite_write),
+            (_, Some(w)) => ("pgbench single-row UPDATE", w),
+            (_, None) => ("pgbench (not run)", f64::NAN),
+        };
+        row(
+            &mut t,
+            "refresh",
+            b.name,
+            &b.refresh,
+            format!("{write_name}: {}/s", rate(writes)),
+            b.refresh.rate() / writes,
+        );
+        row(
+            &mut t,
+            "refresh",
+            b.name,
+            &b.refresh,
+            format!("Ed25519 signatures: {}/s", rate(refs.ed25519_sign)),
+            b.refresh.rate() / refs.ed25519_sign,
+        );
+        row(
+            &mut t,
+            "Bearer `/api/me`",
+            b.name,
+            &b.bearer,
+            format!("empty actix endpoint: {}/s", rate(refs.empty.rate())),
+            b.bearer.rate() / refs.empty.rate(),
+        );
+        row(
+            &mut t,
+            "Bearer `/api/me`",
+            b.name,
+            &b.bearer,
+            format!("Ed25519 verifications: {}/s", rate(refs.ed25519_verify)),
+            b.bearer.rate() / refs.ed25519_verify,
+        );
+        row(
+            &mut t,
+            "login (16 conns)",
+            b.name,
+            &b.login,
+            format!("argon2id verifies: {}/s", rate(refs.argon2_verify)),
+            b.login.rate() / refs.argon2_verify,
+        );
+        let expected = mixed_expectation(b);
+        row(
+            &mut t,
+            "mixed (1/19/80 % login/refresh/Bearer)",
+            b.name,
+            &b.mixed,
+            format!("the three alone, weighted: {}/s", rate(expected)),
+            b.mixed.rate() / expected,
+        );
+        if let Some((many, few, lots)) = &b.sessions {
+            row(
+                &mut t,
+                "refresh, 10^3 sessions",
+                b.name,
+                few,
+                "—".to_owned(),
+                1.0,
+            );
+            row(
+                &mut t,
+                &format!("refresh, {many} sessions"),
+                b.name,
+                lots,
+                "refresh, 10^3 sessions".to_owned(),
+                lots.rate() / few.rate(),
+            );
+        }
+    }
+    writeln!(t).unwrap();
+    writeln!(
+        t,
+        "Empty actix endpoint: {}/s, p99 {} ms. Peak RSS of the server process over all its scenarios: {}.",
+        rate(refs.empty.rate()),
+        ms(refs.empty.p99_us),
+        backends
+            .iter()
+            .map(|b| format!("{} {:.0} MiB", b.name, b.peak_rss_mib))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+    .unwrap();
+    t
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        // `cargo bench -- --list` and `cargo test --benches` ask for names.
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let refs = references(work.path()).await;
+    println!(
+        "references: empty actix {:.0}/s, SQLite row write {:.0}/s, argon2 {:.1}/s, \
+         Ed25519 sign {:.0}/s verify {:.0}/s",
+        refs.empty.rate(),
+        refs.sqlite_write,
+        refs.argon2_verify,
+        refs.ed25519_sign,
+        refs.ed25519_verify
+    );
+    let mut backends = Vec::new();
+    let sqlite = TestDatabase::sqlite();
+    backends.push(measure("SQLite", &sqlite, work.path()).await);
+    drop(sqlite);
+    if let Some(pg) = TestDatabase::postgres() {
+        let mut b = measure("PostgreSQL", &pg, work.path()).await;
+        b.row_writes = pgbench_row_updates(pg.url(), work.path());
+        backends.push(b);
+    } else {
+        println!("PostgreSQL skipped: TEST_DATABASE_URL is not set");
+    }
+    let table = report(&refs, &backends);
+    println!("\n{table}");
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/load-report.md");
+    let _ = std::fs::write(target, &table);
+}

@@ -1,0 +1,1 @@
+-- The reference: GET / on an empty actix endpoint.
