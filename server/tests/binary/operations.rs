@@ -319,7 +319,12 @@ async fn sigterm_and_sigint_let_requests_in_flight_finish_then_exit_zero() {
         let mut server = crate::support::serve(
             db.url(),
             keys.path(),
-            &[("TOKENWARDEN_DEPENDENCY_TIMEOUT", "60s")],
+            &[
+                ("TOKENWARDEN_DEPENDENCY_TIMEOUT", "60s"),
+                // Every attempt now counts against the username's limit.
+                ("TOKENWARDEN_LOGIN_RATE_USER", "100000/min"),
+                ("TOKENWARDEN_LOGIN_RATE_IP", "100000/min"),
+            ],
         )
         .await;
         let r = post(
