@@ -5,6 +5,9 @@ use actix_web::HttpRequest;
 use application::DpopInput;
 use domain::{HttpUri, ProofRejection};
 
+use crate::client::own_origin;
+use crate::IpNet;
+
 /// The header a proof travels in.
 pub const DPOP_HEADER: &str = "DPoP";
 
@@ -12,14 +15,17 @@ pub const DPOP_HEADER: &str = "DPoP";
 pub const MAX_DPOP_HEADER: usize = 4 * 1024;
 
 /// The request's proof, if it sent one, with the method and the URI the
-/// client addressed (scheme and host as in the Origin check, the path as
-/// sent).
+/// client addressed (scheme and host as in the Origin check, [`own_origin`]:
+/// forwarded headers count only from `trusted` proxies; the path as sent).
 ///
 /// # Errors
 /// [`ProofRejection::Malformed`] for more than one `DPoP` header, one that
 /// is not ASCII or over [`MAX_DPOP_HEADER`] bytes, or a request whose own
 /// URI cannot be told.
-pub fn dpop_input(req: &HttpRequest) -> Result<Option<DpopInput>, ProofRejection> {
+pub fn dpop_input(
+    req: &HttpRequest,
+    trusted: &[IpNet],
+) -> Result<Option<DpopInput>, ProofRejection> {
     let mut values = req.headers().get_all(DPOP_HEADER);
     let Some(value) = values.next() else {
         return Ok(None);
@@ -32,14 +38,8 @@ pub fn dpop_input(req: &HttpRequest) -> Result<Option<DpopInput>, ProofRejection
         .map_err(|_| ProofRejection::Malformed)?
         .trim()
         .to_owned();
-    let info = req.connection_info();
-    let (uri, _) = HttpUri::parse(&format!(
-        "{}://{}{}",
-        info.scheme(),
-        info.host(),
-        req.path()
-    ))
-    .map_err(|_| ProofRejection::Malformed)?;
+    let (uri, _) = HttpUri::parse(&format!("{}{}", own_origin(req, trusted), req.path()))
+        .map_err(|_| ProofRejection::Malformed)?;
     Ok(Some(DpopInput {
         proof,
         method: req.method().as_str().to_owned(),
@@ -60,7 +60,7 @@ mod tests {
             .insert_header((DPOP_HEADER, "a.b.c"))
             .to_http_request();
 
-        let input = dpop_input(&req).unwrap().unwrap();
+        let input = dpop_input(&req, &[]).unwrap().unwrap();
 
         assert_eq!(input.proof, "a.b.c");
         assert_eq!(input.method, "POST");
@@ -73,7 +73,7 @@ mod tests {
     #[test]
     fn no_header_is_no_proof() {
         let req = TestRequest::post().to_http_request();
-        assert_eq!(dpop_input(&req), Ok(None));
+        assert_eq!(dpop_input(&req, &[]), Ok(None));
     }
 
     #[test]
@@ -82,10 +82,41 @@ mod tests {
             .append_header((DPOP_HEADER, "a.b.c"))
             .append_header((DPOP_HEADER, "d.e.f"))
             .to_http_request();
-        assert_eq!(dpop_input(&twice), Err(ProofRejection::Malformed));
+        assert_eq!(dpop_input(&twice, &[]), Err(ProofRejection::Malformed));
         let long = TestRequest::post()
             .insert_header((DPOP_HEADER, "a".repeat(MAX_DPOP_HEADER + 1)))
             .to_http_request();
-        assert_eq!(dpop_input(&long), Err(ProofRejection::Malformed));
+        assert_eq!(dpop_input(&long, &[]), Err(ProofRejection::Malformed));
+    }
+
+    #[test]
+    fn forwarded_host_and_proto_count_only_from_a_trusted_proxy() {
+        let forwarded = |peer: &str| {
+            TestRequest::post()
+                .uri("/auth/refresh")
+                .peer_addr(format!("{peer}:4000").parse().unwrap())
+                .insert_header(("Host", "auth.example"))
+                .insert_header(("X-Forwarded-Host", "evil.example"))
+                .insert_header(("X-Forwarded-Proto", "https"))
+                .insert_header((DPOP_HEADER, "a.b.c"))
+                .to_http_request()
+        };
+        let proxy: IpNet = "10.0.0.0/8".parse().unwrap();
+
+        let untrusted = dpop_input(&forwarded("192.0.2.7"), &[proxy])
+            .unwrap()
+            .unwrap();
+        let trusted = dpop_input(&forwarded("10.1.2.3"), &[proxy])
+            .unwrap()
+            .unwrap();
+
+        assert_eq!(
+            untrusted.uri,
+            HttpUri::new("http", "auth.example", 80, "/auth/refresh").unwrap()
+        );
+        assert_eq!(
+            trusted.uri,
+            HttpUri::new("https", "evil.example", 443, "/auth/refresh").unwrap()
+        );
     }
 }

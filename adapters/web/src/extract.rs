@@ -13,7 +13,7 @@ use domain::Role;
 
 use crate::dpop::dpop_input;
 use crate::error::ApiError;
-use crate::ApiState;
+use crate::{ApiState, IpNet};
 
 /// Longest `Authorization` header value looked at; anything longer is invalid.
 const MAX_BEARER_LEN: usize = 8 * 1024;
@@ -64,9 +64,12 @@ fn authorization(req: &HttpRequest) -> Result<(AuthScheme, String), ApiError> {
 /// # Errors
 /// As [`authorization`], and `invalid_dpop_proof` for a `DPoP` header that
 /// cannot be read.
-pub fn access_credentials(req: &HttpRequest) -> Result<AccessCredentials, ApiError> {
+pub fn access_credentials(
+    req: &HttpRequest,
+    trusted: &[IpNet],
+) -> Result<AccessCredentials, ApiError> {
     let (scheme, token) = authorization(req)?;
-    let proof = dpop_input(req).map_err(|why| {
+    let proof = dpop_input(req, trusted).map_err(|why| {
         tracing::info!(reason = %why, "DPoP header refused");
         ApiError::InvalidDpopProof { login: false }
     })?;
@@ -99,11 +102,12 @@ impl FromRequest for Authenticated {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let credentials = access_credentials(req);
-        let state = req.app_data::<web::Data<ApiState>>().cloned();
+        let Some(state) = req.app_data::<web::Data<ApiState>>().cloned() else {
+            return Box::pin(async { Err(ApiError::Internal("ApiState missing".to_owned())) });
+        };
+        let credentials = access_credentials(req, &state.config.trusted_proxies);
         Box::pin(async move {
             let credentials = credentials?;
-            let state = state.ok_or_else(|| ApiError::Internal("ApiState missing".to_owned()))?;
             let principal =
                 crate::handlers::blocking(move || state.warden.authenticate_request(&credentials))
                     .await??;

@@ -136,7 +136,7 @@ pub async fn login(
         }]));
     }
     let delivery = body.token_delivery;
-    let dpop = dpop_input(&req).map_err(|why| {
+    let dpop = dpop_input(&req, &state.config.trusted_proxies).map_err(|why| {
         tracing::info!(reason = %why, "DPoP header refused");
         ApiError::InvalidDpopProof { login: true }
     })?;

@@ -109,7 +109,7 @@ struct Inactive {
 /// The caller must present the introspection secret or an admin's access
 /// token: 401 without valid credentials, 403 for a valid non-admin token.
 async fn authorize(req: &HttpRequest, state: &web::Data<ApiState>) -> Result<(), ApiError> {
-    let presented = access_credentials(req)?;
+    let presented = access_credentials(req, &state.config.trusted_proxies)?;
     if let Some(secret) = &state.config.introspection_secret {
         if presented.scheme == AuthScheme::Bearer && secret.matches(&presented.token) {
             return Ok(());
