@@ -82,9 +82,11 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// Like [`parse_json`], but an empty body (a cookie-only client) is `None`.
+/// Like [`parse_json`], but an empty body (a cookie-only client) or a JSON
+/// `null` is `None`.
 pub fn parse_optional_json<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let trimmed = body.trim_ascii();
+    if trimmed.is_empty() || trimmed == b"null" {
         Ok(None)
     } else {
         parse_json(body).map(Some)
@@ -146,5 +148,14 @@ mod tests {
     #[test]
     fn an_empty_body_is_no_body() {
         assert!(matches!(parse_optional_json::<Login>(b"  \n"), Ok(None)));
+    }
+
+    #[test]
+    fn a_json_null_body_is_no_body_but_other_non_objects_are_refused() {
+        assert!(matches!(parse_optional_json::<Login>(b" null "), Ok(None)));
+        assert!(matches!(
+            parse_optional_json::<Login>(b"[]"),
+            Err(ApiError::InvalidInput(_))
+        ));
     }
 }

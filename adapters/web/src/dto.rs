@@ -12,7 +12,19 @@ use domain::{Timestamp, User};
 /// with `tokenwarden user create --role`. Unknown fields are ignored.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
+    #[schema(
+        min_length = 3,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9_.-]{3,64}$",
+        example = "alice"
+    )]
     pub username: String,
+    /// 8 to 256 Unicode scalar values, any characters.
+    #[schema(
+        min_length = 8,
+        max_length = 256,
+        example = "correct horse battery staple"
+    )]
     pub password: String,
 }
 
@@ -26,9 +38,20 @@ pub enum TokenDelivery {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
+    /// Any string: a username that cannot exist answers `invalid_credentials`
+    /// like a wrong password (nothing tells which usernames exist).
+    #[schema(example = "alice")]
     pub username: String,
+    #[schema(example = "correct horse battery staple")]
     pub password: String,
+    /// A label for the session list: at most 100 characters, no control,
+    /// bidirectional or line/paragraph separator characters.
     #[serde(default)]
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069\u2028\u2029]*$",
+        example = "Firefox on Alice's laptop"
+    )]
     pub device_name: Option<String>,
     #[serde(default)]
     pub token_delivery: TokenDelivery,

@@ -44,7 +44,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
     path = "/admin/users/{user_id}/token-analysis",
     tag = "admin",
     description = "Theft analysis of one user over the last `days` (default 7): attempts by outcome, networks and devices seen, sessions, reuse and anomaly events, and a risk level with reasons (see docs/risk-scoring.md).",
-    params(("user_id" = String, Path, description = "The user's id (a UUID)"), ("days" = Option<u32>, Query, description = "1 to 90, default 7")),
+    params(("user_id" = String, Path, format = Uuid, description = "The user's id (a UUID)"), ("days" = Option<u32>, Query, minimum = 1, maximum = 90, description = "1 to 90, default 7")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The analysis", body = AnalysisBody),
@@ -85,7 +85,7 @@ pub async fn token_analysis(
     path = "/admin/users/{user_id}/refresh-logs",
     tag = "admin",
     description = "The user's audit trail of refresh attempts, newest first, keyset-paginated: pass the `next` of a page as `before`.",
-    params(("user_id" = String, Path, description = "The user's id (a UUID)"), ("limit" = Option<u32>, Query, description = "Page size, 1 to 200 (default 50)"), ("before" = Option<String>, Query, description = "An opaque cursor from `next`")),
+    params(("user_id" = String, Path, format = Uuid, description = "The user's id (a UUID)"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1 to 200 (default 50)"), ("before" = Option<String>, Query, min_length = 1, description = "An opaque cursor from `next`")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page `{items, next}`", body = crate::openapi::RefreshLogPage),
@@ -128,7 +128,7 @@ pub async fn refresh_logs(
     path = "/admin/users/{user_id}/revoke-sessions",
     tag = "admin",
     description = "Revokes every session of the user (security event `admin_revoke`): refresh and access tokens stop working at once.",
-    params(("user_id" = String, Path, description = "The user's id (a UUID)")),
+    params(("user_id" = String, Path, format = Uuid, description = "The user's id (a UUID)")),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Revoked"),
@@ -161,12 +161,13 @@ pub async fn revoke_sessions(
     path = "/admin/security-events",
     tag = "admin",
     description = "Security events (`token_reuse`, `anomaly`, `admin_revoke`, `logout_all`, ...), newest first, of one user or of everyone, keyset-paginated.",
-    params(("user_id" = Option<String>, Query, description = "Only this user's events"), ("limit" = Option<u32>, Query, description = "Page size, 1 to 200 (default 50)"), ("before" = Option<String>, Query, description = "An opaque cursor from `next`")),
+    params(("user_id" = Option<String>, Query, format = Uuid, description = "Only this user's events (a UUID)"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1 to 200 (default 50)"), ("before" = Option<String>, Query, min_length = 1, description = "An opaque cursor from `next`")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page `{items, next}`", body = crate::openapi::SecurityEventPage),
         (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `session_revoked`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: the caller lacks the role `admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: `user_id` names no user", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_input`: a malformed user id, limit or cursor", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),

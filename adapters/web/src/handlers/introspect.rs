@@ -46,10 +46,13 @@ impl std::fmt::Debug for IntrospectionSecret {
 }
 
 /// The request body of both endpoints. `token_type_hint` is accepted and
-/// ignored: the token's shape says what it is.
+/// ignored (the token's shape says what it is), but must be a string.
 #[derive(Debug, Deserialize)]
 struct TokenRequest {
     token: String,
+    #[serde(default)]
+    #[allow(dead_code, reason = "parsed only to refuse a hint of the wrong type")]
+    token_type_hint: Option<String>,
 }
 
 const FORM: &str = "application/x-www-form-urlencoded";

@@ -59,7 +59,7 @@ pub async fn list(
     path = "/auth/sessions/{id}",
     tag = "sessions",
     description = "Ends one of the caller's sessions.",
-    params(("id" = String, Path, description = "Session id")),
+    params(("id" = String, Path, format = Uuid, description = "Session id (a UUID)")),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Ended"),
