@@ -98,7 +98,7 @@ pub const REFRESH_COOKIE: &str = "refresh_cookie";
         RefreshLogPage,
         SecurityEventPage,
     )),
-    modifiers(&SecuritySchemes, &PagesDoc),
+    modifiers(&SecuritySchemes, &PagesDoc, &RetryAfter),
     tags(
         (name = "auth", description = "Login, refresh-token rotation, logout"),
         (name = "sessions", description = "The caller's sessions (Bearer)"),
@@ -150,6 +150,50 @@ impl Modify for SecuritySchemes {
             ),
         );
         components.add_security_scheme(REFRESH_COOKIE, cookie_scheme("refresh_token"));
+    }
+}
+
+/// Every 429 and 503 carries `Retry-After` (whole seconds): the contract
+/// promises it, so the document says it once for all of them rather than
+/// relying on each handler's attribute.
+struct RetryAfter;
+
+impl Modify for RetryAfter {
+    fn modify(&self, openapi: &mut Document) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::{ObjectBuilder, RefOr, Type};
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.patch.as_mut(),
+                item.delete.as_mut(),
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, response) in operation.responses.responses.iter_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    if status != "429" && status != "503" {
+                        continue;
+                    }
+                    response
+                        .headers
+                        .entry("Retry-After".to_owned())
+                        .or_insert_with(|| {
+                            HeaderBuilder::new()
+                                .schema(
+                                    ObjectBuilder::new()
+                                        .schema_type(Type::Integer)
+                                        .minimum(Some(1)),
+                                )
+                                .description(Some("Seconds to wait before trying again"))
+                                .build()
+                        });
+                }
+            }
+        }
     }
 }
 
@@ -290,6 +334,8 @@ pub struct Jwk {
     #[schema(example = "sig")]
     key_use: String,
 }
+
+pub mod markdown;
 
 #[cfg(test)]
 mod tests;

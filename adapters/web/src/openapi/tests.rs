@@ -161,3 +161,41 @@ fn the_problem_schema_names_every_field_a_problem_body_has() {
         }
     }
 }
+
+/// `docs/api.md` is the repository's API reference; it is rendered from this
+/// document, so a route or constraint cannot change without it.
+#[test]
+fn docs_api_md_is_the_rendered_document() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/api.md");
+    let rendered = markdown::render(&served_document());
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &rendered).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == rendered,
+        "docs/api.md is not the rendering of the OpenAPI document; \
+         run `UPDATE_DOCS=1 cargo test -p web docs_api_md` and commit the file"
+    );
+}
+
+#[test]
+fn every_429_and_503_documents_retry_after() {
+    let doc = served_document();
+    let mut seen = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for status in ["429", "503"] {
+                if let Some(response) = op["responses"].get(status) {
+                    seen += 1;
+                    assert!(
+                        response["headers"].get("Retry-After").is_some(),
+                        "{method} {path} {status} lacks Retry-After"
+                    );
+                }
+            }
+        }
+    }
+    assert!(seen > 10, "only {seen} 429/503 responses documented");
+}
