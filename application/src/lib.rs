@@ -35,7 +35,7 @@ pub use audit::RefreshRejection;
 pub use auth::{AccessCredentials, AuthError, AuthScheme, Principal};
 pub use dpop::{Dpop, DpopError, DpopInput, DpopSettings};
 pub use issue::IssuedTokens;
-pub use login::{LoginError, LoginInput};
+pub use login::{AdmittedLogin, LoginError, LoginInput};
 pub use refresh::RefreshError;
 pub use register::{RegisterError, RegisterInput};
 pub use sessions::{DeleteSessionError, SessionView};

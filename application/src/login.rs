@@ -47,15 +47,39 @@ pub enum LoginError {
     Unexpected(#[from] Unexpected),
 }
 
+/// A login that passed the checks that cost no password work (rate
+/// limits, `DPoP` proof), ready for [`TokenWarden::complete_login`]. Its
+/// attempt is counted.
+#[derive(Debug)]
+pub struct AdmittedLogin {
+    input: LoginInput,
+    username: Option<Username>,
+    /// The key the username's failures count under.
+    limit_key: Option<String>,
+    dpop_jkt: Option<Jkt>,
+}
+
 impl TokenWarden {
-    /// Verifies the credentials and starts a session.
+    /// Verifies the credentials and starts a session:
+    /// [`TokenWarden::admit_login`], then [`TokenWarden::complete_login`].
     ///
     /// # Errors
-    /// [`LoginError::InvalidCredentials`] for an unknown user, a wrong
-    /// password, or a username or password that could never be valid;
-    /// [`LoginError::RateLimited`] while the username or the client's address
-    /// is over its budget (see [`crate::rate_limit`]), whatever the password.
+    /// As those two.
     pub fn login(&self, input: LoginInput) -> Result<IssuedTokens, LoginError> {
+        let admitted = self.admit_login(input)?;
+        self.complete_login(admitted)
+    }
+
+    /// The checks before any password work: counts the attempt against the
+    /// rate limits (a reservation, see [`crate::rate_limit`]) and checks a
+    /// `DPoP` proof. Cheap, so that the HTTP adapter can refuse before a
+    /// request waits for password work.
+    ///
+    /// # Errors
+    /// [`LoginError::RateLimited`] while the username or the client's address
+    /// is over its budget, whatever the password;
+    /// [`LoginError::InvalidDpopProof`], [`LoginError::DpopRequired`].
+    pub fn admit_login(&self, input: LoginInput) -> Result<AdmittedLogin, LoginError> {
         let username = Username::parse(&input.username).ok();
         let limit_key = username.as_ref().map(user_key);
         let admission = self.login_limiter.reserve(
@@ -67,6 +91,27 @@ impl TokenWarden {
             return Err(LoginError::RateLimited { retry_after });
         }
         let dpop_jkt = self.login_proof(input.dpop.as_ref())?;
+        Ok(AdmittedLogin {
+            input,
+            username,
+            limit_key,
+            dpop_jkt,
+        })
+    }
+
+    /// Checks the password of an admitted login (the argon2 work) and
+    /// starts the session.
+    ///
+    /// # Errors
+    /// [`LoginError::InvalidCredentials`] for an unknown user, a wrong
+    /// password, or a username or password that could never be valid.
+    pub fn complete_login(&self, admitted: AdmittedLogin) -> Result<IssuedTokens, LoginError> {
+        let AdmittedLogin {
+            input,
+            username,
+            limit_key,
+            dpop_jkt,
+        } = admitted;
         let password = Password::parse(input.password).ok();
         let found = match &username {
             Some(name) => self
@@ -90,7 +135,7 @@ impl TokenWarden {
                 false
             }
         };
-        // A failure keeps the reservation made above: it is the count.
+        // A failure keeps the reservation made at admission: it is the count.
         let user = match found {
             Some((user, _)) if verified => user,
             _ => return Err(LoginError::InvalidCredentials),

@@ -27,7 +27,7 @@ use domain::{
 use password::Argon2Hasher;
 use persistence::Database;
 use web::middleware::{HTTP_DURATION, HTTP_REQUESTS};
-use web::MetricsSource;
+use web::{MetricsSource, PasswordQueue};
 
 pub const REFRESHES: &str = "tokenwarden_refresh_total";
 pub const REUSE_DETECTIONS: &str = "tokenwarden_reuse_detections_total";
@@ -119,7 +119,14 @@ fn describe() {
         DB_POOL_UTILISATION,
         "Connections in use divided by the pool's maximum"
     );
-    describe_gauge!(ARGON2_QUEUE, "Password hashes or checks waiting for a slot");
+    describe_gauge!(
+        ARGON2_QUEUE,
+        "Password hashes or checks waiting for a worker (TOKENWARDEN_HASH_QUEUE bounds it)"
+    );
+    describe_counter!(
+        web::password_queue::PASSWORD_QUEUE_FULL,
+        "Requests answered 503 because the password queue was full"
+    );
     describe_gauge!(ARGON2_IN_FLIGHT, "Password hashes or checks running");
 }
 
@@ -149,6 +156,7 @@ pub struct PrometheusMetrics {
     handle: PrometheusHandle,
     db: Database,
     hasher: Arc<Argon2Hasher>,
+    password_queue: Option<Arc<PasswordQueue>>,
 }
 
 impl PrometheusMetrics {
@@ -157,7 +165,15 @@ impl PrometheusMetrics {
             handle: recorder(),
             db,
             hasher,
+            password_queue: None,
         }
+    }
+
+    /// Also reports the requests waiting in the HTTP password queue.
+    #[must_use]
+    pub fn with_password_queue(mut self, queue: Arc<PasswordQueue>) -> Self {
+        self.password_queue = Some(queue);
+        self
     }
 
     fn sample(&self) {
@@ -167,7 +183,8 @@ impl PrometheusMetrics {
         gauge!(DB_POOL_MAX).set(f64::from(pool.max_size));
         let in_use = pool.connections.saturating_sub(pool.idle);
         gauge!(DB_POOL_UTILISATION).set(f64::from(in_use) / f64::from(pool.max_size.max(1)));
-        gauge!(ARGON2_QUEUE).set(self.hasher.queue_depth() as f64);
+        let queued = self.password_queue.as_ref().map_or(0, |q| q.waiting());
+        gauge!(ARGON2_QUEUE).set((queued + self.hasher.queue_depth()) as f64);
         gauge!(ARGON2_IN_FLIGHT).set(self.hasher.in_flight() as f64);
     }
 }

@@ -13,7 +13,7 @@ use password::Argon2Hasher;
 use persistence::Database;
 use tokio::sync::Notify;
 use web::deadline::{bound_requests, InFlight};
-use web::{ApiState, JwksSource, MetricsSource, OpsState, WebConfig};
+use web::{ApiState, JwksSource, MetricsSource, OpsState, PasswordQueue, WebConfig};
 
 use crate::cleanup::{spawn_cleanup_job, CleanupJob};
 use crate::config::{self, Config};
@@ -66,10 +66,13 @@ pub fn build_warden(
     )
 }
 
-/// Password work runs on at most one thread per core.
+/// Password work: at most one computation per core.
 fn hasher_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
+
+/// Blocking threads per actix worker; see [`Application::build_with`].
+const BLOCKING_THREADS_PER_WORKER: usize = 16;
 
 /// [`build_warden`] with a given hasher (whose queue the metrics watch).
 pub fn build_warden_with(
@@ -158,6 +161,7 @@ pub fn api_state(config: &Config, warden: TokenWarden, keys: KeyStore) -> ApiSta
             public_url: config.public_url.clone(),
         }),
         jwks: Arc::new(Jwks(keys)),
+        password_queue: Arc::new(PasswordQueue::new(hasher_threads(), config.hash_queue)),
     }
 }
 
@@ -253,8 +257,10 @@ impl Application {
             .await
             .map_err(|e| StartupError::Database(e.to_string()))??;
         let state = api_state(&config, warden, keys);
+        let password_queue = Arc::clone(&state.password_queue);
         let metrics: Option<Arc<dyn MetricsSource>> = options.instrument.then(|| {
-            Arc::new(PrometheusMetrics::new(db.clone(), hasher)) as Arc<dyn MetricsSource>
+            Arc::new(PrometheusMetrics::new(db.clone(), hasher).with_password_queue(password_queue))
+                as Arc<dyn MetricsSource>
         });
         let ops = OpsState::new(
             readiness_checks(&db, redis_check),
@@ -289,6 +295,11 @@ impl Application {
                 .configure(web::routes(state.clone(), ops.clone()))
         })
         .workers(workers)
+        // Blocking threads per worker (actix's default is 512 in all): use
+        // cases are short once they run, password work waits in its queue
+        // as a parked task, so a few threads per worker keep the cores
+        // busy, and a burst cannot make the process grow hundreds of them.
+        .worker_max_blocking_threads(BLOCKING_THREADS_PER_WORKER)
         // Slow clients: the head must arrive within the request timeout (the
         // body's own deadline is in the handlers' body reader), idle
         // keep-alive connections close, and open connections are capped.

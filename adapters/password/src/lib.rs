@@ -2,21 +2,24 @@
 //!
 //! Parameters follow the OWASP recommendation for argon2id: 19 MiB of
 //! memory, two passes, one lane. Every hash or verification costs about that
-//! much memory and CPU, so [`Argon2Hasher`] lets at most `max_concurrent` of
-//! them run at once and queues the rest ([`semaphore`]): a burst of logins
-//! then waits instead of exhausting memory.
+//! much memory and CPU, so [`Argon2Hasher`] owns a fixed number of
+//! workspaces (one per core in the server), allocated once and reused by
+//! every computation ([`workspace`]): at most that many run at once, and
+//! memory does not grow with the number of callers. How many callers may
+//! *wait* for one is the HTTP adapter's business (its password queue); here
+//! a caller that finds none free blocks until one is returned.
 
-mod semaphore;
+mod workspace;
 
 use std::fmt;
 
 use application::ports::{CryptoError, PasswordHasher};
-use argon2::password_hash::{self, SaltString};
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::password_hash::{self, Output, ParamsString, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use domain::{Password, PasswordHash};
 use rand::rngs::OsRng;
 
-use crate::semaphore::Semaphore;
+use crate::workspace::Workspaces;
 
 /// Memory cost in KiB (OWASP: 19 MiB).
 pub const M_COST_KIB: u32 = 19_456;
@@ -25,26 +28,37 @@ pub const T_COST: u32 = 2;
 /// Degree of parallelism (lanes).
 pub const P_COST: u32 = 1;
 
-/// Hashes and verifies passwords with argon2id, bounded in concurrency.
+/// Hashes and verifies passwords with argon2id, in a fixed set of reused
+/// workspaces.
 ///
 /// Callers are blocking threads (never async workers): a call may wait for a
-/// free slot and then computes for tens of milliseconds.
+/// free workspace and then computes for tens of milliseconds.
 pub struct Argon2Hasher {
     argon2: Argon2<'static>,
     /// A PHC hash of a random string made with the same parameters, so that
     /// an unknown user costs what a wrong password costs. `None` only if
     /// making it failed; see [`Argon2Hasher::verify`].
     dummy: Option<String>,
-    slots: Semaphore,
+    workspaces: Workspaces,
 }
 
 impl Argon2Hasher {
-    /// A hasher that runs at most `max_concurrent` computations at once
-    /// (values below 1 count as 1). Computes the dummy hash, which takes as
-    /// long as one hash.
-    pub fn new(max_concurrent: usize) -> Self {
-        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, owasp_params());
-        let dummy = match hash_with(&argon2, random_dummy_password().as_bytes()) {
+    /// A hasher with `workers` workspaces (values below 1 count as 1), so at
+    /// most that many computations at once. Allocates them (19 MiB each)
+    /// and computes the dummy hash, which takes as long as one hash.
+    pub fn new(workers: usize) -> Self {
+        Self::with_params(workers, owasp_params())
+    }
+
+    /// [`Argon2Hasher::new`] with other parameters (tests: cheap ones).
+    fn with_params(workers: usize, params: Params) -> Self {
+        let workspaces = Workspaces::new(workers.max(1), params.block_count());
+        let mut hasher = Self {
+            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+            dummy: None,
+            workspaces,
+        };
+        hasher.dummy = match hasher.hash_phc(random_dummy_password().as_bytes()) {
             Ok(phc) => Some(phc),
             Err(e) => {
                 // Not fatal: `verify(_, None)` then hashes the presented
@@ -53,53 +67,108 @@ impl Argon2Hasher {
                 None
             }
         };
-        Self {
-            argon2,
-            dummy,
-            slots: Semaphore::new(max_concurrent.max(1)),
-        }
+        hasher
     }
 
-    /// How many callers are waiting for a slot.
+    /// How many callers are waiting for a workspace.
     pub fn queue_depth(&self) -> usize {
-        self.slots.waiting()
+        self.workspaces.waiting()
     }
 
     /// How many hash or verify computations are running now.
     pub fn in_flight(&self) -> usize {
-        self.slots.in_flight()
+        self.workspaces.in_use()
     }
 
-    /// The configured bound on concurrent computations.
+    /// The bound on concurrent computations (the number of workspaces).
     pub fn max_concurrent(&self) -> usize {
-        self.slots.capacity()
+        self.workspaces.capacity()
+    }
+
+    /// A PHC string of `password` with the current parameters and a fresh
+    /// salt.
+    fn hash_phc(&self, password: &[u8]) -> Result<String, password_hash::Error> {
+        let salt = SaltString::generate(&mut OsRng);
+        let mut raw_salt = [0u8; 64];
+        let raw_salt = salt.decode_b64(&mut raw_salt)?;
+        let output_len = self
+            .argon2
+            .params()
+            .output_len()
+            .unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+        let output = {
+            let mut memory = self.workspaces.borrow();
+            Output::init_with(output_len, |out| {
+                self.argon2
+                    .hash_password_into_with_memory(password, raw_salt, out, &mut *memory)
+                    .map_err(password_hash::Error::from)
+            })?
+        };
+        let phc = password_hash::PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(self.argon2.params())?,
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        };
+        Ok(phc.to_string())
     }
 
     fn verify_phc(&self, password: &str, phc: &str) -> Result<bool, CryptoError> {
-        let parsed = password_hash::PasswordHash::new(phc)
-            .map_err(|_| CryptoError("stored password hash is not a PHC string".to_owned()))?;
-        if parsed.salt.is_none() || parsed.hash.is_none() {
-            return Err(CryptoError(
-                "stored password hash lacks salt or output".to_owned(),
-            ));
-        }
+        let unreadable = |what: &str| CryptoError(format!("stored password hash: {what}"));
+        let parsed =
+            password_hash::PasswordHash::new(phc).map_err(|_| unreadable("not a PHC string"))?;
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+            return Err(unreadable("lacks salt or output"));
+        };
         // The stored string's own algorithm and parameters are used, so
-        // hashes made with older parameters still verify. The output
-        // comparison is constant-time (`password_hash::Output`'s `Eq`).
-        match self.argon2.verify_password(password.as_bytes(), &parsed) {
-            Ok(()) => Ok(true),
-            Err(password_hash::Error::Password) => Ok(false),
-            Err(e) => Err(CryptoError(format!(
-                "cannot verify against stored hash: {e}"
-            ))),
-        }
+        // hashes made with older parameters still verify.
+        let algorithm =
+            Algorithm::try_from(parsed.algorithm).map_err(|_| unreadable("not argon2"))?;
+        let version = parsed
+            .version
+            .map_or(Ok(Version::default()), Version::try_from)
+            .map_err(|_| unreadable("unknown argon2 version"))?;
+        let params = Params::try_from(&parsed).map_err(|_| unreadable("bad parameters"))?;
+        let mut raw_salt = [0u8; 64];
+        let raw_salt = salt
+            .decode_b64(&mut raw_salt)
+            .map_err(|_| unreadable("bad salt"))?;
+        let argon2 = Argon2::new(algorithm, version, params);
+        let computed = {
+            let mut memory = self.workspaces.borrow();
+            let fits = memory.len() >= argon2.params().block_count();
+            Output::init_with(expected.len(), |out| {
+                let result = if fits {
+                    argon2.hash_password_into_with_memory(
+                        password.as_bytes(),
+                        raw_salt,
+                        out,
+                        &mut *memory,
+                    )
+                } else {
+                    // A hash stored with more memory than today's parameters
+                    // (none are made so): its own allocation, once.
+                    let mut more = vec![Block::new(); argon2.params().block_count()];
+                    argon2.hash_password_into_with_memory(
+                        password.as_bytes(),
+                        raw_salt,
+                        out,
+                        &mut more,
+                    )
+                };
+                result.map_err(password_hash::Error::from)
+            })
+            .map_err(|e| CryptoError(format!("cannot verify against stored hash: {e}")))?
+        };
+        // `Output`'s equality is constant-time.
+        Ok(computed == expected)
     }
 }
 
 impl PasswordHasher for Argon2Hasher {
     fn hash(&self, password: &Password) -> Result<PasswordHash, CryptoError> {
-        let _slot = self.slots.acquire();
-        hash_with(&self.argon2, password.expose().as_bytes())
+        self.hash_phc(password.expose().as_bytes())
             .map(PasswordHash::new)
             .map_err(|e| CryptoError(format!("argon2 hashing failed: {e}")))
     }
@@ -109,7 +178,6 @@ impl PasswordHasher for Argon2Hasher {
         password: &Password,
         hash: Option<&PasswordHash>,
     ) -> Result<bool, CryptoError> {
-        let _slot = self.slots.acquire();
         match (hash, &self.dummy) {
             (Some(stored), _) => self.verify_phc(password.expose(), stored.as_str()),
             (None, Some(dummy)) => {
@@ -118,7 +186,7 @@ impl PasswordHasher for Argon2Hasher {
                 Ok(false)
             }
             (None, None) => {
-                let _ = hash_with(&self.argon2, password.expose().as_bytes());
+                let _ = self.hash_phc(password.expose().as_bytes());
                 Ok(false)
             }
         }
@@ -132,9 +200,9 @@ impl fmt::Debug for Argon2Hasher {
             .field("m_cost_kib", &M_COST_KIB)
             .field("t_cost", &T_COST)
             .field("p_cost", &P_COST)
-            .field("max_concurrent", &self.slots.capacity())
-            .field("in_flight", &self.slots.in_flight())
-            .field("queue_depth", &self.slots.waiting())
+            .field("workers", &self.workspaces.capacity())
+            .field("in_flight", &self.workspaces.in_use())
+            .field("queue_depth", &self.workspaces.waiting())
             .finish_non_exhaustive()
     }
 }
@@ -143,11 +211,6 @@ fn owasp_params() -> Params {
     // argon2 0.5's defaults are exactly the OWASP values; say so in a test
     // rather than trusting it silently.
     Params::DEFAULT
-}
-
-fn hash_with(argon2: &Argon2<'_>, password: &[u8]) -> Result<String, password_hash::Error> {
-    let salt = SaltString::generate(&mut OsRng);
-    Ok(argon2.hash_password(password, &salt)?.to_string())
 }
 
 fn random_dummy_password() -> String {

@@ -89,10 +89,49 @@ fn hashes_with_older_parameters_still_verify() {
         Version::V0x13,
         Params::new(8, 1, 1, None).unwrap(),
     );
-    let old = hash_with(&weak, b"legacy-password").unwrap();
+    let old = crate_hash(&weak, b"legacy-password");
     assert!(hasher()
         .verify(&pw("legacy-password"), Some(&PasswordHash::new(old)))
         .unwrap());
+}
+
+/// A hash made by the argon2 crate's own `PasswordHasher` (how hashes were
+/// stored before the workspaces).
+fn crate_hash(argon2: &Argon2<'_>, password: &[u8]) -> String {
+    use argon2::PasswordHasher as _;
+    argon2
+        .hash_password(password, &SaltString::generate(&mut OsRng))
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn hashes_made_by_the_crate_itself_verify_and_ours_verify_with_it() {
+    use argon2::PasswordVerifier as _;
+    let current = Argon2::new(Algorithm::Argon2id, Version::V0x13, owasp_params());
+    let theirs = crate_hash(&current, b"both ways round");
+    assert!(hasher()
+        .verify(&pw("both ways round"), Some(&PasswordHash::new(theirs)))
+        .unwrap());
+    let ours = hasher().hash(&pw("both ways round")).unwrap();
+    let parsed = password_hash::PasswordHash::new(ours.as_str()).unwrap();
+    assert!(current.verify_password(b"both ways round", &parsed).is_ok());
+    assert!(current
+        .verify_password(b"both ways round?", &parsed)
+        .is_err());
+}
+
+#[test]
+fn a_hash_stored_with_more_memory_than_a_workspace_still_verifies() {
+    let small = Argon2Hasher::with_params(1, Params::new(8, 1, 1, None).unwrap());
+    let bigger = Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(64, 1, 1, None).unwrap(),
+    );
+    let stored = PasswordHash::new(crate_hash(&bigger, b"roomy-password"));
+    assert!(small.verify(&pw("roomy-password"), Some(&stored)).unwrap());
+    assert!(!small.verify(&pw("roomy-passwort"), Some(&stored)).unwrap());
 }
 
 #[test]
@@ -148,7 +187,7 @@ fn at_most_max_concurrent_computations_overlap() {
 }
 
 #[test]
-fn zero_concurrency_is_treated_as_one() {
+fn zero_workers_are_treated_as_one() {
     assert_eq!(Argon2Hasher::new(0).max_concurrent(), 1);
 }
 

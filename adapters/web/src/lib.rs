@@ -18,6 +18,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
+pub mod password_queue;
 
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ pub use error::ApiError;
 pub use extract::Authenticated;
 pub use handlers::introspect::IntrospectionSecret;
 pub use ops::{MetricsSource, OpsState, ReadinessCheck};
+pub use password_queue::PasswordQueue;
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -91,6 +93,10 @@ pub struct ApiState {
     pub warden: Arc<TokenWarden>,
     pub config: Arc<WebConfig>,
     pub jwks: Arc<dyn JwksSource>,
+    /// Turns of password work (see [`password_queue`]); every handler whose
+    /// use case hashes or checks a password takes one through
+    /// `handlers::password_work`.
+    pub password_queue: Arc<PasswordQueue>,
 }
 
 /// Registers every route of the API on `cfg`.

@@ -7,5 +7,6 @@
 mod instances;
 mod openapi_routes;
 mod operations;
+mod password_work;
 mod process;
 mod support;

@@ -9,8 +9,8 @@ use application::{
 };
 use domain::{Password, Role, Roles, Username};
 
-use super::blocking;
 use super::refresh_audit::{rejected, rejection_of};
+use super::{blocking, password_work};
 use crate::body::{parse_json, parse_optional_json, read_body};
 use crate::client::{check_origin, client_info, is_display_hazard};
 use crate::cookie::{self, Presented};
@@ -38,7 +38,8 @@ const MAX_DEVICE_NAME: usize = 100;
         (status = 409, description = "`username_taken` (usernames are unique case-insensitively)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`: over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_input`: `errors` names the fields", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service_unavailable`: the password queue is full (at once) or a dependency did not answer in time",
+         body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
 )]
 pub async fn register(
@@ -73,17 +74,18 @@ pub async fn register(
         roles: Roles::new([Role::user()]),
     };
     let client = client_info(&req, &state.config);
-    let user = blocking(move || {
-        state
-            .warden
-            .admit_registration(client.ip.as_deref())
-            .map_err(ApiError::rate_limited)?;
-        state.warden.register(input).map_err(|e| match e {
+    // The limit first: a refused registration never waits for password work.
+    let admit = state.clone();
+    blocking(move || admit.warden.admit_registration(client.ip.as_deref()))
+        .await?
+        .map_err(ApiError::rate_limited)?;
+    let work = state.clone();
+    let user = password_work(&state, move || work.warden.register(input))
+        .await?
+        .map_err(|e| match e {
             RegisterError::UsernameTaken => ApiError::UsernameTaken,
             RegisterError::Unexpected(e) => e.into(),
-        })
-    })
-    .await??;
+        })?;
     Ok(HttpResponse::Created().json(UserBody::from(&user)))
 }
 
@@ -112,7 +114,8 @@ pub async fn register(
         (status = 429, description = "`rate_limited`: too many failures for this username or attempts from this \
                                       address; refused whatever the password",
          body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds until the window closes"))),
-        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service_unavailable`: the password queue is full (at once) or a dependency did not answer in time",
+         body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
 )]
 pub async fn login(
@@ -149,18 +152,25 @@ pub async fn login(
         dpop,
     };
     let config = state.config.clone();
-    let issued = blocking(move || state.warden.login(input))
-        .await?
-        .map_err(|e| match e {
-            LoginError::InvalidCredentials => ApiError::InvalidCredentials,
-            LoginError::RateLimited { retry_after } => ApiError::rate_limited(retry_after),
-            LoginError::InvalidDpopProof(why) => {
-                tracing::info!(reason = %why, "DPoP proof refused at login");
-                ApiError::InvalidDpopProof { login: true }
-            }
-            LoginError::DpopRequired => ApiError::DpopRequired,
-            LoginError::Unexpected(e) => e.into(),
-        })?;
+    // Limits and proof first: a refused login never waits for password work.
+    let admit = state.clone();
+    let issued = match blocking(move || admit.warden.admit_login(input)).await? {
+        Ok(admitted) => {
+            let work = state.clone();
+            password_work(&state, move || work.warden.complete_login(admitted)).await?
+        }
+        Err(refused) => Err(refused),
+    }
+    .map_err(|e| match e {
+        LoginError::InvalidCredentials => ApiError::InvalidCredentials,
+        LoginError::RateLimited { retry_after } => ApiError::rate_limited(retry_after),
+        LoginError::InvalidDpopProof(why) => {
+            tracing::info!(reason = %why, "DPoP proof refused at login");
+            ApiError::InvalidDpopProof { login: true }
+        }
+        LoginError::DpopRequired => ApiError::DpopRequired,
+        LoginError::Unexpected(e) => e.into(),
+    })?;
     Ok(token_response(&config, &issued, delivery))
 }
 

@@ -9,6 +9,7 @@ pub mod wellknown;
 use actix_web::HttpResponse;
 
 use crate::error::ApiError;
+use crate::ApiState;
 
 /// Runs blocking work (a use case) off the async workers, inside the
 /// current tracing span and under the request's deadline (see
@@ -36,6 +37,27 @@ where
             "the request's dependencies did not answer before its deadline".to_owned(),
         )),
     }
+}
+
+/// [`blocking`] for a use case that hashes or checks a password: it runs
+/// once the request holds a turn of the password queue (waiting for one
+/// parks the request, not a thread), and keeps the turn until it ends.
+///
+/// # Errors
+/// `503 service_unavailable` with `Retry-After` at once when the queue is
+/// full, or when no turn came before the request's deadline; otherwise as
+/// [`blocking`].
+pub async fn password_work<T, F>(state: &ApiState, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let turn = state.password_queue.turn().await?;
+    blocking(move || {
+        let _turn = turn;
+        f()
+    })
+    .await
 }
 
 /// Unknown routes and methods get a problem body too.
