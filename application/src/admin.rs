@@ -28,6 +28,13 @@ pub enum AdminError {
     /// A `before` cursor this list never issued.
     #[error("invalid cursor")]
     InvalidCursor,
+    /// A new user's name exists already (in any letter case).
+    #[error("username taken")]
+    UsernameTaken,
+    /// An admin may not disable or delete themselves, nor drop their own
+    /// `admin` role.
+    #[error("an admin cannot lock themselves out")]
+    SelfLockout,
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
 }
@@ -173,7 +180,7 @@ impl TokenWarden {
     }
 }
 
-fn require_admin(principal: &Principal) -> Result<(), AdminError> {
+pub(crate) fn require_admin(principal: &Principal) -> Result<(), AdminError> {
     if principal.has_role(&Role::admin()) {
         Ok(())
     } else {

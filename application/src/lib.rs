@@ -5,6 +5,7 @@
 //! atomicity is the adapters' job (see [`ports::SessionRepository`]).
 
 pub mod abuse;
+pub mod accounts;
 pub mod admin;
 pub mod audit;
 pub mod auth;
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 use domain::{AnomalyPolicy, Lifetimes, RefreshSecret, ReuseResponse};
 
+pub use accounts::{ChangePasswordError, Manager, UserDetail, UserPatch};
 pub use admin::{AdminError, Page, TokenAnalysis};
 pub use audit::RefreshRejection;
 pub use auth::{AccessCredentials, AuthError, AuthScheme, Principal};
@@ -37,7 +39,7 @@ pub use dpop::{Dpop, DpopError, DpopInput, DpopSettings};
 pub use issue::IssuedTokens;
 pub use login::{AdmittedLogin, LoginError, LoginInput};
 pub use refresh::RefreshError;
-pub use register::{RegisterError, RegisterInput};
+pub use register::{RegisterError, RegisterInput, RegistrationPolicy};
 pub use sessions::{DeleteSessionError, SessionView};
 
 use rate_limit::{IpRateLimiter, LoginRateLimiter, Unlimited};
@@ -85,6 +87,8 @@ pub struct TokenWarden {
     status_cache: status_cache::LiveSessions,
     /// Proof checking, when enabled ([`TokenWarden::with_dpop`]).
     dpop: Option<Dpop>,
+    /// Who may create an account over the API.
+    registration: RegistrationPolicy,
 }
 
 impl TokenWarden {
@@ -101,7 +105,15 @@ impl TokenWarden {
             throttled_refreshes: abuse::ThrottleLog::default(),
             status_cache: status_cache::LiveSessions::default(),
             dpop: None,
+            registration: RegistrationPolicy::Open,
         }
+    }
+
+    /// Sets who may register (default [`RegistrationPolicy::Open`]).
+    #[must_use]
+    pub fn with_registration(mut self, policy: RegistrationPolicy) -> Self {
+        self.registration = policy;
+        self
     }
 
     /// Replaces the login rate limiter (see [`rate_limit`]).

@@ -7,7 +7,7 @@ use domain::{
 };
 
 use crate::dpop::{DpopError, DpopInput};
-use crate::ports::{ClientInfo, EndReason, EndRequest};
+use crate::ports::{ClientInfo, CreateSessionError, EndReason, EndRequest};
 use crate::rate_limit::{ip_key, user_key, Admission};
 use crate::{IssuedTokens, TokenWarden, Unexpected};
 
@@ -32,6 +32,10 @@ pub enum LoginError {
     /// Unknown user or wrong password: deliberately indistinguishable.
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// The right password of a disabled account (told only to whoever
+    /// knows the password).
+    #[error("account disabled")]
+    AccountDisabled,
     /// Too many failures for this username, or attempts from this client:
     /// refused before the credentials are looked at.
     #[error("login rate limited")]
@@ -140,6 +144,10 @@ impl TokenWarden {
             Some((user, _)) if verified => user,
             _ => return Err(LoginError::InvalidCredentials),
         };
+        // Checked again, under the user's lock, when the session is created.
+        if user.disabled {
+            return Err(LoginError::AccountDisabled);
+        }
         if let Some(key) = &limit_key {
             self.login_limiter.reset(key);
         }
@@ -184,7 +192,11 @@ impl TokenWarden {
                 refresh_token.digest(),
                 self.settings.lifetimes.max_sessions,
             )
-            .map_err(Unexpected::from)?;
+            .map_err(|e| match e {
+                CreateSessionError::AccountDisabled => LoginError::AccountDisabled,
+                CreateSessionError::UserGone => LoginError::InvalidCredentials,
+                CreateSessionError::Store(e) => Unexpected::from(e).into(),
+            })?;
         self.publish_revoked_sessions(&created.evicted, now);
         Ok(self.issue(&created.session, user, refresh_token, now)?)
     }
@@ -751,7 +763,7 @@ mod tests {
         m.sessions
             .expect_create()
             .times(1)
-            .returning(|_, _, _| Err(store_down()));
+            .returning(|_, _, _| Err(store_down().into()));
         m.signer.expect_sign().never();
 
         assert_eq!(
@@ -971,5 +983,44 @@ mod tests {
             .build()
             .login(with_previous(presented_token().expose()))
             .is_ok());
+    }
+
+    #[test]
+    fn the_right_password_of_a_disabled_account_starts_no_session() {
+        let mut m = Mocks::new();
+        m.users.expect_find_credentials().times(1).returning(|_| {
+            Ok(Some((
+                domain::User {
+                    disabled: true,
+                    ..alice()
+                },
+                alice_hash(),
+            )))
+        });
+        verifying(&mut m.hasher, true);
+        no_session_is_started(&mut m);
+
+        assert_eq!(
+            m.build().login(alice_logs_in()).unwrap_err(),
+            LoginError::AccountDisabled
+        );
+    }
+
+    #[test]
+    fn an_account_disabled_or_deleted_during_the_login_starts_no_session() {
+        for (answer, expected) in [
+            (
+                CreateSessionError::AccountDisabled,
+                LoginError::AccountDisabled,
+            ),
+            (CreateSessionError::UserGone, LoginError::InvalidCredentials),
+        ] {
+            let mut m = valid_credentials();
+            m.sessions
+                .expect_create()
+                .times(1)
+                .return_const(Err(answer));
+            assert_eq!(m.build().login(alice_logs_in()).unwrap_err(), expected);
+        }
     }
 }

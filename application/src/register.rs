@@ -1,6 +1,6 @@
 //! Use case: create a user account.
 
-use domain::{NewUser, Password, Roles, User, UserId, Username};
+use domain::{NewUser, Password, PasswordHash, Roles, User, UserId, Username};
 
 use crate::ports::CreateUserError;
 use crate::{TokenWarden, Unexpected};
@@ -13,10 +13,31 @@ pub struct RegisterInput {
     pub roles: Roles,
 }
 
+/// Whether anyone may create an account (`POST /auth/register`), or only
+/// admins and the operator (`TOKENWARDEN_REGISTRATION`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RegistrationPolicy {
+    #[default]
+    Open,
+    Closed,
+}
+
+impl RegistrationPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegisterError {
     #[error("username taken")]
     UsernameTaken,
+    /// Self-registration is closed ([`RegistrationPolicy::Closed`]).
+    #[error("registration closed")]
+    Closed,
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
 }
@@ -32,16 +53,38 @@ impl TokenWarden {
             .hasher
             .hash(&input.password)
             .map_err(Unexpected::from)?;
-        let user = NewUser {
+        self.store_new_user(input.username, password_hash, input.roles)
+            .map_err(|e| match e {
+                CreateUserError::UsernameTaken => RegisterError::UsernameTaken,
+                CreateUserError::Store(e) => RegisterError::Unexpected(e.into()),
+            })
+    }
+
+    /// Whether a client may register itself: [`RegisterError::Closed`]
+    /// under [`RegistrationPolicy::Closed`]. Asked before anything is
+    /// counted or hashed.
+    ///
+    /// # Errors
+    /// [`RegisterError::Closed`].
+    pub fn admit_self_registration(&self) -> Result<(), RegisterError> {
+        match self.registration {
+            RegistrationPolicy::Open => Ok(()),
+            RegistrationPolicy::Closed => Err(RegisterError::Closed),
+        }
+    }
+
+    pub(crate) fn store_new_user(
+        &self,
+        username: Username,
+        password_hash: PasswordHash,
+        roles: Roles,
+    ) -> Result<User, CreateUserError> {
+        self.ports.users.create(NewUser {
             id: UserId::from_random_bytes(self.ports.random.id_bytes()),
-            username: input.username,
+            username,
             password_hash,
-            roles: input.roles,
+            roles,
             created_at: self.ports.clock.now(),
-        };
-        self.ports.users.create(user).map_err(|e| match e {
-            CreateUserError::UsernameTaken => RegisterError::UsernameTaken,
-            CreateUserError::Store(e) => RegisterError::Unexpected(e.into()),
         })
     }
 }
@@ -96,6 +139,16 @@ mod tests {
             .returning(move |_| Ok(returned.clone()));
 
         assert_eq!(m.build().register(input()), Ok(stored));
+    }
+
+    #[test]
+    fn closed_registration_refuses_before_any_work() {
+        let warden = Mocks::untouchable()
+            .build()
+            .with_registration(RegistrationPolicy::Closed);
+        assert_eq!(warden.admit_self_registration(), Err(RegisterError::Closed));
+        let open = Mocks::untouchable().build();
+        assert_eq!(open.admit_self_registration(), Ok(()));
     }
 
     #[test]

@@ -156,6 +156,8 @@ pub(crate) fn alice() -> User {
         username: Username::parse("alice").expect("valid username"),
         roles: Roles::new([Role::user()]),
         created_at: NOW.minus(DAY * 100),
+        disabled: false,
+        last_login_at: None,
     }
 }
 

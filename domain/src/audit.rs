@@ -196,14 +196,32 @@ pub enum SecurityEventKind {
     AdminRevoke,
     /// The user logged out everywhere.
     LogoutAll,
+    /// The user changed their password (other sessions revoked).
+    PasswordChanged,
+    /// An admin or the operator set a new password (sessions revoked).
+    PasswordReset,
+    /// The user's roles were changed.
+    RolesChanged,
+    /// The account was disabled (sessions revoked).
+    UserDisabled,
+    /// The account was enabled again.
+    UserEnabled,
+    /// The account was deleted (its sessions and tokens with it).
+    UserDeleted,
 }
 
 impl SecurityEventKind {
-    pub const ALL: [SecurityEventKind; 4] = [
+    pub const ALL: [SecurityEventKind; 10] = [
         Self::TokenReuse,
         Self::Anomaly,
         Self::AdminRevoke,
         Self::LogoutAll,
+        Self::PasswordChanged,
+        Self::PasswordReset,
+        Self::RolesChanged,
+        Self::UserDisabled,
+        Self::UserEnabled,
+        Self::UserDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -212,6 +230,12 @@ impl SecurityEventKind {
             Self::Anomaly => "anomaly",
             Self::AdminRevoke => "admin_revoke",
             Self::LogoutAll => "logout_all",
+            Self::PasswordChanged => "password_changed",
+            Self::PasswordReset => "password_reset",
+            Self::RolesChanged => "roles_changed",
+            Self::UserDisabled => "user_disabled",
+            Self::UserEnabled => "user_enabled",
+            Self::UserDeleted => "user_deleted",
         }
     }
 

@@ -104,6 +104,44 @@ impl Cursor {
     }
 }
 
+/// The position after which the next page of a list ordered by name starts
+/// (exclusive): the last name of the page, at most 64 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameCursor(pub String);
+
+impl NameCursor {
+    const MAX_NAME: usize = 64;
+
+    /// The cursor as text for the list named `scope`.
+    pub fn seal(&self, key: &CursorKey, scope: &str) -> String {
+        let mut bytes = self.0.as_bytes().to_vec();
+        let tag = key.tag(scope, &bytes).finalize().into_bytes();
+        bytes.extend_from_slice(&tag[..TAG_LEN]);
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Opens a cursor issued by [`NameCursor::seal`] for the same `scope`.
+    ///
+    /// # Errors
+    /// [`CursorError`] for anything else.
+    pub fn open(text: &str, key: &CursorKey, scope: &str) -> Result<Self, CursorError> {
+        if text.len() > (Self::MAX_NAME + TAG_LEN).div_ceil(3) * 4 {
+            return Err(CursorError);
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| CursorError)?;
+        if bytes.len() <= TAG_LEN {
+            return Err(CursorError);
+        }
+        let (payload, tag) = bytes.split_at(bytes.len() - TAG_LEN);
+        key.tag(scope, payload)
+            .verify_truncated_left(tag)
+            .map_err(|_| CursorError)?;
+        String::from_utf8(payload.to_vec())
+            .map(Self)
+            .map_err(|_| CursorError)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +189,20 @@ mod tests {
             &"A".repeat(500),
         ] {
             assert_eq!(Cursor::open(bad, &key(), "s"), Err(CursorError), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_name_cursor_opens_only_for_its_own_list() {
+        let name = NameCursor("alice.b-c_9".to_owned());
+        let text = name.seal(&key(), "users:al");
+        assert_eq!(NameCursor::open(&text, &key(), "users:al"), Ok(name));
+        assert_eq!(NameCursor::open(&text, &key(), "users:"), Err(CursorError));
+        let longest = NameCursor("x".repeat(64));
+        let text = longest.seal(&key(), "s");
+        assert_eq!(NameCursor::open(&text, &key(), "s"), Ok(longest));
+        for bad in ["", "abc", &"A".repeat(500)] {
+            assert_eq!(NameCursor::open(bad, &key(), "s"), Err(CursorError));
         }
     }
 

@@ -3,6 +3,7 @@
 //! Time and randomness always come in as arguments: nothing here reads a
 //! clock, touches a socket or draws a random number.
 
+pub mod account;
 pub mod anomaly;
 pub mod audit;
 pub mod cursor;
@@ -17,12 +18,16 @@ pub mod time;
 pub mod user;
 pub mod user_agent;
 
+pub use account::{
+    AccountChange, AccountEvent, AccountPlan, AccountRuleError, Actor, SessionRevocation,
+    UsernamePrefix, UsernamePrefixError,
+};
 pub use anomaly::{AnomalyPolicy, AnomalyResponse, Sighting};
 pub use audit::{
     AnalysisDays, AnalysisDaysError, AuditRecord, PageLimit, PageLimitError, RefreshAttempt,
     RefreshOutcome, SecurityEvent, SecurityEventKind, TokenFingerprint,
 };
-pub use cursor::{Cursor, CursorError, CursorKey};
+pub use cursor::{Cursor, CursorError, CursorKey, NameCursor};
 pub use dpop::{
     access_token_hash, binding_verdict, check_proof, BindingVerdict, DpopMode, HttpUri,
     HttpUriError, Jkt, JktError, ProofClaims, ProofRejection, ProofRequest, ProofWindow,
@@ -38,6 +43,7 @@ pub use rotation::{decide, ExpiryKind, PresentedToken, RotationDecision, Session
 pub use session::{Generation, NewSession, Session, SessionStatus};
 pub use time::Timestamp;
 pub use user::{
-    NewUser, Password, PasswordError, PasswordHash, Role, Roles, User, Username, UsernameError,
+    NewUser, Password, PasswordError, PasswordHash, Role, RoleError, Roles, User, Username,
+    UsernameError,
 };
 pub use user_agent::UserAgentFamily;

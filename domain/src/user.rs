@@ -107,17 +107,19 @@ impl fmt::Debug for PasswordHash {
     }
 }
 
-/// A role name: 1–32 characters of `[a-z0-9_-]`.
+/// A role name: `[a-z][a-z0-9_-]{0,31}` (a letter, then up to 31 letters,
+/// digits, `_` or `-`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Role(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("role names are 1 to 32 characters of a-z, 0-9, '_' and '-'")]
+#[error("role names are 1 to 32 characters of a-z, 0-9, '_' and '-', starting with a letter")]
 pub struct RoleError;
 
 impl Role {
     pub fn parse(raw: &str) -> Result<Self, RoleError> {
         let ok = (1..=32).contains(&raw.len())
+            && raw.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
             && raw
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'));
@@ -183,6 +185,10 @@ pub struct User {
     pub username: Username,
     pub roles: Roles,
     pub created_at: Timestamp,
+    /// A disabled user cannot log in and has no live session.
+    pub disabled: bool,
+    /// The last successful login (session created), if any.
+    pub last_login_at: Option<Timestamp>,
 }
 
 /// A user about to be stored, with its password already hashed.
@@ -240,5 +246,14 @@ mod tests {
         assert!(roles.contains(&Role::admin()));
         assert_eq!(Roles::from_stored(&roles.to_stored()), roles);
         assert!(Role::parse("Admin").is_err());
+    }
+
+    #[test]
+    fn role_names_start_with_a_letter() {
+        assert!(Role::parse("ops-team_2").is_ok());
+        assert!(Role::parse(&format!("a{}", "b".repeat(31))).is_ok());
+        for bad in ["", "2fa", "-x", "_x", "a b", "é", &"a".repeat(33)] {
+            assert!(Role::parse(bad).is_err(), "{bad}");
+        }
     }
 }

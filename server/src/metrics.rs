@@ -17,8 +17,8 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use application::ports::{
-    CreatedSession, EndOutcome, EndReason, EndRequest, RevokeReason, RotateOutcome, RotateRequest,
-    SessionRepository, StoreError,
+    CreateSessionError, CreatedSession, EndOutcome, EndReason, EndRequest, RevokeReason,
+    RotateOutcome, RotateRequest, SessionRepository, StoreError,
 };
 use application::rate_limit::{Admission, LoginRateLimiter};
 use domain::{
@@ -219,7 +219,7 @@ impl<S: SessionRepository> SessionRepository for MeteredSessions<S> {
         session: NewSession,
         token: TokenDigest,
         max_sessions: u32,
-    ) -> Result<CreatedSession, StoreError> {
+    ) -> Result<CreatedSession, CreateSessionError> {
         let created = self.0.create(session, token, max_sessions)?;
         revoked("evicted", count(&created.evicted));
         Ok(created)

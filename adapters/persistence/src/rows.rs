@@ -23,6 +23,8 @@ pub(crate) mod reason {
     pub const REVOKE_ALL: &str = "revoke_all";
     /// `SessionRepository::revoke_one` (a user ends one of their sessions).
     pub const REVOKE_ONE: &str = "revoke_one";
+    // `UserRepository::update` stores the kind of the account event that
+    // revoked the sessions (`password_changed`, `user_disabled`, …).
 }
 
 pub(crate) fn generation_to_db(generation: Generation) -> i64 {
@@ -42,6 +44,8 @@ pub(crate) struct UserRow {
     pub username: String,
     pub roles: String,
     pub created_at: i64,
+    pub disabled_at: Option<i64>,
+    pub last_login_at: Option<i64>,
 }
 
 impl UserRow {
@@ -55,6 +59,8 @@ impl UserRow {
                 .map_err(|_| DbError::Corrupt("users.username"))?,
             roles: Roles::from_stored(&self.roles),
             created_at: Timestamp::from_millis(self.created_at),
+            disabled: self.disabled_at.is_some(),
+            last_login_at: self.last_login_at.map(Timestamp::from_millis),
         })
     }
 }

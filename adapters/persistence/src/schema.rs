@@ -9,6 +9,9 @@ diesel::table! {
         password_hash -> Text,
         roles -> Text,
         created_at -> BigInt,
+        /// When the account was disabled; NULL while enabled (`…000008…`).
+        disabled_at -> Nullable<BigInt>,
+        last_login_at -> Nullable<BigInt>,
     }
 }
 

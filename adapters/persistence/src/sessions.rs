@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use application::ports::{
-    CreatedSession, EndOutcome, EndRequest, RevokeReason, RotateOutcome, RotateRequest,
-    SessionRepository, StoreError,
+    CreateSessionError, CreatedSession, EndOutcome, EndRequest, RevokeReason, RotateOutcome,
+    RotateRequest, SessionRepository, StoreError,
 };
 use diesel::prelude::*;
 use domain::{
@@ -18,7 +18,7 @@ use crate::audit::{insert_event, EventDraft};
 use crate::connection::{AnyConnection, Database};
 use crate::error::{store, DbError};
 use crate::rows::{generation_to_db, reason, NewSessionRow, NewTokenRow, SessionRow};
-use crate::schema::{refresh_tokens, sessions};
+use crate::schema::{refresh_tokens, sessions, users};
 use crate::transaction::{lock_user, write_transaction};
 
 impl SessionRepository for Database {
@@ -27,9 +27,9 @@ impl SessionRepository for Database {
         session: NewSession,
         token: TokenDigest,
         max_sessions: u32,
-    ) -> Result<CreatedSession, StoreError> {
+    ) -> Result<CreatedSession, CreateSessionError> {
         self.create_session(session, &token, max_sessions)
-            .map_err(store("create session"))
+            .map_err(|e| CreateSessionError::Store(e.into_store("create session")))?
     }
 
     fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError> {
@@ -90,7 +90,7 @@ impl Database {
         new: NewSession,
         token: &TokenDigest,
         max_sessions: u32,
-    ) -> Result<CreatedSession, DbError> {
+    ) -> Result<Result<CreatedSession, CreateSessionError>, DbError> {
         let id = new.id.to_string();
         let user_id = new.user_id.to_string();
         let digest = token.to_hex();
@@ -99,8 +99,18 @@ impl Database {
         let mut conn = self.conn()?;
         let evicted = write_transaction(&mut conn, self.write_lock(), |conn| {
             // The user row orders this against other writers of the user's
-            // sessions (see `transaction.rs`).
-            lock_user(conn, &user_id)?;
+            // sessions (see `transaction.rs`), a disable or a deletion
+            // included: none of them can leave this session behind.
+            match lock_user(conn, &user_id)? {
+                None => return Ok(Err(CreateSessionError::UserGone)),
+                Some(user) if user.disabled_at.is_some() => {
+                    return Ok(Err(CreateSessionError::AccountDisabled))
+                }
+                Some(_) => {}
+            }
+            diesel::update(users::table.find(&user_id))
+                .set(users::last_login_at.eq(created_at))
+                .execute(conn)?;
             diesel::insert_into(sessions::table)
                 .values(NewSessionRow {
                     id: &id,
@@ -126,8 +136,12 @@ impl Database {
                     expires_at,
                 })
                 .execute(conn)?;
-            evict_least_recently_used(conn, &user_id, &id, max_sessions, created_at)
+            evict_least_recently_used(conn, &user_id, &id, max_sessions, created_at).map(Ok)
         })?;
+        let evicted = match evicted {
+            Ok(evicted) => evicted,
+            Err(refused) => return Ok(Err(refused)),
+        };
         let session = Session {
             id: new.id,
             user_id: new.user_id,
@@ -142,10 +156,10 @@ impl Database {
             last_user_agent: new.user_agent,
             dpop_jkt: new.dpop_jkt,
         };
-        Ok(CreatedSession {
+        Ok(Ok(CreatedSession {
             session,
             evicted: parse_ids(evicted)?,
-        })
+        }))
     }
 
     /// Revokes and records the security event of `why` in one transaction.

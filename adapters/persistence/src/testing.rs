@@ -212,6 +212,42 @@ pub fn seed_expired_sessions(
     }
 }
 
+/// Bulk-inserts `count` users named `user000001`, `user000002`, … (roles
+/// `user`, a placeholder hash) with a few statements: what the listing
+/// benchmark searches.
+///
+/// # Panics
+/// When the database refuses the rows.
+pub fn seed_users(db: &Database, count: u64, created_at: Timestamp) {
+    let mut conn = db
+        .conn()
+        .unwrap_or_else(|e| panic!("no connection to seed: {e}"));
+    let (series, name, id) = match &mut *conn {
+        AnyConnection::Postgresql(_) => (
+            "SELECT generate_series(1, {n}) AS n",
+            "'user' || lpad(n::text, 6, '0')",
+            "'00000000-0000-4000-8000-' || lpad(to_hex(n), 12, '0')",
+        ),
+        AnyConnection::Sqlite(_) => (
+            "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {n}) \
+             SELECT n FROM s",
+            "printf('user%06d', n)",
+            "printf('00000000-0000-4000-8000-%012x', n)",
+        ),
+    };
+    let sql = format!(
+        "INSERT INTO users (id, username, username_key, password_hash, roles, created_at) \
+         SELECT {id}, {name}, {name}, 'x', 'user', {at} FROM ({series}) AS series",
+        series = series.replace("{n}", &count.to_string()),
+        at = created_at.as_millis(),
+    );
+    let done = match &mut *conn {
+        AnyConnection::Postgresql(pg) => sql_query(sql).execute(pg),
+        AnyConnection::Sqlite(sqlite) => sql_query(sql).execute(sqlite),
+    };
+    done.unwrap_or_else(|e| panic!("seeding users failed: {e}"));
+}
+
 /// Holds the cleanup job's PostgreSQL advisory lock, as a running pass on
 /// another instance would, until dropped.
 pub struct CleanupLockHolder(PgConnection);

@@ -57,6 +57,16 @@ pub enum ApiError {
     DpopRequired,
     #[error("forbidden")]
     Forbidden,
+    /// The right password of a disabled account.
+    #[error("account disabled")]
+    AccountDisabled,
+    /// `TOKENWARDEN_REGISTRATION=closed`.
+    #[error("registration closed")]
+    RegistrationClosed,
+    /// The change contradicts the resource's state (an admin locking
+    /// themselves out).
+    #[error("conflict")]
+    Conflict,
     #[error("forbidden origin")]
     ForbiddenOrigin,
     #[error("not found")]
@@ -120,6 +130,9 @@ impl ApiError {
             Self::InvalidDpopProof { .. } => "invalid_dpop_proof",
             Self::DpopRequired => "dpop_required",
             Self::Forbidden => "forbidden",
+            Self::AccountDisabled => "account_disabled",
+            Self::RegistrationClosed => "registration_closed",
+            Self::Conflict => "conflict",
             Self::ForbiddenOrigin => "forbidden_origin",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -150,6 +163,13 @@ impl ApiError {
             }
             Self::DpopRequired => "This server requires a DPoP proof with every login.",
             Self::Forbidden => "You lack the role this resource requires.",
+            Self::AccountDisabled => "This account is disabled.",
+            Self::RegistrationClosed => {
+                "Self-registration is closed; an administrator creates accounts."
+            }
+            Self::Conflict => {
+                "An admin cannot disable, delete or remove the admin role from themselves."
+            }
             Self::ForbiddenOrigin => "Requests from this origin are not allowed.",
             Self::NotFound => "No such resource.",
             Self::MethodNotAllowed => "This method is not allowed on this resource.",
@@ -202,7 +222,11 @@ impl ResponseError for ApiError {
             | Self::SessionRevoked { .. }
             | Self::InvalidDpopProof { login: false } => StatusCode::UNAUTHORIZED,
             Self::InvalidDpopProof { login: true } | Self::DpopRequired => StatusCode::BAD_REQUEST,
-            Self::Forbidden | Self::ForbiddenOrigin => StatusCode::FORBIDDEN,
+            Self::Forbidden
+            | Self::ForbiddenOrigin
+            | Self::AccountDisabled
+            | Self::RegistrationClosed => StatusCode::FORBIDDEN,
+            Self::Conflict => StatusCode::CONFLICT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -8,6 +8,7 @@
 
 mod common;
 
+mod accounts;
 mod audit;
 mod cleanup;
 mod connect;

@@ -1,7 +1,7 @@
 use application::ports::{
     ClientInfo, EndOutcome, EndReason, RotateOutcome, RotateRequest, SessionRepository,
 };
-use domain::{Generation, ReuseResponse, RotationDecision, SessionStatus};
+use domain::{Generation, ReuseResponse, RotationDecision, SessionStatus, User};
 
 use crate::common::*;
 
@@ -51,7 +51,14 @@ fn the_current_token_rotates_into_the_next_generation(db: &TestDatabase) {
         }
     );
     assert_eq!(presented, Generation::FIRST);
-    assert_eq!(user, alice);
+    // As stored now: the login recorded itself.
+    assert_eq!(
+        user,
+        User {
+            last_login_at: Some(session.created_at),
+            ..alice
+        }
+    );
     assert_eq!(after.id, session.id);
     assert_eq!(after.generation, Generation::new(1));
     assert_eq!(after.rotated_at, at(5));

@@ -102,5 +102,13 @@ fn sql_looking_and_non_ascii_data_is_stored_verbatim(db: &TestDatabase) {
         db.status(session.id, idle(), at(1)).unwrap(),
         SessionStatus::Live
     );
-    assert_eq!(db.find(bobby.id).unwrap(), Some(bobby));
+    let found = db.find(bobby.id).unwrap().unwrap();
+    assert_eq!(found.last_login_at, Some(at(0)), "the login is recorded");
+    assert_eq!(
+        found,
+        domain::User {
+            last_login_at: Some(at(0)),
+            ..bobby
+        }
+    );
 }

@@ -201,10 +201,12 @@ pub async fn security_events(
     })))
 }
 
-fn admin_error(e: AdminError) -> ApiError {
+pub(crate) fn admin_error(e: AdminError) -> ApiError {
     match e {
         AdminError::Forbidden => ApiError::Forbidden,
         AdminError::UserNotFound => ApiError::NotFound,
+        AdminError::UsernameTaken => ApiError::UsernameTaken,
+        AdminError::SelfLockout => ApiError::Conflict,
         AdminError::InvalidCursor => ApiError::InvalidInput(vec![FieldError {
             field: "before".to_owned(),
             message: "not a cursor this list handed out".to_owned(),

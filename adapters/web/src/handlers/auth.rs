@@ -30,11 +30,13 @@ const MAX_DEVICE_NAME: usize = 100;
     post,
     path = "/auth/register",
     tag = "auth",
-    description = "Creates a user with the role `user` (other roles: `tokenwarden user create`).",
+    description = "Creates a user with the role `user` (other roles: `POST /admin/users` or `tokenwarden user create`). \
+                   Refused with `403 registration_closed` under `TOKENWARDEN_REGISTRATION=closed`.",
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Created", body = UserBody),
         (status = 400, description = "`malformed_request`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`registration_closed`: `TOKENWARDEN_REGISTRATION=closed`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`username_taken` (usernames are unique case-insensitively)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`: over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_input`: `errors` names the fields", body = Problem, content_type = "application/problem+json"),
@@ -47,6 +49,11 @@ pub async fn register(
     mut payload: web::Payload,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
+    // Closed is closed whatever the body says: nothing is read or counted.
+    state
+        .warden
+        .admit_self_registration()
+        .map_err(register_error)?;
     let body: RegisterRequest = parse_json(&read_body(&req, &mut payload).await?)?;
     let mut errors = Vec::new();
     let username = Username::parse(&body.username)
@@ -82,11 +89,16 @@ pub async fn register(
     let work = state.clone();
     let user = password_work(&state, move || work.warden.register(input))
         .await?
-        .map_err(|e| match e {
-            RegisterError::UsernameTaken => ApiError::UsernameTaken,
-            RegisterError::Unexpected(e) => e.into(),
-        })?;
+        .map_err(register_error)?;
     Ok(HttpResponse::Created().json(UserBody::from(&user)))
+}
+
+fn register_error(e: RegisterError) -> ApiError {
+    match e {
+        RegisterError::UsernameTaken => ApiError::UsernameTaken,
+        RegisterError::Closed => ApiError::RegistrationClosed,
+        RegisterError::Unexpected(e) => e.into(),
+    }
 }
 
 #[utoipa::path(
@@ -108,7 +120,8 @@ pub async fn register(
                                       for this request (with `WWW-Authenticate: DPoP error=\"invalid_dpop_proof\"`); \
                                       `dpop_required`: no proof while `TOKENWARDEN_DPOP=required`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_credentials`: unknown user or wrong password (indistinguishable)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden_origin`: an `Origin` that is neither this server nor allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`account_disabled`: the right password of a disabled account (a wrong one is `invalid_credentials`); \
+                                      `forbidden_origin`: an `Origin` that is neither this server nor allowed", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_input`: missing fields, wrong types, `device_name` over 100 characters", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`: too many failures for this username or attempts from this \
@@ -163,6 +176,7 @@ pub async fn login(
     }
     .map_err(|e| match e {
         LoginError::InvalidCredentials => ApiError::InvalidCredentials,
+        LoginError::AccountDisabled => ApiError::AccountDisabled,
         LoginError::RateLimited { retry_after } => ApiError::rate_limited(retry_after),
         LoginError::InvalidDpopProof(why) => {
             tracing::info!(reason = %why, "DPoP proof refused at login");

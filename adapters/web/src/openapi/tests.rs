@@ -85,6 +85,9 @@ fn every_api_error() -> Vec<ApiError> {
         ApiError::InvalidDpopProof { login: false },
         ApiError::DpopRequired,
         ApiError::Forbidden,
+        ApiError::AccountDisabled,
+        ApiError::RegistrationClosed,
+        ApiError::Conflict,
         ApiError::ForbiddenOrigin,
         ApiError::NotFound,
         ApiError::MethodNotAllowed,
@@ -111,6 +114,9 @@ fn every_api_error() -> Vec<ApiError> {
             | ApiError::InvalidDpopProof { .. }
             | ApiError::DpopRequired
             | ApiError::Forbidden
+            | ApiError::AccountDisabled
+            | ApiError::RegistrationClosed
+            | ApiError::Conflict
             | ApiError::ForbiddenOrigin
             | ApiError::NotFound
             | ApiError::MethodNotAllowed
