@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use application::RegistrationPolicy;
 use domain::{DpopMode, Lifetimes, ReuseResponse};
 use redis_revocation::OnRedisFailure;
 use web::{CookieSameSite, IntrospectionSecret, IpNet};
@@ -128,6 +129,15 @@ pub struct RawSettings {
         global = true
     )]
     pub reuse_response: String,
+    /// `open` (anyone may `POST /auth/register`) or `closed` (admins and
+    /// the CLI create users; registration answers 403).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_REGISTRATION",
+        default_value = "open",
+        global = true
+    )]
+    pub registration: String,
     /// `revoke_all` or `log_only`.
     #[arg(
         long,
@@ -406,6 +416,7 @@ pub struct Config {
     pub anomaly_window: Duration,
     pub reuse_response: ReuseResponse,
     pub anomaly_response: AnomalyResponse,
+    pub registration: RegistrationPolicy,
     pub dpop: DpopMode,
     pub dpop_max_age: Duration,
     /// Kept only as a digest, redacted in `Debug`.
@@ -456,6 +467,7 @@ impl Config {
             anomaly_window: Duration::from_secs(600),
             reuse_response: ReuseResponse::RevokeAll,
             anomaly_response: AnomalyResponse::RevokeAll,
+            registration: RegistrationPolicy::Open,
             dpop: DpopMode::Optional,
             dpop_max_age: Duration::from_secs(60),
             introspection_token: None,
@@ -568,6 +580,16 @@ impl Config {
                     return Err(ConfigError::new(
                         "TOKENWARDEN_REUSE_RESPONSE",
                         "must be revoke_all or revoke_family",
+                    ))
+                }
+            },
+            registration: match raw.registration.trim() {
+                "open" => RegistrationPolicy::Open,
+                "closed" => RegistrationPolicy::Closed,
+                _ => {
+                    return Err(ConfigError::new(
+                        "TOKENWARDEN_REGISTRATION",
+                        "must be open or closed",
                     ))
                 }
             },
@@ -981,6 +1003,16 @@ mod tests {
             "TOKENWARDEN_REUSE_RESPONSE"
         );
         assert_eq!(
+            parse(&["--registration", "invite-only"])
+                .unwrap_err()
+                .setting,
+            "TOKENWARDEN_REGISTRATION"
+        );
+        assert_eq!(
+            parse(&["--registration", "closed"]).unwrap().registration,
+            RegistrationPolicy::Closed
+        );
+        assert_eq!(
             parse(&["--database-url", "mysql://x"]).unwrap_err().setting,
             "DATABASE_URL"
         );
@@ -1013,6 +1045,7 @@ mod tests {
         );
         assert!(c.cookie_secure);
         assert_eq!(c.reuse_response, ReuseResponse::RevokeAll);
+        assert_eq!(c.registration, RegistrationPolicy::Open);
         assert_eq!(c.cleanup_interval, Duration::from_secs(300));
         assert_eq!(c.redis_failure, OnRedisFailure::Fallback);
         assert_eq!(c.redis_timeout, Duration::from_millis(250));

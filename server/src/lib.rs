@@ -11,6 +11,7 @@ pub mod revocations;
 pub mod startup;
 pub mod system;
 pub mod telemetry;
+pub mod user_commands;
 
 pub use config::{Config, ConfigError, RawSettings};
 pub use startup::{Application, StartupError};

@@ -1,6 +1,5 @@
 //! `tokenwarden`: serve, migrate, manage users, rotate keys, check config.
 
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,10 +7,10 @@ use clap::{Parser, Subcommand};
 
 use application::cleanup::CleanupRun;
 use application::RegisterInput;
-use domain::{Password, Role, Roles, Username};
+use domain::{Role, Roles, Username};
 use server::cleanup::cleanup_service;
 use server::startup::{build_warden, open_database, open_keys};
-use server::{commands, config_file, telemetry, Application, Config, RawSettings};
+use server::{commands, config_file, telemetry, user_commands, Application, Config, RawSettings};
 
 #[derive(Parser)]
 #[command(
@@ -87,6 +86,34 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// List users (id, username, roles, state, created, last login).
+    List {
+        /// Only usernames starting with this (any letter case).
+        #[arg(long)]
+        query: Option<String>,
+    },
+    /// Set a user's password, read from standard input; every session of
+    /// the user is revoked.
+    SetPassword {
+        username: String,
+        /// Read the password from standard input (required: never from argv).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Replace a user's roles; taking a role away revokes every session.
+    Roles {
+        username: String,
+        /// A role (repeatable, at least one).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// Disable a user: every session revoked, logins refused.
+    Disable { username: String },
+    /// Enable a disabled user again.
+    Enable { username: String },
+    /// Delete a user with their sessions and tokens (the audit trail stays
+    /// until its retention).
+    Delete { username: String },
 }
 
 fn main() -> ExitCode {
@@ -109,6 +136,23 @@ fn main() -> ExitCode {
             roles,
             password_stdin,
         }) => create_user(&config, username, roles, *password_stdin),
+        Command::User(UserCommand::List { query }) => {
+            user_commands::list(&config, query.as_deref())
+        }
+        Command::User(UserCommand::SetPassword {
+            username,
+            password_stdin,
+        }) => user_commands::set_password(&config, username, *password_stdin),
+        Command::User(UserCommand::Roles { username, roles }) => {
+            user_commands::set_roles(&config, username, roles)
+        }
+        Command::User(UserCommand::Disable { username }) => {
+            user_commands::set_disabled(&config, username, true)
+        }
+        Command::User(UserCommand::Enable { username }) => {
+            user_commands::set_disabled(&config, username, false)
+        }
+        Command::User(UserCommand::Delete { username }) => user_commands::delete(&config, username),
         Command::Keys(KeysCommand::Rotate) => commands::rotate_keys(&config),
         Command::Keys(KeysCommand::Import { file }) => commands::import_key(&config, file),
         Command::Keys(KeysCommand::List) => commands::list_keys(&config),
@@ -192,21 +236,9 @@ fn create_user(
     let roles = if roles.is_empty() {
         Roles::new([Role::user()])
     } else {
-        Roles::new(
-            roles
-                .iter()
-                .map(|r| Role::parse(r).map_err(|e| format!("invalid role '{r}': {e}")))
-                .collect::<Result<Vec<_>, _>>()?,
-        )
+        user_commands::parse_roles(roles)?
     };
-    let mut input = String::new();
-    std::io::stdin().take(4096).read_to_string(&mut input)?;
-    let password = input
-        .strip_suffix('\n')
-        .map(|p| p.strip_suffix('\r').unwrap_or(p))
-        .unwrap_or(&input);
-    let password =
-        Password::parse(password.to_owned()).map_err(|e| format!("invalid password: {e}"))?;
+    let password = user_commands::password_from_stdin()?;
     let db = open_database(config)?;
     let warden = build_warden(config, &db, &open_keys(config)?)?;
     let user = warden

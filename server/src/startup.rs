@@ -128,17 +128,19 @@ fn wire_warden(
             },
         },
     };
-    Ok(TokenWarden::new(ports, settings).with_dpop(Dpop {
-        reader: Arc::new(DpopReader),
-        replay: Arc::new(db.clone()),
-        settings: DpopSettings {
-            mode: config.dpop,
-            window: ProofWindow {
-                max_age: config.dpop_max_age,
-                leeway: config.clock_leeway,
+    Ok(TokenWarden::new(ports, settings)
+        .with_registration(config.registration)
+        .with_dpop(Dpop {
+            reader: Arc::new(DpopReader),
+            replay: Arc::new(db.clone()),
+            settings: DpopSettings {
+                mode: config.dpop,
+                window: ProofWindow {
+                    max_age: config.dpop_max_age,
+                    leeway: config.clock_leeway,
+                },
             },
-        },
-    }))
+        }))
 }
 
 /// What the API handlers share: the warden, the HTTP settings of
