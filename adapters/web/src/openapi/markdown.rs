@@ -112,9 +112,7 @@ fn operation(out: &mut String, method: &str, path: &str, op: &Value) {
     out.push_str("| status | meaning | body |\n|---|---|---|\n");
     for (status, response) in object(&op["responses"]) {
         let body = object(&response["content"])
-            .map(|(media, content)| {
-                format!("`{media}` {}", schema_summary(&content["schema"]))
-            })
+            .map(|(media, content)| format!("`{media}` {}", schema_summary(&content["schema"])))
             .collect::<Vec<_>>()
             .join("; ");
         let mut meaning = response["description"].as_str().unwrap_or("").to_owned();
@@ -181,10 +179,7 @@ fn schema_summary(schema: &Value) -> String {
     let mut parts = Vec::new();
     match &schema["type"] {
         Value::String(t) if t == "array" => {
-            parts.push(format!(
-                "array of {}",
-                schema_summary(&schema["items"])
-            ));
+            parts.push(format!("array of {}", schema_summary(&schema["items"])));
         }
         Value::String(t) => parts.push(t.clone()),
         Value::Array(types) => {
