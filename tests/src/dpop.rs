@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 /// A proof key: ES256 (P-256) or EdDSA (Ed25519).
+#[derive(Clone)]
 pub enum DpopKey {
     Es256(p256::ecdsa::SigningKey),
     EdDsa(ed25519_dalek::SigningKey),

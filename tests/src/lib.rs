@@ -13,6 +13,7 @@ use server::{Application, Config};
 
 pub mod audit_support;
 pub mod dpop;
+pub mod trace;
 
 pub const PASSWORD: &str = "correct horse battery";
 pub const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0";
