@@ -22,6 +22,7 @@ pub mod register;
 pub mod revocation;
 pub mod sessions;
 pub mod status_cache;
+pub mod webhooks;
 
 #[cfg(test)]
 mod test_support;

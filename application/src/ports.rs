@@ -22,12 +22,16 @@ pub use crate::revocation::MockRevocationList;
 pub use crate::revocation::{Consistency, Revocation, RevocationKey, RevocationList};
 mod audit;
 mod dpop;
+mod webhooks;
 #[cfg(any(test, feature = "mocks"))]
 pub use audit::MockAuditTrail;
 pub use audit::{AuditTrail, RevokeReason};
 pub use dpop::{DpopProofReader, DpopReplayStore};
 #[cfg(any(test, feature = "mocks"))]
 pub use dpop::{MockDpopProofReader, MockDpopReplayStore};
+#[cfg(any(test, feature = "mocks"))]
+pub use webhooks::MockWebhookOutbox;
+pub use webhooks::{Claim, Delivery, WebhookOutbox};
 
 /// The storage failed or could not be reached. Carries a description for the
 /// log only; it never reaches a client.

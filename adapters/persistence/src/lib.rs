@@ -8,7 +8,9 @@
 //! [`Database`] implements the [`application::ports::UserRepository`],
 //! [`application::ports::SessionRepository`] and
 //! [`application::ports::ExpiredDataStore`] ports; [`DbRevocationList`] the
-//! [`application::ports::RevocationList`]. Every port method that
+//! [`application::ports::RevocationList`]. [`Database`] is also the
+//! [`application::ports::WebhookOutbox`]: every security event is queued
+//! for the webhook receiver in its own transaction (`webhooks.rs`). Every port method that
 //! writes is one transaction that takes its locks up front: `BEGIN
 //! IMMEDIATE` on SQLite (a deferred transaction that later upgrades to a
 //! write lock fails with "database is locked" under load), and row locks
@@ -31,6 +33,7 @@ mod sessions;
 pub mod testing;
 mod transaction;
 mod users;
+mod webhooks;
 
 pub use connection::{AnyConnection, Backend, Database, PoolState};
 pub use revocations::DbRevocationList;

@@ -19,6 +19,7 @@ use domain::{
 use crate::connection::Database;
 use crate::error::store;
 
+pub(crate) use read::security_event;
 pub(crate) use write::{
     insert_attempt, insert_attempt_alone, insert_event, truncate_user_agent, AuditIds, EventDraft,
 };

@@ -110,6 +110,20 @@ impl EventRow {
     }
 }
 
+/// The event of `id`, if it exists (the webhook outbox names events by id).
+pub(crate) fn security_event(
+    conn: &mut AnyConnection,
+    id: i64,
+) -> Result<Option<SecurityEvent>, DbError> {
+    security_events::table
+        .find(id)
+        .select(EventRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(EventRow::into_event)
+        .transpose()
+}
+
 /// The keyset bound of a page: strictly older than the cursor; the first
 /// page is "older than the end of time".
 fn bound(before: Option<Cursor>) -> (i64, i64) {

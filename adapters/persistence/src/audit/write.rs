@@ -206,18 +206,33 @@ struct NewEventRow<'a> {
 }
 
 /// Inserts a security event in whatever transaction `conn` is in: the one
-/// of the revocation it describes.
+/// of the revocation it describes. Its webhook outbox row goes in with it
+/// (`webhooks.rs`): every event, of every kind, wherever it is recorded.
 pub(crate) fn insert_event(conn: &mut AnyConnection, event: EventDraft<'_>) -> Result<(), DbError> {
-    diesel::insert_into(security_events::table)
-        .values(NewEventRow {
-            user_id: event.user_id,
-            session_id: event.session_id,
-            kind: event.kind.as_str(),
-            details: event.details.to_string(),
-            created_at: event.at,
-        })
-        .execute(conn)?;
-    Ok(())
+    let row = NewEventRow {
+        user_id: event.user_id,
+        session_id: event.session_id,
+        kind: event.kind.as_str(),
+        details: event.details.to_string(),
+        created_at: event.at,
+    };
+    let id: i64 = match conn {
+        AnyConnection::Postgresql(pg) => diesel::insert_into(security_events::table)
+            .values(row)
+            .returning(security_events::id)
+            .get_result(pg)?,
+        AnyConnection::Sqlite(sqlite) => {
+            diesel::insert_into(security_events::table)
+                .values(row)
+                .execute(sqlite)?;
+            // The connection's own last insert: `id` is the rowid.
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                "last_insert_rowid()",
+            ))
+            .get_result(sqlite)?
+        }
+    };
+    crate::webhooks::enqueue(conn, id, event.at)
 }
 
 #[cfg(test)]
