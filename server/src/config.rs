@@ -13,6 +13,7 @@ use application::RegistrationPolicy;
 use domain::{DpopMode, Lifetimes, ReuseResponse};
 use redis_revocation::OnRedisFailure;
 use web::{CookieSameSite, IntrospectionSecret, IpNet};
+use webhook::{WebhookConfig, WebhookSecret};
 
 /// A setting that could not be used. Displays as one line.
 #[derive(Debug, thiserror::Error)]
@@ -380,6 +381,17 @@ pub struct RawSettings {
         global = true
     )]
     pub refresh_fail_rate_ip: String,
+    /// Where every security event is POSTed, signed (http or https; unset: no webhooks).
+    #[arg(long, env = "TOKENWARDEN_WEBHOOK_URL", global = true)]
+    pub webhook_url: Option<String>,
+    /// Key the webhooks are signed with: at least 32 bytes (`whsec_<base64>`: the decoded bytes).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_WEBHOOK_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -449,6 +461,8 @@ pub struct Config {
     pub hash_queue: usize,
     pub register_rate_ip: Rate,
     pub refresh_fail_rate_ip: Rate,
+    /// `None`: no webhooks. The secret is redacted in `Debug`.
+    pub webhook: Option<WebhookConfig>,
 }
 
 impl Config {
@@ -510,6 +524,7 @@ impl Config {
                 count: 60,
                 per: Duration::from_secs(60),
             },
+            webhook: None,
         }
     }
 
@@ -726,7 +741,31 @@ impl Config {
                 "TOKENWARDEN_REFRESH_FAIL_RATE_IP",
                 &raw.refresh_fail_rate_ip,
             )?,
+            webhook: webhook_config(raw)?,
         })
+    }
+}
+
+/// `TOKENWARDEN_WEBHOOK_URL` and `TOKENWARDEN_WEBHOOK_SECRET`: both or
+/// neither (an unsigned webhook would be trusted by nobody).
+fn webhook_config(raw: &RawSettings) -> Result<Option<WebhookConfig>, ConfigError> {
+    let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+    match (given(&raw.webhook_url), given(&raw.webhook_secret)) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::new(
+            "TOKENWARDEN_WEBHOOK_SECRET",
+            "must be set when TOKENWARDEN_WEBHOOK_URL is",
+        )),
+        (None, Some(_)) => Err(ConfigError::new(
+            "TOKENWARDEN_WEBHOOK_URL",
+            "must be set when TOKENWARDEN_WEBHOOK_SECRET is",
+        )),
+        (Some(url), Some(secret)) => Ok(Some(WebhookConfig::new(
+            webhook::parse_url(&url)
+                .map_err(|e| ConfigError::new("TOKENWARDEN_WEBHOOK_URL", e.to_string()))?,
+            WebhookSecret::parse(&secret)
+                .map_err(|e| ConfigError::new("TOKENWARDEN_WEBHOOK_SECRET", e.to_string()))?,
+        ))),
     }
 }
 

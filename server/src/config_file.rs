@@ -31,9 +31,9 @@ pub const CONFIG_SETTING: &str = "TOKENWARDEN_CONFIG";
 pub const CONFIG_ARG: &str = "config";
 
 /// Settings whose values `config check` never prints.
-const SECRETS: [&str; 1] = ["introspection_token"];
+const SECRETS: [&str; 2] = ["introspection_token", "webhook_secret"];
 /// URL settings printed with their password replaced.
-const URLS: [&str; 2] = ["database_url", "redis_url"];
+const URLS: [&str; 3] = ["database_url", "redis_url", "webhook_url"];
 
 const REDACTED: &str = "<redacted>";
 

@@ -128,6 +128,22 @@ fn describe() {
         "Requests answered 503 because the password queue was full"
     );
     describe_gauge!(ARGON2_IN_FLIGHT, "Password hashes or checks running");
+    describe_gauge!(
+        webhook::metrics::PENDING,
+        "Security events in the webhook outbox: waiting, scheduled for a retry, or being sent"
+    );
+    describe_counter!(
+        webhook::metrics::DELIVERED,
+        "Security events the webhook receiver acknowledged with a 2xx"
+    );
+    describe_counter!(
+        webhook::metrics::FAILED,
+        "Security events given up without a 2xx (24 hours of retries)"
+    );
+    describe_counter!(
+        webhook::metrics::ATTEMPT_FAILURES,
+        "Webhook attempts that failed (an error, a timeout or a non-2xx answer)"
+    );
 }
 
 /// Hook: an anomalous refresh was detected (and answered per

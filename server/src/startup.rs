@@ -12,8 +12,10 @@ use jwt::{DpopReader, JwtConfig, JwtSigner, KeyStore};
 use password::Argon2Hasher;
 use persistence::Database;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use web::deadline::{bound_requests, InFlight};
 use web::{ApiState, JwksSource, MetricsSource, OpsState, PasswordQueue, WebConfig};
+use webhook::WebhookWorker;
 
 use crate::cleanup::{spawn_cleanup_job, CleanupJob};
 use crate::config::{self, Config};
@@ -31,6 +33,8 @@ pub enum StartupError {
     Keys(String),
     #[error("{0}")]
     Redis(String),
+    #[error("cannot use TOKENWARDEN_WEBHOOK_URL: {0}")]
+    Webhook(String),
     #[error("cannot listen on {setting}: {message}")]
     Bind {
         setting: &'static str,
@@ -226,6 +230,9 @@ pub struct Application {
     shutdown: Shutdown,
     /// Stops with the server.
     _cleanup: CleanupJob,
+    /// Delivers the webhook outbox (`TOKENWARDEN_WEBHOOK_URL`); stopped
+    /// after the server, letting deliveries under way finish.
+    webhooks: Option<WebhookWorker>,
 }
 
 impl Application {
@@ -356,6 +363,7 @@ impl Application {
                 timeout: config.shutdown_timeout,
             },
             _cleanup: spawn_cleanup_job(&config, &db),
+            webhooks: spawn_webhooks(&config, &db)?,
         })
     }
 
@@ -377,7 +385,16 @@ impl Application {
     /// requests were still running at the end of the shutdown timeout (they
     /// are abandoned, and logged with their count): the process then exits
     /// non-zero, so that a supervisor knows answers were lost.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+    pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
+        let webhooks = self.webhooks.take();
+        let result = self.serve_until_stopped().await;
+        if let Some(webhooks) = webhooks {
+            webhooks.stop().await;
+        }
+        result
+    }
+
+    async fn serve_until_stopped(self) -> std::io::Result<()> {
         let shutdown = self.shutdown;
         let server = async {
             let Some((_, metrics)) = self.metrics else {
@@ -415,6 +432,21 @@ impl Application {
         }
         result
     }
+}
+
+/// The webhook delivery worker, when `TOKENWARDEN_WEBHOOK_URL` is set.
+fn spawn_webhooks(config: &Config, db: &Database) -> Result<Option<WebhookWorker>, StartupError> {
+    let Some(webhook) = config.webhook.clone() else {
+        return Ok(None);
+    };
+    WebhookWorker::spawn(
+        webhook,
+        Arc::new(db.clone()),
+        Arc::new(SystemClock),
+        CancellationToken::new(),
+    )
+    .map(Some)
+    .map_err(|e| StartupError::Webhook(e.to_string()))
 }
 
 /// What a graceful stop needs to report requests it abandons.

@@ -18,3 +18,4 @@ mod races;
 mod rate_limits;
 mod revocation;
 mod tokens;
+mod webhooks;

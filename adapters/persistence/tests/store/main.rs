@@ -18,3 +18,4 @@ mod revocations;
 mod rotation;
 mod sessions;
 mod users;
+mod webhooks;
