@@ -87,7 +87,10 @@ fn claim(
             }),
             // Events are never deleted; should one be, its row goes too.
             None => {
-                tracing::warn!(event_id = id, "webhook outbox row without its event: dropped");
+                tracing::warn!(
+                    event_id = id,
+                    "webhook outbox row without its event: dropped"
+                );
                 diesel::delete(row).execute(conn)?;
             }
         }

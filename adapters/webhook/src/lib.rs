@@ -53,6 +53,9 @@ mod tests {
         assert!(parse_url(" http://127.0.0.1:9000/ ").is_ok());
         assert_eq!(parse_url("ftp://example.com/"), Err(UrlError::NotHttp));
         assert_eq!(parse_url("file:///etc/passwd"), Err(UrlError::NotHttp));
-        assert!(matches!(parse_url("example.com/hook"), Err(UrlError::Invalid(_))));
+        assert!(matches!(
+            parse_url("example.com/hook"),
+            Err(UrlError::Invalid(_))
+        ));
     }
 }

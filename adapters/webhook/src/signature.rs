@@ -172,7 +172,10 @@ mod tests {
     fn verification_accepts_the_vector_and_refuses_tampering_and_old_messages() {
         let secret = WebhookSecret::parse(SECRET).unwrap();
         let ts = TIMESTAMP.to_string();
-        assert_eq!(secret.verify(ID, &ts, BODY, SIGNATURE, TIMESTAMP + 10), Ok(()));
+        assert_eq!(
+            secret.verify(ID, &ts, BODY, SIGNATURE, TIMESTAMP + 10),
+            Ok(())
+        );
         // One of several signatures (a receiver rotating secrets).
         let several = format!("v1,AAAA {SIGNATURE}");
         assert_eq!(secret.verify(ID, &ts, BODY, &several, TIMESTAMP), Ok(()));

@@ -96,7 +96,10 @@ impl Receiver {
         let until = Instant::now() + within;
         loop {
             let received = self.received();
-            let delivered = received.iter().filter(|r| (200..300).contains(&r.status)).count();
+            let delivered = received
+                .iter()
+                .filter(|r| (200..300).contains(&r.status))
+                .count();
             if delivered >= n || Instant::now() >= until {
                 return received;
             }

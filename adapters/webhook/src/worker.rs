@@ -232,11 +232,12 @@ impl Worker {
                 metrics::attempt_failed();
                 let now = self.clock.now();
                 let jitter: f64 = rand::random();
-                match self
-                    .config
-                    .retry
-                    .after_failure(delivery.attempt, event.created_at, now, jitter)
-                {
+                match self.config.retry.after_failure(
+                    delivery.attempt,
+                    event.created_at,
+                    now,
+                    jitter,
+                ) {
                     AfterFailure::RetryAt(at) => {
                         tracing::info!(
                             event_id = event.id,
@@ -283,15 +284,12 @@ impl Worker {
             .send()
             .await;
         match sent {
-            Ok(response) if response.status().is_success() => {
-                Attempt::Delivered(response.status())
-            }
+            Ok(response) if response.status().is_success() => Attempt::Delivered(response.status()),
             Ok(response) => Attempt::Failed(format!("HTTP {}", response.status())),
             // Without the URL: it may carry credentials.
-            Err(e) if e.is_timeout() => Attempt::Failed(format!(
-                "no answer within {:?}",
-                self.config.timeout
-            )),
+            Err(e) if e.is_timeout() => {
+                Attempt::Failed(format!("no answer within {:?}", self.config.timeout))
+            }
             Err(e) => Attempt::Failed(error_chain(&e.without_url())),
         }
     }

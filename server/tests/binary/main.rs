@@ -10,3 +10,4 @@ mod operations;
 mod password_work;
 mod process;
 mod support;
+mod webhooks;

@@ -92,7 +92,11 @@ async fn every_kind_of_security_event_is_posted_signed(backend: Backend) {
     assert_eq!(events.len(), 3);
     for r in &got {
         assert!(r.verified, "signature of {r:?}");
-        assert_eq!(r.body["id"], Value::String(r.id.clone()), "webhook-id is the event id");
+        assert_eq!(
+            r.body["id"],
+            Value::String(r.id.clone()),
+            "webhook-id is the event id"
+        );
         // The body is the admin API's event, `kind` named `type`.
         let event = events.iter().find(|e| e["id"] == r.body["id"]).unwrap();
         for field in ["user_id", "session_id", "created_at", "details"] {
@@ -101,7 +105,10 @@ async fn every_kind_of_security_event_is_posted_signed(backend: Backend) {
         assert_eq!(r.body["type"], event["kind"]);
         assert_eq!(r.body["user_id"], victim_id.as_str());
     }
-    let kinds: BTreeSet<&str> = got.iter().map(|r| r.body["type"].as_str().unwrap()).collect();
+    let kinds: BTreeSet<&str> = got
+        .iter()
+        .map(|r| r.body["type"].as_str().unwrap())
+        .collect();
     assert_eq!(
         kinds,
         BTreeSet::from(["admin_revoke", "logout_all", "token_reuse"])
@@ -111,7 +118,10 @@ async fn every_kind_of_security_event_is_posted_signed(backend: Backend) {
     assert_eq!(receiver.received().len(), 3);
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
     let text = metrics.text().await.unwrap();
-    assert!(text.contains("tokenwarden_webhook_delivered_total"), "{text}");
+    assert!(
+        text.contains("tokenwarden_webhook_delivered_total"),
+        "{text}"
+    );
     assert!(text.contains("tokenwarden_webhook_pending"), "{text}");
 }
 
@@ -140,7 +150,9 @@ async fn a_receiver_answering_500_gets_the_event_again_until_it_takes_it(backend
     let statuses: Vec<u16> = received.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [500, 503, 200], "{received:#?}");
     // The same event each time, each attempt signed afresh.
-    assert!(received.iter().all(|r| r.verified && r.id == received[0].id));
+    assert!(received
+        .iter()
+        .all(|r| r.verified && r.id == received[0].id));
     assert!(received.iter().all(|r| r.body == received[0].body));
 }
 
@@ -156,7 +168,9 @@ async fn a_hanging_receiver_is_timed_out_and_the_event_sent_again(backend: Backe
         .await;
     let statuses: Vec<u16> = received.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [0, 200], "{received:#?}");
-    assert!(received.iter().all(|r| r.verified && r.id == received[0].id));
+    assert!(received
+        .iter()
+        .all(|r| r.verified && r.id == received[0].id));
     // Timed out after the attempt's bound, not after the receiver's 30 s.
     assert!(started.elapsed() < Duration::from_secs(10));
     // Requests never waited for any of it.

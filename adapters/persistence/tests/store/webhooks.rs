@@ -21,7 +21,8 @@ const LEASE: Duration = Duration::from_secs(60);
 fn event(db: &Database, name: &str, secs: i64) {
     let u = user(db, name);
     login(db, &u, at(secs));
-    db.revoke_all(u.id, RevokeReason::LogoutAll, at(secs)).unwrap();
+    db.revoke_all(u.id, RevokeReason::LogoutAll, at(secs))
+        .unwrap();
 }
 
 fn every_event_is_queued_with_itself_and_claimed_once_per_lease(test: &TestDatabase) {
@@ -75,7 +76,8 @@ fn a_retry_makes_the_row_due_again_at_its_time(test: &TestDatabase) {
     let db = test.open(2);
     event(&db, "alice", 1);
     let claimed = db.claim_due(at(1), LEASE, 10).unwrap().remove(0);
-    db.retry_at(claimed.claim(), at(11), &"é".repeat(400)).unwrap();
+    db.retry_at(claimed.claim(), at(11), &"é".repeat(400))
+        .unwrap();
     assert!(db.claim_due(at(10), LEASE, 10).unwrap().is_empty());
     let again = db.claim_due(at(11), LEASE, 10).unwrap();
     assert_eq!(again.len(), 1);
