@@ -149,10 +149,15 @@ impl TestApp {
     }
 
     pub async fn login(&self, username: &str) -> Tokens {
+        self.login_password(username, PASSWORD).await
+    }
+
+    /// Logs `username` in with `password` (cookie delivery), expecting 200.
+    pub async fn login_password(&self, username: &str, password: &str) -> Tokens {
         let r = self
             .post_json(
                 "/auth/login",
-                &json!({"username": username, "password": PASSWORD}),
+                &json!({"username": username, "password": password}),
             )
             .await;
         assert_eq!(r.status(), StatusCode::OK, "login of {username}");

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use application::{Page, TokenAnalysis};
-use domain::{AuditRecord, RefreshOutcome, SecurityEvent, Seen};
+use application::{Page, TokenAnalysis, UserDetail};
+use domain::{AuditRecord, RefreshOutcome, SecurityEvent, Seen, User};
 
 use crate::dto::rfc3339;
 
@@ -189,6 +189,7 @@ pub struct SecurityEventBody {
     pub id: String,
     pub user_id: String,
     pub session_id: Option<String>,
+    #[schema(value_type = crate::openapi::SecurityEventKindName)]
     pub kind: &'static str,
     /// A JSON object.
     #[schema(value_type = Object)]
@@ -228,5 +229,156 @@ mod tests {
             rfc3339(Timestamp::from_millis(0)),
             "1970-01-01T00:00:00.000Z"
         );
+    }
+}
+
+/// Body of `POST /auth/password`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PasswordChangeRequest {
+    /// The password in use now (a wrong one counts as a failed login).
+    #[schema(example = "correct horse battery staple")]
+    pub current_password: String,
+    /// 8 to 256 characters (Unicode scalar values).
+    #[schema(min_length = 8, max_length = 256, example = "a much better passphrase")]
+    pub new_password: String,
+}
+
+/// Body of `POST /admin/users/{user_id}/password`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewPasswordRequest {
+    /// 8 to 256 characters (Unicode scalar values).
+    #[schema(min_length = 8, max_length = 256, example = "a much better passphrase")]
+    pub new_password: String,
+}
+
+/// Body of `POST /admin/users`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateUserRequest {
+    /// 3 to 64 characters of `[A-Za-z0-9_.-]`, unique case-insensitively.
+    #[schema(
+        min_length = 3,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9_.-]{3,64}$",
+        example = "carol"
+    )]
+    pub username: String,
+    /// 8 to 256 characters (Unicode scalar values).
+    #[schema(
+        min_length = 8,
+        max_length = 256,
+        example = "correct horse battery staple"
+    )]
+    pub password: String,
+    /// Role names, each `[a-z][a-z0-9_-]{0,31}`; default `["user"]`.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<RoleName>>)]
+    pub roles: Option<Vec<String>>,
+}
+
+/// Body of `PATCH /admin/users/{user_id}`: at least one of the fields.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PatchUserRequest {
+    /// The user's roles from now on (replaces them), each
+    /// `[a-z][a-z0-9_-]{0,31}`.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<RoleName>>)]
+    pub roles: Option<Vec<String>>,
+    /// `true` disables the account (every session revoked), `false`
+    /// enables it again.
+    #[serde(default)]
+    pub disabled: Option<bool>,
+}
+
+/// A role name.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(pattern = r"^[a-z][a-z0-9_-]{0,31}$", example = "auditor")]
+pub struct RoleName(String);
+
+/// Query of `GET /admin/users`, as text (validated by the handler).
+#[derive(Debug, Deserialize, Default)]
+pub struct UsersQuery {
+    pub q: Option<String>,
+    pub limit: Option<String>,
+    pub before: Option<String>,
+}
+
+/// A user as admins see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminUserBody {
+    pub id: String,
+    pub username: String,
+    pub roles: Vec<String>,
+    pub disabled: bool,
+    pub created_at: String,
+    /// The last successful login; `null` if none.
+    pub last_login_at: Option<String>,
+}
+
+impl From<&User> for AdminUserBody {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id.to_string(),
+            username: u.username.to_string(),
+            roles: u.roles.names(),
+            disabled: u.disabled,
+            created_at: rfc3339(u.created_at),
+            last_login_at: u.last_login_at.map(rfc3339),
+        }
+    }
+}
+
+/// A live session of a user, as `GET /auth/sessions` shows it (without
+/// `current`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminSessionBody {
+    pub id: String,
+    pub device_name: Option<String>,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub last_ip: Option<String>,
+    pub last_user_agent: Option<String>,
+    pub expires_at: String,
+}
+
+/// A user with their live sessions (`GET /admin/users/{user_id}`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminUserDetailBody {
+    pub id: String,
+    pub username: String,
+    pub roles: Vec<String>,
+    pub disabled: bool,
+    pub created_at: String,
+    pub last_login_at: Option<String>,
+    /// Most recently used first.
+    pub live_sessions: Vec<AdminSessionBody>,
+}
+
+impl From<&UserDetail> for AdminUserDetailBody {
+    fn from(d: &UserDetail) -> Self {
+        let user = AdminUserBody::from(&d.user);
+        Self {
+            id: user.id,
+            username: user.username,
+            roles: user.roles,
+            disabled: user.disabled,
+            created_at: user.created_at,
+            last_login_at: user.last_login_at,
+            live_sessions: d
+                .sessions
+                .iter()
+                .map(|v| {
+                    let s = &v.session;
+                    AdminSessionBody {
+                        id: s.id.to_string(),
+                        device_name: s.device_name.clone(),
+                        created_at: rfc3339(s.created_at),
+                        last_used_at: rfc3339(s.last_used_at),
+                        last_ip: s.last_ip.clone(),
+                        last_user_agent: s.last_user_agent.clone(),
+                        expires_at: rfc3339(v.expires_at),
+                    }
+                })
+                .collect(),
+        }
     }
 }

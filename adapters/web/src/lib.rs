@@ -121,6 +121,10 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut ServiceConfig) {
                     )
                     .route("/sessions", web::get().to(handlers::sessions::list))
                     .route(
+                        "/password",
+                        web::post().to(handlers::accounts::change_password),
+                    )
+                    .route(
                         "/sessions/{id}",
                         web::delete().to(handlers::sessions::delete),
                     ),

@@ -12,6 +12,10 @@ use utoipa::openapi::OpenApi as Document;
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::admin_dto::{
+    AdminSessionBody, AdminUserBody, AdminUserDetailBody, CreateUserRequest, NewPasswordRequest,
+    PasswordChangeRequest, PatchUserRequest, RoleName,
+};
+use crate::admin_dto::{
     AnalysisBody, AttemptsBody, RefreshLogBody, RiskBody, SecurityEventBody, SeenIpBody,
     SeenUserAgentBody,
 };
@@ -61,6 +65,13 @@ pub const REFRESH_COOKIE: &str = "refresh_cookie";
         handlers::admin::refresh_logs,
         handlers::admin::revoke_sessions,
         handlers::admin::security_events,
+        handlers::accounts::change_password,
+        handlers::accounts::list_users,
+        handlers::accounts::create_user,
+        handlers::accounts::get_user,
+        handlers::accounts::patch_user,
+        handlers::accounts::reset_password,
+        handlers::accounts::delete_user,
         handlers::ops::healthz,
         handlers::ops::readyz,
         handlers::ops::metrics,
@@ -97,6 +108,16 @@ pub const REFRESH_COOKIE: &str = "refresh_cookie";
         SecurityEventBody,
         RefreshLogPage,
         SecurityEventPage,
+        UserPage,
+        AdminUserBody,
+        AdminUserDetailBody,
+        AdminSessionBody,
+        PasswordChangeRequest,
+        NewPasswordRequest,
+        CreateUserRequest,
+        PatchUserRequest,
+        RoleName,
+        SecurityEventKindName,
     )),
     modifiers(&SecuritySchemes, &PagesDoc, &RetryAfter),
     tags(
@@ -219,6 +240,49 @@ pub struct SecurityEventPage {
     items: Vec<SecurityEventBody>,
     /// Pass as `before` for the next page; `null` on the last page.
     next: Option<String>,
+}
+
+/// A page of users.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema only: admin_dto::PageBody is what is written"
+)]
+pub struct UserPage {
+    items: Vec<AdminUserBody>,
+    /// Pass as `before` (with the same `q`) for the next page; `null` on
+    /// the last page.
+    next: Option<String>,
+}
+
+/// The kinds of security events (`kind` of `/admin/security-events`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(
+    dead_code,
+    reason = "a schema only: SecurityEventKind::as_str writes the values"
+)]
+pub enum SecurityEventKindName {
+    /// A rotated refresh token came back: theft response.
+    TokenReuse,
+    /// Another network and device inside the anomaly window.
+    Anomaly,
+    /// An admin revoked every session of the user.
+    AdminRevoke,
+    /// The user logged out everywhere.
+    LogoutAll,
+    /// The user changed their password; every other session revoked.
+    PasswordChanged,
+    /// An admin (or the operator) set a new password; every session revoked.
+    PasswordReset,
+    /// The roles changed (`details.roles_before`, `details.roles_after`).
+    RolesChanged,
+    /// The account was disabled; every session revoked.
+    UserDisabled,
+    /// The account was enabled again.
+    UserEnabled,
+    /// The account was deleted with its sessions and tokens.
+    UserDeleted,
 }
 
 /// The body of `/auth/introspect` and `/auth/revoke` (JSON or form).

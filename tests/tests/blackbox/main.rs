@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod abuse;
+mod accounts;
 mod admin;
 mod audit;
 mod bad_days;

@@ -26,6 +26,21 @@ use crate::{ApiState, Authenticated};
 pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(
         web::scope("/admin")
+            .route("/users", web::get().to(super::accounts::list_users))
+            .route("/users", web::post().to(super::accounts::create_user))
+            .route("/users/{user_id}", web::get().to(super::accounts::get_user))
+            .route(
+                "/users/{user_id}",
+                web::patch().to(super::accounts::patch_user),
+            )
+            .route(
+                "/users/{user_id}",
+                web::delete().to(super::accounts::delete_user),
+            )
+            .route(
+                "/users/{user_id}/password",
+                web::post().to(super::accounts::reset_password),
+            )
             .route(
                 "/users/{user_id}/token-analysis",
                 web::get().to(token_analysis),
@@ -43,7 +58,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
     get,
     path = "/admin/users/{user_id}/token-analysis",
     tag = "admin",
-    description = "Theft analysis of one user over the last `days` (default 7): attempts by outcome, networks and devices seen, sessions, reuse and anomaly events, and a risk level with reasons (see docs/risk-scoring.md).",
+    description = "Theft analysis of one user over the last `days` (default 7): attempts by outcome, networks and devices seen, sessions, reuse and anomaly events, and a risk level with reasons (see docs/risk-scoring.md). Only `token_reuse` and `anomaly` events are theft evidence; the account events (`password_changed`, `password_reset`, `roles_changed`, `user_disabled`, `user_enabled`, `user_deleted`, see `SecurityEventKindName`) are listed by `/admin/security-events` and do not change the risk.",
     params(("user_id" = String, Path, format = Uuid, description = "The user's id (a UUID)"), ("days" = Option<u32>, Query, minimum = 1, maximum = 90, description = "1 to 90, default 7")),
     security(("bearer" = [])),
     responses(
@@ -160,7 +175,7 @@ pub async fn revoke_sessions(
     get,
     path = "/admin/security-events",
     tag = "admin",
-    description = "Security events (`token_reuse`, `anomaly`, `admin_revoke`, `logout_all`, ...), newest first, of one user or of everyone, keyset-paginated.",
+    description = "Security events, newest first, of one user or of everyone, keyset-paginated. Kinds: `token_reuse`, `anomaly`, `admin_revoke`, `logout_all`, and the account events `password_changed`, `password_reset`, `roles_changed`, `user_disabled`, `user_enabled`, `user_deleted` (whose `details.actor` is the acting user's id: the admin, or the user for their own password change; `null` with `via: \"cli\"` for the operator). A deleted user's events stay until the retention; list them without `user_id` (with it the user must exist).",
     params(("user_id" = Option<String>, Query, format = Uuid, description = "Only this user's events (a UUID)"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1 to 200 (default 50)"), ("before" = Option<String>, Query, min_length = 1, description = "An opaque cursor from `next`")),
     security(("bearer" = [])),
     responses(
@@ -217,7 +232,7 @@ pub(crate) fn admin_error(e: AdminError) -> ApiError {
 
 /// The query string as `T` (all fields text): only a garbled query string
 /// (a repeated parameter, say) fails, as 422.
-fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
+pub(crate) fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
     web::Query::<T>::from_query(req.query_string())
         .map(web::Query::into_inner)
         .map_err(|_| {
@@ -236,20 +251,20 @@ fn invalid<T>(errors: &mut Vec<FieldError>, field: &str, expected: &str) -> Opti
     None
 }
 
-fn user_id(field: &str, text: &str, errors: &mut Vec<FieldError>) -> Option<UserId> {
+pub(crate) fn user_id(field: &str, text: &str, errors: &mut Vec<FieldError>) -> Option<UserId> {
     text.parse()
         .ok()
         .or_else(|| invalid(errors, field, "a user id (a hyphenated UUID)"))
 }
 
 /// A whole number in plain decimal (no sign, no spaces), at most 9 digits.
-fn number(text: &str) -> Option<u32> {
+pub(crate) fn number(text: &str) -> Option<u32> {
     (!text.is_empty() && text.len() <= 9 && text.bytes().all(|b| b.is_ascii_digit()))
         .then(|| text.parse().ok())
         .flatten()
 }
 
-fn page_limit(text: Option<&str>, errors: &mut Vec<FieldError>) -> Option<PageLimit> {
+pub(crate) fn page_limit(text: Option<&str>, errors: &mut Vec<FieldError>) -> Option<PageLimit> {
     match text {
         None => Some(PageLimit::DEFAULT),
         Some(text) => number(text)

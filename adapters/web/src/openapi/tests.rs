@@ -205,3 +205,19 @@ fn every_429_and_503_documents_retry_after() {
     }
     assert!(seen > 10, "only {seen} 429/503 responses documented");
 }
+
+#[test]
+fn the_security_event_kinds_schema_lists_every_kind() {
+    let doc = served_document();
+    let listed: BTreeSet<&str> = doc["components"]["schemas"]["SecurityEventKindName"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let kinds: BTreeSet<&str> = domain::SecurityEventKind::ALL
+        .into_iter()
+        .map(domain::SecurityEventKind::as_str)
+        .collect();
+    assert_eq!(listed, kinds);
+}
