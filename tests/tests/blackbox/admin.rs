@@ -220,8 +220,8 @@ async fn unknown_users_are_404_and_bad_input_is_422(backend: Backend) {
             .await;
         assert_eq!(a["days"], days);
     }
-    // Unknown admin routes are plain 404s.
-    let r = call(&app, "GET", "/admin/users", Some(&admin.access)).await;
+    // Unknown admin routes are plain 404s (`/admin/users` is the user list).
+    let r = call(&app, "GET", "/admin/groups", Some(&admin.access)).await;
     assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
 }
 
