@@ -97,15 +97,7 @@ impl WebhookWorker {
         clock: Arc<dyn Clock>,
         cancel: CancellationToken,
     ) -> Result<Self, StartError> {
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            // A redirect is not an acknowledgement, and following it would
-            // send the event somewhere the operator did not name.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tokenwarden-webhook/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| StartError(e.to_string()))?;
+        let client = http_client(&config)?;
         let grace = config.timeout + Duration::from_secs(1);
         let worker = Arc::new(Worker {
             config,
@@ -132,6 +124,20 @@ impl WebhookWorker {
             }
         }
     }
+}
+
+/// The client of every attempt: `https` over rustls with the system's CA
+/// store, redirects not followed.
+fn http_client(config: &WebhookConfig) -> Result<reqwest::Client, StartError> {
+    reqwest::Client::builder()
+        .timeout(config.timeout)
+        .connect_timeout(config.timeout)
+        // A redirect is not an acknowledgement, and following it would send
+        // the event somewhere the operator did not name.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("tokenwarden-webhook/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| StartError(e.to_string()))
 }
 
 struct Worker {
@@ -328,4 +334,28 @@ fn redacted(url: &Url) -> String {
     let _ = url.set_password(None);
     let _ = url.set_username("");
     url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_https_receiver_is_spoken_to_in_tls() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = crate::parse_url(&format!("https://127.0.0.1:{port}/hooks")).unwrap();
+        let secret = WebhookSecret::parse(&"k".repeat(32)).unwrap();
+        let client = http_client(&WebhookConfig::new(url.clone(), secret)).unwrap();
+        let sent = tokio::spawn(async move { client.post(url).body("{}").send().await });
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut first = [0_u8; 1];
+        socket.read_exact(&mut first).await.unwrap();
+        // A TLS handshake record, not an HTTP request line.
+        assert_eq!(first[0], 0x16);
+        drop(socket);
+        assert!(sent.await.unwrap().is_err());
+    }
 }
