@@ -175,7 +175,7 @@ pub async fn revoke_sessions(
     get,
     path = "/admin/security-events",
     tag = "admin",
-    description = "Security events, newest first, of one user or of everyone, keyset-paginated. Kinds: `token_reuse`, `anomaly`, `admin_revoke`, `logout_all`, and the account events `password_changed`, `password_reset`, `roles_changed`, `user_disabled`, `user_enabled`, `user_deleted` (whose `details.actor` is the acting user's id: the admin, or the user for their own password change; `null` with `via: \"cli\"` for the operator). A deleted user's events stay until the retention; list them without `user_id` (with it the user must exist).",
+    description = "Security events, newest first, of one user or of everyone, keyset-paginated. Kinds: `token_reuse`, `anomaly`, `admin_revoke`, `logout_all`, and the account events `password_changed`, `password_reset`, `roles_changed`, `user_disabled`, `user_enabled`, `user_deleted` (whose `details.actor` is the acting user's id: the admin, or the user for their own password change; `null` with `via: \"cli\"` for the operator). A deleted user's events stay until the retention; list them without `user_id` (with it the user must exist). With `TOKENWARDEN_WEBHOOK_URL` set, every event is also POSTed there as `{id, type, created_at, user_id, session_id, details}` (`type` is `kind`), signed per Standard Webhooks, at least once (docs/webhooks.md).",
     params(("user_id" = Option<String>, Query, format = Uuid, description = "Only this user's events (a UUID)"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1 to 200 (default 50)"), ("before" = Option<String>, Query, min_length = 1, description = "An opaque cursor from `next`")),
     security(("bearer" = [])),
     responses(
