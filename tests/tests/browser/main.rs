@@ -310,6 +310,12 @@ async fn the_console_shows_a_robbed_user_as_high_risk_with_the_chart_drawn() {
                     .js("return document.querySelectorAll('#ips tbody tr').length", vec![])
                     .await;
                 assert!(ips.as_u64().unwrap() >= 1);
+                // Readable at this width: nothing but the tables' own
+                // scroll areas is wider than the window.
+                let overflow = chrome
+                    .js("return document.documentElement.scrollWidth - window.innerWidth", vec![])
+                    .await;
+                assert!(overflow.as_i64().unwrap() <= 0, "horizontal overflow of {overflow} px at {width} px");
                 chrome
                     .js("document.getElementById('user').scrollIntoView()", vec![])
                     .await;
@@ -339,6 +345,78 @@ async fn the_console_refuses_a_non_admin_in_words() {
                 .await
                 .contains("does not have the admin role"));
             assert_eq!(chrome.text("#refused-user").await, "grace");
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_finds_a_user_by_name_and_disables_enables_and_resets_them_after_confirmation()
+{
+    if !chrome::available() {
+        return;
+    }
+    let app = app(|_| {}).await;
+    app.admin("root").await;
+    register(&app, "henry").await;
+    let chrome = Chrome::start(1440).await;
+    chrome
+        .run("console_account_actions", || async {
+            chrome.goto(&app.url("/console")).await;
+            chrome.wait_until("document.body.dataset.state === 'signed-out'", 10).await;
+            chrome.fill("#login-username", "root").await;
+            chrome.fill("#login-password", PASSWORD).await;
+            chrome.click("#login-form button[type=submit]").await;
+            chrome.wait_until("document.body.dataset.state === 'console'", 10).await;
+
+            // Find by the start of the name, case-insensitively.
+            chrome.fill("#search-q", "HEN").await;
+            chrome.click("#search-form button[type=submit]").await;
+            chrome
+                .wait_until("document.querySelectorAll('#search-results button[data-user]').length === 1", 10)
+                .await;
+            chrome.click("#search-results button[data-user]").await;
+            chrome
+                .wait_until("document.getElementById('user-title').textContent === 'henry'", 10)
+                .await;
+            assert_eq!(chrome.text("#user-state").await, "Active");
+
+            // Disable: nothing happens until confirmed.
+            chrome.click("#toggle-disabled").await;
+            chrome.wait_until("document.getElementById('confirm').open", 5).await;
+            chrome.click("#confirm-ok").await;
+            chrome
+                .wait_until("document.getElementById('user-state').textContent === 'Disabled'", 10)
+                .await;
+            let r = app
+                .post_json("/auth/login", &json!({"username": "henry", "password": PASSWORD}))
+                .await;
+            assert_eq!(r.status(), 403, "a disabled user's right password");
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["code"], "account_disabled");
+
+            // Reset the password, then enable again.
+            chrome.click("#reset-password").await;
+            chrome.wait_until("document.getElementById('confirm').open", 5).await;
+            chrome.fill("#confirm-new-password", "a brand new password").await;
+            chrome.click("#confirm-ok").await;
+            chrome.wait_until("!document.getElementById('confirm').open", 5).await;
+            chrome
+                .wait_until("document.getElementById('notice').textContent.includes('Reset password: done')", 10)
+                .await;
+            chrome.click("#toggle-disabled").await;
+            chrome.wait_until("document.getElementById('confirm').open", 5).await;
+            chrome.click("#confirm-ok").await;
+            chrome
+                .wait_until("document.getElementById('user-state').textContent === 'Active'", 10)
+                .await;
+            let r = app
+                .post_json(
+                    "/auth/login",
+                    &json!({"username": "henry", "password": "a brand new password"}),
+                )
+                .await;
+            assert_eq!(r.status(), 200, "the reset password works once enabled");
+            chrome.screenshot("console-account-actions").await;
         })
         .await;
 }
