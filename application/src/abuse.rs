@@ -3,45 +3,164 @@
 //! or database work: the refresh plan itself knows nothing of them.
 //!
 //! Refusals of refreshes are audited as one row per client IP and minute
-//! (outcome `rate_limited`), not one per request: a flood must not fill the
-//! disk. Which IP and minute already has its row is remembered in process
-//! ([`ThrottleLog`]), so several instances write one row each.
+//! (outcome `rate_limited`) with a `count` of the requests it stands for,
+//! not one row per request: a flood must not fill the disk, nor cost a
+//! database write per request. The first refusal of an IP in a minute
+//! writes the row; later ones are counted in process ([`ThrottleLog`]) and
+//! added to the row's count by [`TokenWarden::flush_throttled_refreshes`],
+//! which the server calls every second and at shutdown. Several instances
+//! write one row each per IP and minute; their counts add up.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use domain::{RefreshOutcome, Timestamp};
+use domain::{RefreshAttempt, RefreshOutcome, Timestamp};
 
 use crate::ports::ClientInfo;
 use crate::rate_limit::{ip_key, Admission, IpBudget};
 use crate::{TokenWarden, Unexpected};
 
-/// At most this many (IP, minute) pairs are remembered; past it the memory
-/// is cleared (a few extra audit rows, never unbounded memory).
+/// At most this many addresses are remembered; past it the memory is
+/// cleared (counts not yet flushed are lost: a few requests missing from
+/// the trail, never unbounded memory).
 const MAX_REMEMBERED: usize = 100_000;
 
-/// The (client IP, minute) pairs whose throttled refreshes already have
-/// their audit row.
+const MINUTE_MS: i64 = 60_000;
+
+/// What is remembered of an address whose refreshes are being throttled.
+#[derive(Debug)]
+struct Throttled {
+    minute: i64,
+    /// The first refusal of the minute (the one with its own row).
+    first_at: Timestamp,
+    /// The client IP as that row has it.
+    ip: String,
+    /// Refusals since, not yet added to the row's count.
+    pending: u64,
+}
+
+/// Counts of throttled refreshes: per address (as [`ip_key`] groups them),
+/// its current minute.
 #[derive(Debug, Default)]
-pub(crate) struct ThrottleLog(Mutex<HashMap<String, i64>>);
+pub(crate) struct ThrottleLog(Mutex<HashMap<String, Throttled>>);
+
+/// Counts to add to the rows of earlier refusals.
+type Pending = Vec<(RefreshAttempt, u64)>;
 
 impl ThrottleLog {
-    /// Whether this refusal is the first of `ip` in the minute of `now`
-    /// (then it gets an audit row).
-    fn first_in_minute(&self, ip: &str, now: Timestamp) -> bool {
-        let minute = now.as_millis().div_euclid(60_000);
-        let mut seen = self
-            .0
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Throttled>> {
+        self.0
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts a refusal of `key` (client IP `ip`) at `now`: `true` when it
+    /// is the first of the address in that minute (it then gets its own
+    /// row), `false` when it is counted towards that row.
+    fn refused(&self, key: &str, ip: &str, now: Timestamp) -> bool {
+        let minute = now.as_millis().div_euclid(MINUTE_MS);
+        let mut seen = self.lock();
+        if let Some(entry) = seen.get_mut(key) {
+            if entry.minute == minute {
+                entry.pending += 1;
+                return false;
+            }
+            if entry.pending > 0 {
+                // The flush has not run since the minute turned: those
+                // counts stay until it does, under their own minute.
+                return self.first_of_minute_with_leftover(&mut seen, key, ip, now);
+            }
+        }
         if seen.len() >= MAX_REMEMBERED {
-            seen.retain(|_, m| *m == minute);
+            seen.retain(|_, t| t.minute == minute);
             if seen.len() >= MAX_REMEMBERED {
                 seen.clear();
             }
         }
-        seen.insert(ip.to_owned(), minute) != Some(minute)
+        seen.insert(
+            key.to_owned(),
+            Throttled {
+                minute,
+                first_at: now,
+                ip: ip.to_owned(),
+                pending: 0,
+            },
+        );
+        true
+    }
+
+    /// A new minute for `key` while the previous one still has counts: the
+    /// previous entry moves under a key of its own until flushed.
+    fn first_of_minute_with_leftover(
+        &self,
+        seen: &mut HashMap<String, Throttled>,
+        key: &str,
+        ip: &str,
+        now: Timestamp,
+    ) -> bool {
+        if let Some(old) = seen.remove(key) {
+            seen.insert(format!("{key}@{}", old.minute), old);
+        }
+        seen.insert(
+            key.to_owned(),
+            Throttled {
+                minute: now.as_millis().div_euclid(MINUTE_MS),
+                first_at: now,
+                ip: ip.to_owned(),
+                pending: 0,
+            },
+        );
+        true
+    }
+
+    /// Takes the counts not yet added to their rows, and forgets addresses
+    /// whose minute is over.
+    fn take_pending(&self, now: Timestamp) -> Pending {
+        let minute = now.as_millis().div_euclid(MINUTE_MS);
+        let mut seen = self.lock();
+        let pending = seen
+            .values_mut()
+            .filter(|t| t.pending > 0)
+            .map(|t| {
+                let attempt = throttled_attempt(t.first_at, &t.ip);
+                (attempt, std::mem::take(&mut t.pending))
+            })
+            .collect();
+        seen.retain(|_, t| t.minute == minute);
+        pending
+    }
+
+    /// Counts that could not be written go back, to be tried again.
+    fn restore(&self, attempt: &RefreshAttempt, count: u64) {
+        let Some(ip) = attempt.ip.clone() else { return };
+        let minute = attempt.at.as_millis().div_euclid(MINUTE_MS);
+        self.lock()
+            .entry(format!("{}@{minute}", ip_key(&ip)))
+            .or_insert(Throttled {
+                minute,
+                first_at: attempt.at,
+                ip,
+                pending: 0,
+            })
+            .pending += count;
+    }
+
+    fn has_pending(&self) -> bool {
+        self.lock().values().any(|t| t.pending > 0)
+    }
+}
+
+/// The row of a throttled refresh: no token was looked at.
+fn throttled_attempt(at: Timestamp, ip: &str) -> RefreshAttempt {
+    RefreshAttempt {
+        at,
+        outcome: RefreshOutcome::RateLimited,
+        user_id: None,
+        session_id: None,
+        ip: Some(ip.to_owned()),
+        user_agent: None,
+        fingerprint: None,
     }
 }
 
@@ -80,10 +199,49 @@ impl TokenWarden {
         let now = self.ports.clock.now();
         let key = ip_key(ip);
         let verdict = refused(self.ip_limiter.check(IpBudget::RefreshFailure, &key, now));
-        if verdict.is_err() && self.throttled_refreshes.first_in_minute(&key, now) {
+        if verdict.is_err() && self.throttled_refreshes.refused(&key, ip, now) {
             self.record_refresh_attempt(RefreshOutcome::RateLimited, None, client, now)?;
         }
         Ok(verdict)
+    }
+
+    /// Whether throttled refreshes wait for [`TokenWarden::flush_throttled_refreshes`]
+    /// (cheap: no I/O).
+    pub fn throttled_refreshes_pending(&self) -> bool {
+        self.throttled_refreshes.has_pending()
+    }
+
+    /// Adds the throttled refreshes counted in process to their audit
+    /// rows' counts. Returns how many requests were added.
+    ///
+    /// # Errors
+    /// When the store fails; the counts not written are kept for the next
+    /// call.
+    pub fn flush_throttled_refreshes(&self) -> Result<u64, Unexpected> {
+        let now = self.ports.clock.now();
+        let mut added = 0;
+        let mut failure = None;
+        for (attempt, count) in self.throttled_refreshes.take_pending(now) {
+            if failure.is_some() {
+                self.throttled_refreshes.restore(&attempt, count);
+                continue;
+            }
+            match self
+                .ports
+                .audit
+                .add_throttled_refreshes(attempt.clone(), count)
+            {
+                Ok(()) => added += count,
+                Err(e) => {
+                    self.throttled_refreshes.restore(&attempt, count);
+                    failure = Some(e);
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(added),
+        }
     }
 
     /// Counts a failed refresh (missing, malformed, unknown, expired or
@@ -101,13 +259,57 @@ impl TokenWarden {
 mod tests {
     use super::*;
 
+    const IP: &str = "192.0.2.1";
+
     #[test]
-    fn a_throttled_address_gets_one_row_per_minute() {
+    fn a_throttled_address_gets_one_row_per_minute_and_counts_the_rest() {
+        let log = ThrottleLog::default();
+        let t = Timestamp::from_millis(1_700_000_000_000 - 1_700_000_000_000 % 60_000);
+        assert!(log.refused(IP, IP, t));
+        assert!(!log.refused(IP, IP, t.plus(Duration::from_secs(1))));
+        assert!(!log.refused(IP, IP, t.plus(Duration::from_secs(2))));
+        assert!(log.refused("192.0.2.2", "192.0.2.2", t));
+        let pending = log.take_pending(t.plus(Duration::from_secs(3)));
+        assert_eq!(pending.len(), 1);
+        assert_eq!((pending[0].0.at, pending[0].1), (t, 2));
+        assert!(log.take_pending(t).is_empty(), "taken once");
+        assert!(
+            !log.refused(IP, IP, t.plus(Duration::from_secs(4))),
+            "same minute"
+        );
+        assert!(
+            log.refused(IP, IP, t.plus(Duration::from_secs(60))),
+            "next minute"
+        );
+    }
+
+    #[test]
+    fn counts_left_from_a_minute_are_flushed_under_that_minute() {
+        let log = ThrottleLog::default();
+        let t = Timestamp::from_millis(1_700_000_000_000 - 1_700_000_000_000 % 60_000);
+        assert!(log.refused(IP, IP, t));
+        assert!(!log.refused(IP, IP, t.plus(Duration::from_secs(59))));
+        assert!(log.refused(IP, IP, t.plus(Duration::from_secs(61))));
+        assert!(!log.refused(IP, IP, t.plus(Duration::from_secs(62))));
+        let mut pending: Vec<_> = log
+            .take_pending(t.plus(Duration::from_secs(63)))
+            .into_iter()
+            .map(|(a, n)| (a.at, n))
+            .collect();
+        pending.sort();
+        assert_eq!(pending, vec![(t, 1), (t.plus(Duration::from_secs(61)), 1)]);
+    }
+
+    #[test]
+    fn counts_that_could_not_be_written_are_kept() {
         let log = ThrottleLog::default();
         let t = Timestamp::from_millis(1_700_000_000_000);
-        assert!(log.first_in_minute("192.0.2.1", t));
-        assert!(!log.first_in_minute("192.0.2.1", t.plus(Duration::from_secs(1))));
-        assert!(log.first_in_minute("192.0.2.2", t));
-        assert!(log.first_in_minute("192.0.2.1", t.plus(Duration::from_secs(60))));
+        assert!(log.refused(IP, IP, t));
+        assert!(!log.refused(IP, IP, t));
+        let pending = log.take_pending(t);
+        assert!(!log.has_pending());
+        log.restore(&pending[0].0, pending[0].1);
+        assert!(log.has_pending());
+        assert_eq!(log.take_pending(t)[0].1, 1);
     }
 }

@@ -258,6 +258,7 @@ mod tests {
     fn record(id: i64) -> AuditRecord {
         AuditRecord {
             id,
+            count: 1,
             attempt: RefreshAttempt {
                 at: NOW.minus(std::time::Duration::from_secs(u64::try_from(id).unwrap())),
                 outcome: RefreshOutcome::Success,

@@ -182,6 +182,10 @@ pub struct RefreshAttempt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
     pub id: i64,
+    /// How many requests the row stands for: 1, except for the row of
+    /// refreshes throttled by the per-IP failure limit, one per IP and
+    /// minute ([`RefreshOutcome::RateLimited`]).
+    pub count: u64,
     pub attempt: RefreshAttempt,
 }
 

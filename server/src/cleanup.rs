@@ -99,3 +99,41 @@ pub fn spawn_cleanup_job(config: &Config, db: &Database) -> CleanupJob {
     });
     CleanupJob { task, stop }
 }
+
+/// Adds throttled refreshes counted in process to their audit rows (see
+/// `application::abuse`) every second; dropping it stops it.
+pub struct ThrottleFlush(tokio::task::JoinHandle<()>);
+
+impl Drop for ThrottleFlush {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How often throttled refreshes reach their audit rows' counts.
+const THROTTLE_FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+pub fn spawn_throttle_flush(warden: Arc<application::TokenWarden>) -> ThrottleFlush {
+    ThrottleFlush(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(THROTTLE_FLUSH_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if warden.throttled_refreshes_pending() {
+                flush_throttled(Arc::clone(&warden)).await;
+            }
+        }
+    }))
+}
+
+/// One flush on the blocking pool; a failure is logged (the counts stay for
+/// the next one).
+pub async fn flush_throttled(warden: Arc<application::TokenWarden>) {
+    match tokio::task::spawn_blocking(move || warden.flush_throttled_refreshes()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not count throttled refreshes in the audit trail")
+        }
+        Err(e) => tracing::warn!(error = %e, "the throttled-refresh flush panicked"),
+    }
+}

@@ -17,7 +17,9 @@ use web::deadline::{bound_requests, InFlight};
 use web::{ApiState, JwksSource, MetricsSource, OpsState, PasswordQueue, WebConfig};
 use webhook::WebhookWorker;
 
-use crate::cleanup::{spawn_cleanup_job, CleanupJob};
+use crate::cleanup::{
+    flush_throttled, spawn_cleanup_job, spawn_throttle_flush, CleanupJob, ThrottleFlush,
+};
 use crate::config::{self, Config};
 use crate::metrics::{MeteredSessions, PrometheusMetrics};
 use crate::operations::{limiters, readiness_checks, shutdown_signal};
@@ -233,6 +235,10 @@ pub struct Application {
     /// Delivers the webhook outbox (`TOKENWARDEN_WEBHOOK_URL`); stopped
     /// after the server, letting deliveries under way finish.
     webhooks: Option<WebhookWorker>,
+    /// Counts of throttled refreshes into the audit trail; once more at
+    /// shutdown.
+    throttle_flush: Option<ThrottleFlush>,
+    warden: Arc<application::TokenWarden>,
 }
 
 impl Application {
@@ -266,6 +272,7 @@ impl Application {
             .await
             .map_err(|e| StartupError::Database(e.to_string()))??;
         let state = api_state(&config, warden, keys);
+        let warden = Arc::clone(&state.warden);
         let password_queue = Arc::clone(&state.password_queue);
         let metrics: Option<Arc<dyn MetricsSource>> = options.instrument.then(|| {
             Arc::new(PrometheusMetrics::new(db.clone(), hasher).with_password_queue(password_queue))
@@ -364,6 +371,8 @@ impl Application {
             },
             _cleanup: spawn_cleanup_job(&config, &db),
             webhooks: spawn_webhooks(&config, &db)?,
+            throttle_flush: Some(spawn_throttle_flush(Arc::clone(&warden))),
+            warden,
         })
     }
 
@@ -387,7 +396,11 @@ impl Application {
     /// non-zero, so that a supervisor knows answers were lost.
     pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
         let webhooks = self.webhooks.take();
+        let throttle_flush = self.throttle_flush.take();
+        let warden = Arc::clone(&self.warden);
         let result = self.serve_until_stopped().await;
+        drop(throttle_flush);
+        flush_throttled(warden).await;
         if let Some(webhooks) = webhooks {
             webhooks.stop().await;
         }

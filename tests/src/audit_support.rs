@@ -95,6 +95,21 @@ impl TestApp {
         .unwrap()
     }
 
+    /// How many requests the audit rows stand for, per outcome (their
+    /// `count`s added up: throttled refreshes share one row per IP and
+    /// minute).
+    pub async fn audit_requests(&self) -> BTreeMap<String, u64> {
+        let url = self.database.url().to_owned();
+        tokio::task::spawn_blocking(move || {
+            persistence::Database::connect(&url, 1)
+                .unwrap()
+                .refresh_audit_requests()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    }
+
     /// How many audit rows exist in all.
     pub async fn audit_rows(&self) -> u64 {
         self.audit_outcomes().await.values().sum()

@@ -167,6 +167,10 @@ pub struct RefreshLogBody {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub token_fingerprint: Option<String>,
+    /// How many requests the entry stands for: 1, except for refreshes
+    /// refused by the per-IP failure limit (`rate_limited`), counted in one
+    /// entry per client IP and minute.
+    pub count: u64,
 }
 
 impl From<&AuditRecord> for RefreshLogBody {
@@ -180,6 +184,7 @@ impl From<&AuditRecord> for RefreshLogBody {
             ip: a.ip.clone(),
             user_agent: a.user_agent.clone(),
             token_fingerprint: a.fingerprint.as_ref().map(|f| f.as_str().to_owned()),
+            count: r.count,
         }
     }
 }

@@ -34,6 +34,20 @@ pub trait AuditTrail: Send + Sync + 'static {
     /// [`StoreError`] when storage fails; nothing is then recorded.
     fn record_refresh(&self, attempt: RefreshAttempt) -> Result<(), StoreError>;
 
+    /// Adds `extra` requests to the count of the audit row of refreshes
+    /// throttled from `attempt`'s client IP in `attempt`'s minute (outcome
+    /// [`domain::RefreshOutcome::RateLimited`], recorded with
+    /// [`AuditTrail::record_refresh`] for the first of them). Without such
+    /// a row, `attempt` is recorded standing for `extra` requests.
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage fails; nothing is then counted.
+    fn add_throttled_refreshes(
+        &self,
+        attempt: RefreshAttempt,
+        extra: u64,
+    ) -> Result<(), StoreError>;
+
     /// The user's refresh attempts, newest first (by time, then id),
     /// strictly after `before` in that order, at most `limit`.
     ///

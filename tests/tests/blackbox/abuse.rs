@@ -466,10 +466,12 @@ async fn registrations_are_limited_per_address_and_ipv6_per_64(backend: Backend)
 }
 
 /// `budget` failed refreshes from one address, then every refresh from it
-/// is refused (even a valid one) and audited once per minute.
+/// is refused (even a valid one) and audited once per minute, in a row
+/// whose `count` says how many were refused.
 async fn refreshes_are_refused_after_the_failure_budget(app: &TestApp, budget: u32) {
     let t = app.signed_up("flooded").await;
     let before = app.audit_outcomes().await;
+    let requests_before = app.audit_requests().await;
     for _ in 0..budget {
         let r = app.refresh_cookie("twr_garbage").await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
@@ -488,6 +490,18 @@ async fn refreshes_are_refused_after_the_failure_budget(app: &TestApp, budget: u
         rows(&after, "rate_limited") - rows(&before, "rate_limited") <= 2,
         "one row per address and minute (two if the minute turned): {after:?}"
     );
+    // The rows count every refused request (the server adds the counts
+    // kept in process every second).
+    let mut counted = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let requests = app.audit_requests().await;
+        counted = rows(&requests, "rate_limited") - rows(&requests_before, "rate_limited");
+        if counted >= 21 {
+            break;
+        }
+    }
+    assert_eq!(counted, 21, "20 garbage and 1 valid refresh were refused");
     // The valid token was not spent by the refusal.
     assert_eq!(
         app.refresh_cookie(&t.refresh).await.status(),

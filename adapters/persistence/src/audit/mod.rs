@@ -21,7 +21,8 @@ use crate::error::store;
 
 pub(crate) use read::security_event;
 pub(crate) use write::{
-    insert_attempt, insert_attempt_alone, insert_event, truncate_user_agent, AuditIds, EventDraft,
+    add_throttled, insert_attempt, insert_attempt_alone, insert_event, truncate_user_agent,
+    AuditIds, EventDraft,
 };
 
 impl AuditTrail for Database {
@@ -29,6 +30,22 @@ impl AuditTrail for Database {
         let mut conn = self.conn().map_err(store("record refresh attempt"))?;
         insert_attempt_alone(&mut conn, self.write_lock(), self.audit_ids(), &attempt)
             .map_err(store("record refresh attempt"))
+    }
+
+    fn add_throttled_refreshes(
+        &self,
+        attempt: RefreshAttempt,
+        extra: u64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn().map_err(store("count throttled refreshes"))?;
+        add_throttled(
+            &mut conn,
+            self.write_lock(),
+            self.audit_ids(),
+            &attempt,
+            extra,
+        )
+        .map_err(store("count throttled refreshes"))
     }
 
     fn refresh_logs(
@@ -69,6 +86,19 @@ impl Database {
     ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
         let mut conn = self.conn().map_err(store("count audit rows"))?;
         read::outcome_counts(&mut conn).map_err(store("count audit rows"))
+    }
+
+    /// How many requests the audit rows stand for, per outcome (their
+    /// `count`s added up): lets tests check that throttled refreshes are
+    /// all counted, in few rows.
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage fails.
+    pub fn refresh_audit_requests(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        let mut conn = self.conn().map_err(store("count audited requests"))?;
+        read::request_counts(&mut conn).map_err(store("count audited requests"))
     }
 
     /// Records many attempts in one transaction (the aggregates follow by

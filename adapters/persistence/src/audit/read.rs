@@ -38,12 +38,15 @@ struct AuditRow {
     ip: Option<String>,
     user_agent: Option<String>,
     fingerprint: Option<String>,
+    count: i64,
 }
 
 impl AuditRow {
     fn into_record(self) -> Result<AuditRecord, DbError> {
         Ok(AuditRecord {
             id: self.id,
+            count: u64::try_from(self.count)
+                .map_err(|_| DbError::Corrupt("refresh_audit.count"))?,
             attempt: RefreshAttempt {
                 at: Timestamp::from_millis(self.at),
                 outcome: RefreshOutcome::parse(&self.outcome)
@@ -342,6 +345,16 @@ pub(crate) fn activity(
 #[cfg(any(test, feature = "testing"))]
 pub(crate) fn outcome_counts(conn: &mut AnyConnection) -> Result<BTreeMap<String, u64>, DbError> {
     let sql = "SELECT outcome AS name, COUNT(*) AS n FROM refresh_audit GROUP BY outcome";
+    Ok(load::<NameCount>(conn, sql, &[])?
+        .into_iter()
+        .map(|r| (r.name, count(r.n)))
+        .collect())
+}
+
+/// Requests per outcome (the rows' counts added up; tests only).
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn request_counts(conn: &mut AnyConnection) -> Result<BTreeMap<String, u64>, DbError> {
+    let sql = "SELECT outcome AS name, CAST(SUM(count) AS BIGINT) AS n FROM refresh_audit GROUP BY outcome";
     Ok(load::<NameCount>(conn, sql, &[])?
         .into_iter()
         .map(|r| (r.name, count(r.n)))

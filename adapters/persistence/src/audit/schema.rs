@@ -16,6 +16,9 @@ diesel::table! {
         fingerprint -> Nullable<Text>,
         /// Counted in its session's run, not by the daily trigger.
         on_session -> Bool,
+        /// How many requests the row stands for: 1, except for the row of
+        /// throttled refreshes of one IP and minute (`…000013…`).
+        count -> BigInt,
     }
 }
 

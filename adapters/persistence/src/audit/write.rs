@@ -118,6 +118,64 @@ pub(crate) fn insert_attempt(
     Ok(())
 }
 
+/// Adds `extra` requests to the `rate_limited` row of `attempt`'s client IP
+/// and minute: the earliest such row (several instances may each have
+/// written one; the extras of all go to the same row, so the counts add up
+/// to the requests). Without one (its insert failed, or cleanup removed
+/// it), `attempt` is inserted standing for `extra` requests.
+pub(crate) fn add_throttled(
+    conn: &mut AnyConnection,
+    lock: &WriteLock,
+    ids: &AuditIds,
+    attempt: &RefreshAttempt,
+    extra: u64,
+) -> Result<(), DbError> {
+    const MINUTE_MS: i64 = 60_000;
+    let extra = i64::try_from(extra).unwrap_or(i64::MAX);
+    let start = attempt.at.as_millis().div_euclid(MINUTE_MS) * MINUTE_MS;
+    write_transaction(conn, lock, |conn| {
+        let row: Option<(String, i64, i64)> = refresh_audit::table
+            .filter(refresh_audit::user_id.eq(""))
+            .filter(refresh_audit::at.ge(start))
+            .filter(refresh_audit::at.lt(start + MINUTE_MS))
+            .filter(refresh_audit::outcome.eq(attempt.outcome.as_str()))
+            .filter(refresh_audit::ip.eq(attempt.ip.as_deref()))
+            .order((refresh_audit::at.asc(), refresh_audit::id.asc()))
+            .select((refresh_audit::user_id, refresh_audit::at, refresh_audit::id))
+            .first(conn)
+            .optional()?;
+        let (user_id, at, id) = match row {
+            Some(key) => key,
+            None => {
+                insert_attempt(conn, ids, attempt, false)?;
+                if extra == 1 {
+                    return Ok(());
+                }
+                return diesel::update(
+                    refresh_audit::table
+                        .filter(refresh_audit::user_id.eq(""))
+                        .filter(refresh_audit::at.eq(attempt.at.as_millis()))
+                        .filter(refresh_audit::outcome.eq(attempt.outcome.as_str()))
+                        .filter(refresh_audit::ip.eq(attempt.ip.as_deref())),
+                )
+                .set(refresh_audit::count.eq(extra))
+                .execute(conn)
+                .map(drop)
+                .map_err(DbError::from);
+            }
+        };
+        diesel::update(
+            refresh_audit::table
+                .filter(refresh_audit::user_id.eq(user_id))
+                .filter(refresh_audit::at.eq(at))
+                .filter(refresh_audit::id.eq(id)),
+        )
+        .set(refresh_audit::count.eq(refresh_audit::count + extra))
+        .execute(conn)?;
+        Ok(())
+    })
+}
+
 impl<'a> NewAuditRow<'a> {
     fn of(attempt: &'a RefreshAttempt) -> Self {
         Self {

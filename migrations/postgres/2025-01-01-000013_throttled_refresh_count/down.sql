@@ -1,0 +1,1 @@
+ALTER TABLE refresh_audit DROP COLUMN count;
