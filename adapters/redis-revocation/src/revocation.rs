@@ -20,6 +20,16 @@
 //!   database back into Redis (so nothing recorded during the outage is
 //!   missing, even after a Redis restart without persistence), rebuilds the
 //!   copy, and only then trusts it again.
+//! * **Lost state** (a `FLUSHALL`, eviction, a failover to a replica
+//!   missing keys, a restart without persistence) is detected by a marker
+//!   key, `<prefix>filled`, written with a run id each time an instance
+//!   has filled Redis from the database. `Fresh` checks read it in the same
+//!   `MGET` as the entries, and the subscriber looks for it every tick:
+//!   when it is gone, Redis's entries cannot be trusted, the check answers
+//!   from the database (whatever `on_failure` says: Redis is up, only its
+//!   data is gone), and the subscriber fills Redis again from the database
+//!   and writes a new marker. The database stays the record of every
+//!   revocation.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -104,6 +114,11 @@ impl Names {
     pub(crate) fn key(&self, key: &RevocationKey) -> String {
         format!("{}revoked:{key}", self.prefix)
     }
+
+    /// The marker of a filled list (see the module's documentation).
+    pub(crate) fn marker(&self) -> String {
+        format!("{}filled", self.prefix)
+    }
 }
 
 pub(crate) struct Inner {
@@ -123,6 +138,10 @@ pub(crate) struct Inner {
     /// subscriber connecting). While it does not, writes skip it instead of
     /// each waiting out the timeout; the subscriber pushes them later.
     pub(crate) reachable: AtomicBool,
+    /// Redis answers but lost its entries (the marker is gone) and has not
+    /// been filled again yet: checks go to the database, whatever
+    /// `on_failure` says.
+    pub(crate) state_lost: AtomicBool,
     /// Signalled whenever `in_sync` becomes true (start-up waits on it).
     pub(crate) synced: (Mutex<()>, Condvar),
 }
@@ -154,6 +173,7 @@ impl RedisRevocationList {
             in_sync: AtomicBool::new(false),
             needs_push: AtomicBool::new(false),
             reachable: AtomicBool::new(true),
+            state_lost: AtomicBool::new(false),
             synced: (Mutex::new(()), Condvar::new()),
         });
         subscriber::spawn(
@@ -277,25 +297,67 @@ impl Inner {
         )
     }
 
+    /// Asks Redis. `Ok(None)` when Redis's entries cannot be trusted (the
+    /// marker of a filled list is gone): the caller asks the database.
     fn fresh(
         &self,
         keys: &[RevocationKey],
         now: Timestamp,
-    ) -> Result<Option<RevocationKey>, StoreError> {
-        if keys.is_empty() {
-            return Ok(None);
-        }
+    ) -> Result<Option<Option<RevocationKey>>, StoreError> {
         let mut conn = self.conn()?;
-        let names: Vec<String> = keys.iter().map(|k| self.names.key(k)).collect();
-        let values: Vec<Option<i64>> = redis::cmd("MGET")
+        let mut names: Vec<String> = keys.iter().map(|k| self.names.key(k)).collect();
+        names.push(self.names.marker());
+        let mut values: Vec<Option<String>> = redis::cmd("MGET")
             .arg(&names)
             .query(&mut *conn)
             .map_err(|e| StoreError(format!("redis: {}", e)))?;
-        Ok(keys
-            .iter()
-            .zip(values)
-            .find(|(_, v)| v.is_some_and(|expiry| expiry > now.as_millis()))
-            .map(|(k, _)| *k))
+        if values.pop().flatten().is_none() {
+            self.lost_state();
+            return Ok(None);
+        }
+        Ok(Some(
+            keys.iter()
+                .zip(values)
+                .find(|(_, v)| {
+                    v.as_deref()
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .is_some_and(|expiry| expiry > now.as_millis())
+                })
+                .map(|(k, _)| *k),
+        ))
+    }
+
+    /// Redis answers but its entries are gone: stop trusting it until the
+    /// subscriber has filled it again.
+    pub(crate) fn lost_state(&self) {
+        self.state_lost.store(true, Ordering::Release);
+        self.needs_push.store(true, Ordering::Release);
+        if self.in_sync.swap(false, Ordering::AcqRel) {
+            tracing::warn!(
+                marker = %self.names.marker(),
+                "the revocation entries in redis are gone (flush, eviction or failover): \
+                 answering from the database and filling redis again"
+            );
+        }
+    }
+
+    /// Writes a new marker: Redis holds every entry in force.
+    pub(crate) fn mark_filled(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        redis::cmd("SET")
+            .arg(self.names.marker())
+            .arg(run_id())
+            .query::<()>(&mut *conn)
+            .map_err(|e| StoreError(format!("redis: {}", e)))
+    }
+
+    /// Whether the marker is there.
+    pub(crate) fn is_filled(&self) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        redis::cmd("EXISTS")
+            .arg(self.names.marker())
+            .query::<bool>(&mut *conn)
+            .map_err(|e| StoreError(format!("redis: {}", e)))
     }
 
     /// The answer while Redis cannot be used.
@@ -304,6 +366,9 @@ impl Inner {
         keys: &[RevocationKey],
         now: Timestamp,
     ) -> Result<Option<RevocationKey>, StoreError> {
+        if self.state_lost.load(Ordering::Acquire) {
+            return self.fallback.check(keys, now, Consistency::Fresh);
+        }
         match self.on_failure {
             OnRedisFailure::Fallback => self.fallback.check(keys, now, Consistency::Fresh),
             OnRedisFailure::FailClosed => Err(StoreError(
@@ -313,6 +378,12 @@ impl Inner {
             )),
         }
     }
+}
+
+/// A value unlikely to repeat: which fill wrote the marker (for the logs
+/// and `redis-cli`).
+fn run_id() -> String {
+    format!("{}-{}", std::process::id(), wall_clock())
 }
 
 pub(crate) fn wall_clock() -> i64 {
@@ -383,9 +454,14 @@ impl RevocationList for RedisRevocationList {
                 None => inner.degraded(keys, now),
             },
             Consistency::Fresh => {
+                if keys.is_empty() {
+                    return Ok(None);
+                }
                 if inner.in_sync.load(Ordering::Acquire) {
                     match inner.fresh(keys, now) {
-                        Ok(answer) => return Ok(answer),
+                        Ok(Some(answer)) => return Ok(answer),
+                        // Redis is up but lost its entries: the database.
+                        Ok(None) => return inner.fallback.check(keys, now, Consistency::Fresh),
                         Err(error) => {
                             tracing::debug!(%error, "fresh redis check failed");
                             inner.lost_sync("a read from redis failed");

@@ -12,7 +12,9 @@
 //!
 //! Every [`TICK`] without a message it pings Redis over the subscription
 //! (a silent network partition is noticed within about two ticks), drops
-//! expired entries, and catches up again if a write failed meanwhile. Any
+//! expired entries, checks that the marker of a filled list is still there
+//! (a flush or a failover removes it), and catches up again if it is gone
+//! or a write failed meanwhile. Any
 //! error marks the copy out of sync and starts over after a backoff.
 
 use std::sync::atomic::Ordering;
@@ -142,6 +144,11 @@ fn chores(inner: &Inner) -> Result<(), String> {
     if let Ok(mut copy) = inner.copy.write() {
         copy.retain(|_, expiry| *expiry > now);
     }
+    // A flush, an eviction or a failover took Redis's entries (and the
+    // marker with them): fill it again.
+    if inner.in_sync.load(Ordering::Acquire) && !inner.is_filled().map_err(|e| e.to_string())? {
+        inner.lost_state();
+    }
     if inner.needs_push.load(Ordering::Acquire) || !inner.in_sync.load(Ordering::Acquire) {
         catch_up(inner)?;
         tracing::info!("redis revocation list back in sync");
@@ -162,7 +169,13 @@ fn catch_up(inner: &Inner) -> Result<(), String> {
             return Err(e.to_string());
         }
     }
+    // Written after the entries: its presence says they are all there.
+    if let Err(e) = inner.mark_filled() {
+        inner.needs_push.store(true, Ordering::Release);
+        return Err(e.to_string());
+    }
     inner.remember(&entries);
+    inner.state_lost.store(false, Ordering::Release);
     inner.reachable.store(true, Ordering::Release);
     inner.in_sync.store(true, Ordering::Release);
     let (lock, signal) = &inner.synced;

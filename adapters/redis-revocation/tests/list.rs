@@ -306,3 +306,57 @@ fn the_id_of_one_access_token_is_shared_like_a_session() {
         "live comes from the database"
     );
 }
+
+#[test]
+fn a_flushed_redis_is_noticed_answered_from_the_database_and_filled_again() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let db = Arc::new(MemoryRevocationList::default());
+    let a = list(&server.url(), &prefix, OnRedisFailure::FailClosed, &db);
+    let b = list(&server.url(), &prefix, OnRedisFailure::FailClosed, &db);
+    assert!(a.in_sync() && b.in_sync());
+    let revoked = session();
+    a.revoke(&[entry(revoked, Duration::from_secs(60))])
+        .unwrap();
+    seen_within(&b, revoked, Consistency::Fresh, Duration::from_millis(500));
+
+    // Our own server: FLUSHALL touches no one else's keys.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    redis::cmd("FLUSHALL").query::<()>(&mut conn).unwrap();
+
+    // At once, and every moment after: the entry is still revoked, for
+    // both kinds of check, even under fail_closed (Redis is up).
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        for list in [&a, &b] {
+            for c in [Consistency::Fresh, Consistency::Cached] {
+                assert_eq!(
+                    list.check(&[revoked], now(), c).unwrap(),
+                    Some(revoked),
+                    "{c:?} after FLUSHALL"
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Filled again from the database: the key and the marker are back.
+    assert!(a.wait_until_in_sync(Duration::from_secs(2)));
+    assert!(b.wait_until_in_sync(Duration::from_secs(2)));
+    let value: Option<i64> = redis::cmd("GET")
+        .arg(format!("{prefix}revoked:{revoked}"))
+        .query(&mut conn)
+        .unwrap();
+    assert!(value.is_some(), "the entry is in redis again");
+    let marker: Option<String> = redis::cmd("GET")
+        .arg(format!("{prefix}filled"))
+        .query(&mut conn)
+        .unwrap();
+    assert!(marker.is_some());
+    assert_eq!(
+        b.check(&[revoked], now(), Consistency::Fresh).unwrap(),
+        Some(revoked)
+    );
+}
