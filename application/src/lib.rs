@@ -62,6 +62,21 @@ pub struct Settings {
     pub clock_leeway: Duration,
     /// When a refresh from another network and device counts as theft.
     pub anomaly: AnomalyPolicy,
+    /// `TOKENWARDEN_RETRY_WINDOW`: how long after a rotation its client may
+    /// retry with the parent token and get the same successor.
+    pub retry_window: Duration,
+}
+
+impl Settings {
+    /// The rules [`domain::plan`] follows.
+    pub fn rotation_policy(&self) -> domain::RotationPolicy {
+        domain::RotationPolicy::new(
+            &self.lifetimes,
+            self.retry_window,
+            self.reuse_response,
+            self.anomaly,
+        )
+    }
 }
 
 /// The adapters behind the ports.

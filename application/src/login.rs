@@ -164,8 +164,7 @@ impl TokenWarden {
                 .end_by_token(EndRequest {
                     token: previous.digest(),
                     reason: EndReason::ReplacedByLogin,
-                    lifetimes: self.settings.lifetimes.clone(),
-                    reuse_response: self.settings.reuse_response,
+                    policy: self.settings.rotation_policy(),
                     client: input.client.clone(),
                     now,
                 })
@@ -793,7 +792,7 @@ mod tests {
     fn a_previous_token_is_ended_as_replaced_by_login_only_after_the_credentials_are_verified() {
         let mut m = Mocks::new().signing_anything();
         m.settings.reuse_response = ReuseResponse::RevokeFamily;
-        let lifetimes = m.settings.lifetimes.clone();
+        let warden_policy = m.settings.rotation_policy();
         let mut seq = Sequence::new();
         m.users
             .expect_find_credentials()
@@ -810,8 +809,8 @@ mod tests {
             .withf(move |r| {
                 r.token == presented_token().digest()
                     && r.reason == EndReason::ReplacedByLogin
-                    && r.lifetimes == lifetimes
-                    && r.reuse_response == ReuseResponse::RevokeFamily
+                    && r.policy == warden_policy
+                    && r.policy.reuse_response == ReuseResponse::RevokeFamily
                     && r.client == client()
                     && r.now == NOW
             })

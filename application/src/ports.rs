@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use domain::{
-    AccountChange, AccountRuleError, Actor, AnomalyPolicy, AnomalyResponse, Generation, Jkt,
-    Lifetimes, NewSession, NewUser, Password, PasswordHash, ReuseResponse, Roles, RotationDecision,
+    AccountChange, AccountRuleError, Actor, EndVia, Generation, Jkt, NewSession, NewUser, Password,
+    PasswordHash, RefreshOutcome, Roles, RotationDecision, RotationPolicy, SecurityEventKind,
     Session, SessionId, SessionStatus, Timestamp, TokenDigest, User, UserId, Username,
     UsernamePrefix,
 };
@@ -243,18 +243,31 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
+/// Where a presented refresh token belongs: read before any transaction,
+/// and never changed once written (a token's session and generation, a
+/// session's user and key binding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenLocation {
+    pub session: SessionId,
+    pub user: UserId,
+    pub generation: Generation,
+    /// Whether the session is bound to a DPoP key.
+    pub bound: bool,
+}
+
 /// Everything a rotation needs, decided on inside one transaction.
 #[derive(Debug, Clone)]
 pub struct RotateRequest {
     pub presented: TokenDigest,
+    /// Where [`SessionRepository::locate`] found the presented token.
+    pub location: TokenLocation,
     /// Digest of the successor derived from the presented token.
     pub successor: TokenDigest,
-    pub lifetimes: Lifetimes,
-    pub reuse_response: ReuseResponse,
+    pub policy: RotationPolicy,
     pub client: ClientInfo,
     pub now: Timestamp,
-    /// Checked when the presented token is the current one.
-    pub anomaly: AnomalyPolicy,
+    /// The key of the valid DPoP proof sent with the token, if any.
+    pub proof_key: Option<Jkt>,
 }
 
 /// The result of [`SessionRepository::rotate`].
@@ -263,45 +276,35 @@ pub struct RotateRequest {
 // only cost an allocation and change the port the adapters implement.
 #[allow(clippy::large_enum_variant)]
 pub enum RotateOutcome {
-    /// No token with this digest is on record.
+    /// The token is no longer on record (cleaned up since it was located).
     UnknownToken,
-    /// The decision taken and applied. `session` is the state after it;
-    /// on `Reuse` the theft response has been committed.
+    /// The plan ([`domain::plan`]) taken and executed. `session` is the
+    /// state after it; a theft response has been committed.
     Decided {
         decision: RotationDecision,
+        /// What the audit row recorded.
+        outcome: RefreshOutcome,
         /// The generation of the presented token.
         presented: Generation,
         session: Session,
         user: User,
-        /// Every session this call revoked (the theft response on `Reuse`;
-        /// empty otherwise), to be put on the revocation list.
+        /// Every session this call revoked (a theft response; empty
+        /// otherwise), to be put on the revocation list.
         revoked: Vec<SessionId>,
-        /// An anomaly was detected and answered so: with `Revoke` the
-        /// decision is `Reuse` (theft response committed), with `LogOnly`
-        /// it stays `Rotate`.
-        anomaly: Option<AnomalyResponse>,
+        /// The security event recorded, if any.
+        event: Option<SecurityEventKind>,
     },
 }
 
 /// Why a session is being ended through one of its tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    /// The client logged out: the session ends, whatever token was shown,
-    /// and no theft response follows.
-    Logout,
-    /// A successful login carried this old token: the session ends, but an
-    /// already rotated token (outside grace) is reuse and gets the theft
-    /// response.
-    ReplacedByLogin,
-}
+pub type EndReason = EndVia;
 
 /// Ending a session through one of its tokens.
 #[derive(Debug, Clone)]
 pub struct EndRequest {
     pub token: TokenDigest,
     pub reason: EndReason,
-    pub lifetimes: Lifetimes,
-    pub reuse_response: ReuseResponse,
+    pub policy: RotationPolicy,
     pub client: ClientInfo,
     pub now: Timestamp,
 }
@@ -356,23 +359,27 @@ pub trait SessionRepository: Send + Sync + 'static {
         max_sessions: u32,
     ) -> Result<CreatedSession, CreateSessionError>;
 
-    /// One transaction: finds the presented token, locks its session, takes
-    /// [`domain::decide`] and applies it: on `Rotate` the presented token is
-    /// marked used and the successor stored; on `Reuse` the theft response
-    /// (`reuse_response`) is committed before returning. Of concurrent calls
-    /// with the same token, exactly one sees `Rotate`.
+    /// Where the token with this digest belongs; `None` when it is not on
+    /// record. A plain read: it takes no lock and writes nothing.
     ///
-    /// A `Rotate` that the `anomaly` policy flags is answered like a reuse
-    /// (or only recorded, under `LogOnly`). The attempt's audit record, and
-    /// a security event for a theft response, are written in the same
-    /// transaction (an unknown token's record by one insert).
+    /// # Errors
+    /// [`StoreError`] when storage fails.
+    fn locate(&self, token: &TokenDigest) -> Result<Option<TokenLocation>, StoreError>;
+
+    /// One transaction: locks the located token's user and session, reads
+    /// the session as it is now, asks [`domain::plan`] and executes the
+    /// plan: on `Rotate` the presented token is marked used and the
+    /// successor stored; a theft response revokes what the plan says. The
+    /// attempt's audit record and the plan's security event are written in
+    /// the same transaction. Of concurrent calls with the same token,
+    /// exactly one sees `Rotate`.
     ///
     /// # Errors
     /// [`StoreError`] when storage fails; nothing is then changed.
     fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError>;
 
     /// One transaction: ends the session that `token` (current or rotated)
-    /// belongs to, see [`EndReason`].
+    /// belongs to as [`domain::plan_end`] says, see [`EndReason`].
     ///
     /// # Errors
     /// [`StoreError`] when storage fails.

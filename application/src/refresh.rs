@@ -1,14 +1,22 @@
 //! Use case: exchange a refresh token for a new token pair (rotation).
 //!
 //! Every call leaves exactly one audit record: the store writes it inside
-//! the rotation's transaction; a missing or malformed token, which never
-//! reaches the store, and a rotation that failed are recorded here.
+//! the rotation's transaction; a refresh refused before that transaction
+//! (no token, a malformed or unknown one, a revocation list or proof store
+//! that cannot answer) is recorded here. Everything that can refuse a
+//! refresh is decided before the rotation commits ("a refusal spends
+//! nothing"): the revocation list is asked first, the DPoP binding inside
+//! the rotation's own transaction.
 
 use domain::{
-    ExpiryKind, RefreshOutcome, RefreshToken, RotationDecision, SessionId, TokenFingerprint, UserId,
+    ExpiryKind, RefreshAttempt, RefreshOutcome, RefreshToken, RotationDecision, SessionId,
+    Timestamp, TokenFingerprint, UserId,
 };
 
-use crate::ports::{ClientInfo, Consistency, RevocationKey, RotateOutcome, RotateRequest};
+use crate::dpop::{DpopError, DpopInput};
+use crate::ports::{
+    ClientInfo, Consistency, RevocationKey, RotateOutcome, RotateRequest, TokenLocation,
+};
 use crate::{IssuedTokens, TokenWarden, Unexpected};
 
 /// Every way a refresh can fail, as the client will be told.
@@ -33,24 +41,31 @@ pub enum RefreshError {
     Anomaly { session: SessionId, user: UserId },
     #[error("session revoked")]
     Revoked { session: SessionId, user: UserId },
+    /// The session is bound to a DPoP key and no valid proof by it came
+    /// with the token: nothing was spent, nothing revoked.
+    #[error("no DPoP proof by the session's key")]
+    DpopMismatch { session: SessionId, user: UserId },
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
 }
 
 impl TokenWarden {
     /// Rotates `token`: the successor is derived from it with the server's
-    /// secret, so a grace replay gets the very same successor.
+    /// secret, so a grace replay or a retry gets the very same successor.
+    /// `dpop` is the request's `DPoP` header, if any: a session bound to a
+    /// key needs a valid proof by it; an unbound session ignores it.
     ///
-    /// Sessions the theft response revoked go on the revocation list, and a
-    /// token is only honoured if its session is not on it (the session row,
-    /// read in the same transaction as the rotation, stays the authority).
+    /// A session on the revocation list is refused before anything is
+    /// written; the session row, read in the rotation's transaction, stays
+    /// the authority. Sessions a theft response revoked go on the list.
     ///
     /// # Errors
-    /// See [`RefreshError`]. When the audit record of a missing or malformed
-    /// token cannot be written, [`RefreshError::Unexpected`].
+    /// See [`RefreshError`]. When storage, the revocation list or the proof
+    /// store fails, [`RefreshError::Unexpected`] and nothing was spent.
     pub fn refresh(
         &self,
         token: Option<&str>,
+        dpop: Option<&DpopInput>,
         client: ClientInfo,
     ) -> Result<IssuedTokens, RefreshError> {
         let now = self.ports.clock.now();
@@ -68,79 +83,134 @@ impl TokenWarden {
             )?;
             return Err(RefreshError::Invalid);
         };
-        let successor = presented.successor(&self.settings.refresh_secret);
         let digest = presented.digest();
-        let rotated = self.ports.sessions.rotate(RotateRequest {
-            presented: digest,
-            successor: successor.digest(),
-            lifetimes: self.settings.lifetimes.clone(),
-            reuse_response: self.settings.reuse_response,
-            client: client.clone(),
-            now,
-            anomaly: self.settings.anomaly,
-        });
-        let outcome = match rotated {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                // The rotation rolled back, its audit record with it. Record
-                // the failure on its own if storage still lets us; the
-                // caller hears about the original error either way.
-                let fingerprint = TokenFingerprint::of_digest(&digest);
-                let _ = self.record_refresh_attempt(
-                    RefreshOutcome::Error,
-                    Some(fingerprint),
+        let fingerprint = TokenFingerprint::of_digest(&digest);
+        // A failure before the rotation's transaction changed nothing;
+        // record it on its own if storage still lets us. The caller hears
+        // about the original error either way.
+        let failed = |location: Option<&TokenLocation>, e: Unexpected| {
+            let _ =
+                self.record_located(RefreshOutcome::Error, location, &fingerprint, &client, now);
+            RefreshError::Unexpected(e)
+        };
+        let location = match self.ports.sessions.locate(&digest) {
+            Ok(Some(location)) => location,
+            Ok(None) => {
+                self.record_refresh_attempt(
+                    RefreshOutcome::UnknownToken,
+                    Some(fingerprint.clone()),
                     &client,
                     now,
-                );
-                return Err(Unexpected::from(e).into());
+                )?;
+                return Err(RefreshError::Invalid);
             }
+            Err(e) => return Err(failed(None, e.into())),
         };
-        let RotateOutcome::Decided {
-            decision,
-            session,
-            user,
-            revoked,
-            anomaly,
-            ..
-        } = outcome
-        else {
-            return Err(RefreshError::Invalid);
+        let (sid, uid) = (location.session, location.user);
+        let proof_key = match dpop.filter(|_| location.bound) {
+            None => None,
+            Some(input) => match self.accept_proof(input, None, now) {
+                Ok(key) => Some(key),
+                Err(DpopError::Invalid(why)) => {
+                    tracing::info!(reason = %why, session_id = %sid, "DPoP proof refused at refresh");
+                    None
+                }
+                Err(DpopError::Unexpected(e)) => return Err(failed(Some(&location), e)),
+            },
+        };
+        let listed =
+            self.ports
+                .revocations
+                .check(&[RevocationKey::Session(sid)], now, Consistency::Cached);
+        match listed {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                self.record_located(
+                    RefreshOutcome::Revoked,
+                    Some(&location),
+                    &fingerprint,
+                    &client,
+                    now,
+                )?;
+                return Err(RefreshError::Revoked {
+                    session: sid,
+                    user: uid,
+                });
+            }
+            Err(e) => return Err(failed(Some(&location), e.into())),
+        }
+        let successor = presented.successor(&self.settings.refresh_secret);
+        let rotated = self.ports.sessions.rotate(RotateRequest {
+            presented: digest,
+            location,
+            successor: successor.digest(),
+            policy: self.settings.rotation_policy(),
+            client: client.clone(),
+            now,
+            proof_key,
+        });
+        let (decision, session, user, revoked) = match rotated {
+            // The rotation rolled back, its audit record with it.
+            Err(e) => return Err(failed(Some(&location), e.into())),
+            Ok(RotateOutcome::UnknownToken) => return Err(RefreshError::Invalid),
+            Ok(RotateOutcome::Decided {
+                decision,
+                session,
+                user,
+                revoked,
+                ..
+            }) => (decision, session, user, revoked),
         };
         self.publish_revoked_sessions(&revoked, now);
-        let (sid, uid) = (session.id, user.id);
+        let (session_id, user_id) = (session.id, user.id);
         match decision {
-            RotationDecision::Rotate { .. } | RotationDecision::GraceReplay => {
-                let listed = self
-                    .ports
-                    .revocations
-                    .check(&[RevocationKey::Session(sid)], now, Consistency::Cached)
-                    .map_err(Unexpected::from)?;
-                if listed.is_some() {
-                    return Err(RefreshError::Revoked {
-                        session: sid,
-                        user: uid,
-                    });
-                }
-                Ok(self.issue(&session, user, successor, now)?)
-            }
-            RotationDecision::Reuse if anomaly.is_some() => Err(RefreshError::Anomaly {
-                session: sid,
-                user: uid,
-            }),
+            RotationDecision::Rotate { .. }
+            | RotationDecision::GraceReplay
+            | RotationDecision::Retry => Ok(self.issue(&session, user, successor, now)?),
             RotationDecision::Reuse => Err(RefreshError::Reused {
-                session: sid,
-                user: uid,
+                session: session_id,
+                user: user_id,
+            }),
+            RotationDecision::Anomaly => Err(RefreshError::Anomaly {
+                session: session_id,
+                user: user_id,
+            }),
+            RotationDecision::DpopMismatch => Err(RefreshError::DpopMismatch {
+                session: session_id,
+                user: user_id,
             }),
             RotationDecision::Expired(kind) => Err(RefreshError::Expired {
                 kind,
-                session: sid,
-                user: uid,
+                session: session_id,
+                user: user_id,
             }),
             RotationDecision::Revoked => Err(RefreshError::Revoked {
-                session: sid,
-                user: uid,
+                session: session_id,
+                user: user_id,
             }),
         }
+    }
+
+    /// Records a refresh refused before the rotation's transaction, with the
+    /// user and session of the token when it was located.
+    fn record_located(
+        &self,
+        outcome: RefreshOutcome,
+        location: Option<&TokenLocation>,
+        fingerprint: &TokenFingerprint,
+        client: &ClientInfo,
+        now: Timestamp,
+    ) -> Result<(), Unexpected> {
+        self.ports.audit.record_refresh(RefreshAttempt {
+            at: now,
+            outcome,
+            user_id: location.map(|l| l.user),
+            session_id: location.map(|l| l.session),
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+            fingerprint: Some(fingerprint.clone()),
+        })?;
+        Ok(())
     }
 }
 
@@ -149,15 +219,16 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use domain::{
-        AnomalyPolicy, AnomalyResponse, Generation, RefreshAttempt, RefreshSecret, ReuseResponse,
-        Session, TokenDigest, User,
+        AnomalyPolicy, AnomalyResponse, Generation, RefreshSecret, ReuseResponse, Session,
+        TokenDigest, User,
     };
 
     use super::*;
     use crate::test_support::{
-        alice, client, crypto_broken, expected_successor, fixed_clock, presented_token, session_of,
-        store_down, Mocks, DAY, NOW,
+        alice, client, crypto_broken, expected_successor, fixed_clock, presented_token,
+        proof_input, proof_key, session_of, store_down, with_dpop, Mocks, DAY, NOW,
     };
+    use domain::{DpopMode, ProofRejection};
 
     /// The session after a rotation at [`NOW`].
     fn rotated_session() -> Session {
@@ -173,12 +244,58 @@ mod tests {
     fn decided(decision: RotationDecision, session: Session, user: User) -> RotateOutcome {
         RotateOutcome::Decided {
             decision,
+            outcome: RefreshOutcome::Success,
             presented: Generation::new(3),
             session,
             user,
             revoked: Vec::new(),
-            anomaly: None,
+            event: None,
         }
+    }
+
+    /// Where alice's presented token belongs.
+    fn location(bound: bool) -> TokenLocation {
+        let s = session_of(&alice());
+        TokenLocation {
+            session: s.id,
+            user: s.user_id,
+            generation: Generation::new(3),
+            bound,
+        }
+    }
+
+    /// The store finds the presented token in alice's (unbound) session.
+    fn located(m: &mut Mocks) {
+        located_as(m, false);
+    }
+
+    fn located_as(m: &mut Mocks, bound: bool) {
+        m.sessions
+            .expect_locate()
+            .withf(|d| *d == presented_token().digest())
+            .times(1)
+            .return_const(Ok(Some(location(bound))));
+    }
+
+    /// The audit trail expects exactly one standalone record of `outcome`
+    /// for alice's located token.
+    fn audited_located(m: &mut Mocks, outcome: RefreshOutcome) {
+        let l = location(false);
+        m.audit
+            .expect_record_refresh()
+            .withf(move |a| {
+                *a == RefreshAttempt {
+                    at: NOW,
+                    outcome,
+                    user_id: Some(l.user),
+                    session_id: Some(l.session),
+                    ip: client().ip,
+                    user_agent: client().user_agent,
+                    fingerprint: Some(TokenFingerprint::of_digest(&presented_token().digest())),
+                }
+            })
+            .times(1)
+            .return_const(Ok(()));
     }
 
     /// The audit trail expects exactly one standalone record, of `outcome`
@@ -203,6 +320,7 @@ mod tests {
 
     /// The store decides `decision` for the one rotation it is asked for.
     fn rotating_to(m: &mut Mocks, decision: RotationDecision) {
+        located(m);
         let session = match decision {
             RotationDecision::Rotate { .. } => rotated_session(),
             _ => session_of(&alice()),
@@ -215,7 +333,7 @@ mod tests {
 
     fn refresh_presented(m: Mocks) -> Result<IssuedTokens, RefreshError> {
         m.build()
-            .refresh(Some(presented_token().expose()), client())
+            .refresh(Some(presented_token().expose()), None, client())
     }
 
     fn rotate() -> RotationDecision {
@@ -230,7 +348,7 @@ mod tests {
         m.clock = fixed_clock();
         audited(&mut m, RefreshOutcome::MissingToken, None);
         assert_eq!(
-            m.build().refresh(None, client()).unwrap_err(),
+            m.build().refresh(None, None, client()).unwrap_err(),
             RefreshError::Missing
         );
     }
@@ -253,7 +371,7 @@ mod tests {
                 Some(TokenFingerprint::of_presented(bad)),
             );
             assert_eq!(
-                m.build().refresh(Some(bad), client()).unwrap_err(),
+                m.build().refresh(Some(bad), None, client()).unwrap_err(),
                 RefreshError::Invalid
             );
         }
@@ -268,7 +386,7 @@ mod tests {
             .times(1)
             .return_const(Err(store_down()));
         assert_eq!(
-            m.build().refresh(None, client()).unwrap_err(),
+            m.build().refresh(None, None, client()).unwrap_err(),
             RefreshError::Unexpected(Unexpected::Store(store_down()))
         );
     }
@@ -281,9 +399,10 @@ mod tests {
             response: AnomalyResponse::LogOnly,
         };
         m.settings.anomaly = policy;
+        located(&mut m);
         m.sessions
             .expect_rotate()
-            .withf(move |r| r.anomaly == policy)
+            .withf(move |r| r.policy.anomaly == policy)
             .times(1)
             .return_const(Ok(decided(rotate(), rotated_session(), alice())));
         m.audit.expect_record_refresh().never();
@@ -294,16 +413,18 @@ mod tests {
     #[test]
     fn an_anomaly_answered_with_revocation_is_reported_as_an_anomaly() {
         let mut m = Mocks::new();
+        located(&mut m);
         m.sessions
             .expect_rotate()
             .times(1)
             .return_const(Ok(RotateOutcome::Decided {
-                decision: RotationDecision::Reuse,
+                decision: RotationDecision::Anomaly,
+                outcome: RefreshOutcome::Anomaly,
                 presented: Generation::new(3),
                 session: session_of(&alice()),
                 user: alice(),
                 revoked: vec![session_of(&alice()).id],
-                anomaly: Some(AnomalyResponse::Revoke),
+                event: Some(domain::SecurityEventKind::Anomaly),
             }));
         m.signer.expect_sign().never();
         let s = session_of(&alice());
@@ -320,16 +441,18 @@ mod tests {
     #[test]
     fn an_anomaly_only_logged_still_issues_tokens() {
         let mut m = Mocks::new().signing_anything();
+        located(&mut m);
         m.sessions
             .expect_rotate()
             .times(1)
             .return_const(Ok(RotateOutcome::Decided {
                 decision: rotate(),
+                outcome: RefreshOutcome::AnomalyLogged,
                 presented: Generation::new(3),
                 session: rotated_session(),
                 user: alice(),
                 revoked: Vec::new(),
-                anomaly: Some(AnomalyResponse::LogOnly),
+                event: Some(domain::SecurityEventKind::Anomaly),
             }));
 
         let issued = refresh_presented(m).unwrap();
@@ -340,14 +463,17 @@ mod tests {
     fn a_rotation_passes_the_digest_of_the_presented_token_and_of_its_derived_successor() {
         let mut m = Mocks::new().signing_anything();
         m.settings.reuse_response = ReuseResponse::RevokeFamily;
-        let lifetimes = m.settings.lifetimes.clone();
+        let policy = m.settings.rotation_policy();
+        located(&mut m);
         m.sessions
             .expect_rotate()
             .withf(move |r| {
                 r.presented == presented_token().digest()
+                    && r.location == location(false)
                     && r.successor == expected_successor().digest()
-                    && r.lifetimes == lifetimes
-                    && r.reuse_response == ReuseResponse::RevokeFamily
+                    && r.policy == policy
+                    && r.policy.reuse_response == ReuseResponse::RevokeFamily
+                    && r.proof_key.is_none()
                     && r.client == client()
                     && r.now == NOW
             })
@@ -395,6 +521,7 @@ mod tests {
         assert_ne!(successor, expected_successor());
         let mut m = Mocks::new().signing_anything();
         m.settings.refresh_secret = other;
+        located(&mut m);
         m.sessions
             .expect_rotate()
             .withf(move |r| r.successor == successor.digest())
@@ -415,6 +542,10 @@ mod tests {
         let successors: Arc<Mutex<Vec<TokenDigest>>> = Arc::default();
         let seen = Arc::clone(&successors);
         let mut decisions = vec![RotationDecision::GraceReplay, rotate()];
+        m.sessions
+            .expect_locate()
+            .times(2)
+            .return_const(Ok(Some(location(false))));
         m.sessions.expect_rotate().times(2).returning(move |r| {
             seen.lock().unwrap().push(r.successor);
             Ok(decided(
@@ -428,10 +559,10 @@ mod tests {
         let warden = m.build();
 
         let first = warden
-            .refresh(Some(presented_token().expose()), client())
+            .refresh(Some(presented_token().expose()), None, client())
             .unwrap();
         let replay = warden
-            .refresh(Some(presented_token().expose()), client())
+            .refresh(Some(presented_token().expose()), None, client())
             .unwrap();
 
         assert_eq!(replay.refresh_token, first.refresh_token);
@@ -446,13 +577,16 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_token_is_invalid_and_signs_nothing() {
+    fn an_unknown_token_is_invalid_signs_nothing_and_is_recorded_by_its_fingerprint() {
         let mut m = Mocks::new();
-        m.sessions
-            .expect_rotate()
-            .times(1)
-            .return_const(Ok(RotateOutcome::UnknownToken));
+        m.sessions.expect_locate().times(1).return_const(Ok(None));
+        m.sessions.expect_rotate().never();
         m.signer.expect_sign().never();
+        audited(
+            &mut m,
+            RefreshOutcome::UnknownToken,
+            Some(TokenFingerprint::of_digest(&presented_token().digest())),
+        );
 
         assert_eq!(refresh_presented(m).unwrap_err(), RefreshError::Invalid);
     }
@@ -526,16 +660,13 @@ mod tests {
     #[test]
     fn a_store_failure_during_rotation_is_unexpected_store_and_recorded_as_an_error() {
         let mut m = Mocks::new();
+        located(&mut m);
         m.sessions
             .expect_rotate()
             .times(1)
             .return_const(Err(store_down()));
         m.signer.expect_sign().never();
-        audited(
-            &mut m,
-            RefreshOutcome::Error,
-            Some(TokenFingerprint::of_digest(&presented_token().digest())),
-        );
+        audited_located(&mut m, RefreshOutcome::Error);
 
         assert_eq!(
             refresh_presented(m).unwrap_err(),
@@ -565,14 +696,17 @@ mod tests {
         let access_ttl = m.settings.lifetimes.access_ttl;
         let other = domain::SessionId::from_random_bytes([0x0e; 16]);
         let s = session_of(&alice());
+        located(&mut m);
+        m.revocations.expect_check().return_const(Ok(None));
         m.sessions.expect_rotate().times(1).returning(move |_| {
             Ok(RotateOutcome::Decided {
                 decision: RotationDecision::Reuse,
+                outcome: RefreshOutcome::Reused,
                 presented: Generation::new(3),
                 session: session_of(&alice()),
                 user: alice(),
                 revoked: vec![s.id, other],
-                anomaly: None,
+                event: Some(domain::SecurityEventKind::TokenReuse),
             })
         });
         m.revocations
@@ -604,14 +738,17 @@ mod tests {
     #[test]
     fn a_list_that_fails_to_take_the_theft_response_does_not_change_the_answer() {
         let mut m = Mocks::new().strict_revocations();
+        located(&mut m);
+        m.revocations.expect_check().return_const(Ok(None));
         m.sessions.expect_rotate().times(1).returning(|_| {
             Ok(RotateOutcome::Decided {
                 decision: RotationDecision::Reuse,
+                outcome: RefreshOutcome::Reused,
                 presented: Generation::new(3),
                 session: session_of(&alice()),
                 user: alice(),
                 revoked: vec![session_of(&alice()).id],
-                anomaly: None,
+                event: Some(domain::SecurityEventKind::TokenReuse),
             })
         });
         m.revocations
@@ -626,10 +763,10 @@ mod tests {
     }
 
     #[test]
-    fn a_rotation_of_a_session_on_the_list_is_refused_as_revoked() {
+    fn a_session_on_the_list_is_refused_as_revoked_before_anything_is_spent() {
         let mut m = Mocks::new().strict_revocations();
-        rotating_to(&mut m, rotate());
-        let sid = rotated_session().id;
+        located(&mut m);
+        let sid = location(false).session;
         m.revocations
             .expect_check()
             .withf(move |keys, now, consistency| {
@@ -639,7 +776,9 @@ mod tests {
             })
             .times(1)
             .return_const(Ok(Some(RevocationKey::Session(sid))));
+        m.sessions.expect_rotate().never();
         m.signer.expect_sign().never();
+        audited_located(&mut m, RefreshOutcome::Revoked);
 
         assert_eq!(
             refresh_presented(m).unwrap_err(),
@@ -651,18 +790,140 @@ mod tests {
     }
 
     #[test]
-    fn a_list_that_cannot_be_asked_refuses_the_refresh() {
+    fn a_list_that_cannot_be_asked_refuses_the_refresh_and_spends_nothing() {
         let mut m = Mocks::new().strict_revocations();
-        rotating_to(&mut m, rotate());
+        located(&mut m);
         m.revocations
             .expect_check()
             .times(1)
             .return_const(Err(store_down()));
+        m.sessions.expect_rotate().never();
         m.signer.expect_sign().never();
+        audited_located(&mut m, RefreshOutcome::Error);
 
         assert_eq!(
             refresh_presented(m).unwrap_err(),
             RefreshError::Unexpected(Unexpected::Store(store_down()))
         );
+    }
+
+    #[test]
+    fn a_store_that_cannot_locate_the_token_refuses_the_refresh() {
+        let mut m = Mocks::new();
+        m.sessions
+            .expect_locate()
+            .times(1)
+            .return_const(Err(store_down()));
+        m.sessions.expect_rotate().never();
+        audited(
+            &mut m,
+            RefreshOutcome::Error,
+            Some(TokenFingerprint::of_digest(&presented_token().digest())),
+        );
+
+        assert_eq!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::Unexpected(Unexpected::Store(store_down()))
+        );
+    }
+
+    #[test]
+    fn a_retry_returns_the_same_successor_as_the_rotation_did() {
+        let mut m = Mocks::new().signing_anything();
+        rotating_to(&mut m, RotationDecision::Retry);
+
+        let issued = refresh_presented(m).unwrap();
+
+        assert_eq!(issued.refresh_token, expected_successor());
+    }
+
+    #[test]
+    fn a_dpop_mismatch_is_reported_with_its_session_and_issues_nothing() {
+        let mut m = Mocks::new();
+        rotating_to(&mut m, RotationDecision::DpopMismatch);
+        m.signer.expect_sign().never();
+        let s = session_of(&alice());
+
+        assert_eq!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::DpopMismatch {
+                session: s.id,
+                user: s.user_id
+            }
+        );
+    }
+
+    #[test]
+    fn the_key_of_a_valid_proof_goes_to_the_plan_of_a_bound_session() {
+        let mut m = Mocks::new().signing_anything();
+        located_as(&mut m, true);
+        m.sessions
+            .expect_rotate()
+            .withf(|r| r.proof_key == Some(proof_key()))
+            .times(1)
+            .return_const(Ok(decided(rotate(), rotated_session(), alice())));
+        let warden = with_dpop(m.build(), DpopMode::Optional, Ok(()));
+
+        assert!(warden
+            .refresh(
+                Some(presented_token().expose()),
+                Some(&proof_input()),
+                client()
+            )
+            .is_ok());
+    }
+
+    #[test]
+    fn a_refused_proof_leaves_the_plan_without_a_key() {
+        let mut m = Mocks::new();
+        located_as(&mut m, true);
+        m.sessions
+            .expect_rotate()
+            .withf(|r| r.proof_key.is_none())
+            .times(1)
+            .return_const(Ok(decided(
+                RotationDecision::DpopMismatch,
+                session_of(&alice()),
+                alice(),
+            )));
+        let warden = with_dpop(
+            m.build(),
+            DpopMode::Optional,
+            Err(ProofRejection::BadSignature),
+        );
+
+        assert!(matches!(
+            warden.refresh(
+                Some(presented_token().expose()),
+                Some(&proof_input()),
+                client()
+            ),
+            Err(RefreshError::DpopMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn an_unbound_session_never_reads_a_proof() {
+        let mut m = Mocks::new().signing_anything();
+        located(&mut m);
+        m.sessions
+            .expect_rotate()
+            .withf(|r| r.proof_key.is_none())
+            .times(1)
+            .return_const(Ok(decided(rotate(), rotated_session(), alice())));
+        // A reader that refuses everything would turn a read into a refusal.
+        let warden = with_dpop(
+            m.build(),
+            DpopMode::Optional,
+            Err(ProofRejection::BadSignature),
+        );
+
+        assert!(warden
+            .refresh(
+                Some(presented_token().expose()),
+                Some(&proof_input()),
+                client()
+            )
+            .is_ok());
     }
 }

@@ -40,8 +40,7 @@ impl TokenWarden {
         let outcome = self.ports.sessions.end_by_token(EndRequest {
             token: token.digest(),
             reason: EndReason::Logout,
-            lifetimes: self.settings.lifetimes.clone(),
-            reuse_response: self.settings.reuse_response,
+            policy: self.settings.rotation_policy(),
             client,
             now,
         })?;
@@ -171,14 +170,14 @@ mod tests {
     fn logout_ends_the_session_of_the_token_as_a_logout() {
         let mut m = Mocks::new();
         m.settings.reuse_response = ReuseResponse::RevokeFamily;
-        let lifetimes = m.settings.lifetimes.clone();
+        let warden_policy = m.settings.rotation_policy();
         m.sessions
             .expect_end_by_token()
             .withf(move |r| {
                 r.token == presented_token().digest()
                     && r.reason == EndReason::Logout
-                    && r.lifetimes == lifetimes
-                    && r.reuse_response == ReuseResponse::RevokeFamily
+                    && r.policy == warden_policy
+                    && r.policy.reuse_response == ReuseResponse::RevokeFamily
                     && r.client == client()
                     && r.now == NOW
             })

@@ -46,6 +46,7 @@ pub(crate) fn settings() -> Settings {
         refresh_secret: RefreshSecret::from_bytes(SECRET),
         clock_leeway: Duration::ZERO,
         anomaly: AnomalyPolicy::default(),
+        retry_window: domain::RotationPolicy::DEFAULT_RETRY_WINDOW,
     }
 }
 

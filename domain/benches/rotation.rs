@@ -5,46 +5,54 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use domain::{
-    decide, Generation, Lifetimes, PresentedToken, RefreshSecret, RefreshToken, SessionState,
-    Timestamp,
+    plan, Generation, LastUse, Lifetimes, PresentedToken, RefreshSecret, RefreshToken,
+    RotationPolicy, SessionState, Sighting, Timestamp,
 };
 
 fn rotation(c: &mut Criterion) {
-    let lifetimes = Lifetimes::default();
+    let policy = RotationPolicy::new(
+        &Lifetimes::default(),
+        RotationPolicy::DEFAULT_RETRY_WINDOW,
+        Default::default(),
+        Default::default(),
+    );
+    let ua = "Mozilla/5.0 Firefox/130.0";
     let state = SessionState {
         generation: Generation::new(7),
-        revoked: false,
+        ended: None,
         rotated_at: Timestamp::from_millis(1_000),
         expires_at: Timestamp::from_millis(1_000).plus(Duration::from_secs(86_400)),
-        rotated_by: Some("Mozilla/5.0 Firefox/130.0".to_owned()),
+        rotated_by: Some(ua.to_owned()),
+        rotated_from: Some("198.51.100.7".to_owned()),
+        last_use: LastUse {
+            at: Timestamp::from_millis(1_000),
+            ip: Some("198.51.100.7".to_owned()),
+            user_agent: Some(ua.to_owned()),
+        },
+        bound_to: None,
     };
     let now = Timestamp::from_millis(5_000);
-    c.bench_function("decide/rotate", |b| {
-        b.iter(|| {
-            decide(
-                black_box(&state),
-                black_box(PresentedToken {
-                    generation: Generation::new(7),
-                }),
-                black_box(Some("Mozilla/5.0 Firefox/130.0")),
-                &lifetimes,
-                now,
-            )
-        })
-    });
-    c.bench_function("decide/grace_replay", |b| {
-        b.iter(|| {
-            decide(
-                black_box(&state),
-                black_box(PresentedToken {
-                    generation: Generation::new(6),
-                }),
-                black_box(Some("Mozilla/5.0 Firefox/130.0")),
-                &lifetimes,
-                now,
-            )
-        })
-    });
+    let client = Sighting {
+        at: now,
+        ip: Some("198.51.100.7"),
+        user_agent: Some(ua),
+    };
+    for (name, generation) in [("plan/rotate", 7), ("plan/grace_replay", 6)] {
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                plan(
+                    black_box(&state),
+                    black_box(PresentedToken {
+                        generation: Generation::new(generation),
+                        proof_key: None,
+                    }),
+                    black_box(&client),
+                    &policy,
+                    now,
+                )
+            })
+        });
+    }
     let secret = RefreshSecret::from_bytes([3; 32]);
     let token = RefreshToken::from_random_bytes([9; 32]);
     c.bench_function("token/successor_and_digest", |b| {

@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::anomaly::AnomalyResponse;
 use crate::ids::{SessionId, UserId};
 use crate::refresh_token::TokenDigest;
-use crate::rotation::RotationDecision;
 use crate::time::Timestamp;
 
 /// What happened to one request to `POST /auth/refresh`.
@@ -22,6 +20,9 @@ pub enum RefreshOutcome {
     Success,
     /// A concurrent request of the same client got the same successor.
     GraceReplay,
+    /// The same client retried after a lost answer and got the same
+    /// successor (API.md, "Lost responses").
+    Retry,
     /// An anomaly under `log_only`: recorded, and the refresh succeeded.
     AnomalyLogged,
     /// No token in the body or cookie.
@@ -38,6 +39,9 @@ pub enum RefreshOutcome {
     Anomaly,
     /// The session had already ended.
     Revoked,
+    /// A session bound to a DPoP key, without a proof by it (401
+    /// `invalid_dpop_proof`); nothing was spent.
+    DpopMismatch,
     /// The body is not JSON (400).
     MalformedRequest,
     /// The body is JSON of the wrong shape (422).
@@ -56,9 +60,10 @@ pub enum RefreshOutcome {
 }
 
 impl RefreshOutcome {
-    pub const ALL: [RefreshOutcome; 17] = [
+    pub const ALL: [RefreshOutcome; 19] = [
         Self::Success,
         Self::GraceReplay,
+        Self::Retry,
         Self::AnomalyLogged,
         Self::MissingToken,
         Self::MalformedToken,
@@ -67,6 +72,7 @@ impl RefreshOutcome {
         Self::Reused,
         Self::Anomaly,
         Self::Revoked,
+        Self::DpopMismatch,
         Self::MalformedRequest,
         Self::InvalidRequest,
         Self::PayloadTooLarge,
@@ -81,6 +87,7 @@ impl RefreshOutcome {
         match self {
             Self::Success => "success",
             Self::GraceReplay => "grace_replay",
+            Self::Retry => "retry",
             Self::AnomalyLogged => "anomaly_logged",
             Self::MissingToken => "missing_token",
             Self::MalformedToken => "malformed_token",
@@ -89,6 +96,7 @@ impl RefreshOutcome {
             Self::Reused => "reused",
             Self::Anomaly => "anomaly",
             Self::Revoked => "revoked",
+            Self::DpopMismatch => "dpop_mismatch",
             Self::MalformedRequest => "malformed_request",
             Self::InvalidRequest => "invalid_request",
             Self::PayloadTooLarge => "payload_too_large",
@@ -107,24 +115,8 @@ impl RefreshOutcome {
     pub fn succeeded(self) -> bool {
         matches!(
             self,
-            Self::Success | Self::GraceReplay | Self::AnomalyLogged
+            Self::Success | Self::GraceReplay | Self::Retry | Self::AnomalyLogged
         )
-    }
-
-    /// The outcome of a rotation the store decided and applied. `anomaly`
-    /// is the response taken to an anomaly, if one was detected.
-    pub fn of_rotation(decision: RotationDecision, anomaly: Option<AnomalyResponse>) -> Self {
-        match (decision, anomaly) {
-            (RotationDecision::Rotate { .. }, Some(AnomalyResponse::LogOnly)) => {
-                Self::AnomalyLogged
-            }
-            (RotationDecision::Rotate { .. }, _) => Self::Success,
-            (RotationDecision::GraceReplay, _) => Self::GraceReplay,
-            (RotationDecision::Reuse, Some(AnomalyResponse::Revoke)) => Self::Anomaly,
-            (RotationDecision::Reuse, _) => Self::Reused,
-            (RotationDecision::Expired(_), _) => Self::Expired,
-            (RotationDecision::Revoked, _) => Self::Revoked,
-        }
     }
 }
 
@@ -212,10 +204,14 @@ pub enum SecurityEventKind {
     UserEnabled,
     /// The account was deleted (its sessions and tokens with it).
     UserDeleted,
+    /// A token of a DPoP-bound session without a proof by its key.
+    DpopMismatch,
+    /// A rotated token of a session ended by logout after that rotation.
+    ReuseAfterEnd,
 }
 
 impl SecurityEventKind {
-    pub const ALL: [SecurityEventKind; 10] = [
+    pub const ALL: [SecurityEventKind; 12] = [
         Self::TokenReuse,
         Self::Anomaly,
         Self::AdminRevoke,
@@ -226,6 +222,8 @@ impl SecurityEventKind {
         Self::UserDisabled,
         Self::UserEnabled,
         Self::UserDeleted,
+        Self::DpopMismatch,
+        Self::ReuseAfterEnd,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -240,6 +238,8 @@ impl SecurityEventKind {
             Self::UserDisabled => "user_disabled",
             Self::UserEnabled => "user_enabled",
             Self::UserDeleted => "user_deleted",
+            Self::DpopMismatch => "dpop_mismatch",
+            Self::ReuseAfterEnd => "reuse_after_end",
         }
     }
 
@@ -324,8 +324,6 @@ impl PageLimit {
 mod tests {
     use super::*;
     use crate::refresh_token::RefreshToken;
-    use crate::rotation::ExpiryKind;
-    use crate::session::Generation;
 
     #[test]
     fn outcomes_round_trip_through_their_names() {
@@ -349,43 +347,9 @@ mod tests {
             [
                 RefreshOutcome::Success,
                 RefreshOutcome::GraceReplay,
+                RefreshOutcome::Retry,
                 RefreshOutcome::AnomalyLogged
             ]
-        );
-    }
-
-    #[test]
-    fn rotation_decisions_map_to_outcomes() {
-        let rotate = RotationDecision::Rotate {
-            next: Generation::new(1),
-        };
-        assert_eq!(
-            RefreshOutcome::of_rotation(rotate, None),
-            RefreshOutcome::Success
-        );
-        assert_eq!(
-            RefreshOutcome::of_rotation(rotate, Some(AnomalyResponse::LogOnly)),
-            RefreshOutcome::AnomalyLogged
-        );
-        assert_eq!(
-            RefreshOutcome::of_rotation(RotationDecision::Reuse, None),
-            RefreshOutcome::Reused
-        );
-        assert_eq!(
-            RefreshOutcome::of_rotation(RotationDecision::Reuse, Some(AnomalyResponse::Revoke)),
-            RefreshOutcome::Anomaly
-        );
-        assert_eq!(
-            RefreshOutcome::of_rotation(RotationDecision::Expired(ExpiryKind::Idle), None),
-            RefreshOutcome::Expired
-        );
-        assert_eq!(
-            RefreshOutcome::of_rotation(RotationDecision::Revoked, None),
-            RefreshOutcome::Revoked
-        );
-        assert_eq!(
-            RefreshOutcome::of_rotation(RotationDecision::GraceReplay, None),
-            RefreshOutcome::GraceReplay
         );
     }
 

@@ -10,6 +10,7 @@ pub mod cursor;
 pub mod dpop;
 pub mod ids;
 pub mod lifetimes;
+pub mod network;
 pub mod refresh_token;
 pub mod risk;
 pub mod rotation;
@@ -34,13 +35,18 @@ pub use dpop::{
 };
 pub use ids::{AccessTokenId, IdError, SessionId, UserId};
 pub use lifetimes::{Lifetimes, ReuseResponse};
+pub use network::{same_network, Network};
 pub use refresh_token::{RefreshSecret, RefreshToken, RefreshTokenError, TokenDigest};
 pub use risk::{
     assess, ActivitySummary, RiskAssessment, RiskLevel, RiskReason, RiskThresholds, Seen,
     SessionUse,
 };
-pub use rotation::{decide, ExpiryKind, PresentedToken, RotationDecision, SessionState};
-pub use session::{Generation, NewSession, Session, SessionStatus};
+pub use rotation::{
+    plan, plan_end, EndDecision, EndPlan, EndVia, Ended, ExpiryKind, LastUse, PlannedEvent,
+    PlannedRevocation, PresentedKey, PresentedToken, RevocationScope, RotationDecision,
+    RotationPlan, RotationPolicy, SessionState,
+};
+pub use session::{status_of, Generation, NewSession, RevocationReason, Session, SessionStatus};
 pub use time::Timestamp;
 pub use user::{
     NewUser, Password, PasswordError, PasswordHash, Role, RoleError, Roles, User, Username,

@@ -1,42 +1,130 @@
-//! The rotation decision: what presenting a refresh token does.
+//! The rotation plan: everything that presenting a refresh token does.
 //!
-//! [`decide`] is a pure function of the session's state, the presented
-//! token's generation, the caller's user agent, the lifetimes and `now`. The
-//! persistence adapter calls it inside the transaction that holds the session,
-//! then applies it with [`SessionState::apply`], so the decision and its
-//! writes cannot be separated by a concurrent request.
+//! [`plan`] is a pure function of the session's state, the presented token
+//! (its generation and the key of a DPoP proof that came with it), where the
+//! client is, the policy and `now`. It returns the whole plan: the decision,
+//! the audit outcome, the session's next state (through
+//! [`SessionState::apply`]), what to revoke and why, and the security event
+//! to record. [`plan_end`] does the same for ending a session through one
+//! of its tokens (logout, or a login that carries an old refresh cookie).
+//! The persistence adapter finds the token, locks its session, asks for the
+//! plan and executes it in the same transaction; it decides nothing.
 //!
 //! Order of the rules (see `docs/rotation.md`):
-//! 1. a revoked session answers `Revoked`, and never triggers a new theft
-//!    response;
+//! 1. an ended session answers `Revoked` and never triggers a new theft
+//!    response (a rotated token of a session ended by logout is recorded as
+//!    `reuse_after_end`);
 //! 2. past the absolute lifetime everything is `Expired(Absolute)`;
-//! 3. the current token rotates, unless its idle deadline has passed;
-//! 4. the immediate parent of the current token, replayed inside the grace
-//!    window by the user agent that rotated it, is a `GraceReplay`;
-//! 5. any other older token is `Reuse`: theft evidence.
+//! 3. a session bound to a DPoP key needs a proof by that key, else
+//!    `DpopMismatch`: refused, nothing spent, nothing revoked;
+//! 4. the current token rotates, unless its idle deadline has passed, or the
+//!    anomaly rule flags the request (`Anomaly`, a theft response);
+//! 5. the immediate parent of the current token, replayed from the network
+//!    and user-agent family of the request that rotated it, while the
+//!    current token is alive: inside the grace window a `GraceReplay`,
+//!    inside the retry window a `Retry` (a lost response); both get the
+//!    successor already issued;
+//! 6. any other older token is `Reuse`: theft evidence.
 
-use crate::lifetimes::Lifetimes;
-use crate::session::Generation;
+use std::time::Duration;
+
+use crate::anomaly::{AnomalyPolicy, AnomalyResponse, Sighting};
+use crate::audit::{RefreshOutcome, SecurityEventKind};
+use crate::dpop::{binding_verdict, BindingVerdict, Jkt};
+use crate::lifetimes::{Lifetimes, ReuseResponse};
+use crate::network::same_network;
+use crate::session::{status_of, Generation, RevocationReason, SessionStatus};
 use crate::time::Timestamp;
+use crate::user_agent::different_families;
 
-/// The part of a session that the rotation decision reads.
+#[cfg(test)]
+mod tests;
+
+/// Where and with what a session was last used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastUse {
+    pub at: Timestamp,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl LastUse {
+    fn sighting(&self) -> Sighting<'_> {
+        Sighting {
+            at: self.at,
+            ip: self.ip.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+        }
+    }
+}
+
+/// When and why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    pub at: Timestamp,
+    /// `None` when the stored reason is not one this version knows.
+    pub reason: Option<RevocationReason>,
+}
+
+/// The part of a session that the plan reads and changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionState {
     /// Generation of the current (only valid) refresh token.
     pub generation: Generation,
-    pub revoked: bool,
-    /// When the current token was issued.
+    pub ended: Option<Ended>,
+    /// When the current token was issued (login or last rotation).
     pub rotated_at: Timestamp,
     /// Absolute end of the session.
     pub expires_at: Timestamp,
     /// User agent of the request that issued the current token.
     pub rotated_by: Option<String>,
+    /// Client IP of the request that issued the current token.
+    pub rotated_from: Option<String>,
+    pub last_use: LastUse,
+    /// The DPoP key the session is bound to, if any.
+    pub bound_to: Option<Jkt>,
 }
 
-/// A presented refresh token, as found in storage.
+/// A presented refresh token, as found in storage, with the key of the
+/// valid DPoP proof that came with it (`None`: no proof, or one refused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PresentedToken {
+pub struct PresentedToken<'a> {
     pub generation: Generation,
+    pub proof_key: Option<&'a Jkt>,
+}
+
+/// The configured rules a plan follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotationPolicy {
+    /// A refresh token unused for this long is dead.
+    pub idle_ttl: Duration,
+    /// `TOKENWARDEN_REUSE_GRACE`: concurrent tabs. Zero disables it.
+    pub grace: Duration,
+    /// `TOKENWARDEN_RETRY_WINDOW`: lost responses. Zero disables it.
+    pub retry_window: Duration,
+    /// What a theft response revokes.
+    pub reuse_response: ReuseResponse,
+    pub anomaly: AnomalyPolicy,
+}
+
+impl RotationPolicy {
+    /// The default retry window of the contract (`1h`).
+    pub const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(3600);
+
+    pub fn new(
+        lifetimes: &Lifetimes,
+        retry_window: Duration,
+        reuse_response: ReuseResponse,
+        anomaly: AnomalyPolicy,
+    ) -> Self {
+        Self {
+            idle_ttl: lifetimes.idle_ttl,
+            grace: lifetimes.grace,
+            retry_window,
+            reuse_response,
+            anomaly,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +144,17 @@ pub enum RotationDecision {
     /// A concurrent request of the same client: answer with the successor
     /// already issued, revoke nothing.
     GraceReplay,
+    /// The same client retrying after an answer it never got: the
+    /// successor already issued, nothing revoked.
+    Retry,
     /// An already rotated token came back: theft.
     Reuse,
+    /// The current token from another network and device moments after the
+    /// session's last use, under the `revoke` anomaly response: theft.
+    Anomaly,
+    /// A session bound to a DPoP key, without a proof by it: refused,
+    /// nothing spent.
+    DpopMismatch,
     Expired(ExpiryKind),
     Revoked,
 }
@@ -65,344 +162,372 @@ pub enum RotationDecision {
 impl RotationDecision {
     /// Whether the caller gets a (new or repeated) successor token.
     pub fn accepts(self) -> bool {
-        matches!(self, Self::Rotate { .. } | Self::GraceReplay)
+        matches!(self, Self::Rotate { .. } | Self::GraceReplay | Self::Retry)
     }
 }
 
-/// Decides what presenting `token` to a session in `state` does at `now`.
-pub fn decide(
-    state: &SessionState,
-    token: PresentedToken,
-    user_agent: Option<&str>,
-    lifetimes: &Lifetimes,
-    now: Timestamp,
-) -> RotationDecision {
-    if state.revoked {
-        return RotationDecision::Revoked;
+/// Which sessions a revocation covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationScope {
+    /// The session (token family) the token belongs to.
+    Session,
+    /// Every live session of its user.
+    User,
+}
+
+impl From<ReuseResponse> for RevocationScope {
+    fn from(response: ReuseResponse) -> Self {
+        match response {
+            ReuseResponse::RevokeAll => Self::User,
+            ReuseResponse::RevokeFamily => Self::Session,
+        }
     }
-    if now >= state.expires_at {
-        return RotationDecision::Expired(ExpiryKind::Absolute);
+}
+
+/// What a plan revokes, and the reason stored with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedRevocation {
+    pub scope: RevocationScope,
+    pub reason: RevocationReason,
+}
+
+/// Whether a refused bound session saw no proof or another key's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresentedKey {
+    /// No valid proof came with the token.
+    None,
+    Other(Jkt),
+}
+
+/// The security event a plan records, with what its details need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlannedEvent {
+    /// A rotated token came back; the theft response revoked `scope`.
+    TokenReuse {
+        presented: Generation,
+        current: Generation,
+        scope: RevocationScope,
+    },
+    /// Another network and device after `previous`; `revoked` is the scope
+    /// of the theft response, `None` under `log_only`.
+    Anomaly {
+        previous: LastUse,
+        revoked: Option<RevocationScope>,
+    },
+    /// A bound session's token without a proof by its key.
+    DpopMismatch {
+        presented: Generation,
+        key: PresentedKey,
+    },
+    /// A rotated token of a session that a logout ended after that
+    /// rotation: someone else held the session (steal, use, log out).
+    ReuseAfterEnd {
+        presented: Generation,
+        current: Generation,
+        ended_at: Timestamp,
+    },
+}
+
+impl PlannedEvent {
+    pub fn kind(&self) -> SecurityEventKind {
+        match self {
+            Self::TokenReuse { .. } => SecurityEventKind::TokenReuse,
+            Self::Anomaly { .. } => SecurityEventKind::Anomaly,
+            Self::DpopMismatch { .. } => SecurityEventKind::DpopMismatch,
+            Self::ReuseAfterEnd { .. } => SecurityEventKind::ReuseAfterEnd,
+        }
     }
-    if token.generation == state.generation {
-        return if now >= state.rotated_at.plus(lifetimes.idle_ttl) {
-            RotationDecision::Expired(ExpiryKind::Idle)
-        } else {
-            RotationDecision::Rotate {
-                next: state.generation.next(),
-            }
-        };
-    }
-    let in_grace = !lifetimes.grace.is_zero() && now < state.rotated_at.plus(lifetimes.grace);
-    if token.generation.is_parent_of(state.generation)
-        && in_grace
-        && state.rotated_by.as_deref() == user_agent
-    {
-        return RotationDecision::GraceReplay;
-    }
-    // An older token, or (impossible unless storage is corrupt) a newer one.
-    RotationDecision::Reuse
+}
+
+/// Everything a refresh does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationPlan {
+    pub decision: RotationDecision,
+    /// What the audit row, the metrics and the answer say.
+    pub outcome: RefreshOutcome,
+    /// The session after the plan.
+    pub state: SessionState,
+    pub revoke: Option<PlannedRevocation>,
+    pub event: Option<PlannedEvent>,
 }
 
 impl SessionState {
-    /// The state after `decision` was taken at `now` for `user_agent`.
-    pub fn apply(
-        &self,
-        decision: RotationDecision,
-        user_agent: Option<&str>,
-        now: Timestamp,
-    ) -> Self {
+    /// The liveness rule ([`status_of`]) on this state.
+    pub fn status(&self, idle_ttl: Duration, now: Timestamp) -> SessionStatus {
+        let deadline = self.rotated_at.plus(idle_ttl).min(self.expires_at);
+        status_of(self.ended.is_some(), deadline, now)
+    }
+
+    /// The state after `decision` was taken at `now` for `client`.
+    pub fn apply(&self, decision: RotationDecision, client: &Sighting<'_>, now: Timestamp) -> Self {
+        let ended = |reason| Self {
+            ended: Some(Ended {
+                at: now,
+                reason: Some(reason),
+            }),
+            ..self.clone()
+        };
         match decision {
             RotationDecision::Rotate { next } => Self {
                 generation: next,
                 rotated_at: now,
-                rotated_by: user_agent.map(str::to_owned),
+                rotated_by: client.user_agent.map(str::to_owned),
+                rotated_from: client.ip.map(str::to_owned),
+                last_use: LastUse {
+                    at: now,
+                    ip: client.ip.map(str::to_owned),
+                    user_agent: client.user_agent.map(str::to_owned),
+                },
                 ..self.clone()
             },
-            RotationDecision::Reuse => Self {
-                revoked: true,
+            RotationDecision::GraceReplay | RotationDecision::Retry => Self {
+                last_use: LastUse {
+                    at: now,
+                    ..self.last_use.clone()
+                },
                 ..self.clone()
             },
-            RotationDecision::GraceReplay
+            RotationDecision::Reuse => ended(RevocationReason::TokenReuse),
+            RotationDecision::Anomaly => ended(RevocationReason::Anomaly),
+            RotationDecision::DpopMismatch
             | RotationDecision::Expired(_)
             | RotationDecision::Revoked => self.clone(),
         }
     }
+
+    /// Whether `client` is where and what the request that issued the
+    /// current token was: same network, same user-agent family.
+    fn rotated_by_same_client(&self, client: &Sighting<'_>) -> bool {
+        same_network(self.rotated_from.as_deref(), client.ip)
+            && !different_families(self.rotated_by.as_deref(), client.user_agent)
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use std::time::Duration;
+/// Which rules a use of the token is subject to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    /// A refresh: every rule.
+    Refresh,
+    /// A login ending the session of its old cookie: a fresh
+    /// authentication, so neither the key binding nor the anomaly rule.
+    Login,
+}
 
-    const UA: Option<&str> = Some("Firefox/130");
-
-    fn lifetimes() -> Lifetimes {
-        Lifetimes {
-            access_ttl: Duration::from_secs(60),
-            idle_ttl: Duration::from_secs(100),
-            max_lifetime: Duration::from_secs(1_000),
-            grace: Duration::from_secs(10),
-            max_sessions: 10,
+/// The decision, and the anomaly response taken, if the rule fired.
+fn decide(
+    state: &SessionState,
+    token: PresentedToken<'_>,
+    client: &Sighting<'_>,
+    policy: &RotationPolicy,
+    now: Timestamp,
+    use_: Use,
+) -> (RotationDecision, Option<AnomalyResponse>) {
+    if state.ended.is_some() {
+        return (RotationDecision::Revoked, None);
+    }
+    if now >= state.expires_at {
+        return (RotationDecision::Expired(ExpiryKind::Absolute), None);
+    }
+    if use_ == Use::Refresh
+        && binding_verdict(state.bound_to.as_ref(), token.proof_key) == BindingVerdict::Mismatch
+    {
+        return (RotationDecision::DpopMismatch, None);
+    }
+    let current_alive = now < state.rotated_at.plus(policy.idle_ttl);
+    if token.generation == state.generation {
+        if !current_alive {
+            return (RotationDecision::Expired(ExpiryKind::Idle), None);
         }
-    }
-
-    fn fresh(at: i64) -> SessionState {
-        SessionState {
-            generation: Generation::FIRST,
-            revoked: false,
-            rotated_at: Timestamp::from_millis(at),
-            expires_at: Timestamp::from_millis(at + 1_000_000),
-            rotated_by: UA.map(str::to_owned),
-        }
-    }
-
-    fn at(secs: i64) -> Timestamp {
-        Timestamp::from_millis(secs * 1_000)
-    }
-
-    fn presented(n: u32) -> PresentedToken {
-        PresentedToken {
-            generation: Generation::new(n),
-        }
-    }
-
-    #[test]
-    fn the_current_token_rotates_into_the_next_generation() {
-        let d = decide(&fresh(0), presented(0), UA, &lifetimes(), at(1));
-        assert_eq!(
-            d,
-            RotationDecision::Rotate {
-                next: Generation::new(1)
-            }
-        );
-    }
-
-    #[test]
-    fn a_parent_replayed_inside_the_grace_window_by_the_same_agent_is_a_grace_replay() {
-        let s = fresh(0).apply(
-            RotationDecision::Rotate {
-                next: Generation::new(1),
+        let here = Sighting { at: now, ..*client };
+        let anomaly = (use_ == Use::Refresh
+            && policy
+                .anomaly
+                .is_anomalous(&state.last_use.sighting(), &here))
+        .then_some(policy.anomaly.response);
+        let decision = match anomaly {
+            Some(AnomalyResponse::Revoke) => RotationDecision::Anomaly,
+            _ => RotationDecision::Rotate {
+                next: state.generation.next(),
             },
-            UA,
-            at(5),
-        );
-        assert_eq!(
-            decide(&s, presented(0), UA, &lifetimes(), at(14)),
-            RotationDecision::GraceReplay
-        );
-    }
-
-    #[test]
-    fn a_parent_replayed_by_another_agent_is_reuse_even_inside_the_window() {
-        let s = fresh(0).apply(
-            RotationDecision::Rotate {
-                next: Generation::new(1),
-            },
-            UA,
-            at(5),
-        );
-        let d = decide(&s, presented(0), Some("curl/8"), &lifetimes(), at(6));
-        assert_eq!(d, RotationDecision::Reuse);
-    }
-
-    #[test]
-    fn a_parent_replayed_after_the_window_is_reuse() {
-        let s = fresh(0).apply(
-            RotationDecision::Rotate {
-                next: Generation::new(1),
-            },
-            UA,
-            at(5),
-        );
-        assert_eq!(
-            decide(&s, presented(0), UA, &lifetimes(), at(15)),
-            RotationDecision::Reuse
-        );
-    }
-
-    #[test]
-    fn a_grandparent_is_reuse_even_inside_the_window() {
-        let s = fresh(0)
-            .apply(
-                RotationDecision::Rotate {
-                    next: Generation::new(1),
-                },
-                UA,
-                at(1),
-            )
-            .apply(
-                RotationDecision::Rotate {
-                    next: Generation::new(2),
-                },
-                UA,
-                at(2),
-            );
-        assert_eq!(
-            decide(&s, presented(0), UA, &lifetimes(), at(3)),
-            RotationDecision::Reuse
-        );
-    }
-
-    #[test]
-    fn a_zero_grace_window_turns_every_replay_into_reuse() {
-        let s = fresh(0).apply(
-            RotationDecision::Rotate {
-                next: Generation::new(1),
-            },
-            UA,
-            at(5),
-        );
-        let l = Lifetimes {
-            grace: Duration::ZERO,
-            ..lifetimes()
         };
-        assert_eq!(
-            decide(&s, presented(0), UA, &l, at(5)),
-            RotationDecision::Reuse
-        );
+        return (decision, anomaly);
     }
-
-    #[test]
-    fn an_idle_token_has_expired() {
-        let d = decide(&fresh(0), presented(0), UA, &lifetimes(), at(100));
-        assert_eq!(d, RotationDecision::Expired(ExpiryKind::Idle));
+    if token.generation.is_parent_of(state.generation)
+        && current_alive
+        && state.rotated_by_same_client(client)
+    {
+        let within = |window: Duration| !window.is_zero() && now < state.rotated_at.plus(window);
+        if within(policy.grace) {
+            return (RotationDecision::GraceReplay, None);
+        }
+        if within(policy.retry_window) {
+            return (RotationDecision::Retry, None);
+        }
     }
+    // An older token, or (impossible unless storage is corrupt) a newer one.
+    (RotationDecision::Reuse, None)
+}
 
-    #[test]
-    fn a_rotated_token_stays_reuse_after_its_idle_deadline() {
-        let s = fresh(0).apply(
-            RotationDecision::Rotate {
-                next: Generation::new(1),
+/// The `reuse_after_end` event due when `token` is a rotated token of a
+/// session that a logout ended.
+fn reuse_after_end(state: &SessionState, token: PresentedToken<'_>) -> Option<PlannedEvent> {
+    let ended = state.ended?;
+    let rotated = token.generation < state.generation;
+    (ended.reason == Some(RevocationReason::Logout) && rotated).then_some(
+        PlannedEvent::ReuseAfterEnd {
+            presented: token.generation,
+            current: state.generation,
+            ended_at: ended.at,
+        },
+    )
+}
+
+/// The theft response of `policy`, for `reason`.
+fn theft_response(policy: &RotationPolicy, reason: RevocationReason) -> PlannedRevocation {
+    PlannedRevocation {
+        scope: policy.reuse_response.into(),
+        reason,
+    }
+}
+
+/// Plans what presenting `token` to refresh a session in `state` does at
+/// `now`, for a request from `client`.
+pub fn plan(
+    state: &SessionState,
+    token: PresentedToken<'_>,
+    client: &Sighting<'_>,
+    policy: &RotationPolicy,
+    now: Timestamp,
+) -> RotationPlan {
+    let (decision, anomaly) = decide(state, token, client, policy, now, Use::Refresh);
+    let scope = RevocationScope::from(policy.reuse_response);
+    let (outcome, revoke, event) = match decision {
+        RotationDecision::Rotate { .. } => match anomaly {
+            Some(_) => (
+                RefreshOutcome::AnomalyLogged,
+                None,
+                Some(PlannedEvent::Anomaly {
+                    previous: state.last_use.clone(),
+                    revoked: None,
+                }),
+            ),
+            None => (RefreshOutcome::Success, None, None),
+        },
+        RotationDecision::GraceReplay => (RefreshOutcome::GraceReplay, None, None),
+        RotationDecision::Retry => (RefreshOutcome::Retry, None, None),
+        RotationDecision::Reuse => (
+            RefreshOutcome::Reused,
+            Some(theft_response(policy, RevocationReason::TokenReuse)),
+            Some(PlannedEvent::TokenReuse {
+                presented: token.generation,
+                current: state.generation,
+                scope,
+            }),
+        ),
+        RotationDecision::Anomaly => (
+            RefreshOutcome::Anomaly,
+            Some(theft_response(policy, RevocationReason::Anomaly)),
+            Some(PlannedEvent::Anomaly {
+                previous: state.last_use.clone(),
+                revoked: Some(scope),
+            }),
+        ),
+        RotationDecision::DpopMismatch => (
+            RefreshOutcome::DpopMismatch,
+            None,
+            Some(PlannedEvent::DpopMismatch {
+                presented: token.generation,
+                key: token
+                    .proof_key
+                    .map_or(PresentedKey::None, |k| PresentedKey::Other(k.clone())),
+            }),
+        ),
+        RotationDecision::Expired(_) => (RefreshOutcome::Expired, None, None),
+        RotationDecision::Revoked => (RefreshOutcome::Revoked, None, reuse_after_end(state, token)),
+    };
+    RotationPlan {
+        decision,
+        outcome,
+        state: state.apply(decision, client, now),
+        revoke,
+        event,
+    }
+}
+
+/// Why a session is being ended through one of its tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndVia {
+    /// The client logged out: the session ends, whatever token was shown,
+    /// and no theft response follows.
+    Logout,
+    /// A successful login carried this old token: the session ends, but an
+    /// already rotated token (outside grace and retry) is reuse.
+    ReplacedByLogin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndDecision {
+    /// The session was live and ends now.
+    Ended,
+    /// The session had already ended or expired; nothing changes.
+    AlreadyEnded,
+    /// A rotated token came with a login: theft response.
+    Reused,
+}
+
+/// Everything ending a session through one of its tokens does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndPlan {
+    pub decision: EndDecision,
+    pub revoke: Option<PlannedRevocation>,
+    pub event: Option<PlannedEvent>,
+}
+
+/// Plans ending the session in `state` through `token` at `now`.
+pub fn plan_end(
+    state: &SessionState,
+    token: PresentedToken<'_>,
+    client: &Sighting<'_>,
+    via: EndVia,
+    policy: &RotationPolicy,
+    now: Timestamp,
+) -> EndPlan {
+    let end = |reason| EndPlan {
+        decision: EndDecision::Ended,
+        revoke: Some(PlannedRevocation {
+            scope: RevocationScope::Session,
+            reason,
+        }),
+        event: None,
+    };
+    let already = |event| EndPlan {
+        decision: EndDecision::AlreadyEnded,
+        revoke: None,
+        event,
+    };
+    match via {
+        // Any token of the session ends it; never a theft response.
+        EndVia::Logout => match state.status(policy.idle_ttl, now) {
+            SessionStatus::Live => end(RevocationReason::Logout),
+            _ => already(None),
+        },
+        EndVia::ReplacedByLogin => match decide(state, token, client, policy, now, Use::Login).0 {
+            RotationDecision::Reuse => EndPlan {
+                decision: EndDecision::Reused,
+                revoke: Some(theft_response(policy, RevocationReason::TokenReuse)),
+                event: Some(PlannedEvent::TokenReuse {
+                    presented: token.generation,
+                    current: state.generation,
+                    scope: policy.reuse_response.into(),
+                }),
             },
-            UA,
-            at(1),
-        );
-        assert_eq!(
-            decide(&s, presented(0), UA, &lifetimes(), at(500)),
-            RotationDecision::Reuse
-        );
-    }
-
-    #[test]
-    fn nothing_is_honoured_after_the_absolute_lifetime() {
-        let s = SessionState {
-            expires_at: at(50),
-            ..fresh(0)
-        };
-        let d = decide(&s, presented(0), UA, &lifetimes(), at(50));
-        assert_eq!(d, RotationDecision::Expired(ExpiryKind::Absolute));
-    }
-
-    #[test]
-    fn a_revoked_session_answers_revoked_for_any_token() {
-        let s = SessionState {
-            revoked: true,
-            ..fresh(0)
-        };
-        for g in 0..3 {
-            assert_eq!(
-                decide(&s, presented(g), UA, &lifetimes(), at(1)),
-                RotationDecision::Revoked
-            );
-        }
-    }
-
-    #[derive(Debug, Clone)]
-    struct Step {
-        token: u32,
-        dt_ms: i64,
-        same_agent: bool,
-    }
-
-    fn step() -> impl Strategy<Value = Step> {
-        (0u32..6, 0i64..40_000, any::<bool>()).prop_map(|(token, dt_ms, same_agent)| Step {
-            token,
-            dt_ms,
-            same_agent,
-        })
-    }
-
-    fn lifetimes_strategy() -> impl Strategy<Value = Lifetimes> {
-        (0u64..20_000, 1u64..200_000).prop_map(|(grace, idle)| Lifetimes {
-            grace: Duration::from_millis(grace),
-            idle_ttl: Duration::from_millis(idle),
-            ..lifetimes()
-        })
-    }
-
-    proptest! {
-        /// Outside the grace window a generation is accepted at most once,
-        /// and every acceptance is of the current or (in grace) parent token.
-        #[test]
-        fn a_token_is_accepted_at_most_once_outside_the_grace_window(
-            steps in proptest::collection::vec(step(), 1..40),
-            l in lifetimes_strategy(),
-        ) {
-            let mut s = fresh(0);
-            let mut now = at(1);
-            let mut rotated = std::collections::HashSet::new();
-            for st in steps {
-                now = Timestamp::from_millis(now.as_millis() + st.dt_ms);
-                let ua = if st.same_agent { UA } else { Some("Other/1") };
-                let before = s.clone();
-                let d = decide(&s, presented(st.token), ua, &l, now);
-                match d {
-                    RotationDecision::Rotate { next } => {
-                        prop_assert_eq!(st.token, before.generation.value());
-                        prop_assert_eq!(next, before.generation.next());
-                        prop_assert!(rotated.insert(st.token), "generation rotated twice");
-                    }
-                    RotationDecision::GraceReplay => {
-                        prop_assert!(Generation::new(st.token).is_parent_of(before.generation));
-                        prop_assert!(now < before.rotated_at.plus(l.grace));
-                        prop_assert_eq!(ua, before.rotated_by.as_deref());
-                    }
-                    _ => {}
-                }
-                s = s.apply(d, ua, now);
-            }
-        }
-
-        /// Reuse always ends the family: afterwards nothing is accepted.
-        #[test]
-        fn a_reuse_always_ends_the_family(
-            steps in proptest::collection::vec(step(), 1..40),
-            l in lifetimes_strategy(),
-        ) {
-            let mut s = fresh(0);
-            let mut now = at(1);
-            let mut reused = false;
-            for st in steps {
-                now = Timestamp::from_millis(now.as_millis() + st.dt_ms);
-                let ua = if st.same_agent { UA } else { Some("Other/1") };
-                let d = decide(&s, presented(st.token), ua, &l, now);
-                if reused {
-                    prop_assert_eq!(d, RotationDecision::Revoked);
-                }
-                reused |= d == RotationDecision::Reuse;
-                s = s.apply(d, ua, now);
-            }
-        }
-
-        /// Nothing outlives the absolute lifetime, whatever came before.
-        #[test]
-        fn nothing_outlives_the_absolute_lifetime(
-            steps in proptest::collection::vec(step(), 1..40),
-            l in lifetimes_strategy(),
-            lifetime_ms in 1i64..200_000,
-        ) {
-            let mut s = SessionState { expires_at: Timestamp::from_millis(1_000 + lifetime_ms), ..fresh(1_000) };
-            let mut now = at(1);
-            for st in steps {
-                now = Timestamp::from_millis(now.as_millis() + st.dt_ms);
-                let d = decide(&s, presented(st.token), UA, &l, now);
-                if now >= s.expires_at {
-                    prop_assert!(!d.accepts());
-                    prop_assert_ne!(d, RotationDecision::Reuse);
-                }
-                s = s.apply(d, UA, now);
-            }
-        }
+            RotationDecision::Rotate { .. }
+            | RotationDecision::GraceReplay
+            | RotationDecision::Retry
+            | RotationDecision::Anomaly
+            | RotationDecision::DpopMismatch => end(RevocationReason::ReplacedByLogin),
+            RotationDecision::Revoked => already(reuse_after_end(state, token)),
+            RotationDecision::Expired(_) => already(None),
+        },
     }
 }

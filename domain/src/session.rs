@@ -59,13 +59,77 @@ impl Session {
     }
 
     pub fn status(&self, idle_ttl: std::time::Duration, now: Timestamp) -> SessionStatus {
-        if self.revoked_at.is_some() {
-            SessionStatus::Revoked
-        } else if now >= self.refresh_expires_at(idle_ttl) {
-            SessionStatus::Expired
-        } else {
-            SessionStatus::Live
+        status_of(
+            self.revoked_at.is_some(),
+            self.refresh_expires_at(idle_ttl),
+            now,
+        )
+    }
+}
+
+/// The liveness rule, written once: a session is revoked once it has been
+/// ended, expired once `now` reached the deadline of its current refresh
+/// token (the idle one, never later than the absolute one), else live.
+/// [`Session::status`] and [`crate::SessionState::status`] both apply it.
+pub fn status_of(revoked: bool, refresh_expires_at: Timestamp, now: Timestamp) -> SessionStatus {
+    if revoked {
+        SessionStatus::Revoked
+    } else if now >= refresh_expires_at {
+        SessionStatus::Expired
+    } else {
+        SessionStatus::Live
+    }
+}
+
+/// Why a session ended, as stored (`sessions.revoked_reason`) and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RevocationReason {
+    /// The theft response to a reused refresh token.
+    TokenReuse,
+    /// The theft response to an anomaly (another network and device).
+    Anomaly,
+    /// An admin revoked every session of the user.
+    AdminRevoke,
+    /// The client logged out with one of the session's tokens.
+    Logout,
+    /// A successful login carried this session's refresh cookie.
+    ReplacedByLogin,
+    /// The least recently used session beyond the per-user limit.
+    Evicted,
+    /// The user logged out everywhere.
+    RevokeAll,
+    /// The user ended this one session.
+    RevokeOne,
+}
+
+impl RevocationReason {
+    pub const ALL: [RevocationReason; 8] = [
+        Self::TokenReuse,
+        Self::Anomaly,
+        Self::AdminRevoke,
+        Self::Logout,
+        Self::ReplacedByLogin,
+        Self::Evicted,
+        Self::RevokeAll,
+        Self::RevokeOne,
+    ];
+
+    /// The stable snake_case name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TokenReuse => "token_reuse",
+            Self::Anomaly => "anomaly",
+            Self::AdminRevoke => "admin_revoke",
+            Self::Logout => "logout",
+            Self::ReplacedByLogin => "replaced_by_login",
+            Self::Evicted => "evicted",
+            Self::RevokeAll => "revoke_all",
+            Self::RevokeOne => "revoke_one",
         }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
     }
 }
 
@@ -115,6 +179,14 @@ mod tests {
             last_user_agent: None,
             dpop_jkt: None,
         }
+    }
+
+    #[test]
+    fn revocation_reasons_round_trip_through_their_names() {
+        for r in RevocationReason::ALL {
+            assert_eq!(RevocationReason::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(RevocationReason::parse("Logout"), None);
     }
 
     #[test]

@@ -79,7 +79,9 @@ fn bench_backend(c: &mut Criterion, backend: &str, databases: [TestDatabase; 2])
 }
 
 fn refresh_once(warden: &TokenWarden, token: &mut String) {
-    let issued = warden.refresh(Some(token), client()).expect("refresh");
+    let issued = warden
+        .refresh(Some(token), None, client())
+        .expect("refresh");
     *token = issued.refresh_token.expose().to_owned();
 }
 

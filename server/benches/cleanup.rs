@@ -67,7 +67,7 @@ fn refresh_until(
     while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
         let t = Instant::now();
         let issued = warden
-            .refresh(Some(token), client.clone())
+            .refresh(Some(token), None, client.clone())
             .expect("a refresh failed");
         samples.push(t.elapsed());
         *token = issued.refresh_token.expose().to_owned();

@@ -45,7 +45,7 @@ fn refresh(c: &mut Criterion) {
     group.bench_function("refresh/sqlite", |b| {
         b.iter(|| {
             let issued = warden
-                .refresh(Some(&token), client.clone())
+                .refresh(Some(&token), None, client.clone())
                 .expect("refresh");
             token = issued.refresh_token.expose().to_owned();
         })

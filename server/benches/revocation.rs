@@ -171,6 +171,7 @@ fn warden(db: &Database, keys: &KeyStore, list: Arc<dyn RevocationList>) -> Toke
             refresh_secret: RefreshSecret::from_bytes([7; 32]),
             clock_leeway: Duration::ZERO,
             anomaly: domain::AnomalyPolicy::default(),
+            retry_window: domain::RotationPolicy::DEFAULT_RETRY_WINDOW,
         },
     )
 }

@@ -106,6 +106,15 @@ pub struct RawSettings {
         global = true
     )]
     pub reuse_grace: String,
+    /// How long after a rotation its client may retry with the parent token
+    /// (same network and user-agent family) and get the same successor (0 disables).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_RETRY_WINDOW",
+        default_value = "1h",
+        global = true
+    )]
+    pub retry_window: String,
     /// Clock leeway when verifying access tokens.
     #[arg(
         long,
@@ -426,6 +435,8 @@ pub struct Config {
     pub lifetimes: Lifetimes,
     pub clock_leeway: Duration,
     pub anomaly_window: Duration,
+    /// `TOKENWARDEN_RETRY_WINDOW`: lost responses (see `domain::RotationPolicy`).
+    pub retry_window: Duration,
     pub reuse_response: ReuseResponse,
     pub anomaly_response: AnomalyResponse,
     pub registration: RegistrationPolicy,
@@ -479,6 +490,7 @@ impl Config {
             lifetimes: Lifetimes::default(),
             clock_leeway: Duration::ZERO,
             anomaly_window: Duration::from_secs(600),
+            retry_window: domain::RotationPolicy::DEFAULT_RETRY_WINDOW,
             reuse_response: ReuseResponse::RevokeAll,
             anomaly_response: AnomalyResponse::RevokeAll,
             registration: RegistrationPolicy::Open,
@@ -588,6 +600,7 @@ impl Config {
             lifetimes,
             clock_leeway: duration("TOKENWARDEN_CLOCK_LEEWAY", &raw.clock_leeway)?,
             anomaly_window: duration("TOKENWARDEN_ANOMALY_WINDOW", &raw.anomaly_window)?,
+            retry_window: duration("TOKENWARDEN_RETRY_WINDOW", &raw.retry_window)?,
             reuse_response: match raw.reuse_response.trim() {
                 "revoke_all" => ReuseResponse::RevokeAll,
                 "revoke_family" => ReuseResponse::RevokeFamily,

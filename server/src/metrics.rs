@@ -18,11 +18,12 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use application::ports::{
     CreateSessionError, CreatedSession, EndOutcome, EndReason, EndRequest, RevokeReason,
-    RotateOutcome, RotateRequest, SessionRepository, StoreError,
+    RotateOutcome, RotateRequest, SessionRepository, StoreError, TokenLocation,
 };
 use application::rate_limit::{Admission, LoginRateLimiter};
 use domain::{
-    NewSession, RotationDecision, Session, SessionId, SessionStatus, Timestamp, TokenDigest, UserId,
+    NewSession, RefreshOutcome, RotationDecision, SecurityEventKind, Session, SessionId,
+    SessionStatus, Timestamp, TokenDigest, UserId,
 };
 use password::Argon2Hasher;
 use persistence::Database;
@@ -94,9 +95,10 @@ fn describe() {
     );
     describe_counter!(
         REFRESHES,
-        "Refresh attempts that reached the session store, by outcome (rotated, grace_replay, \
-         reused, expired, revoked, unknown_token); missing or malformed tokens are refused \
-         before it and show in tokenwarden_http_requests_total"
+        "Refresh attempts that reached the session store, by audit outcome (success, \
+         grace_replay, retry, anomaly_logged, reused, anomaly, dpop_mismatch, expired, revoked, \
+         unknown_token); missing or malformed tokens are refused before it and show in \
+         tokenwarden_http_requests_total"
     );
     describe_counter!(
         REUSE_DETECTIONS,
@@ -216,16 +218,11 @@ impl MetricsSource for PrometheusMetrics {
 /// evidence (ids only).
 pub struct MeteredSessions<S>(pub S);
 
-fn refresh_outcome(outcome: &RotateOutcome) -> &'static str {
+/// The metric label of a rotation: its audit outcome's name.
+fn refresh_outcome(outcome: &RotateOutcome) -> RefreshOutcome {
     match outcome {
-        RotateOutcome::UnknownToken => "unknown_token",
-        RotateOutcome::Decided { decision, .. } => match decision {
-            RotationDecision::Rotate { .. } => "rotated",
-            RotationDecision::GraceReplay => "grace_replay",
-            RotationDecision::Reuse => "reused",
-            RotationDecision::Expired(_) => "expired",
-            RotationDecision::Revoked => "revoked",
-        },
+        RotateOutcome::UnknownToken => RefreshOutcome::UnknownToken,
+        RotateOutcome::Decided { outcome, .. } => *outcome,
     }
 }
 
@@ -241,18 +238,27 @@ impl<S: SessionRepository> SessionRepository for MeteredSessions<S> {
         Ok(created)
     }
 
+    fn locate(&self, token: &TokenDigest) -> Result<Option<TokenLocation>, StoreError> {
+        let found = self.0.locate(token)?;
+        if found.is_none() {
+            counter!(REFRESHES, "outcome" => RefreshOutcome::UnknownToken.as_str()).increment(1);
+        }
+        Ok(found)
+    }
+
     fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError> {
         let outcome = self.0.rotate(request)?;
-        let label = refresh_outcome(&outcome);
+        let label = refresh_outcome(&outcome).as_str();
         counter!(REFRESHES, "outcome" => label).increment(1);
         if let RotateOutcome::Decided {
-            anomaly: Some(_), ..
+            event: Some(SecurityEventKind::Anomaly),
+            ..
         } = &outcome
         {
             anomaly_detected();
         }
         if let RotateOutcome::Decided {
-            decision: RotationDecision::Reuse,
+            decision: RotationDecision::Reuse | RotationDecision::Anomaly,
             session,
             user,
             revoked: gone,

@@ -133,6 +133,7 @@ fn wire_warden(
                 config::AnomalyResponse::LogOnly => AnomalyResponse::LogOnly,
             },
         },
+        retry_window: config.retry_window,
     };
     Ok(TokenWarden::new(ports, settings)
         .with_registration(config.registration)

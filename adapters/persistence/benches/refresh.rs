@@ -12,7 +12,7 @@ use application::ports::{ClientInfo, RotateRequest, SessionRepository, UserRepos
 use criterion::{criterion_group, criterion_main, Criterion};
 use domain::{
     AnomalyPolicy, Lifetimes, NewSession, NewUser, PasswordHash, ReuseResponse, Role, Roles,
-    SessionId, Timestamp, TokenDigest, UserId, Username,
+    RotationPolicy, SessionId, Timestamp, TokenDigest, UserId, Username,
 };
 use persistence::testing::TestDatabase;
 use persistence::Database;
@@ -52,18 +52,24 @@ fn bench_rotation(c: &mut Criterion, name: &str, db: &Database) {
         b.iter(|| {
             let next = digest();
             now = now.plus(Duration::from_millis(1));
+            let location = db.locate(&current).unwrap().unwrap();
             let outcome = db
                 .rotate(RotateRequest {
                     presented: current,
+                    location,
                     successor: next,
-                    lifetimes: Lifetimes::default(),
-                    reuse_response: ReuseResponse::RevokeAll,
+                    policy: RotationPolicy::new(
+                        &Lifetimes::default(),
+                        RotationPolicy::DEFAULT_RETRY_WINDOW,
+                        ReuseResponse::RevokeAll,
+                        AnomalyPolicy::default(),
+                    ),
                     client: ClientInfo {
                         ip: None,
                         user_agent: Some("bench".to_owned()),
                     },
                     now,
-                    anomaly: AnomalyPolicy::default(),
+                    proof_key: None,
                 })
                 .unwrap();
             current = next;

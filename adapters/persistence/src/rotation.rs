@@ -1,78 +1,79 @@
 //! The two transactions that act on a presented refresh token: rotation and
-//! ending its session. Both find the token, lock its user and session and
-//! read the session *with* the lock (a concurrent rotation may have committed
-//! while this one waited), let [`domain::decide`] choose, and apply the
-//! choice before committing. Of N concurrent rotations of one token, the first to get the
-//! lock rotates; the others then see the new generation and get a grace
-//! replay or reuse.
+//! ending its session. Both are find → lock → plan → execute: the token was
+//! located before the transaction ([`Database::locate_token`]); the
+//! transaction locks its user and session, reads the session *with* the
+//! lock (a concurrent rotation may have committed while this one waited),
+//! asks the domain for the plan ([`domain::plan`], [`domain::plan_end`])
+//! and writes what the plan says before committing. Of N concurrent
+//! rotations of one token, the first to get the lock rotates; the others
+//! then see the new generation. No rule lives here.
 //!
-//! The rotation also writes the request's audit row and, for a theft
-//! response, its security event, in the same transaction: a refresh never
-//! costs a second one. A `Rotate` from another network and device inside the
-//! anomaly window ([`domain::AnomalyPolicy`]) is answered like a reuse, or
-//! only recorded under `log_only`.
+//! The rotation also writes the request's audit row and the plan's
+//! security event in the same transaction: a refresh never costs a second
+//! one.
 
-use std::time::Duration;
-
-use application::ports::{EndOutcome, EndReason, EndRequest, RotateOutcome, RotateRequest};
+use application::ports::{EndOutcome, EndRequest, RotateOutcome, RotateRequest, TokenLocation};
 use diesel::prelude::*;
 use domain::{
-    decide, AnomalyResponse, PresentedToken, RefreshAttempt, RefreshOutcome, ReuseResponse,
-    RotationDecision, SecurityEventKind, SessionState, Sighting, Timestamp, TokenFingerprint,
+    plan, plan_end, EndDecision, PlannedEvent, PlannedRevocation, PresentedToken, RefreshAttempt,
+    RefreshOutcome, RevocationScope, RotationDecision, Sighting, TokenDigest, TokenFingerprint,
 };
 
 use crate::audit::events;
-use crate::audit::{insert_attempt, insert_attempt_alone, truncate_user_agent};
+use crate::audit::{insert_attempt, truncate_user_agent};
 use crate::connection::{AnyConnection, Database};
 use crate::error::DbError;
-use crate::rows::{generation_to_db, reason, FoundToken, NewTokenRow, SessionRow, UserRow};
+use crate::rows::{generation_to_db, FoundToken, NewTokenRow, SessionRow, UserRow};
 use crate::schema::{refresh_tokens, sessions};
 use crate::sessions::{parse_ids, revoke_session, revoke_user_sessions};
 use crate::transaction::{lock_session, lock_user, write_transaction};
 
 impl Database {
+    /// Finds the presented token with a plain read, before any transaction:
+    /// unknown tokens (typos, cleaned up, or an attacker guessing) then never
+    /// queue for the write lock. What it reads never changes once committed
+    /// (a token's generation and session, a session's user and key), and a
+    /// client only ever holds a token whose insert has committed.
+    pub(crate) fn locate_token(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<TokenLocation>, DbError> {
+        let mut conn = self.conn()?;
+        find_token(&mut conn, &digest.to_hex())?
+            .map(|found| found.location())
+            .transpose()
+    }
+
     pub(crate) fn rotate_token(&self, request: &RotateRequest) -> Result<RotateOutcome, DbError> {
         let presented_digest = request.presented.to_hex();
+        let location = &request.location;
         let mut conn = self.conn()?;
-        let Some(token) = find_token(&mut conn, &presented_digest)? else {
-            // The audit row is the only write of this refresh.
-            if self.audit_trail() {
-                let attempt = attempt_of(request, RefreshOutcome::UnknownToken, None);
-                insert_attempt_alone(&mut conn, self.write_lock(), self.audit_ids(), &attempt)?;
-            }
-            return Ok(RotateOutcome::UnknownToken);
-        };
         write_transaction(&mut conn, self.write_lock(), |conn| {
-            let Some((user, mut row)) = lock_user_and_session(conn, &token)? else {
+            let Some((user, mut row)) = lock_user_and_session(conn, location)? else {
                 self.audit(conn, request, RefreshOutcome::UnknownToken, None, false)?;
                 return Ok(RotateOutcome::UnknownToken);
             };
-            let presented = token.generation()?;
-            let user_agent = request.client.user_agent.as_deref();
-            let mut decision = decide(
+            let now = request.now.as_millis();
+            let client = sighting(request);
+            let planned = plan(
                 &row.state()?,
                 PresentedToken {
-                    generation: presented,
+                    generation: location.generation,
+                    proof_key: request.proof_key.as_ref(),
                 },
-                user_agent,
-                &request.lifetimes,
+                &client,
+                &request.policy,
                 request.now,
             );
-            let anomaly = anomaly_of(decision, &row, request);
-            if anomaly == Some(AnomalyResponse::Revoke) {
-                decision = RotationDecision::Reuse;
-            }
-            let now = request.now.as_millis();
-            let previous = (row.last_ip.clone(), row.last_user_agent.clone());
-            let previous_use = row.last_used_at;
-            let mut revoked = Vec::new();
-            let outcome = RefreshOutcome::of_rotation(decision, anomaly);
             // A success is counted in the session's run, which the session
             // update below writes anyway (see `count_in_run`).
-            let on_session = outcome == RefreshOutcome::Success && self.audit_trail();
-            // Each change is written and mirrored in `row`, which becomes
-            // the state returned.
-            match decision {
+            let on_session = planned.outcome == RefreshOutcome::Success && self.audit_trail();
+            let revoked = match planned.revoke {
+                Some(revocation) => execute_revocation(conn, &row, revocation, now)?,
+                None => Vec::new(),
+            };
+            row.set_state(&planned.state);
+            match planned.decision {
                 RotationDecision::Rotate { next } => {
                     diesel::update(refresh_tokens::table.find(&presented_digest))
                         .set(refresh_tokens::used_at.eq(now))
@@ -88,86 +89,34 @@ impl Database {
                             expires_at: row.expires_at,
                         })
                         .execute(conn)?;
-                    row.generation = generation_to_db(next);
-                    row.rotated_at = now;
-                    row.last_used_at = now;
-                    row.rotated_by = request.client.user_agent.clone();
-                    row.last_user_agent = request.client.user_agent.clone();
-                    row.last_ip = request.client.ip.clone();
                     if on_session {
                         count_in_run(&mut row, request);
                     }
+                    write_rotation(conn, &row)?;
+                }
+                RotationDecision::GraceReplay | RotationDecision::Retry => {
                     diesel::update(sessions::table.find(&row.id))
-                        .set((
-                            (
-                                sessions::generation.eq(row.generation),
-                                sessions::rotated_at.eq(row.rotated_at),
-                                sessions::last_used_at.eq(row.last_used_at),
-                                sessions::rotated_by.eq(&row.rotated_by),
-                                sessions::last_user_agent.eq(&row.last_user_agent),
-                                sessions::last_ip.eq(&row.last_ip),
-                            ),
-                            (
-                                sessions::run_ip.eq(&row.run_ip),
-                                sessions::run_user_agent.eq(&row.run_user_agent),
-                                sessions::run_attempts.eq(row.run_attempts),
-                                sessions::run_first_at.eq(row.run_first_at),
-                                sessions::run_last_at.eq(row.run_last_at),
-                            ),
-                        ))
+                        .set(sessions::last_used_at.eq(row.last_used_at))
                         .execute(conn)?;
                 }
-                RotationDecision::GraceReplay => {
-                    row.last_used_at = now;
-                    diesel::update(sessions::table.find(&row.id))
-                        .set(sessions::last_used_at.eq(now))
-                        .execute(conn)?;
-                }
-                RotationDecision::Reuse => {
-                    let why = if anomaly.is_some() {
-                        reason::ANOMALY
-                    } else {
-                        reason::TOKEN_REUSE
-                    };
-                    revoked = theft_response(conn, &row, request.reuse_response, now, why)?;
-                    // Either scope revokes this (live, so not yet revoked)
-                    // session.
-                    row.revoked_at = Some(now);
-                    if anomaly.is_none() {
-                        let details = events::reuse(
-                            "refresh",
-                            presented,
-                            &row,
-                            request.reuse_response,
-                            revoked.len(),
-                            &request.client,
-                            &request.presented,
-                        );
-                        events::record(conn, &row, SecurityEventKind::TokenReuse, details, now)?;
-                    }
-                }
-                RotationDecision::Expired(_) | RotationDecision::Revoked => {}
+                RotationDecision::Reuse
+                | RotationDecision::Anomaly
+                | RotationDecision::DpopMismatch
+                | RotationDecision::Expired(_)
+                | RotationDecision::Revoked => {}
             }
-            if let Some(response) = anomaly {
-                let details = events::anomaly(
-                    response,
-                    request.reuse_response,
-                    revoked.len(),
-                    (previous.0.as_deref(), previous.1.as_deref(), previous_use),
-                    &request.client,
-                    now,
-                    &request.presented,
-                );
-                events::record(conn, &row, SecurityEventKind::Anomaly, details, now)?;
+            if let Some(event) = &planned.event {
+                record_event(conn, &row, event, "refresh", revoked.len(), request, now)?;
             }
-            self.audit(conn, request, outcome, Some(&row), on_session)?;
+            self.audit(conn, request, planned.outcome, Some(&row), on_session)?;
             Ok(RotateOutcome::Decided {
-                decision,
-                presented,
+                decision: planned.decision,
+                outcome: planned.outcome,
+                presented: location.generation,
                 session: row.into_session()?,
                 user: user.into_user()?,
                 revoked: parse_ids(revoked)?,
-                anomaly,
+                event: planned.event.as_ref().map(PlannedEvent::kind),
             })
         })
     }
@@ -192,90 +141,119 @@ impl Database {
     pub(crate) fn end_session_by_token(&self, request: &EndRequest) -> Result<EndOutcome, DbError> {
         let digest = request.token.to_hex();
         let mut conn = self.conn()?;
-        let Some(token) = find_token(&mut conn, &digest)? else {
+        let Some(location) = find_token(&mut conn, &digest)?
+            .map(|found| found.location())
+            .transpose()?
+        else {
             return Ok(EndOutcome::UnknownToken);
         };
         write_transaction(&mut conn, self.write_lock(), |conn| {
-            let Some((_, row)) = lock_user_and_session(conn, &token)? else {
+            let Some((_, row)) = lock_user_and_session(conn, &location)? else {
                 return Ok(EndOutcome::UnknownToken);
             };
-            let (session, user) = token.ids()?;
-            let state = row.state()?;
+            let (session, user) = (location.session, location.user);
             let now = request.now.as_millis();
-            let ended = match request.reason {
-                // Any token of the session ends it; never a theft response.
-                EndReason::Logout if is_live(&state, request.lifetimes.idle_ttl, request.now) => {
-                    revoke_session(conn, &row.id, now, reason::LOGOUT)?;
-                    EndOutcome::Ended { session, user }
-                }
-                EndReason::Logout => EndOutcome::AlreadyEnded { session, user },
-                EndReason::ReplacedByLogin => {
-                    let decision = decide(
-                        &state,
-                        PresentedToken {
-                            generation: token.generation()?,
-                        },
-                        request.client.user_agent.as_deref(),
-                        &request.lifetimes,
-                        request.now,
-                    );
-                    match decision {
-                        RotationDecision::Reuse => {
-                            let revoked = theft_response(
-                                conn,
-                                &row,
-                                request.reuse_response,
-                                now,
-                                reason::TOKEN_REUSE,
-                            )?;
-                            let details = events::reuse(
-                                "login",
-                                token.generation()?,
-                                &row,
-                                request.reuse_response,
-                                revoked.len(),
-                                &request.client,
-                                &request.token,
-                            );
-                            events::record(
-                                conn,
-                                &row,
-                                SecurityEventKind::TokenReuse,
-                                details,
-                                now,
-                            )?;
-                            EndOutcome::Reused {
-                                session,
-                                user,
-                                revoked: parse_ids(revoked)?,
-                            }
-                        }
-                        RotationDecision::Rotate { .. } | RotationDecision::GraceReplay => {
-                            revoke_session(conn, &row.id, now, reason::REPLACED_BY_LOGIN)?;
-                            EndOutcome::Ended { session, user }
-                        }
-                        RotationDecision::Expired(_) | RotationDecision::Revoked => {
-                            EndOutcome::AlreadyEnded { session, user }
-                        }
-                    }
-                }
+            let client = Sighting {
+                at: request.now,
+                ip: request.client.ip.as_deref(),
+                user_agent: request.client.user_agent.as_deref(),
             };
-            Ok(ended)
+            let planned = plan_end(
+                &row.state()?,
+                PresentedToken {
+                    generation: location.generation,
+                    proof_key: None,
+                },
+                &client,
+                request.reason,
+                &request.policy,
+                request.now,
+            );
+            let revoked = match planned.revoke {
+                Some(revocation) => execute_revocation(conn, &row, revocation, now)?,
+                None => Vec::new(),
+            };
+            if let Some(event) = &planned.event {
+                let details = events::details(
+                    event,
+                    "login",
+                    revoked.len(),
+                    &request.client,
+                    &request.token,
+                    now,
+                );
+                events::record(conn, &row, event.kind(), details, now)?;
+            }
+            Ok(match planned.decision {
+                EndDecision::Ended => EndOutcome::Ended { session, user },
+                EndDecision::AlreadyEnded => EndOutcome::AlreadyEnded { session, user },
+                EndDecision::Reused => EndOutcome::Reused {
+                    session,
+                    user,
+                    revoked: parse_ids(revoked)?,
+                },
+            })
         })
     }
 }
 
-/// Whether the session's tokens may still be honoured (the rule of
-/// [`domain::Session::status`], on the decision's view of the session).
-fn is_live(state: &SessionState, idle_ttl: Duration, now: Timestamp) -> bool {
-    !state.revoked && now < state.rotated_at.plus(idle_ttl).min(state.expires_at)
+/// The request's client, as the plan sees it.
+fn sighting(request: &RotateRequest) -> Sighting<'_> {
+    Sighting {
+        at: request.now,
+        ip: request.client.ip.as_deref(),
+        user_agent: request.client.user_agent.as_deref(),
+    }
 }
 
-/// Finds the presented token with a plain read, before any transaction:
-/// unknown tokens (typos, cleaned up, or an attacker guessing) then never
-/// queue for the write lock. What it reads never changes once committed
-/// (a token's generation and session, a session's user), and a client only
-/// ever holds a token whose insert has committed.
+/// Writes what a rotation changed on the session row (`row` is the state
+/// after the plan).
+fn write_rotation(conn: &mut AnyConnection, row: &SessionRow) -> Result<(), DbError> {
+    diesel::update(sessions::table.find(&row.id))
+        .set((
+            (
+                sessions::generation.eq(row.generation),
+                sessions::rotated_at.eq(row.rotated_at),
+                sessions::last_used_at.eq(row.last_used_at),
+                sessions::rotated_by.eq(&row.rotated_by),
+                sessions::rotated_ip.eq(&row.rotated_ip),
+                sessions::last_user_agent.eq(&row.last_user_agent),
+                sessions::last_ip.eq(&row.last_ip),
+            ),
+            (
+                sessions::run_ip.eq(&row.run_ip),
+                sessions::run_user_agent.eq(&row.run_user_agent),
+                sessions::run_attempts.eq(row.run_attempts),
+                sessions::run_first_at.eq(row.run_first_at),
+                sessions::run_last_at.eq(row.run_last_at),
+            ),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records the plan's event about `row`'s session.
+fn record_event(
+    conn: &mut AnyConnection,
+    row: &SessionRow,
+    event: &PlannedEvent,
+    via: &str,
+    revoked_sessions: usize,
+    request: &RotateRequest,
+    now: i64,
+) -> Result<(), DbError> {
+    let details = events::details(
+        event,
+        via,
+        revoked_sessions,
+        &request.client,
+        &request.presented,
+        now,
+    );
+    events::record(conn, row, event.kind(), details, now)
+}
+
+/// Finds a token and what the rotation needs of its session.
 fn find_token(conn: &mut AnyConnection, digest: &str) -> Result<Option<FoundToken>, DbError> {
     Ok(refresh_tokens::table
         .inner_join(sessions::table)
@@ -284,6 +262,7 @@ fn find_token(conn: &mut AnyConnection, digest: &str) -> Result<Option<FoundToke
             refresh_tokens::generation,
             refresh_tokens::session_id,
             sessions::user_id,
+            sessions::dpop_jkt,
         ))
         .first::<FoundToken>(conn)
         .optional()?)
@@ -293,60 +272,32 @@ fn find_token(conn: &mut AnyConnection, digest: &str) -> Result<Option<FoundToke
 /// returns both as they are now; `None` when either is gone.
 fn lock_user_and_session(
     conn: &mut AnyConnection,
-    token: &FoundToken,
+    location: &TokenLocation,
 ) -> Result<Option<(UserRow, SessionRow)>, DbError> {
-    let Some(user) = lock_user(conn, &token.user_id)? else {
+    let Some(user) = lock_user(conn, &location.user.to_string())? else {
         return Ok(None);
     };
-    Ok(lock_session(conn, &token.session_id)?.map(|session| (user, session)))
+    Ok(lock_session(conn, &location.session.to_string())?.map(|session| (user, session)))
 }
 
-/// The theft response: revokes the session's family, or every live session
-/// of its user, with reason `why` (`token_reuse` or `anomaly`). The caller
-/// commits it. Returns the sessions revoked.
-fn theft_response(
+/// Revokes what the plan says: `row`'s session, or every live session of
+/// its user. The caller commits it. Returns the sessions revoked.
+fn execute_revocation(
     conn: &mut AnyConnection,
-    session: &SessionRow,
-    scope: ReuseResponse,
+    row: &SessionRow,
+    revocation: PlannedRevocation,
     now: i64,
-    why: &'static str,
 ) -> Result<Vec<String>, DbError> {
-    Ok(match scope {
-        ReuseResponse::RevokeAll => revoke_user_sessions(conn, &session.user_id, now, why)?,
-        ReuseResponse::RevokeFamily => {
-            if revoke_session(conn, &session.id, now, why)? == 1 {
-                vec![session.id.clone()]
+    Ok(match revocation.scope {
+        RevocationScope::User => revoke_user_sessions(conn, &row.user_id, now, revocation.reason)?,
+        RevocationScope::Session => {
+            if revoke_session(conn, &row.id, now, revocation.reason)? == 1 {
+                vec![row.id.clone()]
             } else {
                 Vec::new()
             }
         }
     })
-}
-
-/// The anomaly response due, if the presented token is the current one and
-/// the request does not look like the client that last used the session.
-fn anomaly_of(
-    decision: RotationDecision,
-    row: &SessionRow,
-    request: &RotateRequest,
-) -> Option<AnomalyResponse> {
-    if !matches!(decision, RotationDecision::Rotate { .. }) {
-        return None;
-    }
-    let last = Sighting {
-        at: Timestamp::from_millis(row.last_used_at),
-        ip: row.last_ip.as_deref(),
-        user_agent: row.last_user_agent.as_deref(),
-    };
-    let current = Sighting {
-        at: request.now,
-        ip: request.client.ip.as_deref(),
-        user_agent: request.client.user_agent.as_deref(),
-    };
-    request
-        .anomaly
-        .is_anomalous(&last, &current)
-        .then_some(request.anomaly.response)
 }
 
 const DAY_MS: i64 = 86_400_000;

@@ -3,29 +3,14 @@
 
 use diesel::prelude::*;
 use domain::{
-    Generation, Jkt, Roles, Session, SessionId, SessionState, Timestamp, User, UserId, Username,
+    Ended, Generation, Jkt, LastUse, RevocationReason, Roles, Session, SessionId, SessionState,
+    Timestamp, User, UserId, Username,
 };
+
+use application::ports::TokenLocation;
 
 use crate::error::DbError;
 use crate::schema::{refresh_tokens, sessions, users};
-
-/// Why a session ended, as stored in `sessions.revoked_reason`.
-pub(crate) mod reason {
-    pub const TOKEN_REUSE: &str = "token_reuse";
-    /// The theft response to an anomaly (another network and device).
-    pub const ANOMALY: &str = "anomaly";
-    /// `SessionRepository::revoke_all` on an admin's request.
-    pub const ADMIN_REVOKE: &str = "admin_revoke";
-    pub const LOGOUT: &str = "logout";
-    pub const REPLACED_BY_LOGIN: &str = "replaced_by_login";
-    pub const EVICTED: &str = "evicted";
-    /// `SessionRepository::revoke_all` (log out everywhere).
-    pub const REVOKE_ALL: &str = "revoke_all";
-    /// `SessionRepository::revoke_one` (a user ends one of their sessions).
-    pub const REVOKE_ONE: &str = "revoke_one";
-    // `UserRepository::update` stores the kind of the account event that
-    // revoked the sessions (`password_changed`, `user_disabled`, …).
-}
 
 pub(crate) fn generation_to_db(generation: Generation) -> i64 {
     i64::from(generation.value())
@@ -88,9 +73,11 @@ pub(crate) struct SessionRow {
     pub rotated_at: i64,
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<String>,
     pub last_ip: Option<String>,
     pub last_user_agent: Option<String>,
     pub rotated_by: Option<String>,
+    pub rotated_ip: Option<String>,
     pub run_ip: String,
     pub run_user_agent: String,
     pub run_attempts: i64,
@@ -100,15 +87,50 @@ pub(crate) struct SessionRow {
 }
 
 impl SessionRow {
-    /// What [`domain::decide`] reads.
+    /// What [`domain::plan`] reads.
     pub fn state(&self) -> Result<SessionState, DbError> {
         Ok(SessionState {
             generation: generation_from_db(self.generation)?,
-            revoked: self.revoked_at.is_some(),
+            ended: self.revoked_at.map(|at| Ended {
+                at: Timestamp::from_millis(at),
+                reason: self
+                    .revoked_reason
+                    .as_deref()
+                    .and_then(RevocationReason::parse),
+            }),
             rotated_at: Timestamp::from_millis(self.rotated_at),
             expires_at: Timestamp::from_millis(self.expires_at),
             rotated_by: self.rotated_by.clone(),
+            rotated_from: self.rotated_ip.clone(),
+            last_use: LastUse {
+                at: Timestamp::from_millis(self.last_used_at),
+                ip: self.last_ip.clone(),
+                user_agent: self.last_user_agent.clone(),
+            },
+            bound_to: self
+                .dpop_jkt
+                .as_deref()
+                .map(Jkt::parse)
+                .transpose()
+                .map_err(|_| DbError::Corrupt("sessions.dpop_jkt"))?,
         })
+    }
+
+    /// Takes over what a plan changed: the state as [`Self::state`] reads
+    /// it, written back field by field.
+    pub fn set_state(&mut self, state: &SessionState) {
+        self.generation = generation_to_db(state.generation);
+        self.revoked_at = state.ended.map(|e| e.at.as_millis());
+        self.revoked_reason = state
+            .ended
+            .and_then(|e| e.reason)
+            .map(|r| r.as_str().to_owned());
+        self.rotated_at = state.rotated_at.as_millis();
+        self.rotated_by.clone_from(&state.rotated_by);
+        self.rotated_ip.clone_from(&state.rotated_from);
+        self.last_used_at = state.last_use.at.as_millis();
+        self.last_ip.clone_from(&state.last_use.ip);
+        self.last_user_agent.clone_from(&state.last_use.user_agent);
     }
 
     pub fn into_session(self) -> Result<Session, DbError> {
@@ -154,6 +176,7 @@ pub(crate) struct NewSessionRow<'a> {
     pub last_ip: Option<&'a str>,
     pub last_user_agent: Option<&'a str>,
     pub rotated_by: Option<&'a str>,
+    pub rotated_ip: Option<&'a str>,
     pub dpop_jkt: Option<&'a str>,
 }
 
@@ -174,21 +197,22 @@ pub(crate) struct FoundToken {
     pub generation: i64,
     pub session_id: String,
     pub user_id: String,
+    pub dpop_jkt: Option<String>,
 }
 
 impl FoundToken {
-    pub fn generation(&self) -> Result<Generation, DbError> {
-        generation_from_db(self.generation)
-    }
-
-    pub fn ids(&self) -> Result<(SessionId, UserId), DbError> {
-        Ok((
-            self.session_id
+    pub fn location(&self) -> Result<TokenLocation, DbError> {
+        Ok(TokenLocation {
+            session: self
+                .session_id
                 .parse()
                 .map_err(|_| DbError::Corrupt("refresh_tokens.session_id"))?,
-            self.user_id
+            user: self
+                .user_id
                 .parse()
                 .map_err(|_| DbError::Corrupt("sessions.user_id"))?,
-        ))
+            generation: generation_from_db(self.generation)?,
+            bound: self.dpop_jkt.is_some(),
+        })
     }
 }

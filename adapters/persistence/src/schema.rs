@@ -38,6 +38,9 @@ diesel::table! {
         run_last_at -> BigInt,
         /// The DPoP key thumbprint the session is bound to (`…000009…`).
         dpop_jkt -> Nullable<Text>,
+        /// The client IP of the request that issued the current token
+        /// (`…000011…`).
+        rotated_ip -> Nullable<Text>,
     }
 }
 

@@ -6,18 +6,18 @@ use std::time::Duration;
 
 use application::ports::{
     CreateSessionError, CreatedSession, EndOutcome, EndRequest, RevokeReason, RotateOutcome,
-    RotateRequest, SessionRepository, StoreError,
+    RotateRequest, SessionRepository, StoreError, TokenLocation,
 };
 use diesel::prelude::*;
 use domain::{
-    Generation, Jkt, NewSession, SecurityEventKind, Session, SessionId, SessionStatus, Timestamp,
-    TokenDigest, UserId,
+    Generation, Jkt, NewSession, RevocationReason, SecurityEventKind, Session, SessionId,
+    SessionStatus, Timestamp, TokenDigest, UserId,
 };
 
 use crate::audit::{insert_event, EventDraft};
 use crate::connection::{AnyConnection, Database};
 use crate::error::{store, DbError};
-use crate::rows::{generation_to_db, reason, NewSessionRow, NewTokenRow, SessionRow};
+use crate::rows::{generation_to_db, NewSessionRow, NewTokenRow, SessionRow};
 use crate::schema::{refresh_tokens, sessions, users};
 use crate::transaction::{lock_user, write_transaction};
 
@@ -30,6 +30,11 @@ impl SessionRepository for Database {
     ) -> Result<CreatedSession, CreateSessionError> {
         self.create_session(session, &token, max_sessions)
             .map_err(|e| CreateSessionError::Store(e.into_store("create session")))?
+    }
+
+    fn locate(&self, token: &TokenDigest) -> Result<Option<TokenLocation>, StoreError> {
+        self.locate_token(token)
+            .map_err(store("locate refresh token"))
     }
 
     fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError> {
@@ -124,6 +129,7 @@ impl Database {
                     last_ip: new.ip.as_deref(),
                     last_user_agent: new.user_agent.as_deref(),
                     rotated_by: new.user_agent.as_deref(),
+                    rotated_ip: new.ip.as_deref(),
                     dpop_jkt: new.dpop_jkt.as_ref().map(Jkt::as_str),
                 })
                 .execute(conn)?;
@@ -174,12 +180,12 @@ impl Database {
         let (kind, stored_reason, details) = match why {
             RevokeReason::LogoutAll => (
                 SecurityEventKind::LogoutAll,
-                reason::REVOKE_ALL,
+                RevocationReason::RevokeAll,
                 serde_json::json!({}),
             ),
             RevokeReason::Admin { by } => (
                 SecurityEventKind::AdminRevoke,
-                reason::ADMIN_REVOKE,
+                RevocationReason::AdminRevoke,
                 serde_json::json!({ "admin_id": by.to_string() }),
             ),
         };
@@ -231,7 +237,7 @@ impl Database {
             )
             .set((
                 sessions::revoked_at.eq(now),
-                sessions::revoked_reason.eq(reason::REVOKE_ONE),
+                sessions::revoked_reason.eq(RevocationReason::RevokeOne.as_str()),
             ))
             .execute(conn)?)
         })?;
@@ -292,7 +298,7 @@ pub(crate) fn revoke_session(
     conn: &mut AnyConnection,
     session_id: &str,
     now: i64,
-    why: &'static str,
+    why: RevocationReason,
 ) -> Result<usize, DbError> {
     Ok(diesel::update(
         sessions::table
@@ -301,7 +307,7 @@ pub(crate) fn revoke_session(
     )
     .set((
         sessions::revoked_at.eq(now),
-        sessions::revoked_reason.eq(why),
+        sessions::revoked_reason.eq(why.as_str()),
     ))
     .execute(conn)?)
 }
@@ -313,7 +319,7 @@ pub(crate) fn revoke_user_sessions(
     conn: &mut AnyConnection,
     user_id: &str,
     now: i64,
-    why: &'static str,
+    why: RevocationReason,
 ) -> Result<Vec<String>, DbError> {
     let ids: Vec<String> = sessions::table
         .filter(sessions::user_id.eq(user_id))
@@ -331,7 +337,7 @@ pub(crate) fn revoke_user_sessions(
     )
     .set((
         sessions::revoked_at.eq(now),
-        sessions::revoked_reason.eq(why),
+        sessions::revoked_reason.eq(why.as_str()),
     ))
     .execute(conn)?;
     Ok(ids)
@@ -379,7 +385,7 @@ fn evict_least_recently_used(
     diesel::update(sessions::table.filter(sessions::id.eq_any(&victims)))
         .set((
             sessions::revoked_at.eq(now),
-            sessions::revoked_reason.eq(reason::EVICTED),
+            sessions::revoked_reason.eq(RevocationReason::Evicted.as_str()),
         ))
         .execute(conn)?;
     Ok(victims)

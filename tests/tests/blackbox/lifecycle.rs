@@ -157,8 +157,12 @@ async fn the_cookie_has_the_contract_attributes(backend: Backend) {
 }
 
 async fn reuse_kills_every_session_of_the_user(backend: Backend) {
-    let Some(app) =
-        TestApp::spawn_with(backend, |c| c.lifetimes.grace = std::time::Duration::ZERO).await
+    let Some(app) = TestApp::spawn_with(backend, |c| {
+        c.lifetimes.grace = std::time::Duration::ZERO;
+        c.retry_window = std::time::Duration::ZERO;
+        c.retry_window = std::time::Duration::ZERO;
+    })
+    .await
     else {
         return;
     };
@@ -207,6 +211,7 @@ async fn reuse_kills_every_session_of_the_user(backend: Backend) {
 async fn reuse_with_revoke_family_spares_other_sessions(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |c| {
         c.lifetimes.grace = std::time::Duration::ZERO;
+        c.retry_window = std::time::Duration::ZERO;
         c.reuse_response = domain::ReuseResponse::RevokeFamily;
     })
     .await
@@ -532,6 +537,7 @@ async fn sessions_end_at_their_absolute_lifetime(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |c| {
         c.lifetimes.max_lifetime = std::time::Duration::from_millis(2_000);
         c.lifetimes.grace = std::time::Duration::ZERO;
+        c.retry_window = std::time::Duration::ZERO;
     })
     .await
     else {
@@ -587,8 +593,12 @@ async fn login_with_an_old_cookie_ends_that_session(backend: Backend) {
 }
 
 async fn login_with_a_rotated_cookie_is_reuse_but_succeeds(backend: Backend) {
-    let Some(app) =
-        TestApp::spawn_with(backend, |c| c.lifetimes.grace = std::time::Duration::ZERO).await
+    let Some(app) = TestApp::spawn_with(backend, |c| {
+        c.lifetimes.grace = std::time::Duration::ZERO;
+        c.retry_window = std::time::Duration::ZERO;
+        c.retry_window = std::time::Duration::ZERO;
+    })
+    .await
     else {
         return;
     };

@@ -118,7 +118,7 @@ async fn metrics_count_requests_by_route_pattern_and_what_the_store_decided(back
     at_least_one(
         &text,
         "tokenwarden_refresh_total",
-        &[("outcome", "rotated")],
+        &[("outcome", "success")],
     );
     at_least_one(&text, "tokenwarden_refresh_total", &[("outcome", "reused")]);
     at_least_one(

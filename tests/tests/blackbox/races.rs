@@ -50,7 +50,12 @@ async fn fifty_parallel_refreshes_in_one_tab_share_one_successor(backend: Backen
 }
 
 async fn fifty_parallel_refreshes_without_grace_yield_one_successor(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |c| c.lifetimes.grace = Duration::ZERO).await
+    let Some(app) = TestApp::spawn_with(backend, |c| {
+        c.lifetimes.grace = Duration::ZERO;
+        c.retry_window = Duration::ZERO;
+        c.retry_window = Duration::ZERO;
+    })
+    .await
     else {
         return;
     };

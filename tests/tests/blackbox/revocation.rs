@@ -154,6 +154,7 @@ async fn with_redis_every_revocation_path_reaches_the_other_instance(backend: Ba
         redis(c);
         c.lifetimes.max_sessions = 3;
         c.lifetimes.grace = Duration::ZERO;
+        c.retry_window = Duration::ZERO;
     })
     .await
     else {

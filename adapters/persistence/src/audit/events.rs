@@ -6,9 +6,7 @@
 //! password: a token appears only as its fingerprint.
 
 use application::ports::ClientInfo;
-use domain::{
-    AnomalyResponse, Generation, ReuseResponse, SecurityEventKind, TokenDigest, TokenFingerprint,
-};
+use domain::{PlannedEvent, PresentedKey, RevocationScope, TokenDigest, TokenFingerprint};
 use serde_json::{json, Value};
 
 use super::write::{insert_event, EventDraft};
@@ -16,67 +14,82 @@ use crate::connection::AnyConnection;
 use crate::error::DbError;
 use crate::rows::SessionRow;
 
-fn scope(scope: ReuseResponse) -> &'static str {
+/// The configured response a theft response followed, by its scope.
+fn response(scope: RevocationScope) -> &'static str {
     match scope {
-        ReuseResponse::RevokeAll => "revoke_all",
-        ReuseResponse::RevokeFamily => "revoke_family",
+        RevocationScope::User => "revoke_all",
+        RevocationScope::Session => "revoke_family",
     }
 }
 
-/// `token_reuse`: a rotated token came back `via` a refresh or a login.
-pub(crate) fn reuse(
+/// The `details` of a planned event, for a request `via` a refresh or a
+/// login from `client` with `token`, after `revoked_sessions` were revoked.
+pub(crate) fn details(
+    event: &PlannedEvent,
     via: &str,
-    presented: Generation,
-    session: &SessionRow,
-    response: ReuseResponse,
     revoked_sessions: usize,
     client: &ClientInfo,
     token: &TokenDigest,
-) -> Value {
-    json!({
-        "via": via,
-        "presented_generation": presented.value(),
-        "current_generation": session.generation,
-        "response": scope(response),
-        "revoked_sessions": revoked_sessions,
-        "ip": client.ip,
-        "user_agent": client.user_agent,
-        "token_fingerprint": TokenFingerprint::of_digest(token).as_str(),
-    })
-}
-
-/// `anomaly`: the session was last used from `previous` (IP, user agent,
-/// when) and now from `client`.
-pub(crate) fn anomaly(
-    response: AnomalyResponse,
-    reuse_response: ReuseResponse,
-    revoked_sessions: usize,
-    previous: (Option<&str>, Option<&str>, i64),
-    client: &ClientInfo,
     now: i64,
-    token: &TokenDigest,
 ) -> Value {
-    let (previous_ip, previous_user_agent, last_used_at) = previous;
-    json!({
-        "response": match response {
-            AnomalyResponse::Revoke => scope(reuse_response),
-            AnomalyResponse::LogOnly => "log_only",
-        },
-        "revoked_sessions": revoked_sessions,
-        "previous_ip": previous_ip,
-        "previous_user_agent": previous_user_agent,
-        "ip": client.ip,
-        "user_agent": client.user_agent,
-        "since_last_use_ms": now.saturating_sub(last_used_at),
-        "token_fingerprint": TokenFingerprint::of_digest(token).as_str(),
-    })
+    let mut details = match event {
+        PlannedEvent::TokenReuse {
+            presented,
+            current,
+            scope,
+        } => json!({
+            "via": via,
+            "presented_generation": presented.value(),
+            "current_generation": current.value(),
+            "response": response(*scope),
+            "revoked_sessions": revoked_sessions,
+        }),
+        PlannedEvent::Anomaly { previous, revoked } => json!({
+            "response": revoked.map_or("log_only", response),
+            "revoked_sessions": revoked_sessions,
+            "previous_ip": previous.ip,
+            "previous_user_agent": previous.user_agent,
+            "since_last_use_ms": now.saturating_sub(previous.at.as_millis()),
+        }),
+        PlannedEvent::DpopMismatch { presented, key } => json!({
+            "via": via,
+            "presented_generation": presented.value(),
+            "proof": match key {
+                PresentedKey::None => "missing_or_invalid",
+                PresentedKey::Other(_) => "other_key",
+            },
+            "proof_jkt": match key {
+                PresentedKey::None => None,
+                PresentedKey::Other(jkt) => Some(jkt.as_str()),
+            },
+        }),
+        PlannedEvent::ReuseAfterEnd {
+            presented,
+            current,
+            ended_at,
+        } => json!({
+            "via": via,
+            "presented_generation": presented.value(),
+            "current_generation": current.value(),
+            "ended_at": ended_at.as_millis(),
+        }),
+    };
+    if let Some(map) = details.as_object_mut() {
+        map.insert("ip".to_owned(), json!(client.ip));
+        map.insert("user_agent".to_owned(), json!(client.user_agent));
+        map.insert(
+            "token_fingerprint".to_owned(),
+            json!(TokenFingerprint::of_digest(token).as_str()),
+        );
+    }
+    details
 }
 
 /// Records an event about `session` (and its user).
 pub(crate) fn record(
     conn: &mut AnyConnection,
     session: &SessionRow,
-    kind: SecurityEventKind,
+    kind: domain::SecurityEventKind,
     details: Value,
     now: i64,
 ) -> Result<(), DbError> {

@@ -10,8 +10,8 @@ use application::ports::{
 };
 use domain::{
     ActivitySummary, AnomalyPolicy, AnomalyResponse, Cursor, RefreshAttempt, RefreshOutcome,
-    ReuseResponse, RotationDecision, SecurityEvent, SecurityEventKind, SessionId, SessionStatus,
-    Timestamp, TokenFingerprint, UserId,
+    ReuseResponse, RotationDecision, RotationPolicy, SecurityEvent, SecurityEventKind, SessionId,
+    SessionStatus, Timestamp, TokenFingerprint, UserId,
 };
 use serde_json::Value;
 
@@ -19,7 +19,7 @@ use crate::common::*;
 
 on_both_backends!(
     every_rotation_leaves_one_audit_row_with_its_outcome,
-    an_unknown_token_leaves_a_row_without_user,
+    an_unknown_token_is_located_without_a_write,
     reuse_records_a_token_reuse_event_with_the_revocation,
     reuse_on_login_records_a_token_reuse_event,
     another_network_and_device_inside_the_window_is_answered_like_reuse,
@@ -32,7 +32,120 @@ on_both_backends!(
     activity_aggregates_the_window_by_day,
     successes_counted_on_their_session_reach_the_analysis_and_outlive_it,
     without_the_trail_nothing_is_written,
+    a_retry_from_the_rotating_network_gets_the_same_generation,
+    a_rotated_token_after_a_logout_is_recorded_as_reuse_after_end,
+    a_bound_session_without_its_key_spends_nothing_and_records_a_mismatch,
 );
+
+fn a_retry_from_the_rotating_network_gets_the_same_generation(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let (session, t0, _) = login_and_rotate(&db, &alice);
+    let with_retry = |request: RotateRequest| RotateRequest {
+        policy: RotationPolicy {
+            retry_window: Duration::from_secs(60),
+            ..request.policy
+        },
+        ..request
+    };
+    let retried = db
+        .rotate(with_retry(rotate_request(&db, t0, digest(), at(30), UA)))
+        .unwrap();
+    assert_eq!(decision(&retried), RotationDecision::Retry);
+    let RotateOutcome::Decided { session: after, .. } = &retried else {
+        panic!("token unknown");
+    };
+    assert_eq!(
+        after.generation,
+        domain::Generation::new(1),
+        "no new successor"
+    );
+    // The same replay from another network is theft.
+    let elsewhere = RotateRequest {
+        client: ClientInfo {
+            ip: Some("192.0.2.200".to_owned()),
+            user_agent: Some(UA.to_owned()),
+        },
+        ..with_retry(rotate_request(&db, t0, digest(), at(31), UA))
+    };
+    assert_eq!(
+        decision(&db.rotate(elsewhere).unwrap()),
+        RotationDecision::Reuse
+    );
+    assert_eq!(
+        logs(&db, alice.id),
+        vec![
+            (RefreshOutcome::Success, Some(session.id)),
+            (RefreshOutcome::Retry, Some(session.id)),
+            (RefreshOutcome::Reused, Some(session.id)),
+        ]
+    );
+}
+
+fn a_rotated_token_after_a_logout_is_recorded_as_reuse_after_end(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let (session, t0, t1) = login_and_rotate(&db, &alice);
+    end(&db, t1, EndReason::Logout, ReuseResponse::RevokeAll, at(2));
+    assert_eq!(decision_of(&db, t0, at(3)), RotationDecision::Revoked);
+    let events = events(&db, alice.id);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, SecurityEventKind::ReuseAfterEnd);
+    assert_eq!(events[0].session_id, Some(session.id));
+    assert_eq!(details(&events[0])["presented_generation"], 0);
+    // The last token after the logout is no evidence of anything.
+    assert_eq!(decision_of(&db, t1, at(4)), RotationDecision::Revoked);
+    assert_eq!(super::audit::events(&db, alice.id).len(), 1);
+}
+
+fn a_bound_session_without_its_key_spends_nothing_and_records_a_mismatch(db: &TestDatabase) {
+    let db = db.open(2);
+    let alice = user(&db, "alice");
+    let key = domain::Jkt::of_canonical_jwk("{\"k\":\"bound\"}");
+    let token = digest();
+    let created = SessionRepository::create(
+        &db,
+        domain::NewSession {
+            dpop_jkt: Some(key.clone()),
+            ..new_session(&alice, at(0), UA)
+        },
+        token,
+        10,
+    )
+    .unwrap();
+    let request = rotate_request(&db, token, digest(), at(1), UA);
+    assert!(request.location.bound);
+    let refused = db.rotate(request.clone()).unwrap();
+    assert_eq!(decision(&refused), RotationDecision::DpopMismatch);
+    let RotateOutcome::Decided {
+        session: after,
+        revoked,
+        ..
+    } = &refused
+    else {
+        panic!("token unknown");
+    };
+    assert_eq!(after.generation, domain::Generation::FIRST, "nothing spent");
+    assert!(revoked.is_empty());
+    assert_eq!(
+        events(&db, alice.id)[0].kind,
+        SecurityEventKind::DpopMismatch
+    );
+    let proven = db
+        .rotate(RotateRequest {
+            proof_key: Some(key),
+            ..request
+        })
+        .unwrap();
+    assert!(matches!(decision(&proven), RotationDecision::Rotate { .. }));
+    assert_eq!(
+        logs(&db, alice.id),
+        vec![
+            (RefreshOutcome::DpopMismatch, Some(created.session.id)),
+            (RefreshOutcome::Success, Some(created.session.id)),
+        ]
+    );
+}
 
 fn anomaly_rule(response: AnomalyResponse) -> AnomalyPolicy {
     AnomalyPolicy {
@@ -47,7 +160,10 @@ fn from_elsewhere(request: RotateRequest, response: AnomalyResponse) -> RotateRe
             ip: Some("192.0.2.200".to_owned()),
             user_agent: Some(OTHER_UA.to_owned()),
         },
-        anomaly: anomaly_rule(response),
+        policy: RotationPolicy {
+            anomaly: anomaly_rule(response),
+            ..request.policy
+        },
         ..request
     }
 }
@@ -109,16 +225,12 @@ fn every_rotation_leaves_one_audit_row_with_its_outcome(db: &TestDatabase) {
     assert_eq!(total_rows(&db), 5);
 }
 
-fn an_unknown_token_leaves_a_row_without_user(db: &TestDatabase) {
+/// An unknown token is found out before any transaction: locating it
+/// writes nothing (the use case records its row through the trail).
+fn an_unknown_token_is_located_without_a_write(db: &TestDatabase) {
     let db = db.open(2);
-    let unknown = digest();
-    let outcome = db
-        .rotate(rotate_request(unknown, digest(), at(1), UA))
-        .unwrap();
-    assert_eq!(outcome, RotateOutcome::UnknownToken);
-    let counts = db.refresh_audit_outcomes().unwrap();
-    assert_eq!(counts.get("unknown_token"), Some(&1));
-    assert_eq!(total_rows(&db), 1);
+    assert_eq!(db.locate(&digest()).unwrap(), None);
+    assert_eq!(total_rows(&db), 0);
 }
 
 fn reuse_records_a_token_reuse_event_with_the_revocation(db: &TestDatabase) {
@@ -190,19 +302,19 @@ fn another_network_and_device_inside_the_window_is_answered_like_reuse(db: &Test
 
     let outcome = db
         .rotate(from_elsewhere(
-            rotate_request(token, digest(), at(60), UA),
+            rotate_request(&db, token, digest(), at(60), UA),
             AnomalyResponse::Revoke,
         ))
         .unwrap();
 
     let RotateOutcome::Decided {
-        decision, anomaly, ..
+        decision, event, ..
     } = outcome
     else {
         panic!("token unknown");
     };
-    assert_eq!(decision, RotationDecision::Reuse);
-    assert_eq!(anomaly, Some(AnomalyResponse::Revoke));
+    assert_eq!(decision, RotationDecision::Anomaly);
+    assert_eq!(event, Some(SecurityEventKind::Anomaly));
     for s in [session.id, other.id] {
         assert_eq!(
             db.status(s, idle(), at(61)).unwrap(),
@@ -237,19 +349,23 @@ fn an_anomaly_under_log_only_rotates_and_is_recorded(db: &TestDatabase) {
     let alice = user(&db, "alice");
     let (session, token) = login(&db, &alice, at(0));
 
+    let request = from_elsewhere(
+        rotate_request(&db, token, digest(), at(60), UA),
+        AnomalyResponse::LogOnly,
+    );
     let outcome = db
         .rotate(RotateRequest {
-            reuse_response: ReuseResponse::RevokeFamily,
-            ..from_elsewhere(
-                rotate_request(token, digest(), at(60), UA),
-                AnomalyResponse::LogOnly,
-            )
+            policy: RotationPolicy {
+                reuse_response: ReuseResponse::RevokeFamily,
+                ..request.policy
+            },
+            ..request
         })
         .unwrap();
 
     let RotateOutcome::Decided {
         decision,
-        anomaly,
+        outcome,
         session: after,
         ..
     } = outcome
@@ -257,7 +373,7 @@ fn an_anomaly_under_log_only_rotates_and_is_recorded(db: &TestDatabase) {
         panic!("token unknown");
     };
     assert!(matches!(decision, RotationDecision::Rotate { .. }));
-    assert_eq!(anomaly, Some(AnomalyResponse::LogOnly));
+    assert_eq!(outcome, RefreshOutcome::AnomalyLogged);
     assert_eq!(after.revoked_at, None);
     assert_eq!(after.last_ip.as_deref(), Some("192.0.2.200"));
     let events = events(&db, alice.id);
@@ -279,8 +395,11 @@ fn an_ip_change_alone_is_no_anomaly(db: &TestDatabase) {
             ip: Some("192.0.2.200".to_owned()),
             user_agent: Some(UA.to_owned()),
         },
-        anomaly: anomaly_rule(AnomalyResponse::Revoke),
-        ..rotate_request(token, digest(), at(1), UA)
+        policy: RotationPolicy {
+            anomaly: anomaly_rule(AnomalyResponse::Revoke),
+            ..policy()
+        },
+        ..rotate_request(&db, token, digest(), at(1), UA)
     };
     let outcome = db.rotate(moved).unwrap();
     assert!(matches!(
@@ -290,24 +409,28 @@ fn an_ip_change_alone_is_no_anomaly(db: &TestDatabase) {
     assert!(events(&db, alice.id).is_empty());
     // Another network and device after the window is no anomaly either.
     let (_, token) = login(&db, &alice, at(10));
+    let late = from_elsewhere(
+        rotate_request(&db, token, digest(), at(60), UA),
+        AnomalyResponse::Revoke,
+    );
     let late = RotateRequest {
-        anomaly: AnomalyPolicy {
-            window: Duration::from_secs(50),
-            response: AnomalyResponse::Revoke,
+        policy: RotationPolicy {
+            anomaly: AnomalyPolicy {
+                window: Duration::from_secs(50),
+                response: AnomalyResponse::Revoke,
+            },
+            ..late.policy
         },
-        ..from_elsewhere(
-            rotate_request(token, digest(), at(60), UA),
-            AnomalyResponse::Revoke,
-        )
+        ..late
     };
     let RotateOutcome::Decided {
-        decision, anomaly, ..
+        decision, event, ..
     } = db.rotate(late).unwrap()
     else {
         panic!("token unknown");
     };
     assert!(matches!(decision, RotationDecision::Rotate { .. }));
-    assert_eq!(anomaly, None);
+    assert_eq!(event, None);
 }
 
 fn revoke_all_records_who_asked_for_it(db: &TestDatabase) {
@@ -555,7 +678,7 @@ fn successes_counted_on_their_session_reach_the_analysis_and_outlive_it(db: &Tes
     let (_session, mut token) = login(&db, &alice, at(6_300));
     let mut rotate_from = |secs: i64, ip: &str, user_agent: &str| {
         let next = digest();
-        let mut request = rotate_request(token, next, at(secs), user_agent);
+        let mut request = rotate_request(&db, token, next, at(secs), user_agent);
         request.client.ip = Some(ip.to_owned());
         let outcome = db.rotate(request).unwrap();
         assert!(matches!(
@@ -626,7 +749,5 @@ fn without_the_trail_nothing_is_written(db: &TestDatabase) {
     let db = db.open(2).without_audit_trail();
     let alice = user(&db, "alice");
     login_and_rotate(&db, &alice);
-    db.rotate(rotate_request(digest(), digest(), at(3), UA))
-        .unwrap();
     assert_eq!(total_rows(&db), 0);
 }

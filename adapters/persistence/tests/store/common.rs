@@ -8,8 +8,8 @@ use application::ports::{
 };
 use domain::{
     AnomalyPolicy, AnomalyResponse, Lifetimes, NewSession, NewUser, PasswordHash, ReuseResponse,
-    Role, Roles, RotationDecision, Session, SessionId, Timestamp, TokenDigest, User, UserId,
-    Username,
+    Role, Roles, RotationDecision, RotationPolicy, Session, SessionId, Timestamp, TokenDigest,
+    User, UserId, Username,
 };
 pub use persistence::testing::TestDatabase;
 pub use persistence::Database;
@@ -114,7 +114,20 @@ pub fn login_limited(
     (created.session, token)
 }
 
+/// The test rules: [`lifetimes`], `RevokeAll`, no anomaly rule and no
+/// retry window (tests of the retry rule set one).
+pub fn policy() -> RotationPolicy {
+    RotationPolicy::new(
+        &lifetimes(),
+        Duration::ZERO,
+        ReuseResponse::RevokeAll,
+        no_anomaly_rule(),
+    )
+}
+
+/// The request to rotate `presented` (which must be on record in `db`).
 pub fn rotate_request(
+    db: &Database,
     presented: TokenDigest,
     successor: TokenDigest,
     now: Timestamp,
@@ -122,12 +135,15 @@ pub fn rotate_request(
 ) -> RotateRequest {
     RotateRequest {
         presented,
+        location: db
+            .locate(&presented)
+            .unwrap()
+            .expect("the presented token is on record"),
         successor,
-        lifetimes: lifetimes(),
-        reuse_response: ReuseResponse::RevokeAll,
+        policy: policy(),
         client: client(user_agent),
         now,
-        anomaly: no_anomaly_rule(),
+        proof_key: None,
     }
 }
 
@@ -148,7 +164,7 @@ pub fn rotate(
     now: Timestamp,
     user_agent: &str,
 ) -> RotateOutcome {
-    db.rotate(rotate_request(presented, successor, now, user_agent))
+    db.rotate(rotate_request(db, presented, successor, now, user_agent))
         .unwrap()
 }
 
@@ -183,8 +199,10 @@ pub fn end(
     db.end_by_token(EndRequest {
         token,
         reason,
-        lifetimes: lifetimes(),
-        reuse_response: response,
+        policy: RotationPolicy {
+            reuse_response: response,
+            ..policy()
+        },
         client: client(UA),
         now,
     })

@@ -6,7 +6,7 @@ use std::thread;
 use std::time::Duration;
 
 use application::ports::{RotateOutcome, RotateRequest, SessionRepository, StoreError};
-use domain::{Generation, Lifetimes, RotationDecision, SessionStatus};
+use domain::{Generation, RotationDecision, RotationPolicy, SessionStatus};
 
 use crate::common::*;
 
@@ -27,11 +27,8 @@ fn race(
     let (session, token) = login(&instances[0], &alice, at(0));
     let successor = digest();
     let request = RotateRequest {
-        lifetimes: Lifetimes {
-            grace,
-            ..lifetimes()
-        },
-        ..rotate_request(token, successor, at(5), UA)
+        policy: RotationPolicy { grace, ..policy() },
+        ..rotate_request(&instances[0], token, successor, at(5), UA)
     };
     let barrier = Barrier::new(CALLERS);
     let results: Vec<Result<RotateOutcome, StoreError>> = thread::scope(|scope| {
@@ -102,7 +99,7 @@ fn concurrent_rotations_from_one_agent_in_grace_give_one_rotation_and_grace_repl
         SessionStatus::Live
     );
     // Exactly one successor exists, and it is the current token.
-    let next = rotate_request(successor, digest(), at(7), UA);
+    let next = rotate_request(&fresh, successor, digest(), at(7), UA);
     assert_eq!(
         decision(&fresh.rotate(next).unwrap()),
         RotationDecision::Rotate {

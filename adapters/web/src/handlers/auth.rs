@@ -193,9 +193,14 @@ pub async fn login(
     path = "/auth/refresh",
     tag = "auth",
     description = "Rotates the refresh token: answers a new token pair, delivered the way the old token came \
-                   (body wins over cookie). A token rotated before (outside the grace window) is theft \
-                   evidence: the user's sessions are revoked and the answer is `token_reused`. \
-                   Every 401 clears the cookie.",
+                   (body wins over cookie). The parent of the current token, replayed from the network \
+                   (IPv4 /24, IPv6 /64) and user-agent family of the request that rotated it, gets the same \
+                   successor again: within `TOKENWARDEN_REUSE_GRACE` as a concurrent tab (`grace_replay`), \
+                   within `TOKENWARDEN_RETRY_WINDOW` as a retry after a lost answer (`retry`). Any other \
+                   rotated token is theft evidence: the user's sessions are revoked and the answer is \
+                   `token_reused`. A session bound to a DPoP key (login with a `DPoP` proof) needs a \
+                   `DPoP` proof by that key (`htm` POST, `htu` this URL) on every refresh. A refused \
+                   refresh spends nothing. Every 401 clears the cookie, except `invalid_dpop_proof`.",
     request_body(content = Option<RefreshRequest>,
                  description = "Optional: native clients send the token here; browsers send nothing"),
     security(("refresh_cookie" = []), ()),
@@ -204,7 +209,10 @@ pub async fn login(
          headers(("Set-Cookie" = String, description = "The successor cookie (cookie delivery)"))),
         (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `token_reused` or \
-                                      `session_revoked`; the cookie is cleared", body = Problem, content_type = "application/problem+json"),
+                                      `session_revoked`; the cookie is cleared. `invalid_dpop_proof`: the session is \
+                                      bound to a DPoP key and no valid proof by it came with the token (with \
+                                      `WWW-Authenticate: DPoP error=\"invalid_dpop_proof\"`); nothing is spent or \
+                                      revoked and the cookie is kept", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden_origin`: nothing changes, no token is spent", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_input`", body = Problem, content_type = "application/problem+json"),
@@ -285,11 +293,19 @@ async fn refresh_inner(
             }
         },
     };
+    // An unusable `DPoP` header is no proof: a bound session then refuses
+    // the refresh, an unbound one never looks.
+    let dpop = dpop_input(req, &state.config.trusted_proxies).unwrap_or_else(|why| {
+        tracing::info!(reason = %why, "DPoP header refused");
+        None
+    });
     let issued = blocking(move || {
         if let Err(wait) = state.warden.admit_refresh(&client)? {
             return Ok(Err(ApiError::rate_limited(wait)));
         }
-        let result = state.warden.refresh(token.as_deref(), client.clone());
+        let result = state
+            .warden
+            .refresh(token.as_deref(), dpop.as_ref(), client.clone());
         if let Err(
             RefreshError::Missing
             | RefreshError::Invalid
@@ -302,16 +318,33 @@ async fn refresh_inner(
         Ok::<_, application::Unexpected>(Ok(result))
     })
     .await?
-    .map_err(ApiError::from)??
-    .map_err(|e| match e {
+    .map_err(ApiError::from)??;
+    let issued = match issued {
+        Ok(issued) => issued,
+        // Nothing was spent: the token stays the key holder's, and clearing
+        // the cookie would log out a victim whose token was replayed.
+        Err(RefreshError::DpopMismatch { .. }) => {
+            return Err(Refused {
+                error: ApiError::InvalidDpopProof { login: false },
+                clear_cookie: false,
+            })
+        }
+        Err(e) => return Err(refresh_error(e).into()),
+    };
+    Ok((issued, delivery))
+}
+
+/// The answer to a refresh the use case refused.
+fn refresh_error(e: RefreshError) -> ApiError {
+    match e {
         RefreshError::Missing => ApiError::MissingToken { bearer: false },
         RefreshError::Invalid => ApiError::InvalidToken { bearer: false },
         RefreshError::Expired { .. } => ApiError::TokenExpired { bearer: false },
         RefreshError::Reused { .. } | RefreshError::Anomaly { .. } => ApiError::TokenReused,
         RefreshError::Revoked { .. } => ApiError::SessionRevoked { bearer: false },
+        RefreshError::DpopMismatch { .. } => ApiError::InvalidDpopProof { login: false },
         RefreshError::Unexpected(e) => e.into(),
-    })?;
-    Ok((issued, delivery))
+    }
 }
 
 #[utoipa::path(
