@@ -283,6 +283,12 @@ pub enum SecurityEventKindName {
     UserEnabled,
     /// The account was deleted with its sessions and tokens.
     UserDeleted,
+    /// A DPoP-bound session's refresh token came without a proof by its
+    /// key: refused, nothing spent, the session not revoked.
+    DpopMismatch,
+    /// A rotated token of a session that a logout ended after that
+    /// rotation: someone else used the session, then logged it out.
+    ReuseAfterEnd,
 }
 
 /// The body of `/auth/introspect` and `/auth/revoke` (JSON or form).
