@@ -135,6 +135,20 @@ impl RedisServer {
         }
     }
 
+    /// `FLUSHALL` on this server (a test's own: never the shared one), as
+    /// an operator's mistake, an eviction or a failover would lose keys.
+    ///
+    /// # Panics
+    /// When the server does not answer.
+    pub fn flush_all(&self) {
+        let flushed = redis::Client::open(self.url())
+            .and_then(|client| client.get_connection())
+            .and_then(|mut conn| redis::cmd("FLUSHALL").query::<()>(&mut conn));
+        if let Err(e) = flushed {
+            panic!("FLUSHALL on redis-server port {} failed: {e}", self.port);
+        }
+    }
+
     /// Starts it again on the same port, empty.
     ///
     /// # Panics

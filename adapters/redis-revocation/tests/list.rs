@@ -323,9 +323,11 @@ fn a_flushed_redis_is_noticed_answered_from_the_database_and_filled_again() {
     seen_within(&b, revoked, Consistency::Fresh, Duration::from_millis(500));
 
     // Our own server: FLUSHALL touches no one else's keys.
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut conn = client.get_connection().unwrap();
-    redis::cmd("FLUSHALL").query::<()>(&mut conn).unwrap();
+    server.flush_all();
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
 
     // At once, and every moment after: the entry is still revoked, for
     // both kinds of check, even under fail_closed (Redis is up).

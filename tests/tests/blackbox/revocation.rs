@@ -20,6 +20,7 @@ on_both_backends!(
     a_redis_that_is_down_falls_back_to_the_database,
     a_redis_that_is_down_fails_closed_when_so_configured,
     a_redis_stopped_mid_test_never_lets_a_revoked_session_through,
+    a_flushed_redis_never_lets_a_revoked_access_token_through,
     the_cleanup_job_removes_sessions_past_their_lifetime,
 );
 
@@ -354,6 +355,65 @@ async fn a_redis_stopped_mid_test_never_lets_a_revoked_session_through(backend: 
     }
     logout(&a, &u.refresh).await;
     assert_eq!(strict.me_status(&u.access).await, StatusCode::UNAUTHORIZED);
+}
+
+/// `FLUSHALL` on the Redis the instances share (their own server): an
+/// access token revoked before is still refused, by Bearer checks and by
+/// introspection, on both instances, at once and after.
+async fn a_flushed_redis_never_lets_a_revoked_access_token_through(backend: Backend) {
+    const SECRET: &str = "flush-test-introspection-secret";
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let shared = with_redis(&redis.url(), &unique_prefix(), OnRedisFailure::FailClosed);
+    let Some(a) = TestApp::spawn_with(backend, |c| {
+        shared(c);
+        c.introspection_token = Some(web::IntrospectionSecret::new(SECRET));
+    })
+    .await
+    else {
+        return;
+    };
+    let b = Instance::beside(&a, |_| {}).await;
+    let t = a.signed_up("flora").await;
+    let revoked = a
+        .client
+        .post(a.url("/auth/revoke"))
+        .json(&json!({ "token": t.access }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let active = |base: String| {
+        let (client, token) = (a.client.clone(), t.access.clone());
+        async move {
+            let r = client
+                .post(format!("{base}/auth/introspect"))
+                .bearer_auth(SECRET)
+                .json(&json!({ "token": token }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<serde_json::Value>().await.unwrap()["active"].clone()
+        }
+    };
+    assert_eq!(active(a.address.clone()).await, json!(false));
+
+    redis.flush_all();
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        for base in [a.address.clone(), b.address.clone()] {
+            assert_eq!(
+                active(base.clone()).await,
+                json!(false),
+                "introspection after FLUSHALL"
+            );
+        }
+        assert_eq!(a.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(b.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn the_cleanup_job_removes_sessions_past_their_lifetime(backend: Backend) {
