@@ -81,9 +81,9 @@ impl RetryPolicy {
 
     /// `first_delay · 2^(attempt − 1)`, at most `max_delay`.
     fn step(&self, attempt: u32) -> Duration {
-        let doublings = attempt.saturating_sub(1).min(32);
-        self.first_delay
-            .checked_mul(1 << doublings)
+        let doublings = attempt.saturating_sub(1);
+        2u32.checked_pow(doublings)
+            .and_then(|factor| self.first_delay.checked_mul(factor))
             .unwrap_or(self.max_delay)
             .min(self.max_delay)
     }
