@@ -7,7 +7,10 @@
 //!   recognised as reuse);
 //! * sessions past their absolute end, live or revoked;
 //! * revocation entries past their `expires_at` (the tokens they cover have
-//!   all expired);
+//!   all expired, clock leeway included) by more than [`REVOCATION_MARGIN`]:
+//!   should the clock have stepped forward, an entry whose token still
+//!   verifies once the clock is back must not be gone (the server's job
+//!   also logs a clock that jumps and skips that pass);
 //! * audit rows older than the retention.
 //!
 //! The adapter deletes in small batches, each its own short transaction, so
@@ -22,11 +25,19 @@ use domain::Timestamp;
 
 use crate::ports::{Clock, StoreError};
 
+/// How long past its `expires_at` a revocation entry is kept: a margin for
+/// a wall clock that stepped forward (an entry costs a few bytes; a lost
+/// one lets a revoked token through).
+pub const REVOCATION_MARGIN: Duration = Duration::from_secs(3_600);
+
 /// The instants before which things are expired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CleanupCutoffs {
-    /// Tokens, sessions and revocation entries expiring at or before this.
+    /// Tokens and sessions expiring at or before this.
     pub now: Timestamp,
+    /// Revocation entries expiring at or before this: [`REVOCATION_MARGIN`]
+    /// before `now`.
+    pub revocations_before: Timestamp,
     /// Audit rows written before this.
     pub audit_before: Timestamp,
 }
@@ -143,6 +154,7 @@ impl Cleanup {
         let now = self.clock.now();
         let cutoffs = CleanupCutoffs {
             now,
+            revocations_before: now.minus(REVOCATION_MARGIN),
             audit_before: now.minus(self.policy.audit_retention),
         };
         Ok(
@@ -192,6 +204,7 @@ mod tests {
                 *cutoffs
                     == CleanupCutoffs {
                         now: NOW,
+                        revocations_before: NOW.minus(REVOCATION_MARGIN),
                         audit_before: NOW.minus(90 * DAY),
                     }
                     && *batching == policy().batching

@@ -74,8 +74,20 @@ pub fn spawn_cleanup_job(config: &Config, db: &Database) -> CleanupJob {
     let task = tokio::spawn(async move {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut clocks = ClockWatch::now();
         loop {
             ticks.tick().await;
+            if let Some(jump) = clocks.jumped() {
+                // The wall clock stepped since the last pass: what looks
+                // expired now may not be once it is corrected. This pass
+                // waits; the next one runs on the clock as it is then.
+                tracing::warn!(
+                    jump_ms = jump,
+                    "the wall clock jumped against the monotonic clock since the last cleanup pass; \
+                     skipping this pass"
+                );
+                continue;
+            }
             let (cleanup, stop) = (Arc::clone(&cleanup), Arc::clone(&stopping));
             match tokio::task::spawn_blocking(move || cleanup.run_until(&stop)).await {
                 Ok(Ok(CleanupRun::Done(report))) if report.total() > 0 => {
@@ -98,6 +110,39 @@ pub fn spawn_cleanup_job(config: &Config, db: &Database) -> CleanupJob {
         }
     });
     CleanupJob { task, stop }
+}
+
+/// How far the wall clock may drift from the monotonic one between two
+/// passes before it counts as a jump (NTP slews by far less).
+const CLOCK_JUMP: Duration = Duration::from_secs(5);
+
+/// The wall and monotonic clocks at the last pass.
+struct ClockWatch {
+    wall: std::time::SystemTime,
+    mono: std::time::Instant,
+}
+
+impl ClockWatch {
+    fn now() -> Self {
+        Self {
+            wall: std::time::SystemTime::now(),
+            mono: std::time::Instant::now(),
+        }
+    }
+
+    /// The disagreement in ms (wall minus monotonic) when it exceeds
+    /// [`CLOCK_JUMP`] since the last call; starts over either way.
+    fn jumped(&mut self) -> Option<i128> {
+        let next = Self::now();
+        let mono = i128::try_from(next.mono.duration_since(self.mono).as_millis()).ok()?;
+        let wall = match next.wall.duration_since(self.wall) {
+            Ok(ahead) => i128::try_from(ahead.as_millis()).ok()?,
+            Err(behind) => -i128::try_from(behind.duration().as_millis()).ok()?,
+        };
+        *self = next;
+        let drift = wall - mono;
+        (drift.unsigned_abs() > CLOCK_JUMP.as_millis()).then_some(drift)
+    }
 }
 
 /// Adds throttled refreshes counted in process to their audit rows (see

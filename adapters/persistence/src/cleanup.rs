@@ -173,7 +173,10 @@ fn purge_all(
         revocations: purge(
             conn,
             lock,
-            &deadline("revocations", "expires_at"),
+            &Purge {
+                cutoff: cutoffs.revocations_before.as_millis(),
+                ..deadline("revocations", "expires_at")
+            },
             batching,
             stop,
         )?,
@@ -350,6 +353,7 @@ mod tests {
 
         let cutoffs = CleanupCutoffs {
             now: Timestamp::from_millis(0),
+            revocations_before: Timestamp::from_millis(0),
             audit_before: Timestamp::from_millis(100),
         };
         let batching = Batching {

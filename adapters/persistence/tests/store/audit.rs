@@ -728,6 +728,7 @@ fn successes_counted_on_their_session_reach_the_analysis_and_outlive_it(db: &Tes
     // counted.
     let cutoffs = application::ports::CleanupCutoffs {
         now: at(6_300).plus(lifetimes().max_lifetime),
+        revocations_before: at(6_300).plus(lifetimes().max_lifetime),
         audit_before: day_one,
     };
     let stop = std::sync::atomic::AtomicBool::new(false);

@@ -26,6 +26,7 @@ on_both_backends!(
 fn cutoffs_at(secs: i64) -> CleanupCutoffs {
     CleanupCutoffs {
         now: at(secs),
+        revocations_before: at(secs),
         audit_before: at(secs).minus(Duration::from_secs(90 * 86_400)),
     }
 }

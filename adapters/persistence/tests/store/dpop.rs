@@ -52,6 +52,7 @@ fn the_cleanup_forgets_proof_ids_no_proof_could_reuse(db: &TestDatabase) {
     assert!(store.first_use(&key("a"), "new", at(100), at(0)).unwrap());
     let cutoffs = CleanupCutoffs {
         now: at(50),
+        revocations_before: at(50),
         audit_before: at(0),
     };
     let batching = Batching {
