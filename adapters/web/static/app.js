@@ -3,7 +3,10 @@
 import { TokenWardenClient } from './tokenwarden.js';
 import { byId, el, when, ENDED, notify, onSubmit, describe } from './ui.js';
 
-const auth = new TokenWardenClient();
+// `/?dpop=off` shows the page without a DPoP key: sessions are then bound
+// to nothing, and a copied refresh cookie works elsewhere until reuse
+// detection catches it.
+const auth = new TokenWardenClient({ dpop: new URLSearchParams(location.search).get('dpop') !== 'off' });
 let obtainedAt = 0;
 
 function show(signedIn) {
@@ -22,6 +25,9 @@ auth.addEventListener('session', (e) => {
   byId('me-id').textContent = user.id;
   byId('me-session').textContent = sessionId;
   byId('token-id').textContent = tokenId || '–';
+  byId('binding').textContent = auth.tokenType === 'DPoP'
+    ? "this browser's key (DPoP): a copied token is useless elsewhere"
+    : 'nothing (bearer token)';
   byId('token-obtained').textContent = new Date(obtainedAt).toLocaleTimeString();
   show(true);
   if (first) {

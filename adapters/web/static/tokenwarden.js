@@ -8,7 +8,13 @@
 //   token to the other tabs, so tabs never present the same refresh token
 //   twice (which the server would take for theft).
 // - Every request goes through `#send`, the one place that adds credentials
-//   (and, later, a DPoP proof).
+//   and DPoP proofs.
+// - DPoP (RFC 9449, on by default where WebCrypto and IndexedDB exist): the
+//   browser holds a non-extractable ECDSA P-256 key, created once and kept
+//   in IndexedDB, and signs a proof for every login, refresh, logout and API
+//   call. The server binds the session to that key, so a refresh cookie or
+//   access token copied out of the browser is useless elsewhere: script can
+//   use the key but no one can read it out.
 //
 // Usage:
 //   import { TokenWardenClient } from './tokenwarden.js';
@@ -41,7 +47,97 @@ const ENDINGS = {
   token_expired: 'expired',
   missing_token: 'signed_out',
   invalid_token: 'signed_out',
+  // A bound session whose key this browser no longer has (storage cleared).
+  invalid_dpop_proof: 'signed_out',
 };
+
+const b64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes)))
+  .replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+const utf8 = (text) => new TextEncoder().encode(text);
+
+/**
+ * The browser's DPoP key: an ECDSA P-256 key pair whose private half cannot
+ * be exported, made once per browser (per client name) and kept in
+ * IndexedDB, which stores CryptoKey objects as they are.
+ */
+class DpopKey {
+  #name;
+  #pair = null;
+  #jwk = null;
+
+  constructor(name) { this.#name = name + '-dpop'; }
+
+  static supported() {
+    return typeof crypto === 'object' && crypto.subtle && typeof indexedDB === 'object';
+  }
+
+  /** A proof for `method` on `url`, with `ath` for an access token. */
+  async proof(method, url, accessToken) {
+    const pair = await this.#keys();
+    const target = new URL(url, location.href);
+    const claims = {
+      htm: method,
+      htu: target.origin + target.pathname,
+      iat: Math.floor(Date.now() / 1000),
+      jti: b64url(crypto.getRandomValues(new Uint8Array(16))),
+    };
+    if (accessToken) claims.ath = b64url(await crypto.subtle.digest('SHA-256', utf8(accessToken)));
+    const header = { typ: 'dpop+jwt', alg: 'ES256', jwk: this.#jwk };
+    const input = b64url(utf8(JSON.stringify(header))) + '.' + b64url(utf8(JSON.stringify(claims)));
+    const signature = await crypto.subtle.sign(
+      { name: 'ECDSA', hash: 'SHA-256' }, pair.privateKey, utf8(input));
+    return input + '.' + b64url(signature);
+  }
+
+  async #keys() {
+    if (this.#pair) return this.#pair;
+    const create = async () => {
+      let pair = await this.#load();
+      if (!pair) {
+        pair = await crypto.subtle.generateKey(
+          { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
+        await this.#save(pair);
+      }
+      return pair;
+    };
+    // One tab creates the key; the others wait and load it.
+    const pair = navigator.locks && navigator.locks.request
+      ? await navigator.locks.request(this.#name, create)
+      : await create();
+    const { kty, crv, x, y } = await crypto.subtle.exportKey('jwk', pair.publicKey);
+    this.#jwk = { kty, crv, x, y };
+    this.#pair = pair;
+    return pair;
+  }
+
+  #db() {
+    return new Promise((resolve, reject) => {
+      const open = indexedDB.open(this.#name, 1);
+      open.onupgradeneeded = () => open.result.createObjectStore('keys');
+      open.onsuccess = () => resolve(open.result);
+      open.onerror = () => reject(open.error);
+    });
+  }
+
+  async #load() {
+    const db = await this.#db();
+    return new Promise((resolve, reject) => {
+      const get = db.transaction('keys').objectStore('keys').get('current');
+      get.onsuccess = () => resolve(get.result || null);
+      get.onerror = () => reject(get.error);
+    }).finally(() => db.close());
+  }
+
+  async #save(pair) {
+    const db = await this.#db();
+    return new Promise((resolve, reject) => {
+      const tx = db.transaction('keys', 'readwrite');
+      tx.objectStore('keys').put(pair, 'current');
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error);
+    }).finally(() => db.close());
+  }
+}
 
 /** Claims of a JWT, without verifying it (the server does that). */
 function claimsOf(jwt) {
@@ -66,17 +162,22 @@ export class TokenWardenClient extends EventTarget {
   #timer = null;
   #inflight = null;
   #channel = null;
+  #tokenType = 'Bearer';
+  #dpop = null;
 
   /**
    * @param {object} [options]
    * @param {string} [options.baseUrl] the server's origin ('' for the page's own)
    * @param {string} [options.name] names the lock, channel and storage keys
    *   (tabs using the same name share one session)
+   * @param {boolean} [options.dpop] bind sessions to this browser's key
+   *   (default: wherever WebCrypto and IndexedDB exist)
    */
-  constructor({ baseUrl = '', name = 'tokenwarden' } = {}) {
+  constructor({ baseUrl = '', name = 'tokenwarden', dpop = true } = {}) {
     super();
     this.#base = baseUrl.replace(/\/+$/, '');
     this.#name = name;
+    if (dpop && DpopKey.supported()) this.#dpop = new DpopKey(name);
     if (typeof BroadcastChannel === 'function') {
       this.#channel = new BroadcastChannel(name);
       this.#channel.onmessage = (e) => this.#onMessage(e.data);
@@ -90,6 +191,8 @@ export class TokenWardenClient extends EventTarget {
   /** The access token's `jti`: safe to show, unlike the token. */
   get tokenId() { return this.#tokenId; }
   get loggedIn() { return this.#token !== null; }
+  /** `DPoP` when the session is bound to this browser's key, else `Bearer`. */
+  get tokenType() { return this.#tokenType; }
 
   /** Creates an account (it does not log in). */
   async register(username, password) {
@@ -185,10 +288,21 @@ export class TokenWardenClient extends EventTarget {
     if (auth) await this.#fresh();
     const headers = { Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    if (auth && this.#token) headers.Authorization = 'Bearer ' + this.#token;
+    const url = path.startsWith('http') ? path : this.#base + path;
+    const bound = auth && this.#token && this.#tokenType === 'DPoP';
+    if (auth && this.#token) headers.Authorization = (bound ? 'DPoP ' : 'Bearer ') + this.#token;
+    // Proofs go with the refresh-token endpoints (which bind or check the
+    // session's key) and with every request of a bound access token.
+    if (this.#dpop && (bound || (!auth && path.startsWith('/auth/')))) {
+      try {
+        headers.DPoP = await this.#dpop.proof(method, url, bound ? this.#token : undefined);
+      } catch {
+        // No usable key (storage blocked, say): the session stays unbound.
+      }
+    }
     let res;
     try {
-      res = await fetch(path.startsWith('http') ? path : this.#base + path, {
+      res = await fetch(url, {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -266,6 +380,7 @@ export class TokenWardenClient extends EventTarget {
   #adopt(tokens, announce) {
     const expiresAt = tokens.expires_at || Date.now() + tokens.expires_in * 1000;
     this.#token = tokens.access_token;
+    this.#tokenType = tokens.token_type === 'DPoP' ? 'DPoP' : 'Bearer';
     this.#expiresAt = expiresAt;
     this.#lifetime = tokens.expires_in * 1000;
     this.#user = tokens.user;
@@ -286,6 +401,7 @@ export class TokenWardenClient extends EventTarget {
   #end(reason, announce) {
     const was = this.#token !== null || this.#hint();
     this.#token = null;
+    this.#tokenType = 'Bearer';
     this.#expiresAt = 0;
     this.#user = null;
     this.#sessionId = null;

@@ -50,7 +50,10 @@ struct Seen {
 async fn refresh(http: &reqwest::Client, port: u16, token: &str, seen: &Seen) -> Option<String> {
     let r = http
         .post(format!("http://127.0.0.1:{port}/auth/refresh"))
-        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0")
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0",
+        )
         .json(&json!({"refresh_token": token}))
         .send()
         .await
@@ -85,7 +88,10 @@ async fn sigkill_under_refreshing_clients(database: TestDatabase) {
         for _ in 0..SESSIONS_PER_USER {
             let r = http
                 .post(server.url("/auth/login"))
-                .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0")
+                .header(
+                    "user-agent",
+                    "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0",
+                )
                 .json(&json!({"username": name, "password": PASSWORD, "token_delivery": "body"}))
                 .send()
                 .await

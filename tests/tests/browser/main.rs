@@ -35,7 +35,13 @@ async fn register(app: &TestApp, username: &str) {
 
 /// Logs in through the page's form and waits for the signed-in view.
 async fn log_in(chrome: &Chrome, app: &TestApp, username: &str) {
-    chrome.goto(&app.url("/")).await;
+    log_in_on(chrome, app, "/", username).await;
+}
+
+/// Logs in through the form of `page` (`/`, or `/?dpop=off` for a session
+/// bound to no key).
+async fn log_in_on(chrome: &Chrome, app: &TestApp, page: &str, username: &str) {
+    chrome.goto(&app.url(page)).await;
     chrome
         .wait_until("document.body.dataset.state === 'signed-out'", 10)
         .await;
@@ -160,7 +166,8 @@ async fn two_tabs_refreshing_at_the_same_moment_both_stay_logged_in() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stolen_cookie_replayed_elsewhere_ends_the_browser_session_and_the_page_says_so() {
+async fn a_stolen_cookie_of_an_unbound_session_replayed_elsewhere_ends_the_browser_session_and_the_page_says_so(
+) {
     if !chrome::available() {
         return;
     }
@@ -169,7 +176,9 @@ async fn a_stolen_cookie_replayed_elsewhere_ends_the_browser_session_and_the_pag
     let chrome = Chrome::start(1440).await;
     chrome
         .run("a_stolen_cookie_replayed_elsewhere", || async {
-            log_in(&chrome, &app, "carol").await;
+            // Without DPoP: the session is bound to no key.
+            log_in_on(&chrome, &app, "/?dpop=off", "carol").await;
+            assert!(chrome.text("#binding").await.starts_with("nothing"));
             // The thief copies the cookie (WebDriver reads HttpOnly cookies
             // of the page it is on; the cookie's path is /auth).
             let page = chrome.client.window().await.unwrap();
@@ -204,6 +213,64 @@ async fn a_stolen_cookie_replayed_elsewhere_ends_the_browser_session_and_the_pag
             let notice = chrome.text("#notice").await;
             assert!(notice.contains("every session"), "{notice}");
             chrome.screenshot("theft-notice").await;
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cookie_copied_out_of_a_dpop_browser_is_refused_elsewhere_and_the_browser_carries_on() {
+    if !chrome::available() {
+        return;
+    }
+    let app = app(|_| {}).await;
+    register(&app, "erin").await;
+    let chrome = Chrome::start(1440).await;
+    chrome
+        .run("a_cookie_copied_out_of_a_dpop_browser", || async {
+            log_in(&chrome, &app, "erin").await;
+            let binding = chrome.text("#binding").await;
+            assert!(binding.contains("DPoP"), "the session is bound: {binding}");
+            // The key cannot be read out of the browser.
+            let extractable = chrome
+                .promise(
+                    "new Promise((ok, err) => { const o = indexedDB.open('tokenwarden-dpop'); \
+                     o.onsuccess = () => { const g = o.result.transaction('keys').objectStore('keys').get('current'); \
+                     g.onsuccess = () => ok(g.result.privateKey.extractable); g.onerror = err; }; o.onerror = err; })",
+                )
+                .await;
+            assert_eq!(extractable, json!({"ok": false}), "a non-extractable private key");
+
+            let page = chrome.client.window().await.unwrap();
+            let thief_tab = chrome.client.new_window(true).await.unwrap().handle;
+            chrome.client.switch_to_window(thief_tab).await.unwrap();
+            chrome.goto(&app.url("/auth/sessions")).await;
+            let stolen = chrome
+                .cookie("refresh_token")
+                .await
+                .expect("the refresh cookie");
+            chrome.client.close_window().await.unwrap();
+            chrome.client.switch_to_window(page).await.unwrap();
+
+            // The thief has the cookie but not the key.
+            let r = app.refresh_cookie_as(&stolen, "curl/8.5.0").await;
+            assert_eq!(r.status(), 401, "the thief's refresh");
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["code"], "invalid_dpop_proof");
+
+            // The browser carries on: its silent refreshes (3 s tokens)
+            // still work, with the same cookie and its own key.
+            let before = token_id(&chrome).await;
+            chrome
+                .wait_until(
+                    &format!("document.getElementById('token-id').textContent !== '{before}'"),
+                    10,
+                )
+                .await;
+            assert_eq!(
+                chrome.js("return document.body.dataset.state", vec![]).await,
+                "signed-in"
+            );
+            chrome.screenshot("dpop-browser-carries-on").await;
         })
         .await;
 }
