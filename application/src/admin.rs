@@ -8,7 +8,7 @@
 
 use domain::{
     assess, ActivitySummary, AnalysisDays, AuditRecord, Cursor, CursorKey, PageLimit,
-    RiskAssessment, RiskThresholds, Role, SecurityEvent, Timestamp, User, UserId,
+    RiskAssessment, RiskThresholds, Role, SecurityEvent, Session, Timestamp, User, UserId,
 };
 
 use crate::ports::RevokeReason;
@@ -55,6 +55,9 @@ pub struct TokenAnalysis {
     pub days: AnalysisDays,
     pub activity: ActivitySummary,
     pub risk: RiskAssessment,
+    /// The user's live sessions now, most recently used first (whether each
+    /// is bound to a DPoP key is on the session).
+    pub sessions: Vec<Session>,
 }
 
 /// One page of a list, and the cursor of the next one (`None` on the last).
@@ -83,6 +86,11 @@ impl TokenWarden {
         let from = start_of_day(to.minus(days.duration()));
         let activity = self.ports.audit.activity(user.id, from)?;
         let risk = assess(&activity, &RiskThresholds::default());
+        let sessions = self
+            .ports
+            .sessions
+            .list_live(user.id, self.settings.lifetimes.idle_ttl, to)
+            .map_err(Unexpected::from)?;
         Ok(TokenAnalysis {
             user,
             from,
@@ -90,6 +98,7 @@ impl TokenWarden {
             days,
             activity,
             risk,
+            sessions,
         })
     }
 
@@ -333,6 +342,11 @@ mod tests {
                     ..ActivitySummary::default()
                 })
             });
+        m.sessions
+            .expect_list_live()
+            .withf(|user, _, now| *user == alice().id && *now == NOW)
+            .times(1)
+            .returning(|_, _, _| Ok(vec![crate::test_support::session_of(&alice())]));
 
         let a = m
             .build()
@@ -340,6 +354,7 @@ mod tests {
             .unwrap();
 
         assert_eq!(a.user, alice());
+        assert_eq!(a.sessions, vec![crate::test_support::session_of(&alice())]);
         assert_eq!(a.to, NOW);
         assert_eq!(a.from, expected_from);
         assert_eq!(a.from.as_millis() % DAY_MS, 0);

@@ -106,7 +106,7 @@ impl TokenWarden {
             }
             Err(e) => return Err(failed(None, e.into())),
         };
-        let (sid, uid) = (location.session, location.user);
+        let sid = location.session;
         let proof_key = match dpop.filter(|_| location.bound) {
             None => None,
             Some(input) => match self.accept_proof(input, None, now) {
@@ -118,27 +118,19 @@ impl TokenWarden {
                 Err(DpopError::Unexpected(e)) => return Err(failed(Some(&location), e)),
             },
         };
-        let listed =
-            self.ports
-                .revocations
-                .check(&[RevocationKey::Session(sid)], now, Consistency::Cached);
-        match listed {
-            Ok(None) => {}
-            Ok(Some(_)) => {
-                self.record_located(
-                    RefreshOutcome::Revoked,
-                    Some(&location),
-                    &fingerprint,
-                    &client,
-                    now,
-                )?;
-                return Err(RefreshError::Revoked {
-                    session: sid,
-                    user: uid,
-                });
-            }
+        // Asked before the rotation, so that a list that cannot answer
+        // (Redis down under `fail_closed`) refuses without spending. A
+        // session on the list still goes through the plan, which finds it
+        // ended in the database (the record of every revocation) and
+        // records what a rotated token of it means (`reuse_after_end`).
+        let listed = match self.ports.revocations.check(
+            &[RevocationKey::Session(sid)],
+            now,
+            Consistency::Cached,
+        ) {
+            Ok(listed) => listed.is_some(),
             Err(e) => return Err(failed(Some(&location), e.into())),
-        }
+        };
         let successor = presented.successor(&self.settings.refresh_secret);
         let rotated = self.ports.sessions.rotate(RotateRequest {
             presented: digest,
@@ -164,6 +156,15 @@ impl TokenWarden {
         self.publish_revoked_sessions(&revoked, now);
         let (session_id, user_id) = (session.id, user.id);
         match decision {
+            // Only if the list and the database disagree, which the
+            // database being the record of every revocation rules out.
+            _ if listed && decision.accepts() => {
+                tracing::error!(session_id = %sid, "session on the revocation list but live in the database");
+                Err(RefreshError::Revoked {
+                    session: session_id,
+                    user: user_id,
+                })
+            }
             RotationDecision::Rotate { .. }
             | RotationDecision::GraceReplay
             | RotationDecision::Retry => Ok(self.issue(&session, user, successor, now)?),
@@ -763,9 +764,9 @@ mod tests {
     }
 
     #[test]
-    fn a_session_on_the_list_is_refused_as_revoked_before_anything_is_spent() {
+    fn a_session_on_the_list_goes_through_the_plan_and_is_never_honoured() {
         let mut m = Mocks::new().strict_revocations();
-        located(&mut m);
+        rotating_to(&mut m, RotationDecision::Revoked);
         let sid = location(false).session;
         m.revocations
             .expect_check()
@@ -776,9 +777,7 @@ mod tests {
             })
             .times(1)
             .return_const(Ok(Some(RevocationKey::Session(sid))));
-        m.sessions.expect_rotate().never();
         m.signer.expect_sign().never();
-        audited_located(&mut m, RefreshOutcome::Revoked);
 
         assert_eq!(
             refresh_presented(m).unwrap_err(),
@@ -787,6 +786,22 @@ mod tests {
                 user: alice().id
             }
         );
+    }
+
+    #[test]
+    fn a_session_on_the_list_is_never_honoured_even_if_the_store_disagrees() {
+        let mut m = Mocks::new().strict_revocations();
+        rotating_to(&mut m, rotate());
+        m.revocations
+            .expect_check()
+            .times(1)
+            .return_const(Ok(Some(RevocationKey::Session(location(false).session))));
+        m.signer.expect_sign().never();
+
+        assert!(matches!(
+            refresh_presented(m).unwrap_err(),
+            RefreshError::Revoked { .. }
+        ));
     }
 
     #[test]

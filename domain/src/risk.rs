@@ -56,6 +56,12 @@ pub struct ActivitySummary {
     /// Security events of kind `token_reuse` and `anomaly`.
     pub reuse_events: u64,
     pub anomaly_events: u64,
+    /// Security events of kind `reuse_after_end`: a rotated token of a
+    /// session that was logged out after that rotation (steal-then-logout).
+    pub reuse_after_end_events: u64,
+    /// Security events of kind `dpop_mismatch`: a bound session's token
+    /// without a proof by its key (refused, nothing spent).
+    pub dpop_mismatch_events: u64,
 }
 
 impl ActivitySummary {
@@ -143,6 +149,8 @@ impl RiskLevel {
 pub enum RiskReason {
     TokenReuse { events: u64 },
     Anomaly { events: u64 },
+    ReuseAfterEnd { events: u64 },
+    DpopMismatch { events: u64 },
     SharedSession { sessions: u64 },
     FailureBurst { peak_per_hour: u64 },
     MostlyFailures { failed: u64, total: u64 },
@@ -154,9 +162,11 @@ impl RiskReason {
     /// The points this rule adds to the score.
     pub fn points(&self) -> u32 {
         match self {
-            Self::TokenReuse { .. } => 60,
+            Self::TokenReuse { .. } | Self::ReuseAfterEnd { .. } => 60,
             Self::Anomaly { .. } => 50,
-            Self::SharedSession { .. } | Self::FailureBurst { .. } => 30,
+            Self::SharedSession { .. } | Self::FailureBurst { .. } | Self::DpopMismatch { .. } => {
+                30
+            }
             Self::MostlyFailures { .. } => 20,
             Self::RevokedSessionUse { .. } | Self::ManyNetworks { .. } => 10,
         }
@@ -167,6 +177,8 @@ impl RiskReason {
         match self {
             Self::TokenReuse { .. } => "token_reuse",
             Self::Anomaly { .. } => "anomaly",
+            Self::ReuseAfterEnd { .. } => "reuse_after_end",
+            Self::DpopMismatch { .. } => "dpop_mismatch",
             Self::SharedSession { .. } => "shared_session",
             Self::FailureBurst { .. } => "failure_burst",
             Self::MostlyFailures { .. } => "mostly_failures",
@@ -198,6 +210,22 @@ impl fmt::Display for RiskReason {
                 "{}: a session was used from another network and device shortly after \
                  its last use",
                 plural(*events, "anomaly event", "anomaly events")
+            ),
+            Self::ReuseAfterEnd { events } => write!(
+                f,
+                "{}: a rotated refresh token came back after its session was logged out \
+                 (someone else used and ended the session)",
+                plural(
+                    *events,
+                    "reuse-after-logout event",
+                    "reuse-after-logout events"
+                )
+            ),
+            Self::DpopMismatch { events } => write!(
+                f,
+                "{}: a DPoP-bound session's refresh token was presented without a proof \
+                 by its key (refused)",
+                plural(*events, "DPoP mismatch", "DPoP mismatches")
             ),
             Self::SharedSession { sessions } => write!(
                 f,
@@ -250,6 +278,16 @@ pub fn assess(summary: &ActivitySummary, thresholds: &RiskThresholds) -> RiskAss
             events: summary.anomaly_events,
         });
     }
+    if summary.reuse_after_end_events > 0 {
+        reasons.push(RiskReason::ReuseAfterEnd {
+            events: summary.reuse_after_end_events,
+        });
+    }
+    if summary.dpop_mismatch_events > 0 {
+        reasons.push(RiskReason::DpopMismatch {
+            events: summary.dpop_mismatch_events,
+        });
+    }
     let shared = summary.shared_sessions();
     if shared > 0 {
         reasons.push(RiskReason::SharedSession { sessions: shared });
@@ -275,7 +313,9 @@ pub fn assess(summary: &ActivitySummary, thresholds: &RiskThresholds) -> RiskAss
         });
     }
     let score = reasons.iter().map(RiskReason::points).sum::<u32>().min(100);
-    let theft = summary.reuse_events > 0 || summary.anomaly_events > 0;
+    let theft = summary.reuse_events > 0
+        || summary.anomaly_events > 0
+        || summary.reuse_after_end_events > 0;
     let level = if theft || score >= HIGH_SCORE {
         RiskLevel::High
     } else if score >= MEDIUM_SCORE {
@@ -293,6 +333,24 @@ pub fn assess(summary: &ActivitySummary, thresholds: &RiskThresholds) -> RiskAss
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reuse_after_logout_is_high_and_a_dpop_mismatch_is_counted() {
+        let after_end = ActivitySummary {
+            reuse_after_end_events: 1,
+            ..ActivitySummary::default()
+        };
+        let a = assess(&after_end, &RiskThresholds::default());
+        assert_eq!(a.level, RiskLevel::High);
+        assert_eq!(a.reasons[0].code(), "reuse_after_end");
+        let mismatch = ActivitySummary {
+            dpop_mismatch_events: 2,
+            ..ActivitySummary::default()
+        };
+        let m = assess(&mismatch, &RiskThresholds::default());
+        assert_eq!(m.level, RiskLevel::Medium);
+        assert_eq!(m.reasons[0].code(), "dpop_mismatch");
+    }
 
     const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0";
     const FIREFOX_MINOR: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.1";

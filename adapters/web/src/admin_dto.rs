@@ -92,7 +92,28 @@ pub struct AnalysisBody {
     pub sessions_seen: u64,
     pub reuse_events: u64,
     pub anomaly_events: u64,
+    /// `reuse_after_end` events: a rotated token of a session logged out
+    /// after that rotation (makes the risk `high`).
+    pub reuse_after_end_events: u64,
+    /// `dpop_mismatch` events: a bound session's token without a proof by
+    /// its key (refused, nothing spent).
+    pub dpop_mismatch_events: u64,
+    /// The user's live sessions now, and whether each is DPoP-bound.
+    pub sessions: Vec<AnalysedSessionBody>,
     pub risk: RiskBody,
+}
+
+/// A live session as the analysis shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnalysedSessionBody {
+    #[schema(format = Uuid)]
+    pub id: String,
+    /// Bound to a DPoP key at login: every refresh needs a proof by it.
+    pub dpop_bound: bool,
+    pub device_name: Option<String>,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub last_ip: Option<String>,
 }
 
 fn seen<T>(list: &[Seen], make: impl Fn(String, u64, String, String) -> T) -> Vec<T> {
@@ -148,6 +169,20 @@ impl From<&TokenAnalysis> for AnalysisBody {
             sessions_seen: activity.sessions_seen,
             reuse_events: activity.reuse_events,
             anomaly_events: activity.anomaly_events,
+            reuse_after_end_events: activity.reuse_after_end_events,
+            dpop_mismatch_events: activity.dpop_mismatch_events,
+            sessions: a
+                .sessions
+                .iter()
+                .map(|s| AnalysedSessionBody {
+                    id: s.id.to_string(),
+                    dpop_bound: s.dpop_jkt.is_some(),
+                    device_name: s.device_name.clone(),
+                    created_at: rfc3339(s.created_at),
+                    last_used_at: rfc3339(s.last_used_at),
+                    last_ip: s.last_ip.clone(),
+                })
+                .collect(),
             risk: RiskBody {
                 level: a.risk.level.as_str(),
                 score: a.risk.score,

@@ -16,8 +16,8 @@ use crate::admin_dto::{
     PasswordChangeRequest, PatchUserRequest, RoleName,
 };
 use crate::admin_dto::{
-    AnalysisBody, AttemptsBody, RefreshLogBody, RiskBody, SecurityEventBody, SeenIpBody,
-    SeenUserAgentBody,
+    AnalysedSessionBody, AnalysisBody, AttemptsBody, RefreshLogBody, RiskBody, SecurityEventBody,
+    SeenIpBody, SeenUserAgentBody,
 };
 use crate::dto::{
     LoginRequest, MeBody, RefreshRequest, RegisterRequest, SessionBody, TokenDelivery,
@@ -100,6 +100,7 @@ pub const REFRESH_COOKIE: &str = "refresh_cookie";
         TokenField,
         Introspection,
         AnalysisBody,
+        AnalysedSessionBody,
         AttemptsBody,
         SeenIpBody,
         SeenUserAgentBody,

@@ -18,5 +18,6 @@ mod operations;
 mod races;
 mod rate_limits;
 mod revocation;
+mod rotation_rules;
 mod tokens;
 mod webhooks;

@@ -338,6 +338,8 @@ pub(crate) fn activity(
     let events_of = |kind: SecurityEventKind| events.get(kind.as_str()).copied().unwrap_or(0);
     summary.reuse_events = events_of(SecurityEventKind::TokenReuse);
     summary.anomaly_events = events_of(SecurityEventKind::Anomaly);
+    summary.reuse_after_end_events = events_of(SecurityEventKind::ReuseAfterEnd);
+    summary.dpop_mismatch_events = events_of(SecurityEventKind::DpopMismatch);
     Ok(summary)
 }
 

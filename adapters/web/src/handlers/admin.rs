@@ -58,7 +58,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
     get,
     path = "/admin/users/{user_id}/token-analysis",
     tag = "admin",
-    description = "Theft analysis of one user over the last `days` (default 7): attempts by outcome, networks and devices seen, sessions, reuse and anomaly events, and a risk level with reasons (see docs/risk-scoring.md). Only `token_reuse` and `anomaly` events are theft evidence; the account events (`password_changed`, `password_reset`, `roles_changed`, `user_disabled`, `user_enabled`, `user_deleted`, see `SecurityEventKindName`) are listed by `/admin/security-events` and do not change the risk.",
+    description = "Theft analysis of one user over the last `days` (default 7): attempts by outcome, networks and devices seen, sessions, reuse, anomaly, `reuse_after_end` and `dpop_mismatch` events, the user's live sessions with whether each is DPoP-bound, and a risk level with reasons (see docs/risk-scoring.md). `token_reuse`, `anomaly` and `reuse_after_end` events are theft evidence (risk `high`), `dpop_mismatch` adds points; the account events (`password_changed`, `password_reset`, `roles_changed`, `user_disabled`, `user_enabled`, `user_deleted`, see `SecurityEventKindName`) are listed by `/admin/security-events` and do not change the risk.",
     params(("user_id" = String, Path, format = Uuid, description = "The user's id (a UUID)"), ("days" = Option<u32>, Query, minimum = 1, maximum = 90, description = "1 to 90, default 7")),
     security(("bearer" = [])),
     responses(
