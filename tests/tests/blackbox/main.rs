@@ -20,4 +20,5 @@ mod rate_limits;
 mod revocation;
 mod rotation_rules;
 mod tokens;
+mod trace;
 mod webhooks;
