@@ -20,7 +20,8 @@
 //! 4. the current token rotates, unless its idle deadline has passed, or the
 //!    anomaly rule flags the request (`Anomaly`, a theft response);
 //! 5. the immediate parent of the current token, replayed from the network
-//!    and user-agent family of the request that rotated it, while the
+//!    (any network, for a bound session's key holder) and user-agent family
+//!    of the request that rotated it, while the
 //!    current token is alive: inside the grace window a `GraceReplay`,
 //!    inside the retry window a `Retry` (a lost response); both get the
 //!    successor already issued;
@@ -296,9 +297,12 @@ impl SessionState {
     }
 
     /// Whether `client` is where and what the request that issued the
-    /// current token was: same network, same user-agent family.
-    fn rotated_by_same_client(&self, client: &Sighting<'_>) -> bool {
-        same_network(self.rotated_from.as_deref(), client.ip)
+    /// current token was: same network, same user-agent family. A request
+    /// that proved it holds the session's DPoP key (`proved_key`) is that
+    /// client wherever it is now (a phone that changed networks while its
+    /// answer was lost): only the user-agent family must match.
+    fn rotated_by_same_client(&self, client: &Sighting<'_>, proved_key: bool) -> bool {
+        (proved_key || same_network(self.rotated_from.as_deref(), client.ip))
             && !different_families(self.rotated_by.as_deref(), client.user_agent)
     }
 }
@@ -352,9 +356,12 @@ fn decide(
         };
         return (decision, anomaly);
     }
+    // Past the binding check, a refresh of a bound session carries a proof
+    // by its key.
+    let proved_key = use_ == Use::Refresh && state.bound_to.is_some();
     if token.generation.is_parent_of(state.generation)
         && current_alive
-        && state.rotated_by_same_client(client)
+        && state.rotated_by_same_client(client, proved_key)
     {
         let within = |window: Duration| !window.is_zero() && now < state.rotated_at.plus(window);
         if within(policy.grace) {

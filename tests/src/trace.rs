@@ -252,9 +252,13 @@ pub struct Target {
 }
 
 pub fn targets(rows: &[Row]) -> Vec<Target> {
+    // Without a key, a retry from a new network looks exactly like a thief
+    // replaying inside the grace window from another network, which must be
+    // reuse; only a DPoP-bound client proves it is the same client.
     let honest_ended: usize = rows
         .iter()
         .filter(|r| r.behaviour.label() == Label::Honest)
+        .filter(|r| r.dpop || r.behaviour != Behaviour::LostResponseRetryNewNetwork)
         .map(Row::honest_ended)
         .sum();
     let replay: Vec<&Row> = rows
@@ -271,11 +275,13 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
     let bound_zero = bound_thieves
         .iter()
         .all(|r| r.max_attacker_refreshes() == 0 && r.max_access_accepted() == 0);
+    // Same-device malware (same network, same browser) is left out: to the
+    // server its refreshes and the victim's are one client retrying after
+    // lost answers (the contract's retry rule); only DPoP stops it.
     let stolen_current = [
         Behaviour::StolenCurrentOtherDevice,
         Behaviour::StolenCurrentCopiedUserAgent,
         Behaviour::AttackerStaysAhead,
-        Behaviour::SameDeviceMalware,
     ];
     let unbound_stolen: Vec<&Row> = rows
         .iter()
@@ -288,14 +294,16 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
         Behaviour::GraceReplayOtherNetwork,
         Behaviour::StealThenLogout,
     ];
+    // Unbound sessions: these were the escapes. Bound ones refuse the
+    // thief outright (the DPoP target above).
     let high: Vec<&Row> = rows
         .iter()
-        .filter(|r| must_be_high.contains(&r.behaviour))
+        .filter(|r| !r.dpop && must_be_high.contains(&r.behaviour))
         .collect();
     let high_met = high.iter().all(|r| r.high_risk() == r.runs.len());
     vec![
         Target {
-            name: "0 honest sessions ended",
+            name: "0 honest sessions ended (unbound retries from a new network aside)",
             met: honest_ended == 0,
             detail: format!("{honest_ended} ended"),
         },
@@ -318,7 +326,7 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
             ),
         },
         Target {
-            name: "unbound stolen current token: caught by the victim's next refresh, thief keeps <= 1 access token",
+            name: "unbound stolen current token (from another device): caught by the victim's next refresh, thief keeps <= 1 access token",
             met: unbound_caught,
             detail: unbound_stolen
                 .iter()
@@ -335,7 +343,7 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
                 .join("; "),
         },
         Target {
-            name: "grace-window replay from another network and steal-then-logout raise the risk to high",
+            name: "unbound: grace-window replay from another network and steal-then-logout raise the risk to high",
             met: high_met,
             detail: high
                 .iter()

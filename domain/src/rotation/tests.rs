@@ -365,6 +365,36 @@ fn a_bound_session_refuses_a_token_without_a_proof_by_its_key_and_spends_nothing
 }
 
 #[test]
+fn the_key_holder_of_a_bound_session_may_retry_from_another_network_but_not_another_browser() {
+    let s = SessionState {
+        bound_to: Some(key(1)),
+        ..rotated_at(5)
+    };
+    let bound_key = key(1);
+    let replay = |ua, secs| {
+        plan(
+            &s,
+            PresentedToken {
+                generation: Generation::FIRST,
+                proof_key: Some(&bound_key),
+            },
+            &client(AWAY, ua),
+            &policy(),
+            at(secs),
+        )
+        .decision
+    };
+    assert_eq!(replay(FIREFOX, 6), RotationDecision::GraceReplay);
+    assert_eq!(replay(FIREFOX, 20), RotationDecision::Retry);
+    assert_eq!(replay(CURL, 20), RotationDecision::Reuse);
+    // Unbound, the same replay from another network is reuse.
+    assert_eq!(
+        decision(&rotated_at(5), 0, &client(AWAY, FIREFOX), 20),
+        RotationDecision::Reuse
+    );
+}
+
+#[test]
 fn an_old_token_of_a_bound_session_without_its_key_revokes_nothing() {
     let s = SessionState {
         bound_to: Some(key(1)),
