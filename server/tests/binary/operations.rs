@@ -7,6 +7,7 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use base64::Engine as _;
 use persistence::testing::TestDatabase;
@@ -336,34 +337,47 @@ async fn sigterm_and_sigint_let_requests_in_flight_finish_then_exit_zero() {
         assert_eq!(r.status(), StatusCode::CREATED);
 
         // Logins cost argon2 time on a pool of one slot per core: sixteen
-        // of them keep the server busy for a while.
-        let url = server.url("/auth/login");
-        let logins: Vec<_> = (0..LOGINS)
-            .map(|_| {
-                let url = url.clone();
-                tokio::spawn(async move {
-                    reqwest::Client::new()
-                        .post(url)
-                        .json(&json!({"username": "drain", "password": PASSWORD}))
-                        .send()
-                        .await
-                        .map(|r| r.status())
-                })
-            })
-            .collect();
-        // Wait until the server holds (nearly) all of them.
+        // of them keep the server busy for a while. Each is written whole on
+        // its own connection before the signal (a client that had not yet
+        // connected would rightly find the listener closed).
+        let body = json!({"username": "drain", "password": PASSWORD}).to_string();
+        let request = format!(
+            "POST /auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut streams = Vec::new();
+        for _ in 0..LOGINS {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+                .await
+                .unwrap();
+            stream.write_all(request.as_bytes()).await.unwrap();
+            streams.push(stream);
+        }
+        // Wait until the server works on them (the connections were
+        // accepted long before: every request is already written), then
+        // signal while most still wait for password work.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while argon2_load(&server).await.unwrap_or(0.0) < (LOGINS - 2) as f64 {
-            assert!(Instant::now() < deadline, "the logins never queued up");
+        while argon2_load(&server).await.unwrap_or(0.0) < 2.0 {
+            assert!(
+                Instant::now() < deadline,
+                "the logins never reached the password queue"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
         server.signal(signal);
-        for login in logins {
-            let status = login
+        for mut stream in streams {
+            let mut answer = String::new();
+            stream
+                .read_to_string(&mut answer)
                 .await
-                .unwrap()
                 .expect("an answer, not a dropped connection");
-            assert_eq!(status, StatusCode::OK, "SIG{signal}");
+            assert!(
+                answer.starts_with("HTTP/1.1 200"),
+                "SIG{signal}: {}",
+                answer.lines().next().unwrap_or("no answer")
+            );
         }
         let exit = tokio::task::block_in_place(|| server.wait_exit(Duration::from_secs(20)));
         assert!(exit.success(), "SIG{signal}: {exit:?}");

@@ -133,9 +133,15 @@ async fn two_server_processes_on_one_database_yield_one_successor() {
         return;
     };
     let keys = tempfile::tempdir().unwrap();
-    let grace = [("TOKENWARDEN_REUSE_GRACE", "0s")];
-    let a = serve(db.url(), keys.path(), &grace).await;
-    let b = serve(db.url(), keys.path(), &grace).await;
+    // Without grace and retry windows every loser is a reuse: the race is
+    // then visible as exactly one 200 (with them, the losers would get the
+    // same successor, which `crash.rs` and the black-box races cover).
+    let windows = [
+        ("TOKENWARDEN_REUSE_GRACE", "0s"),
+        ("TOKENWARDEN_RETRY_WINDOW", "0s"),
+    ];
+    let a = serve(db.url(), keys.path(), &windows).await;
+    let b = serve(db.url(), keys.path(), &windows).await;
     let client = reqwest::Client::new();
     let base = |s: &Server| s.url("");
     let r = client
