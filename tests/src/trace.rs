@@ -886,9 +886,11 @@ impl<'a> Scenario<'a> {
                 }
                 tokio::time::sleep(GRACE + Duration::from_millis(300)).await;
                 let answer = self.refresh(victim).await;
-                // Only the analysis can catch this one: the victim's token
-                // was rotated by the thief, and its session has ended.
+                // Unbound, only the analysis catches this one (the victim's
+                // token was rotated by the thief, then the session ended);
+                // bound, the thief's first refresh is refused.
                 let _ = answer;
+                detected = result.refused_at.is_some();
             }
             _ => unreachable!("not a theft"),
         }
