@@ -29,7 +29,9 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 async fn spawn(backend: Backend, receiver: &Receiver, timeout: Duration) -> Option<TestApp> {
     let url = webhook::parse_url(&receiver.url).unwrap();
     TestApp::spawn_with(backend, move |c| {
+        // A replayed token is reuse at once (no grace or retry window).
         c.lifetimes.grace = Duration::ZERO;
+        c.retry_window = Duration::ZERO;
         let mut hook = WebhookConfig::new(url, WebhookSecret::parse(SECRET).unwrap());
         hook.poll_interval = Duration::from_millis(50);
         hook.timeout = timeout;

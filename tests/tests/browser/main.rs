@@ -115,7 +115,11 @@ async fn two_tabs_refreshing_at_the_same_moment_both_stay_logged_in() {
     }
     // No grace window: were both tabs to present the same refresh token,
     // the second would be taken for theft and end every session.
-    let app = app(|c| c.lifetimes.grace = Duration::ZERO).await;
+    let app = app(|c| {
+        c.lifetimes.grace = Duration::ZERO;
+        c.retry_window = Duration::ZERO;
+    })
+    .await;
     register(&app, "bob").await;
     let chrome = Chrome::start(1440).await;
     chrome
