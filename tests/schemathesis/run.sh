@@ -12,7 +12,9 @@ bin="${1:-target/debug/tokenwarden}"
 [ -x "$bin" ] || cargo build -q -p server --bin tokenwarden
 here="$(pwd)/tests/schemathesis"
 work="$(mktemp -d)"
-port="${TW_ST_PORT:-18080}"
+# A free port unless one is given: a server left running on a fixed port
+# would otherwise answer in this one's place.
+port="${TW_ST_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 server_pid=""
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
@@ -38,6 +40,9 @@ for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
   sleep 0.1
 done
+if ! kill -0 "$server_pid" 2>/dev/null; then
+  echo "the server did not start:"; cat "$work/server.log"; exit 1
+fi
 
 export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
 export SCHEMATHESIS_HOOKS=hooks

@@ -315,18 +315,31 @@ pub struct CreateUserRequest {
     pub roles: Option<Vec<String>>,
 }
 
-/// Body of `PATCH /admin/users/{user_id}`: at least one of the fields.
+/// Body of `PATCH /admin/users/{user_id}`: at least one of the fields, no
+/// other field (an unknown field is 422, not silently ignored: a typo must
+/// not look like a change that was made).
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PatchUserRequest {
     /// The user's roles from now on (replaces them), each
     /// `[a-z][a-z0-9_-]{0,31}`.
-    #[serde(default)]
-    #[schema(value_type = Option<Vec<RoleName>>)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Vec<RoleName>, required = false)]
     pub roles: Option<Vec<String>>,
     /// `true` disables the account (every session revoked), `false`
     /// enables it again.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = bool, required = false)]
     pub disabled: Option<bool>,
+}
+
+/// A field that may be left out but, when sent, is not `null`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// A role name.

@@ -120,7 +120,7 @@ pub const REFRESH_COOKIE: &str = "refresh_cookie";
         RoleName,
         SecurityEventKindName,
     )),
-    modifiers(&SecuritySchemes, &PagesDoc, &RetryAfter),
+    modifiers(&SecuritySchemes, &PagesDoc, &RetryAfter, &NonEmptyPatch),
     tags(
         (name = "auth", description = "Login, refresh-token rotation, logout"),
         (name = "sessions", description = "The caller's sessions (Bearer)"),
@@ -215,6 +215,24 @@ impl Modify for RetryAfter {
                         });
                 }
             }
+        }
+    }
+}
+
+/// `PATCH /admin/users/{user_id}` must change something: `minProperties: 1`
+/// (utoipa 5's `min_properties` attribute writes `maxProperties`).
+struct NonEmptyPatch;
+
+impl Modify for NonEmptyPatch {
+    fn modify(&self, openapi: &mut Document) {
+        use utoipa::openapi::{RefOr, Schema};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        if let Some(RefOr::T(Schema::Object(object))) =
+            components.schemas.get_mut("PatchUserRequest")
+        {
+            object.min_properties = Some(1);
         }
     }
 }

@@ -221,3 +221,11 @@ fn the_security_event_kinds_schema_lists_every_kind() {
         .collect();
     assert_eq!(listed, kinds);
 }
+
+#[test]
+fn a_user_patch_must_name_a_known_field() {
+    let doc = served_document();
+    let patch = &doc["components"]["schemas"]["PatchUserRequest"];
+    assert_eq!(patch["minProperties"], 1, "{patch}");
+    assert_eq!(patch["additionalProperties"], false, "{patch}");
+}
