@@ -1,5 +1,6 @@
 //! Test support (feature `testing`): the shared test Redis, a Redis server
-//! of one's own to stop and restart, and an in-memory revocation list.
+//! of one's own to stop, freeze, flush and restart, and an in-memory
+//! revocation list.
 //!
 //! Tests that need Redis read `TEST_REDIS_URL`. Without it they print why
 //! and skip, unless `TOKENWARDEN_TEST_REQUIRE_SERVICES=1` (CI), where they
@@ -58,7 +59,7 @@ pub fn unique_prefix() -> String {
     )
 }
 
-/// A `redis-server` child process of one's own, to stop and start again
+/// A `redis-server` child process of one's own, to stop, freeze and start again
 /// (never the shared one). Nothing is persisted: a restart starts empty.
 pub struct RedisServer {
     port: u16,
@@ -147,6 +148,35 @@ impl RedisServer {
         if let Err(e) = flushed {
             panic!("FLUSHALL on redis-server port {} failed: {e}", self.port);
         }
+    }
+
+    /// Freezes the server with `SIGSTOP`: connections stay open, nothing
+    /// answers (as a stalled host or a long pause would). [`Self::thaw`]
+    /// resumes it; dropping it ends it either way.
+    ///
+    /// # Panics
+    /// When the server is not running or the signal cannot be sent.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a server frozen by [`Self::freeze`] (`SIGCONT`).
+    ///
+    /// # Panics
+    /// When the server is not running or the signal cannot be sent.
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let Some(child) = &self.child else {
+            panic!("redis-server on port {} is not running", self.port);
+        };
+        let sent = Command::new("kill")
+            .args([which, &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "kill {which} redis-server on port {}", self.port);
     }
 
     /// Starts it again on the same port, empty.

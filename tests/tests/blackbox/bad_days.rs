@@ -272,3 +272,136 @@ async fn serve_refuses_a_database_it_cannot_write() {
         .await
         .is_ok());
 }
+
+/// How a test takes its own Redis away.
+#[derive(Debug, Clone, Copy)]
+enum RedisFault {
+    /// Killed: connections are refused.
+    Stopped,
+    /// `SIGSTOP`: connections stay open, nothing answers.
+    Frozen,
+}
+
+on_both_backends!(
+    a_stopped_redis_under_fail_closed_refuses_refreshes_at_once_and_spends_nothing,
+    a_frozen_redis_under_fail_closed_refuses_refreshes_at_once_and_spends_nothing,
+);
+
+async fn a_stopped_redis_under_fail_closed_refuses_refreshes_at_once_and_spends_nothing(
+    backend: Backend,
+) {
+    fail_closed_refreshes_during(backend, RedisFault::Stopped).await;
+}
+
+async fn a_frozen_redis_under_fail_closed_refuses_refreshes_at_once_and_spends_nothing(
+    backend: Backend,
+) {
+    fail_closed_refreshes_during(backend, RedisFault::Frozen).await;
+}
+
+/// `TOKENWARDEN_REDIS_FAILURE=fail_closed` and the test's own Redis gone
+/// (stopped or frozen) while users hold refresh tokens: each refresh is
+/// answered 503 with `Retry-After` within the dependency timeout plus
+/// 100 ms, and its audit row says `error` (what the client was told), not
+/// a rotation; a login is answered within the same bound. Once Redis is back, the very tokens that were refused
+/// rotate (`success`): nothing was spent, and no client is taken for a
+/// thief.
+async fn fail_closed_refreshes_during(backend: Backend, fault: RedisFault) {
+    let Some(mut redis) = redis_revocation::testing::RedisServer::start() else {
+        return;
+    };
+    let Some(app) = TestApp::spawn_with(backend, |c| {
+        c.dependency_timeout = DEPENDENCY_TIMEOUT;
+        c.redis_url = Some(redis.url());
+        c.redis_key_prefix = redis_revocation::testing::unique_prefix();
+        c.redis_failure = redis_revocation::OnRedisFailure::FailClosed;
+    })
+    .await
+    else {
+        return;
+    };
+    let users = logged_in(&app, "outage", 4).await;
+    let before = app.audit_outcomes().await;
+
+    match fault {
+        RedisFault::Stopped => redis.stop(),
+        RedisFault::Frozen => redis.freeze(),
+    }
+    // The server notices within a few of its subscriber's ticks; a Bearer
+    // request (which spends nothing) tells when it has.
+    wait_for_bearer(&app, &users[0].access, StatusCode::SERVICE_UNAVAILABLE).await;
+
+    for (elapsed, r) in refresh_all(&app, &users).await {
+        assert!(
+            elapsed < DEPENDENCY_TIMEOUT + Duration::from_millis(100),
+            "{fault:?} redis: refresh answered after {elapsed:?}"
+        );
+        assert_unavailable(r).await;
+    }
+    // Logins need no revocation list; their limiter counts in process
+    // while Redis does not answer, after its own short timeout.
+    let started = Instant::now();
+    let r = app
+        .post_json(
+            "/auth/login",
+            &json!({"username": "outage0", "password": PASSWORD}),
+        )
+        .await;
+    let elapsed = started.elapsed();
+    assert_eq!(r.status(), StatusCode::OK, "{fault:?} redis: login");
+    assert!(
+        elapsed < DEPENDENCY_TIMEOUT + Duration::from_millis(100),
+        "{fault:?} redis: login answered after {elapsed:?}"
+    );
+    let during = app.audit_outcomes().await;
+    assert_eq!(
+        delta(&before, &during),
+        [("error".to_owned(), users.len() as u64)].into(),
+        "one `error` row per refused refresh, no rotation recorded"
+    );
+
+    match fault {
+        RedisFault::Stopped => redis.restart(),
+        RedisFault::Frozen => redis.thaw(),
+    }
+    wait_for_bearer(&app, &users[0].access, StatusCode::OK).await;
+    let mut next = Vec::new();
+    for (_, r) in refresh_all(&app, &users).await {
+        assert_eq!(r.status(), StatusCode::OK, "a refused token is unspent");
+        next.push(tokens_from_cookie(r).await);
+    }
+    for (_, r) in refresh_all(&app, &next).await {
+        assert_eq!(r.status(), StatusCode::OK, "and its session carries on");
+    }
+    let after = app.audit_outcomes().await;
+    assert_eq!(
+        delta(&during, &after),
+        [("success".to_owned(), 2 * users.len() as u64)].into(),
+        "rotations, never a reuse"
+    );
+}
+
+/// Waits (at most 10 s) until a Bearer request with `access` is answered
+/// `status`.
+async fn wait_for_bearer(app: &TestApp, access: &str, status: StatusCode) {
+    let started = Instant::now();
+    while app.me_status(access).await != status {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the server never answered {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Audit rows per outcome added between two counts.
+fn delta(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
