@@ -13,6 +13,7 @@ use server::{Application, Config};
 
 pub mod audit_support;
 pub mod dpop;
+pub mod soak;
 pub mod trace;
 
 pub const PASSWORD: &str = "correct horse battery";

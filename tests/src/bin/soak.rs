@@ -1,0 +1,331 @@
+//! The soak run (issue "Bad days", item 9): mixed login, refresh, reuse,
+//! logout and API traffic against a real `tokenwarden serve` process on
+//! PostgreSQL and Redis, with the cleanup job running every few seconds.
+//!
+//! ```sh
+//! cargo build --release -p server --bin tokenwarden
+//! cargo run --release -p integration-tests --bin soak -- --minutes 30
+//! ```
+//!
+//! Needs `TEST_DATABASE_URL` (a fresh database is made and dropped) and
+//! `TEST_REDIS_URL` (used under a key prefix of its own; nothing else in it
+//! is touched). The server is the `tokenwarden` beside this binary (same
+//! profile) unless `--server PATH` says otherwise; its log goes to
+//! `--server-log PATH` (default `soak-server.log`).
+//!
+//! It measures the server's resident memory (`VmRSS` of
+//! `/proc/<pid>/status`) after the warm-up (a sixth of the run, between 30 s
+//! and 5 min) and at the end, counts the refresh audit rows in the database
+//! against the refresh requests sent, and prints a verdict: it exits
+//! non-zero when RSS grew by more than 10 %, when the counts differ, when
+//! any answer was a 5xx, missing or unexpected, when the server logged an
+//! error or did not exit 0 on SIGTERM. It also says how many cleanup
+//! passes removed rows (sessions live 2 min, access tokens 1 min).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use integration_tests::soak::{client_loop, is_failure, register, Tally, REFRESH_KINDS};
+use persistence::testing::TestDatabase;
+
+struct Args {
+    minutes: f64,
+    rate: f64,
+    clients: usize,
+    server: PathBuf,
+    server_log: PathBuf,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "soak [--minutes N (30)] [--rate REQ_PER_S (150)] [--clients N (32)] \
+         [--server PATH] [--server-log PATH]"
+    );
+    std::process::exit(2);
+}
+
+fn parse_args() -> Args {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("tokenwarden")))
+        .unwrap_or_else(|| PathBuf::from("tokenwarden"));
+    let mut args = Args {
+        minutes: 30.0,
+        rate: 150.0,
+        clients: 32,
+        server: beside,
+        server_log: PathBuf::from("soak-server.log"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let value = it.next().unwrap_or_else(|| usage());
+        match arg.as_str() {
+            "--minutes" => args.minutes = value.parse().unwrap_or_else(|_| usage()),
+            "--rate" => args.rate = value.parse().unwrap_or_else(|_| usage()),
+            "--clients" => args.clients = value.parse().unwrap_or_else(|_| usage()),
+            "--server" => args.server = PathBuf::from(value),
+            "--server-log" => args.server_log = PathBuf::from(value),
+            _ => usage(),
+        }
+    }
+    if !(args.minutes > 0.0 && args.rate > 0.0 && args.clients > 0) {
+        usage();
+    }
+    args
+}
+
+/// The server's resident memory in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `tokenwarden serve` on `db`, with short lifetimes and a cleanup pass
+/// every 5 s, so that cleanup has work all along.
+fn serve(args: &Args, db: &str, redis: &str, keys: &std::path::Path, port: u16) -> Child {
+    let log = std::fs::File::create(&args.server_log).expect("the server log can be written");
+    Command::new(&args.server)
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn,server::cleanup=info")
+        .env("TOKENWARDEN_LOG_FORMAT", "json")
+        .env("DATABASE_URL", db)
+        .env("REDIS_URL", redis)
+        .env(
+            "TOKENWARDEN_REDIS_KEY_PREFIX",
+            format!("tw:soak:{}:", std::process::id()),
+        )
+        .env("TOKENWARDEN_KEYS_DIR", keys)
+        .env("TOKENWARDEN_BIND", format!("127.0.0.1:{port}"))
+        .env("TOKENWARDEN_CLEANUP_INTERVAL", "5s")
+        .env("TOKENWARDEN_ACCESS_TOKEN_TTL", "60s")
+        .env("TOKENWARDEN_SESSION_MAX_LIFETIME", "120s")
+        .env("TOKENWARDEN_TRUSTED_PROXIES", "127.0.0.1/32")
+        .env("TOKENWARDEN_LOGIN_RATE_USER", "100000/min")
+        .env("TOKENWARDEN_LOGIN_RATE_IP", "1000000/min")
+        .env("TOKENWARDEN_REGISTER_RATE_IP", "100000/min")
+        .env("TOKENWARDEN_REFRESH_FAIL_RATE_IP", "1000000/min")
+        .stdout(log.try_clone().expect("log file handle"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| {
+            eprintln!(
+                "soak: cannot run {} ({e}); build it first: cargo build [--release] -p server --bin tokenwarden",
+                args.server.display()
+            );
+            std::process::exit(2);
+        })
+}
+
+async fn wait_until_healthy(http: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("soak: the server did not become ready within 60 s");
+    std::process::exit(1);
+}
+
+/// Refresh audit requests per outcome, from the database.
+async fn audited(url: &str) -> BTreeMap<String, u64> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        persistence::Database::connect(&url, 1)
+            .expect("the soak database")
+            .refresh_audit_requests()
+            .expect("audit counts")
+    })
+    .await
+    .expect("audit count task")
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = parse_args();
+    let Ok(redis) = std::env::var("TEST_REDIS_URL") else {
+        eprintln!("soak: needs TEST_REDIS_URL (e.g. redis://127.0.0.1:6379)");
+        std::process::exit(2);
+    };
+    let Some(database) = TestDatabase::postgres() else {
+        eprintln!("soak: needs TEST_DATABASE_URL");
+        std::process::exit(2);
+    };
+    let keys = tempfile::tempdir().expect("a key directory");
+    let port = free_port();
+    let mut server = serve(&args, database.url(), &redis, keys.path(), port);
+    let pid = server.id();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client");
+    wait_until_healthy(&http, &base).await;
+
+    let run = Duration::from_secs_f64(args.minutes * 60.0);
+    let warmup = (run / 6).clamp(Duration::from_secs(30), Duration::from_secs(300));
+    let period = Duration::from_secs_f64(args.clients as f64 / args.rate);
+    println!(
+        "soak: {} for {:.1} min, {} clients, target {:.0} req/s, warm-up {} s, server pid {pid}, log {}",
+        args.server.display(),
+        args.minutes,
+        args.clients,
+        args.rate,
+        warmup.as_secs(),
+        args.server_log.display()
+    );
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for i in 0..args.clients {
+        let username = format!("soak{i}");
+        if !register(&http, &base, &username).await {
+            eprintln!("soak: registering {username} failed");
+            std::process::exit(1);
+        }
+        clients.push(tokio::spawn(client_loop(
+            http.clone(),
+            base.clone(),
+            username,
+            period,
+            0x50a_u64 + i as u64,
+            Arc::clone(&tally),
+            Arc::clone(&stop),
+        )));
+    }
+
+    let started = Instant::now();
+    let mut after_warmup = None;
+    let mut sent_before = 0u64;
+    let mut last_report = Instant::now();
+    while started.elapsed() < run {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if after_warmup.is_none() && started.elapsed() >= warmup {
+            after_warmup = rss_kib(pid);
+            println!("soak: RSS after warm-up: {} KiB", after_warmup.unwrap_or(0));
+        }
+        if last_report.elapsed() >= Duration::from_secs(30) {
+            let sent: u64 = tally.snapshot().values().sum();
+            println!(
+                "soak: {:>5} s, {:.0} req/s, RSS {} KiB",
+                started.elapsed().as_secs(),
+                (sent - sent_before) as f64 / last_report.elapsed().as_secs_f64(),
+                rss_kib(pid).unwrap_or(0)
+            );
+            sent_before = sent;
+            last_report = Instant::now();
+        }
+        if let Ok(Some(status)) = server.try_wait() {
+            eprintln!("soak: the server exited during the run ({status})");
+            std::process::exit(1);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        let _ = c.await;
+    }
+    let at_end = rss_kib(pid);
+    let elapsed = started.elapsed();
+
+    let answers = tally.snapshot();
+    let sent: u64 = answers.values().sum();
+    let refreshes: u64 = answers
+        .iter()
+        .filter(|(k, _)| {
+            REFRESH_KINDS
+                .iter()
+                .any(|kind| k.starts_with(&format!("{kind} ")))
+        })
+        .map(|(_, n)| n)
+        .sum();
+    // Throttled refreshes reach their rows within a second; none expected.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let audit = audited(database.url()).await;
+    let rows: u64 = audit.values().sum();
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let exit = server.wait().map(|s| s.code());
+
+    println!(
+        "\nsoak: answers ({sent} requests in {:.0} s, {:.0} req/s):",
+        elapsed.as_secs_f64(),
+        sent as f64 / elapsed.as_secs_f64()
+    );
+    for (what, n) in &answers {
+        let mark = if is_failure(what) {
+            "  <- unexpected"
+        } else {
+            ""
+        };
+        println!("  {what:<32} {n:>8}{mark}");
+    }
+    println!("soak: refresh audit rows (requests) per outcome:");
+    for (outcome, n) in &audit {
+        println!("  {outcome:<32} {n:>8}");
+    }
+    let log = std::fs::read_to_string(&args.server_log).unwrap_or_default();
+    let cleanups = log.matches("cleanup removed expired rows").count();
+    let errors = log
+        .lines()
+        .filter(|l| l.contains(r#""level":"ERROR""#))
+        .count();
+    println!("soak: cleanup passes that removed rows: {cleanups}; server log errors: {errors}");
+    let failures: u64 = answers
+        .iter()
+        .filter(|(k, _)| is_failure(k))
+        .map(|(_, n)| n)
+        .sum();
+    let (warm, end) = (after_warmup.unwrap_or(0), at_end.unwrap_or(u64::MAX));
+    let growth = (end as f64 - warm as f64) / warm.max(1) as f64 * 100.0;
+    let checks = [
+        (
+            format!(
+                "RSS {warm} KiB after warm-up, {end} KiB at the end ({growth:+.1} %), within 10 %"
+            ),
+            warm > 0 && growth <= 10.0,
+        ),
+        (
+            format!("refresh audit requests {rows} = refresh requests sent {refreshes}"),
+            rows == refreshes,
+        ),
+        (format!("unexpected answers: {failures}"), failures == 0),
+        (format!("errors in the server log: {errors}"), errors == 0),
+        (
+            format!("server exit on SIGTERM: {exit:?}"),
+            matches!(exit, Ok(Some(0))),
+        ),
+    ];
+    let mut ok = true;
+    for (what, passed) in &checks {
+        println!("{} {what}", if *passed { "PASS" } else { "FAIL" });
+        ok &= passed;
+    }
+    println!("soak verdict: {}", if ok { "PASS" } else { "FAIL" });
+    drop(database);
+    std::process::exit(if ok { 0 } else { 1 });
+}
