@@ -158,6 +158,8 @@ impl Server {
             .env("RUST_LOG", "warn")
             // One address makes every request of the benchmark.
             .env("TOKENWARDEN_LOGIN_RATE_IP", "100000000/min")
+            // The login scenario logs the same users in again and again.
+            .env("TOKENWARDEN_LOGIN_RATE_USER", "100000000/min")
             .env("TOKENWARDEN_REGISTER_RATE_IP", "100000000/min")
             .env("TOKENWARDEN_REFRESH_FAIL_RATE_IP", "100000000/min")
             // Logins of the login and mixed scenarios add sessions to their
