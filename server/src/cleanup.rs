@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use application::cleanup::{Batching, Cleanup, CleanupPolicy, CleanupReport, CleanupRun};
+use application::ports::Clock;
+use domain::Timestamp;
 use persistence::{Backend, Database};
 
 use crate::config::Config;
@@ -33,11 +35,15 @@ pub fn cleanup_service(config: &Config, db: &Database) -> Cleanup {
     Cleanup::new(
         Arc::new(db.clone()),
         Arc::new(SystemClock),
-        CleanupPolicy {
-            audit_retention: config.audit_retention,
-            batching: batching_for(db.backend()),
-        },
+        policy(config, db.backend()),
     )
+}
+
+fn policy(config: &Config, backend: Backend) -> CleanupPolicy {
+    CleanupPolicy {
+        audit_retention: config.audit_retention,
+        batching: batching_for(backend),
+    }
 }
 
 /// Adds a pass's removals to `tokenwarden_cleanup_removed_total{kind}`.
@@ -67,14 +73,25 @@ impl Drop for CleanupJob {
 /// Runs a pass every `config.cleanup_interval`, the first one interval
 /// after start. Passes run on the blocking pool, one at a time.
 pub fn spawn_cleanup_job(config: &Config, db: &Database) -> CleanupJob {
-    let cleanup = Arc::new(cleanup_service(config, db));
-    let every = config.cleanup_interval;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let cleanup = Cleanup::new(
+        Arc::new(db.clone()),
+        Arc::clone(&clock),
+        policy(config, db.backend()),
+    );
+    spawn_cleanup_loop(Arc::new(cleanup), clock, config.cleanup_interval)
+}
+
+/// The job's loop over `cleanup`, a pass every `every` (tokio's clock),
+/// watching `wall` (the clock the passes use) against tokio's monotonic
+/// clock: a pass after a jump of the wall clock is skipped.
+fn spawn_cleanup_loop(cleanup: Arc<Cleanup>, wall: Arc<dyn Clock>, every: Duration) -> CleanupJob {
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = Arc::clone(&stop);
     let task = tokio::spawn(async move {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut clocks = ClockWatch::now();
+        let mut clocks = ClockWatch::now(wall);
         loop {
             ticks.tick().await;
             if let Some(jump) = clocks.jumped() {
@@ -116,31 +133,31 @@ pub fn spawn_cleanup_job(config: &Config, db: &Database) -> CleanupJob {
 /// passes before it counts as a jump (NTP slews by far less).
 const CLOCK_JUMP: Duration = Duration::from_secs(5);
 
-/// The wall and monotonic clocks at the last pass.
+/// The wall clock (the one the passes use) and tokio's monotonic clock at
+/// the last pass.
 struct ClockWatch {
-    wall: std::time::SystemTime,
-    mono: std::time::Instant,
+    clock: Arc<dyn Clock>,
+    wall: Timestamp,
+    mono: tokio::time::Instant,
 }
 
 impl ClockWatch {
-    fn now() -> Self {
+    fn now(clock: Arc<dyn Clock>) -> Self {
         Self {
-            wall: std::time::SystemTime::now(),
-            mono: std::time::Instant::now(),
+            wall: clock.now(),
+            mono: tokio::time::Instant::now(),
+            clock,
         }
     }
 
     /// The disagreement in ms (wall minus monotonic) when it exceeds
     /// [`CLOCK_JUMP`] since the last call; starts over either way.
     fn jumped(&mut self) -> Option<i128> {
-        let next = Self::now();
-        let mono = i128::try_from(next.mono.duration_since(self.mono).as_millis()).ok()?;
-        let wall = match next.wall.duration_since(self.wall) {
-            Ok(ahead) => i128::try_from(ahead.as_millis()).ok()?,
-            Err(behind) => -i128::try_from(behind.duration().as_millis()).ok()?,
-        };
-        *self = next;
-        let drift = wall - mono;
+        let (wall, mono) = (self.clock.now(), tokio::time::Instant::now());
+        let mono_ms = i128::try_from(mono.duration_since(self.mono).as_millis()).ok()?;
+        let wall_ms = i128::from(wall.as_millis()) - i128::from(self.wall.as_millis());
+        (self.wall, self.mono) = (wall, mono);
+        let drift = wall_ms - mono_ms;
         (drift.unsigned_abs() > CLOCK_JUMP.as_millis()).then_some(drift)
     }
 }
@@ -180,5 +197,148 @@ pub async fn flush_throttled(warden: Arc<application::TokenWarden>) {
             tracing::warn!(error = %e, "could not count throttled refreshes in the audit trail")
         }
         Err(e) => tracing::warn!(error = %e, "the throttled-refresh flush panicked"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::io::Write;
+    use std::sync::atomic::AtomicI64;
+    use std::sync::Mutex;
+
+    use application::cleanup::{CleanupCutoffs, ExpiredDataStore};
+    use application::ports::StoreError;
+
+    use super::*;
+
+    /// A wall clock that follows tokio's (paused) clock, plus a step the
+    /// test sets, as an operator or a bad NTP source would.
+    struct SteppingClock {
+        start: tokio::time::Instant,
+        step_ms: AtomicI64,
+    }
+
+    const EPOCH_MS: i64 = 1_780_000_000_000;
+
+    impl Clock for SteppingClock {
+        fn now(&self) -> Timestamp {
+            let since = i64::try_from(self.start.elapsed().as_millis()).unwrap();
+            Timestamp::from_millis(EPOCH_MS + since + self.step_ms.load(Ordering::SeqCst))
+        }
+    }
+
+    /// Records the `now` of each pass.
+    #[derive(Default)]
+    struct Passes(Mutex<Vec<Timestamp>>);
+
+    impl ExpiredDataStore for Passes {
+        fn purge_expired(
+            &self,
+            cutoffs: CleanupCutoffs,
+            _batching: Batching,
+            _stop: &AtomicBool,
+        ) -> Result<Option<CleanupReport>, StoreError> {
+            self.0.lock().unwrap().push(cutoffs.now);
+            Ok(Some(CleanupReport::default()))
+        }
+    }
+
+    /// The log, as text.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    const EVERY: Duration = Duration::from_secs(10);
+
+    /// One interval of tokio's clock, then until the job has done what
+    /// that tick makes it do (a pass runs on the blocking pool).
+    async fn next_tick(passes: &Passes, log: &Captured, before: (usize, usize)) -> (usize, usize) {
+        tokio::time::advance(EVERY).await;
+        for _ in 0..10_000 {
+            let now = (
+                passes.0.lock().unwrap().len(),
+                log.text().matches("wall clock jumped").count(),
+            );
+            if now != before {
+                return now;
+            }
+            tokio::task::yield_now().await;
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        panic!("the job did nothing at its tick");
+    }
+
+    /// The wall clock steps forward by a minute between two passes, later
+    /// back: each time the job logs the jump (with `jump_ms`) and skips
+    /// that pass; the next pass runs, on the clock as it is then. A drift of
+    /// a second is no jump. No real time passes: tokio's clock is paused
+    /// and the wall clock is the test's.
+    #[tokio::test(start_paused = true)]
+    async fn a_wall_clock_that_jumps_is_logged_and_that_pass_skipped() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let clock = Arc::new(SteppingClock {
+            start: tokio::time::Instant::now(),
+            step_ms: AtomicI64::new(0),
+        });
+        let passes = Arc::new(Passes::default());
+        let policy = CleanupPolicy {
+            audit_retention: Duration::from_secs(3_600),
+            batching: Batching::default(),
+        };
+        let store: Arc<dyn ExpiredDataStore> = passes.clone();
+        let cleanup = Arc::new(Cleanup::new(store, clock.clone(), policy));
+        let _job = spawn_cleanup_loop(cleanup, clock.clone(), EVERY);
+        tokio::task::yield_now().await;
+
+        let mut seen = next_tick(&passes, &log, (0, 0)).await;
+        assert_eq!(seen, (1, 0), "an ordinary pass");
+
+        clock.step_ms.fetch_add(60_000, Ordering::SeqCst);
+        seen = next_tick(&passes, &log, seen).await;
+        assert_eq!(seen, (1, 1), "a step forward: logged, pass skipped");
+        assert!(log.text().contains("jump_ms=60000"), "{}", log.text());
+
+        seen = next_tick(&passes, &log, seen).await;
+        assert_eq!(seen, (2, 1), "the next pass runs");
+        assert_eq!(
+            passes.0.lock().unwrap()[1],
+            clock.now(),
+            "on the clock as it is then"
+        );
+
+        clock.step_ms.fetch_sub(60_000, Ordering::SeqCst);
+        seen = next_tick(&passes, &log, seen).await;
+        assert_eq!(seen, (2, 2), "a step back: logged, pass skipped");
+        assert!(log.text().contains("jump_ms=-60000"), "{}", log.text());
+
+        clock.step_ms.fetch_add(1_000, Ordering::SeqCst);
+        seen = next_tick(&passes, &log, seen).await;
+        assert_eq!(seen, (3, 2), "a drift of a second is no jump");
+        assert!(log.text().contains("skipping this pass"));
     }
 }

@@ -47,10 +47,20 @@ impl Tally {
 /// audit row.
 pub const REFRESH_KINDS: [&str; 2] = ["refresh", "reuse"];
 
-/// Answers that mean the server misbehaved: a 5xx, no answer at all, an
-/// honest refresh refused for anything but its session's end, a replay
+/// Whether an answer is the server shedding load (`503
+/// service_unavailable`, nothing spent): honest on a busy machine, counted
+/// on its own.
+pub fn is_shed(what: &str) -> bool {
+    what.ends_with(" 503 service_unavailable")
+}
+
+/// Answers that mean the server misbehaved: another 5xx, no answer at all,
+/// an honest refresh refused for anything but its session's end, a replay
 /// that was not taken for reuse.
 pub fn is_failure(what: &str) -> bool {
+    if is_shed(what) {
+        return false;
+    }
     let expected = [
         "refresh 200",
         "refresh 401 token_expired",
@@ -63,6 +73,13 @@ pub fn is_failure(what: &str) -> bool {
         "me 401 token_expired",
     ];
     !expected.contains(&what)
+}
+
+/// Why a request got no 2xx.
+enum Refused {
+    /// `503`: the server shed it, nothing was spent.
+    Shed,
+    Other,
 }
 
 /// One client's state: its user and the tokens it holds.
@@ -78,7 +95,13 @@ struct Client {
 }
 
 impl Client {
-    async fn post(&self, kind: &str, path: &str, body: Value, thief: bool) -> Option<Value> {
+    async fn post(
+        &self,
+        kind: &str,
+        path: &str,
+        body: Value,
+        thief: bool,
+    ) -> Result<Value, Refused> {
         let mut request = self
             .http
             .post(format!("{}{path}", self.base))
@@ -91,12 +114,12 @@ impl Client {
     }
 
     /// Sends, counts the answer under `kind`, returns the body of a 2xx.
-    async fn answer(&self, kind: &str, request: reqwest::RequestBuilder) -> Option<Value> {
+    async fn answer(&self, kind: &str, request: reqwest::RequestBuilder) -> Result<Value, Refused> {
         let r = match request.send().await {
             Ok(r) => r,
             Err(_) => {
                 self.tally.count(format!("{kind} transport error"));
-                return None;
+                return Err(Refused::Other);
             }
         };
         let status = r.status();
@@ -111,7 +134,11 @@ impl Client {
             .unwrap_or_default();
         self.tally
             .count(format!("{kind} {}{code}", status.as_u16()));
-        status.is_success().then_some(body)
+        match status {
+            s if s.is_success() => Ok(body),
+            StatusCode::SERVICE_UNAVAILABLE => Err(Refused::Shed),
+            _ => Err(Refused::Other),
+        }
     }
 
     fn forget_session(&mut self) {
@@ -127,7 +154,7 @@ impl Client {
             "token_delivery": "body",
         });
         self.forget_session();
-        if let Some(b) = self.post("login", "/auth/login", body, false).await {
+        if let Ok(b) = self.post("login", "/auth/login", body, false).await {
             self.access = b["access_token"].as_str().map(str::to_owned);
             self.refresh = b["refresh_token"].as_str().map(str::to_owned);
         }
@@ -139,13 +166,15 @@ impl Client {
         };
         let body = json!({ "refresh_token": token });
         match self.post("refresh", "/auth/refresh", body, false).await {
-            Some(b) => {
+            Ok(b) => {
                 self.previous = Some(token);
                 self.access = b["access_token"].as_str().map(str::to_owned);
                 self.refresh = b["refresh_token"].as_str().map(str::to_owned);
             }
+            // Shed: nothing was spent, the same token next time.
+            Err(Refused::Shed) => {}
             // Its session ended (lifetime) or the answer was lost.
-            None => self.forget_session(),
+            Err(Refused::Other) => self.forget_session(),
         }
     }
 
@@ -170,7 +199,7 @@ impl Client {
         let Some(token) = self.refresh.clone() else {
             return self.login().await;
         };
-        let _ = self
+        let ended = self
             .post(
                 "logout",
                 "/auth/logout",
@@ -178,7 +207,9 @@ impl Client {
                 false,
             )
             .await;
-        self.forget_session();
+        if !matches!(ended, Err(Refused::Shed)) {
+            self.forget_session();
+        }
     }
 
     async fn me(&mut self) {
@@ -196,10 +227,10 @@ impl Client {
 /// The mix, out of 100 requests (a login follows each ended session).
 fn act(roll: u32) -> Action {
     match roll {
-        0..=79 => Action::Refresh,
-        80..=87 => Action::Me,
-        88..=93 => Action::Logout,
-        94..=97 => Action::Reuse,
+        0..=84 => Action::Refresh,
+        85..=92 => Action::Me,
+        93..=95 => Action::Logout,
+        96..=98 => Action::Reuse,
         _ => Action::ExtraLogin,
     }
 }
@@ -213,13 +244,23 @@ enum Action {
     ExtraLogin,
 }
 
-/// Registers `username` (expects 201).
+/// Registers `username` (201), trying again a few times while the server
+/// sheds load (503).
 pub async fn register(http: &reqwest::Client, base: &str, username: &str) -> bool {
-    http.post(format!("{base}/auth/register"))
-        .json(&json!({ "username": username, "password": PASSWORD }))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == StatusCode::CREATED)
+    for _ in 0..5 {
+        let status = http
+            .post(format!("{base}/auth/register"))
+            .json(&json!({ "username": username, "password": PASSWORD }))
+            .send()
+            .await
+            .map(|r| r.status());
+        match status {
+            Ok(StatusCode::CREATED) => return true,
+            Ok(StatusCode::SERVICE_UNAVAILABLE) => tokio::time::sleep(Duration::from_secs(1)).await,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Runs one client until `stop`, one request every `period`.
