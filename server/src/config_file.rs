@@ -48,8 +48,40 @@ pub struct FileSettings {
 #[derive(Debug)]
 pub struct Parsed<C> {
     pub cli: C,
+    /// The command line's definition, with the file's values as defaults.
+    pub command: Command,
     pub matches: ArgMatches,
     pub file: Option<FileSettings>,
+}
+
+impl<C> Parsed<C> {
+    /// Where the value of `setting` (its environment variable) came from,
+    /// as an operator would look for it: `--flag`, the variable, or
+    /// `key in <file>`; `None` for a default or an unset setting.
+    pub fn source_of(&self, setting: &str) -> Option<String> {
+        let (cmd, matches) = leaf(&self.command, &self.matches);
+        let arg = settings(cmd).find(|a| env_name(a).as_deref() == Some(setting))?;
+        let id = arg.get_id().as_str();
+        match matches.value_source(id)? {
+            ValueSource::CommandLine => Some(flag(arg)),
+            ValueSource::EnvVariable => Some(setting.to_owned()),
+            ValueSource::DefaultValue => self.file.as_ref().and_then(|f| file_key(f, id)),
+            _ => None,
+        }
+    }
+
+    /// `error` naming where its value came from.
+    pub fn locate(&self, error: ConfigError) -> ConfigError {
+        let source = self.source_of(&error.setting);
+        error.from_origin(source)
+    }
+
+    /// The effective settings of the subcommand that was run, as
+    /// [`render_effective`] prints them.
+    pub fn render_effective(&self) -> String {
+        let (cmd, matches) = leaf(&self.command, &self.matches);
+        render_effective(cmd, matches, self.file.as_ref())
+    }
 }
 
 /// Parses the process's arguments, with the settings file (if any) as
@@ -57,7 +89,8 @@ pub struct Parsed<C> {
 ///
 /// # Errors
 /// [`ConfigError`] naming `TOKENWARDEN_CONFIG` when the file cannot be read
-/// or holds anything but known settings.
+/// or holds anything but known settings, or naming the flag, variable or
+/// file key whose value a parser refused.
 pub fn parse<C: CommandFactory + FromArgMatches>() -> Result<Parsed<C>, ConfigError> {
     parse_from(std::env::args_os().collect())
 }
@@ -78,9 +111,20 @@ pub fn parse_from<C: CommandFactory + FromArgMatches>(
         }
         None => None,
     };
-    let matches = cmd.try_get_matches_from(args).unwrap_or_else(|e| e.exit());
+    let matches = match cmd.clone().try_get_matches_from(&args) {
+        Ok(m) => m,
+        Err(e) => match explain(&e, &cmd, &args, file.as_ref()) {
+            Some(error) => return Err(error),
+            None => e.exit(),
+        },
+    };
     let cli = C::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    Ok(Parsed { cli, matches, file })
+    Ok(Parsed {
+        cli,
+        command: cmd,
+        matches,
+        file,
+    })
 }
 
 /// The `--config` flag or `TOKENWARDEN_CONFIG`, read before the real parse
@@ -106,7 +150,8 @@ fn file_error(path: &Path, message: impl std::fmt::Display) -> ConfigError {
     ConfigError::new(CONFIG_SETTING, format!("{}: {message}", path.display()))
 }
 
-/// Sets every value of the file as the default of its argument.
+/// Sets every value of the file as the default of its argument, in every
+/// subcommand that takes it: one file serves every command.
 fn apply_file(mut cmd: Command, path: &Path) -> Result<(Command, BTreeSet<String>), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e))?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| {
@@ -115,7 +160,10 @@ fn apply_file(mut cmd: Command, path: &Path) -> Result<(Command, BTreeSet<String
         });
         file_error(path, format!("line {line}: {}", e.message().trim()))
     })?;
-    let known: BTreeSet<String> = settings(&cmd).map(|a| a.get_id().to_string()).collect();
+    let mut known = BTreeSet::new();
+    every_setting(&cmd, &mut |a| {
+        known.insert(a.get_id().to_string());
+    });
     let mut keys = BTreeSet::new();
     for (key, value) in table {
         if !known.contains(&key) {
@@ -136,10 +184,29 @@ fn apply_file(mut cmd: Command, path: &Path) -> Result<(Command, BTreeSet<String
                     format!("'{key}' must be a string, number, boolean or list of them"),
                 )
             })?;
-        cmd = cmd.mut_arg(key.as_str(), |a| a.default_value(value));
+        cmd = set_default(cmd, &key, &value);
         keys.insert(key);
     }
     Ok((cmd, keys))
+}
+
+fn set_default(cmd: Command, id: &str, value: &str) -> Command {
+    cmd.mut_args(|a| {
+        if a.get_id() == id {
+            a.default_value(value.to_owned())
+        } else {
+            a
+        }
+    })
+    .mut_subcommands(|sub| set_default(sub, id, value))
+}
+
+/// Calls `f` on every setting of `cmd` and its subcommands.
+fn every_setting(cmd: &Command, f: &mut impl FnMut(&clap::Arg)) {
+    settings(cmd).for_each(&mut *f);
+    for sub in cmd.get_subcommands() {
+        every_setting(sub, f);
+    }
 }
 
 fn scalar_text(value: &toml::Value) -> Option<String> {
@@ -152,21 +219,113 @@ fn scalar_text(value: &toml::Value) -> Option<String> {
     }
 }
 
-/// The settings: every argument but `--help`, `--version` and `--config`.
+/// The settings of one command: its arguments with an environment variable
+/// (`--config` aside); a subcommand's own options (`--role`) have none.
 fn settings(cmd: &Command) -> impl Iterator<Item = &clap::Arg> {
-    cmd.get_arguments().filter(|a| {
-        let id = a.get_id().as_str();
-        !matches!(id, "help" | "version" | CONFIG_ARG) && a.get_long().is_some()
-    })
+    cmd.get_arguments()
+        .filter(|a| a.get_id() != CONFIG_ARG && a.get_env().is_some() && a.get_long().is_some())
 }
 
-/// The effective configuration as TOML (usable as a settings file), each
-/// line saying where its value came from; secrets redacted.
-pub fn render_effective<C: CommandFactory>(
+fn env_name(arg: &clap::Arg) -> Option<String> {
+    arg.get_env().map(|e| e.to_string_lossy().into_owned())
+}
+
+fn flag(arg: &clap::Arg) -> String {
+    format!("--{}", arg.get_long().unwrap_or_default())
+}
+
+fn file_key(file: &FileSettings, id: &str) -> Option<String> {
+    file.keys
+        .contains(id)
+        .then(|| format!("{id} in {}", file.path.display()))
+}
+
+/// The subcommand that was run, and its matches.
+fn leaf<'a>(cmd: &'a Command, matches: &'a ArgMatches) -> (&'a Command, &'a ArgMatches) {
+    match matches.subcommand() {
+        Some((name, sub)) => match cmd.find_subcommand(name) {
+            Some(sub_cmd) => leaf(sub_cmd, sub),
+            None => (cmd, matches),
+        },
+        None => (cmd, matches),
+    }
+}
+
+/// A parser's refusal of a setting's value as one line naming where the
+/// value came from: the flag if it is on the command line, else the
+/// variable if it is set, else the file's key (clap itself always names the
+/// flag). `None` for other errors (usage, `--help`).
+fn explain(
+    error: &clap::Error,
+    cmd: &Command,
+    args: &[OsString],
+    file: Option<&FileSettings>,
+) -> Option<ConfigError> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        error.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return None;
+    }
+    let context = |kind| error.get(kind);
+    let Some(ContextValue::String(label)) = context(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = label
+        .trim_start_matches('-')
+        .split([' ', '='])
+        .next()
+        .unwrap_or_default();
+    let mut found = None;
+    every_setting(cmd, &mut |a| {
+        if found.is_none() && a.get_long() == Some(long) {
+            found = Some(a.clone());
+        }
+    });
+    let arg = found?;
+    let message = match error.kind() {
+        ErrorKind::ValueValidation => std::error::Error::source(error)
+            .map_or_else(|| "not a valid value".to_owned(), ToString::to_string),
+        _ => {
+            let value = match context(ContextKind::InvalidValue) {
+                Some(ContextValue::String(v)) => v.clone(),
+                _ => String::new(),
+            };
+            let valid = match context(ContextKind::ValidValue) {
+                Some(ContextValue::Strings(v)) => v.join(", "),
+                _ => String::new(),
+            };
+            format!("'{value}' is not one of {valid}")
+        }
+    };
+    let env = env_name(&arg).unwrap_or_else(|| flag(&arg));
+    let id = arg.get_id().as_str();
+    let on_command_line = args.iter().skip(1).any(|a| {
+        a.to_str().is_some_and(|a| {
+            a.strip_prefix("--")
+                .and_then(|a| a.strip_prefix(long))
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+        })
+    });
+    let source = if on_command_line {
+        Some(flag(&arg))
+    } else if std::env::var_os(&env).is_some() {
+        Some(env.clone())
+    } else {
+        file.and_then(|f| file_key(f, id))
+    };
+    Some(ConfigError::new(env, message).from_origin(source))
+}
+
+/// The effective configuration of one command as TOML (usable as a
+/// settings file), each line saying where its value came from; secrets
+/// redacted.
+pub fn render_effective(
+    cmd: &Command,
     matches: &ArgMatches,
     file: Option<&FileSettings>,
 ) -> String {
-    let cmd = C::command();
     let mut out = String::new();
     match file {
         Some(f) => {
@@ -175,7 +334,7 @@ pub fn render_effective<C: CommandFactory>(
         None => out.push_str("# no settings file (--config or TOKENWARDEN_CONFIG)\n"),
     }
     out.push_str("# precedence: flag > environment > file > default\n");
-    for arg in settings(&cmd) {
+    for arg in settings(cmd) {
         let id = arg.get_id().as_str();
         let values: Vec<String> = matches
             .get_raw(id)
@@ -188,10 +347,7 @@ pub fn render_effective<C: CommandFactory>(
             Some(ValueSource::DefaultValue) => "default",
             _ => "unset",
         };
-        let env = arg
-            .get_env()
-            .map(|e| e.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let env = env_name(arg).unwrap_or_default();
         if values.is_empty() {
             let _ = writeln!(out, "# {id} is unset  ({env})");
             continue;

@@ -2,8 +2,10 @@
 //! behind the application's ports, and the HTTP server.
 
 pub mod cleanup;
+pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod config_check;
 pub mod config_file;
 pub mod metrics;
 pub mod operations;
@@ -13,5 +15,5 @@ pub mod system;
 pub mod telemetry;
 pub mod user_commands;
 
-pub use config::{Config, ConfigError, RawSettings};
+pub use config::{Config, ConfigError, Settings};
 pub use startup::{Application, StartupError};

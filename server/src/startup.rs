@@ -11,6 +11,7 @@ use domain::{AnomalyPolicy, AnomalyResponse, ProofWindow, RefreshSecret};
 use jwt::{DpopReader, JwtConfig, JwtSigner, KeyStore};
 use password::Argon2Hasher;
 use persistence::Database;
+use secrecy::ExposeSecret as _;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use web::deadline::{bound_requests, InFlight};
@@ -47,7 +48,7 @@ pub enum StartupError {
 /// The database, migrated, as every command needs it.
 pub fn open_database(config: &Config) -> Result<Database, StartupError> {
     let db = Database::connect_with(
-        &config.database_url,
+        config.database_url.expose_secret(),
         config.db_pool_size,
         config.dependency_timeout,
     )
@@ -90,6 +91,47 @@ pub fn build_warden_with(
     wire_warden(config, db, keys, hasher, true)
 }
 
+/// The use cases for the operator's `user …` commands, which issue no
+/// tokens: no signing key is read or created (the keys directory is not
+/// one of their settings), and a refresh secret of this process only is
+/// never used.
+///
+/// # Errors
+/// [`StartupError::Redis`] for a malformed `REDIS_URL`.
+pub fn build_operator_warden(config: &Config, db: &Database) -> Result<TokenWarden, StartupError> {
+    use application::ports::RandomSource as _;
+    wire(
+        config,
+        db,
+        Arc::new(NoAccessTokens),
+        OsRandom.token_bytes(),
+        Arc::new(Argon2Hasher::new(hasher_threads())),
+        false,
+    )
+}
+
+/// The signer of the operator's commands: they never sign nor verify.
+struct NoAccessTokens;
+
+impl application::ports::AccessTokenSigner for NoAccessTokens {
+    fn sign(
+        &self,
+        _claims: &application::ports::AccessClaims,
+    ) -> Result<String, application::ports::CryptoError> {
+        Err(application::ports::CryptoError(
+            "the operator's commands issue no access tokens".to_owned(),
+        ))
+    }
+
+    fn verify(
+        &self,
+        _token: &str,
+        _now: domain::Timestamp,
+    ) -> Result<application::ports::AccessClaims, application::ports::VerifyError> {
+        Err(application::ports::VerifyError::Invalid)
+    }
+}
+
 /// The wiring; `metered`: count what the session store decides.
 fn wire_warden(
     config: &Config,
@@ -98,11 +140,6 @@ fn wire_warden(
     hasher: Arc<Argon2Hasher>,
     metered: bool,
 ) -> Result<TokenWarden, StartupError> {
-    let sessions: Arc<dyn application::ports::SessionRepository> = if metered {
-        Arc::new(MeteredSessions(db.clone()))
-    } else {
-        Arc::new(db.clone())
-    };
     let signer = JwtSigner::new(
         keys.clone(),
         JwtConfig {
@@ -111,11 +148,34 @@ fn wire_warden(
             leeway: config.clock_leeway,
         },
     );
+    wire(
+        config,
+        db,
+        Arc::new(signer),
+        keys.refresh_secret(),
+        hasher,
+        metered,
+    )
+}
+
+fn wire(
+    config: &Config,
+    db: &Database,
+    signer: Arc<dyn application::ports::AccessTokenSigner>,
+    refresh_secret: [u8; 32],
+    hasher: Arc<Argon2Hasher>,
+    metered: bool,
+) -> Result<TokenWarden, StartupError> {
+    let sessions: Arc<dyn application::ports::SessionRepository> = if metered {
+        Arc::new(MeteredSessions(db.clone()))
+    } else {
+        Arc::new(db.clone())
+    };
     let ports = Ports {
         users: Arc::new(db.clone()),
         sessions,
         hasher,
-        signer: Arc::new(signer),
+        signer,
         clock: Arc::new(SystemClock),
         random: Arc::new(OsRandom),
         revocations: open_revocations(config, db)?,
@@ -124,7 +184,7 @@ fn wire_warden(
     let settings = Settings {
         lifetimes: config.lifetimes.clone(),
         reuse_response: config.reuse_response,
-        refresh_secret: RefreshSecret::from_bytes(keys.refresh_secret()),
+        refresh_secret: RefreshSecret::from_bytes(refresh_secret),
         clock_leeway: config.clock_leeway,
         anomaly: AnomalyPolicy {
             window: config.anomaly_window,

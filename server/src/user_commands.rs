@@ -6,17 +6,17 @@
 
 use std::io::Read as _;
 
-use application::{AdminError, Manager, TokenWarden, UserPatch};
+use application::{AdminError, Manager, RegisterInput, TokenWarden, UserPatch};
 use domain::{PageLimit, Password, Role, Roles, User, Username, UsernamePrefix};
 
 use crate::config::Config;
-use crate::startup::{build_warden, open_database, open_keys};
+use crate::startup::{build_operator_warden, open_database};
 
 type CmdResult = Result<(), Box<dyn std::error::Error>>;
 
 fn warden(config: &Config) -> Result<TokenWarden, Box<dyn std::error::Error>> {
     let db = open_database(config)?;
-    Ok(build_warden(config, &db, &open_keys(config)?)?)
+    Ok(build_operator_warden(config, &db)?)
 }
 
 /// The password on standard input: at most 4 KiB, one trailing newline
@@ -71,6 +71,46 @@ fn describe(user: &User) -> String {
         user.last_login_at
             .map_or_else(|| "-".to_owned(), web::rfc3339),
     )
+}
+
+/// `user create <name> [--role …] --password-stdin`.
+///
+/// # Errors
+/// Without `--password-stdin`, an invalid name, role or password, a name
+/// taken.
+pub fn create(
+    config: &Config,
+    username: &str,
+    roles: &[String],
+    password_stdin: bool,
+) -> CmdResult {
+    if !password_stdin {
+        return Err(
+            "user create needs --password-stdin: passwords are never read from the command line"
+                .into(),
+        );
+    }
+    let username = Username::parse(username).map_err(|e| format!("invalid username: {e}"))?;
+    let roles = if roles.is_empty() {
+        Roles::new([Role::user()])
+    } else {
+        parse_roles(roles)?
+    };
+    let password = password_from_stdin()?;
+    let user = warden(config)?
+        .register(RegisterInput {
+            username,
+            password,
+            roles,
+        })
+        .map_err(|e| format!("cannot create user: {e}"))?;
+    println!(
+        "created user {} ({}) with roles {}",
+        user.username,
+        user.id,
+        user.roles.names().join(",")
+    );
+    Ok(())
 }
 
 /// `user list [--query <prefix>]`: every user (or those whose name starts

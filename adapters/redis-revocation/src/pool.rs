@@ -84,3 +84,21 @@ pub fn pool(manager: TimedManager, size: u32) -> r2d2::Pool<TimedManager> {
         .error_handler(Box::new(QuietErrors))
         .build_unchecked(manager)
 }
+
+/// Connects once to the Redis at `url` and `PING`s it, each step within
+/// `timeout`, outside any pool: a check that reports why Redis cannot be
+/// used (`tokenwarden config check`), where the pool would only time out.
+///
+/// # Errors
+/// Why Redis could not be reached or did not answer; never the URL (it may
+/// carry a password).
+pub fn ping_once(url: &str, timeout: Duration) -> Result<(), String> {
+    let client =
+        redis::Client::open(url).map_err(|e| format!("not a Redis URL ({:?})", e.kind()))?;
+    let mut conn = TimedManager::new(client, timeout)
+        .open()
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    redis::cmd("PING")
+        .query::<()>(&mut conn)
+        .map_err(|e| format!("PING failed: {e}"))
+}

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 
 use super::*;
-use crate::config::{Config, RawSettings};
+use crate::config::{Config, Settings};
 
 #[derive(Parser, Debug)]
 struct Cli {
@@ -11,13 +11,21 @@ struct Cli {
     command: Cmd,
     #[arg(long, env = "TOKENWARDEN_CONFIG", global = true)]
     config: Option<PathBuf>,
-    #[command(flatten)]
-    settings: RawSettings,
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)]
 enum Cmd {
-    Serve,
+    Serve(Settings),
+    /// Takes a few settings only, as most subcommands do.
+    Migrate(crate::cli::DatabaseOnly),
+}
+
+fn config(parsed: &Parsed<Cli>) -> Result<Config, ConfigError> {
+    match &parsed.cli.command {
+        Cmd::Serve(settings) => Config::from_settings(settings.clone()),
+        Cmd::Migrate(_) => panic!("not serve"),
+    }
 }
 
 fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
@@ -50,7 +58,7 @@ issuer = "from-file"
     );
     let path = path.to_str().unwrap();
     let parsed = parse(&["serve", "--config", path, "--issuer", "from-flag"]).unwrap();
-    let config = Config::from_raw(&parsed.cli.settings).unwrap();
+    let config = config(&parsed).unwrap();
     assert_eq!(
         config.lifetimes.access_ttl,
         std::time::Duration::from_secs(300)
@@ -64,7 +72,7 @@ issuer = "from-file"
         "untouched settings keep their default"
     );
 
-    let printed = render_effective::<Cli>(&parsed.matches, parsed.file.as_ref());
+    let printed = parsed.render_effective();
     assert!(
         printed.contains(r#"access_token_ttl = "5m"  # file"#),
         "{printed}"
@@ -84,10 +92,7 @@ fn the_config_flag_may_come_before_the_subcommand() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(&dir, "audience = \"api\"\n");
     let parsed = parse(&["--config", path.to_str().unwrap(), "serve"]).unwrap();
-    assert_eq!(
-        Config::from_raw(&parsed.cli.settings).unwrap().audience,
-        "api"
-    );
+    assert_eq!(config(&parsed).unwrap().audience, "api");
 }
 
 #[test]
@@ -110,14 +115,65 @@ fn unknown_keys_tables_and_bad_toml_name_the_file_setting_on_one_line() {
 }
 
 #[test]
-fn a_bad_value_from_the_file_is_reported_under_its_own_setting() {
+fn a_bad_value_from_the_file_names_the_files_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(&dir, "reuse_response = \"shrug\"\n");
-    let parsed = parse(&["serve", "--config", path.to_str().unwrap()]).unwrap();
-    assert_eq!(
-        Config::from_raw(&parsed.cli.settings).unwrap_err().setting,
-        "TOKENWARDEN_REUSE_RESPONSE"
+    let e = parse(&["serve", "--config", path.to_str().unwrap()]).unwrap_err();
+    assert_eq!(e.setting, "TOKENWARDEN_REUSE_RESPONSE");
+    let origin = format!("reuse_response in {}", path.display());
+    assert_eq!(e.origin.as_deref(), Some(origin.as_str()));
+    assert!(
+        e.to_string()
+            .starts_with(&format!("invalid {origin}: 'shrug'")),
+        "{e}"
     );
+    // A flag over the bad file value wins, and is all that is parsed.
+    let parsed = parse(&[
+        "serve",
+        "--config",
+        path.to_str().unwrap(),
+        "--reuse-response",
+        "revoke_family",
+    ])
+    .unwrap();
+    assert!(config(&parsed).is_ok());
+}
+
+#[test]
+fn a_bad_value_from_the_file_that_the_flag_overrides_is_named_by_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "access_token_ttl = \"5m\"\n");
+    let e = parse(&[
+        "serve",
+        "--config",
+        path.to_str().unwrap(),
+        "--access-token-ttl",
+        "soon",
+    ])
+    .unwrap_err();
+    assert_eq!(e.origin.as_deref(), Some("--access-token-ttl"));
+}
+
+#[test]
+fn one_file_serves_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    // `keys_dir` and `bind` are no settings of `migrate`: still accepted.
+    let path = write(
+        &dir,
+        "keys_dir = \"/var/lib/tw/keys\"\nbind = \"0.0.0.0:80\"\ndb_pool_size = 4\n",
+    );
+    let parsed = parse(&["migrate", "--config", path.to_str().unwrap()]).unwrap();
+    let Cmd::Migrate(settings) = &parsed.cli.command else {
+        panic!("not migrate")
+    };
+    assert_eq!(settings.database.db_pool_size, 4);
+    let printed = parsed.render_effective();
+    assert!(
+        printed.contains("db_pool_size = \"4\"  # file"),
+        "{printed}"
+    );
+    assert!(!printed.contains("keys_dir"), "{printed}");
+    assert!(!printed.contains("bind"), "{printed}");
 }
 
 #[test]
@@ -155,7 +211,7 @@ fn secrets_are_redacted() {
         "redis://:hunter2@cache:6379",
     ])
     .unwrap();
-    let printed = render_effective::<Cli>(&parsed.matches, None);
+    let printed = parsed.render_effective();
     for secret in ["s3cret", "a-very-secret-introspection-token", "hunter2"] {
         assert!(!printed.contains(secret), "{printed}");
     }
@@ -168,15 +224,9 @@ fn secrets_are_redacted() {
 #[test]
 fn the_printed_configuration_reads_back_as_a_settings_file() {
     let parsed = parse(&["serve", "--bind", "127.0.0.1:9999"]).unwrap();
-    let printed = render_effective::<Cli>(&parsed.matches, None);
+    let printed = parsed.render_effective();
     let dir = tempfile::tempdir().unwrap();
     let path = write(&dir, &printed);
     let again = parse(&["serve", "--config", path.to_str().unwrap()]).unwrap();
-    assert_eq!(
-        Config::from_raw(&again.cli.settings)
-            .unwrap()
-            .bind
-            .to_string(),
-        "127.0.0.1:9999"
-    );
+    assert_eq!(config(&again).unwrap().bind.to_string(), "127.0.0.1:9999");
 }

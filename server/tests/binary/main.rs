@@ -4,6 +4,7 @@
 //! with `cargo test -p server --test binary <module>::`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod config;
 mod crash;
 mod instances;
 mod openapi_routes;

@@ -53,10 +53,13 @@ impl Server {
     }
 }
 
-/// Runs `cmd serve` on `port` and waits until it answers `/healthz`.
+/// Runs `cmd serve` (or `cmd` if it already names `serve`, with flags
+/// after it) on `port` and waits until it answers `/healthz`.
 pub async fn start(mut cmd: Command, port: u16) -> Server {
-    cmd.arg("serve")
-        .env("TOKENWARDEN_BIND", format!("127.0.0.1:{port}"));
+    if !cmd.get_args().any(|a| a == "serve") {
+        cmd.arg("serve");
+    }
+    cmd.env("TOKENWARDEN_BIND", format!("127.0.0.1:{port}"));
     let server = Server {
         child: cmd.spawn().unwrap(),
         port,
