@@ -16,30 +16,15 @@ use crate::WebConfig;
 /// User agents are truncated to this many bytes before they are stored.
 pub const MAX_USER_AGENT_BYTES: usize = 512;
 
-/// An IP network in CIDR notation (a bare IP is a /32 or /128).
+/// An IP network in CIDR notation (a bare IP is a /32 or /128), as
+/// `ipnet` reads it; an IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`)
+/// is the IPv4 network it carries, as addresses are (see [`canonical`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct IpNet(ipnet::IpNet);
 
 impl IpNet {
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, canonical(ip)) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&canonical(ip))
     }
 }
 
@@ -48,22 +33,26 @@ impl FromStr for IpNet {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
+        let net = match s.parse::<ipnet::IpNet>() {
+            Ok(net) => net,
+            Err(_) if !s.contains('/') => IpAddr::from_str(s)
+                .map(ipnet::IpNet::from)
+                .map_err(|_| format!("'{s}' is not an IP or CIDR"))?,
+            Err(_) => {
+                return Err(format!(
+                    "'{s}' is not an IP or CIDR (bad address or prefix length)"
+                ))
+            }
         };
-        let addr =
-            canonical(IpAddr::from_str(addr).map_err(|_| format!("'{s}' is not an IP or CIDR"))?);
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("'{s}' has a bad prefix length"))?,
-            None => max,
-        };
-        Ok(Self { addr, prefix })
+        Ok(Self(match net {
+            ipnet::IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+                Some(v4) => {
+                    ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, ipnet::IpNet::V4)
+                }
+                None => net,
+            },
+            _ => net,
+        }))
     }
 }
 
@@ -291,6 +280,13 @@ mod tests {
         assert!("garbage".parse::<IpNet>().is_err());
         let all: IpNet = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains("8.8.8.8".parse().unwrap()));
+        let one: IpNet = " 192.168.0.1 ".parse().unwrap();
+        assert!(one.contains("192.168.0.1".parse().unwrap()));
+        assert!(!one.contains("192.168.0.2".parse().unwrap()));
+        let mapped: IpNet = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert!(mapped.contains("10.9.9.9".parse().unwrap()));
+        assert!(!mapped.contains("11.0.0.1".parse().unwrap()));
+        assert!("::1/129".parse::<IpNet>().is_err());
     }
 
     #[test]
