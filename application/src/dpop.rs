@@ -1,6 +1,9 @@
 //! DPoP proofs (RFC 9449) as the use cases accept them: read by the
 //! [`DpopProofReader`] port, checked by the domain's rules, and their `jti`
-//! recorded once in the [`DpopReplayStore`].
+//! recorded once: in the [`DpopReplayStore`] for a login or a resource
+//! request ([`TokenWarden::accept_proof`]), in the store's own transaction
+//! for a refresh or a logout ([`TokenWarden::check_proof_input`] hands it a
+//! [`CheckedProof`]).
 
 use std::sync::Arc;
 
@@ -8,7 +11,7 @@ use domain::{
     check_proof, DpopMode, HttpUri, Jkt, ProofRejection, ProofRequest, ProofWindow, Timestamp,
 };
 
-use crate::ports::{DpopProofReader, DpopReplayStore};
+use crate::ports::{CheckedProof, DpopProofReader, DpopReplayStore};
 use crate::{TokenWarden, Unexpected};
 
 /// A `DPoP` header as received, with the request it came with.
@@ -63,10 +66,55 @@ impl TokenWarden {
             .map_or(DpopMode::Optional, |d| d.settings.mode)
     }
 
-    /// Accepts `input` as a proof for its request (with `access_token`, whose
-    /// hash `ath` must carry, on resource requests): signature, claims, and
-    /// a `jti` never seen before within the proof's lifetime. Returns the
-    /// key's thumbprint.
+    /// Checks `input` as a proof for its request (with `access_token`,
+    /// whose hash `ath` must carry, on resource requests): signature and
+    /// claims. Does no I/O: the `jti` is left for the caller to record.
+    ///
+    /// # Errors
+    /// The first fault of the proof; [`ProofRejection::Malformed`] when DPoP
+    /// is not configured.
+    pub(crate) fn check_proof_input(
+        &self,
+        input: &DpopInput,
+        access_token: Option<&str>,
+        now: Timestamp,
+    ) -> Result<CheckedProof, ProofRejection> {
+        let dpop = self.dpop.as_ref().ok_or(ProofRejection::Malformed)?;
+        let claims = dpop.reader.read(&input.proof)?;
+        let request = ProofRequest {
+            method: &input.method,
+            uri: &input.uri,
+            access_token,
+        };
+        check_proof(&claims, &request, dpop.settings.window, now)?;
+        Ok(CheckedProof {
+            remember_until: dpop.settings.window.remember_until(claims.iat),
+            key: claims.jkt,
+            jti: claims.jti,
+        })
+    }
+
+    /// [`TokenWarden::check_proof_input`] for the request of a refresh or a
+    /// logout: a refused proof is no proof (logged, never an error).
+    pub(crate) fn proof_or_none(
+        &self,
+        input: Option<&DpopInput>,
+        what: &'static str,
+        now: Timestamp,
+    ) -> Option<CheckedProof> {
+        match self.check_proof_input(input?, None, now) {
+            Ok(proof) => Some(proof),
+            Err(why) => {
+                tracing::info!(reason = %why, "DPoP proof refused at {what}");
+                None
+            }
+        }
+    }
+
+    /// Accepts `input` as a proof for its request
+    /// ([`TokenWarden::check_proof_input`]) and records its `jti`, never
+    /// seen before within the proof's lifetime, in the replay store.
+    /// Returns the key's thumbprint.
     ///
     /// # Errors
     /// [`DpopError::Invalid`] for any fault of the proof, including a
@@ -78,26 +126,21 @@ impl TokenWarden {
         access_token: Option<&str>,
         now: Timestamp,
     ) -> Result<Jkt, DpopError> {
-        let dpop = self
+        let proof = self
+            .check_proof_input(input, access_token, now)
+            .map_err(DpopError::Invalid)?;
+        let replay = &self
             .dpop
             .as_ref()
-            .ok_or(DpopError::Invalid(ProofRejection::Malformed))?;
-        let claims = dpop.reader.read(&input.proof).map_err(DpopError::Invalid)?;
-        let request = ProofRequest {
-            method: &input.method,
-            uri: &input.uri,
-            access_token,
-        };
-        check_proof(&claims, &request, dpop.settings.window, now).map_err(DpopError::Invalid)?;
-        let until = dpop.settings.window.remember_until(claims.iat);
-        let first = dpop
-            .replay
-            .first_use(&claims.jkt, &claims.jti, until, now)
+            .ok_or(DpopError::Invalid(ProofRejection::Malformed))?
+            .replay;
+        let first = replay
+            .first_use(&proof.key, &proof.jti, proof.remember_until, now)
             .map_err(Unexpected::from)?;
         if !first {
             return Err(DpopError::Invalid(ProofRejection::Replayed));
         }
-        Ok(claims.jkt)
+        Ok(proof.key)
     }
 }
 
@@ -154,6 +197,25 @@ mod tests {
             .unwrap();
 
         assert_eq!(jkt, key());
+    }
+
+    #[test]
+    fn a_checked_proof_carries_its_key_jti_and_lifetime_and_records_nothing() {
+        let mut replay = MockDpopReplayStore::new();
+        replay.expect_first_use().never();
+
+        let proof = warden(reading(Ok(claims())), replay)
+            .check_proof_input(&input(), None, NOW)
+            .unwrap();
+
+        assert_eq!(
+            proof,
+            CheckedProof {
+                key: key(),
+                jti: "jti-1".to_owned(),
+                remember_until: NOW.plus(WINDOW.max_age),
+            }
+        );
     }
 
     #[test]

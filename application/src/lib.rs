@@ -37,11 +37,12 @@ pub use admin::{AdminError, Page, TokenAnalysis};
 pub use audit::RefreshRejection;
 pub use auth::{AccessCredentials, AuthError, AuthScheme, Principal};
 pub use dpop::{Dpop, DpopError, DpopInput, DpopSettings};
+pub use introspect::RevokeError;
 pub use issue::IssuedTokens;
 pub use login::{AdmittedLogin, LoginError, LoginInput};
 pub use refresh::RefreshError;
 pub use register::{RegisterError, RegisterInput, RegistrationPolicy};
-pub use sessions::{DeleteSessionError, SessionView};
+pub use sessions::{DeleteSessionError, LogoutError, SessionView};
 
 use rate_limit::{IpRateLimiter, LoginRateLimiter, Unlimited};
 

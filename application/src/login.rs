@@ -167,6 +167,8 @@ impl TokenWarden {
                     policy: self.settings.rotation_policy(),
                     client: input.client.clone(),
                     now,
+                    // A fresh authentication: the binding does not apply.
+                    proof: None,
                 })
                 .map_err(Unexpected::from)?;
             self.publish_ended(&ended, now);

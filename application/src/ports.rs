@@ -26,7 +26,7 @@ mod webhooks;
 #[cfg(any(test, feature = "mocks"))]
 pub use audit::MockAuditTrail;
 pub use audit::{AuditTrail, RevokeReason};
-pub use dpop::{DpopProofReader, DpopReplayStore};
+pub use dpop::{CheckedProof, DpopProofReader, DpopReplayStore};
 #[cfg(any(test, feature = "mocks"))]
 pub use dpop::{MockDpopProofReader, MockDpopReplayStore};
 #[cfg(any(test, feature = "mocks"))]
@@ -266,8 +266,10 @@ pub struct RotateRequest {
     pub policy: RotationPolicy,
     pub client: ClientInfo,
     pub now: Timestamp,
-    /// The key of the valid DPoP proof sent with the token, if any.
-    pub proof_key: Option<Jkt>,
+    /// The DPoP proof sent with the token, if it passed its checks; passed
+    /// only for a bound session. Its `jti` is recorded in the rotation's
+    /// transaction; a `jti` seen before counts as no proof.
+    pub proof: Option<CheckedProof>,
 }
 
 /// The result of [`SessionRepository::rotate`].
@@ -307,6 +309,10 @@ pub struct EndRequest {
     pub policy: RotationPolicy,
     pub client: ClientInfo,
     pub now: Timestamp,
+    /// The DPoP proof sent with the token, if it passed its checks. For a
+    /// bound session its `jti` is recorded in the transaction (a `jti`
+    /// seen before counts as no proof); an unbound session ignores it.
+    pub proof: Option<CheckedProof>,
 }
 
 /// The result of [`SessionRepository::end_by_token`].
@@ -329,6 +335,13 @@ pub enum EndOutcome {
         user: UserId,
         /// Every session the theft response revoked.
         revoked: Vec<SessionId>,
+    },
+    /// A logout of a live session bound to a DPoP key without a valid proof
+    /// by that key: nothing ended; the `dpop_mismatch` security event has
+    /// been committed.
+    DpopMismatch {
+        session: SessionId,
+        user: UserId,
     },
 }
 
@@ -367,19 +380,25 @@ pub trait SessionRepository: Send + Sync + 'static {
     fn locate(&self, token: &TokenDigest) -> Result<Option<TokenLocation>, StoreError>;
 
     /// One transaction: locks the located token's user and session, reads
-    /// the session as it is now, asks [`domain::plan`] and executes the
+    /// the session as it is now, records the `jti` of the request's proof
+    /// (if any; the plan gets the proof's key only if the `jti` was new),
+    /// asks [`domain::plan`] and executes the
     /// plan: on `Rotate` the presented token is marked used and the
     /// successor stored; a theft response revokes what the plan says. The
     /// attempt's audit record and the plan's security event are written in
     /// the same transaction. Of concurrent calls with the same token,
-    /// exactly one sees `Rotate`.
+    /// exactly one sees `Rotate`; of concurrent calls with the same proof,
+    /// at most one gets its key.
     ///
     /// # Errors
     /// [`StoreError`] when storage fails; nothing is then changed.
     fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError>;
 
     /// One transaction: ends the session that `token` (current or rotated)
-    /// belongs to as [`domain::plan_end`] says, see [`EndReason`].
+    /// belongs to as [`domain::plan_end`] says, see [`EndReason`]. For a
+    /// bound session, the proof's `jti` is recorded in it and the plan gets
+    /// the proof's key only if the `jti` was new; the plan's security
+    /// event is written in it too.
     ///
     /// # Errors
     /// [`StoreError`] when storage fails.

@@ -2,18 +2,18 @@
 //!
 //! Every call leaves exactly one audit record: the store writes it inside
 //! the rotation's transaction; a refresh refused before that transaction
-//! (no token, a malformed or unknown one, a revocation list or proof store
-//! that cannot answer) is recorded here. Everything that can refuse a
-//! refresh is decided before the rotation commits ("a refusal spends
-//! nothing"): the revocation list is asked first, the DPoP binding inside
-//! the rotation's own transaction.
+//! (no token, a malformed or unknown one, a revocation list that cannot
+//! answer) is recorded here. Everything that can refuse a refresh is
+//! decided before the rotation commits ("a refusal spends nothing"): the
+//! revocation list is asked first; the DPoP binding, and the proof's `jti`,
+//! inside the rotation's own transaction.
 
 use domain::{
     ExpiryKind, RefreshAttempt, RefreshOutcome, RefreshToken, RotationDecision, SessionId,
     Timestamp, TokenFingerprint, UserId,
 };
 
-use crate::dpop::{DpopError, DpopInput};
+use crate::dpop::DpopInput;
 use crate::ports::{
     ClientInfo, Consistency, RevocationKey, RotateOutcome, RotateRequest, TokenLocation,
 };
@@ -60,8 +60,9 @@ impl TokenWarden {
     /// the authority. Sessions a theft response revoked go on the list.
     ///
     /// # Errors
-    /// See [`RefreshError`]. When storage, the revocation list or the proof
-    /// store fails, [`RefreshError::Unexpected`] and nothing was spent.
+    /// See [`RefreshError`]. When storage or the revocation list fails,
+    /// [`RefreshError::Unexpected`] and nothing was spent (not even the
+    /// proof's `jti`).
     pub fn refresh(
         &self,
         token: Option<&str>,
@@ -107,17 +108,8 @@ impl TokenWarden {
             Err(e) => return Err(failed(None, e.into())),
         };
         let sid = location.session;
-        let proof_key = match dpop.filter(|_| location.bound) {
-            None => None,
-            Some(input) => match self.accept_proof(input, None, now) {
-                Ok(key) => Some(key),
-                Err(DpopError::Invalid(why)) => {
-                    tracing::info!(reason = %why, session_id = %sid, "DPoP proof refused at refresh");
-                    None
-                }
-                Err(DpopError::Unexpected(e)) => return Err(failed(Some(&location), e)),
-            },
-        };
+        // Checked here (no I/O); its `jti` is recorded by the rotation.
+        let proof = self.proof_or_none(dpop.filter(|_| location.bound), "refresh", now);
         // Asked before the rotation, so that a list that cannot answer
         // (Redis down under `fail_closed`) refuses without spending. A
         // session on the list still goes through the plan, which finds it
@@ -139,7 +131,7 @@ impl TokenWarden {
             policy: self.settings.rotation_policy(),
             client: client.clone(),
             now,
-            proof_key,
+            proof,
         });
         let (decision, session, user, revoked) = match rotated {
             // The rotation rolled back, its audit record with it.
@@ -226,10 +218,11 @@ mod tests {
 
     use super::*;
     use crate::test_support::{
-        alice, client, crypto_broken, expected_successor, fixed_clock, presented_token,
-        proof_input, proof_key, session_of, store_down, with_dpop, Mocks, DAY, NOW,
+        alice, checked_proof, client, crypto_broken, expected_successor, fixed_clock,
+        presented_token, proof_input, session_of, store_down, with_dpop_in_the_transaction, Mocks,
+        DAY, NOW,
     };
-    use domain::{DpopMode, ProofRejection};
+    use domain::ProofRejection;
 
     /// The session after a rotation at [`NOW`].
     fn rotated_session() -> Session {
@@ -474,7 +467,7 @@ mod tests {
                     && r.successor == expected_successor().digest()
                     && r.policy == policy
                     && r.policy.reuse_response == ReuseResponse::RevokeFamily
-                    && r.proof_key.is_none()
+                    && r.proof.is_none()
                     && r.client == client()
                     && r.now == NOW
             })
@@ -869,15 +862,17 @@ mod tests {
     }
 
     #[test]
-    fn the_key_of_a_valid_proof_goes_to_the_plan_of_a_bound_session() {
+    fn a_valid_proof_goes_to_the_rotation_whose_transaction_records_its_jti() {
         let mut m = Mocks::new().signing_anything();
         located_as(&mut m, true);
         m.sessions
             .expect_rotate()
-            .withf(|r| r.proof_key == Some(proof_key()))
+            .withf(|r| r.proof == Some(checked_proof()))
             .times(1)
             .return_const(Ok(decided(rotate(), rotated_session(), alice())));
-        let warden = with_dpop(m.build(), DpopMode::Optional, Ok(()));
+        // The standalone replay store is never asked: one `jti` insert, in
+        // the rotation's transaction.
+        let warden = with_dpop_in_the_transaction(m.build(), Ok(()));
 
         assert!(warden
             .refresh(
@@ -894,18 +889,14 @@ mod tests {
         located_as(&mut m, true);
         m.sessions
             .expect_rotate()
-            .withf(|r| r.proof_key.is_none())
+            .withf(|r| r.proof.is_none())
             .times(1)
             .return_const(Ok(decided(
                 RotationDecision::DpopMismatch,
                 session_of(&alice()),
                 alice(),
             )));
-        let warden = with_dpop(
-            m.build(),
-            DpopMode::Optional,
-            Err(ProofRejection::BadSignature),
-        );
+        let warden = with_dpop_in_the_transaction(m.build(), Err(ProofRejection::BadSignature));
 
         assert!(matches!(
             warden.refresh(
@@ -923,15 +914,11 @@ mod tests {
         located(&mut m);
         m.sessions
             .expect_rotate()
-            .withf(|r| r.proof_key.is_none())
+            .withf(|r| r.proof.is_none())
             .times(1)
             .return_const(Ok(decided(rotate(), rotated_session(), alice())));
         // A reader that refuses everything would turn a read into a refusal.
-        let warden = with_dpop(
-            m.build(),
-            DpopMode::Optional,
-            Err(ProofRejection::BadSignature),
-        );
+        let warden = with_dpop_in_the_transaction(m.build(), Err(ProofRejection::BadSignature));
 
         assert!(warden
             .refresh(

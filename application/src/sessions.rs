@@ -1,8 +1,9 @@
 //! Use cases around a user's sessions: list, delete one, log out, log out
 //! everywhere, and the profile of the caller.
 
-use domain::{RefreshToken, Session, SessionId, User};
+use domain::{RefreshToken, Session, SessionId, User, UserId};
 
+use crate::dpop::DpopInput;
 use crate::ports::{ClientInfo, EndOutcome, EndReason, EndRequest, RevokeReason};
 use crate::{Principal, TokenWarden, Unexpected};
 
@@ -16,6 +17,19 @@ pub struct SessionView {
     pub expires_at: domain::Timestamp,
 }
 
+/// Why a logout ended nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogoutError {
+    /// The token's session is bound to a DPoP key and no valid proof by it
+    /// came with the request: nothing ended, the `dpop_mismatch` security
+    /// event has been recorded (the holder of a stolen bound token cannot
+    /// log its victim out).
+    #[error("no DPoP proof by the session's key")]
+    DpopMismatch { session: SessionId, user: UserId },
+    #[error(transparent)]
+    Unexpected(#[from] Unexpected),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeleteSessionError {
     /// Not a live session of the caller (someone else's is reported the same).
@@ -26,26 +40,64 @@ pub enum DeleteSessionError {
 }
 
 impl TokenWarden {
-    /// Ends the session of `token` if there is one. Idempotent: a missing,
-    /// malformed, unknown or dead token is not an error. Never triggers the
+    /// Ends the sessions of `tokens`: normally one; several when a browser
+    /// sent duplicate cookies, one of which may have been planted, and
+    /// which is its own cannot be told. Idempotent: no token, or a
+    /// malformed, unknown or dead one, is not an error. Never triggers the
     /// theft response.
     ///
+    /// A session bound to a DPoP key ends only with a valid proof by that
+    /// key in `dpop` (`htm` POST, `htu` the request's URL, no `ath`); its
+    /// `jti` is recorded in the ending's transaction. An unbound session
+    /// ignores the proof.
+    ///
     /// # Errors
-    /// Only [`Unexpected`].
-    pub fn logout(&self, token: Option<&str>, client: ClientInfo) -> Result<(), Unexpected> {
-        let Some(token) = token.and_then(|t| RefreshToken::parse(t).ok()) else {
+    /// [`LogoutError::DpopMismatch`] when a bound session was refused for
+    /// want of its key and no session ended (of several tokens, one that
+    /// ended is the client's own: the others are not its to end);
+    /// [`LogoutError::Unexpected`] when storage fails.
+    pub fn logout(
+        &self,
+        tokens: &[String],
+        dpop: Option<&DpopInput>,
+        client: ClientInfo,
+    ) -> Result<(), LogoutError> {
+        let tokens: Vec<RefreshToken> = tokens
+            .iter()
+            .filter_map(|t| RefreshToken::parse(t).ok())
+            .collect();
+        if tokens.is_empty() {
             return Ok(());
-        };
+        }
         let now = self.ports.clock.now();
-        let outcome = self.ports.sessions.end_by_token(EndRequest {
-            token: token.digest(),
-            reason: EndReason::Logout,
-            policy: self.settings.rotation_policy(),
-            client,
-            now,
-        })?;
-        self.publish_ended(&outcome, now);
-        Ok(())
+        let proof = self.proof_or_none(dpop, "logout", now);
+        let (mut ended, mut refused) = (false, None);
+        for token in tokens {
+            let outcome = self.ports.sessions.end_by_token(EndRequest {
+                token: token.digest(),
+                reason: EndReason::Logout,
+                policy: self.settings.rotation_policy(),
+                client: client.clone(),
+                now,
+                proof: proof.clone(),
+            });
+            let outcome = outcome.map_err(Unexpected::from)?;
+            self.publish_ended(&outcome, now);
+            match outcome {
+                EndOutcome::Ended { .. } => ended = true,
+                EndOutcome::DpopMismatch { session, user } => {
+                    tracing::info!(session_id = %session, "logout of a DPoP-bound session refused: no proof by its key");
+                    refused.get_or_insert(LogoutError::DpopMismatch { session, user });
+                }
+                EndOutcome::UnknownToken
+                | EndOutcome::AlreadyEnded { .. }
+                | EndOutcome::Reused { .. } => {}
+            }
+        }
+        match refused {
+            Some(error) if !ended => Err(error),
+            _ => Ok(()),
+        }
     }
 
     /// Puts what ending a session by its token revoked on the revocation list.
@@ -53,7 +105,9 @@ impl TokenWarden {
         match outcome {
             EndOutcome::Ended { session, .. } => self.publish_revoked_sessions(&[*session], now),
             EndOutcome::Reused { revoked, .. } => self.publish_revoked_sessions(revoked, now),
-            EndOutcome::UnknownToken | EndOutcome::AlreadyEnded { .. } => {}
+            EndOutcome::UnknownToken
+            | EndOutcome::AlreadyEnded { .. }
+            | EndOutcome::DpopMismatch { .. } => {}
         }
     }
 
@@ -134,8 +188,15 @@ mod tests {
     use super::*;
     use crate::ports::RevocationKey;
     use crate::test_support::{
-        alice, client, presented_token, principal_of, session_of, store_down, Mocks, DAY, NOW,
+        alice, checked_proof, client, presented_token, principal_of, proof_input, session_of,
+        store_down, with_dpop_in_the_transaction, Mocks, DAY, NOW,
     };
+    use domain::ProofRejection;
+
+    /// The presented token, as a logout receives it.
+    fn presented() -> Vec<String> {
+        vec![presented_token().expose().to_owned()]
+    }
 
     fn caller() -> Principal {
         principal_of(&session_of(&alice()), alice().roles)
@@ -153,14 +214,19 @@ mod tests {
 
     #[test]
     fn logout_without_a_token_touches_no_port() {
-        assert_eq!(Mocks::untouchable().build().logout(None, client()), Ok(()));
+        assert_eq!(
+            Mocks::untouchable().build().logout(&[], None, client()),
+            Ok(())
+        );
     }
 
     #[test]
     fn logout_with_a_malformed_token_touches_no_port() {
         for bad in ["", "garbage", "twr_short"] {
             assert_eq!(
-                Mocks::untouchable().build().logout(Some(bad), client()),
+                Mocks::untouchable()
+                    .build()
+                    .logout(&[bad.to_owned()], None, client()),
                 Ok(())
             );
         }
@@ -180,6 +246,7 @@ mod tests {
                     && r.policy.reuse_response == ReuseResponse::RevokeFamily
                     && r.client == client()
                     && r.now == NOW
+                    && r.proof.is_none()
             })
             .times(1)
             .returning(|_| {
@@ -190,10 +257,7 @@ mod tests {
                 })
             });
 
-        assert_eq!(
-            m.build().logout(Some(presented_token().expose()), client()),
-            Ok(())
-        );
+        assert_eq!(m.build().logout(&presented(), None, client()), Ok(()));
     }
 
     #[test]
@@ -217,10 +281,7 @@ mod tests {
                 .times(1)
                 .return_const(Ok(outcome));
 
-            assert_eq!(
-                m.build().logout(Some(presented_token().expose()), client()),
-                Ok(())
-            );
+            assert_eq!(m.build().logout(&presented(), None, client()), Ok(()));
         }
     }
 
@@ -233,8 +294,8 @@ mod tests {
             .return_const(Err(store_down()));
 
         assert_eq!(
-            m.build().logout(Some(presented_token().expose()), client()),
-            Err(Unexpected::Store(store_down()))
+            m.build().logout(&presented(), None, client()),
+            Err(LogoutError::Unexpected(Unexpected::Store(store_down())))
         );
     }
 
@@ -454,10 +515,7 @@ mod tests {
             }));
         listing(&mut m, vec![s.id]);
 
-        assert_eq!(
-            m.build().logout(Some(presented_token().expose()), client()),
-            Ok(())
-        );
+        assert_eq!(m.build().logout(&presented(), None, client()), Ok(()));
     }
 
     #[test]
@@ -473,10 +531,7 @@ mod tests {
             }));
         m.revocations.expect_revoke().never();
 
-        assert_eq!(
-            m.build().logout(Some(presented_token().expose()), client()),
-            Ok(())
-        );
+        assert_eq!(m.build().logout(&presented(), None, client()), Ok(()));
     }
 
     #[test]
@@ -533,8 +588,133 @@ mod tests {
             .times(1)
             .return_const(Err(store_down()));
 
+        assert_eq!(m.build().logout(&presented(), None, client()), Ok(()));
+    }
+
+    fn ended() -> EndOutcome {
+        let s = session_of(&alice());
+        EndOutcome::Ended {
+            session: s.id,
+            user: s.user_id,
+        }
+    }
+
+    fn refused() -> EndOutcome {
+        let s = session_of(&alice());
+        EndOutcome::DpopMismatch {
+            session: s.id,
+            user: s.user_id,
+        }
+    }
+
+    #[test]
+    fn a_valid_proof_goes_to_the_ending_whose_transaction_records_its_jti() {
+        let mut m = Mocks::new();
+        m.sessions
+            .expect_end_by_token()
+            .withf(|r| r.proof == Some(checked_proof()) && r.reason == EndReason::Logout)
+            .times(1)
+            .return_const(Ok(ended()));
+        let warden = with_dpop_in_the_transaction(m.build(), Ok(()));
+
         assert_eq!(
-            m.build().logout(Some(presented_token().expose()), client()),
+            warden.logout(&presented(), Some(&proof_input()), client()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_refused_proof_goes_to_the_ending_as_no_proof() {
+        let mut m = Mocks::new();
+        m.sessions
+            .expect_end_by_token()
+            .withf(|r| r.proof.is_none())
+            .times(1)
+            .return_const(Ok(ended()));
+        let warden = with_dpop_in_the_transaction(m.build(), Err(ProofRejection::Stale));
+
+        assert_eq!(
+            warden.logout(&presented(), Some(&proof_input()), client()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_bound_session_refused_for_want_of_its_key_is_a_dpop_mismatch_and_lists_nothing() {
+        let mut m = Mocks::new().strict_revocations();
+        m.sessions
+            .expect_end_by_token()
+            .times(1)
+            .return_const(Ok(refused()));
+        m.revocations.expect_revoke().never();
+        let s = session_of(&alice());
+
+        assert_eq!(
+            m.build().logout(&presented(), None, client()),
+            Err(LogoutError::DpopMismatch {
+                session: s.id,
+                user: s.user_id
+            })
+        );
+    }
+
+    #[test]
+    fn of_several_cookies_one_that_ended_makes_the_logout_a_success() {
+        let mut m = Mocks::new();
+        let mut outcomes = vec![refused(), ended()].into_iter();
+        m.sessions
+            .expect_end_by_token()
+            .times(2)
+            .returning(move |_| Ok(outcomes.next().unwrap()));
+        let two = vec![
+            presented_token().expose().to_owned(),
+            presented_token().expose().to_owned(),
+        ];
+
+        assert_eq!(m.build().logout(&two, None, client()), Ok(()));
+    }
+
+    #[test]
+    fn of_several_cookies_a_refusal_with_nothing_ended_is_a_dpop_mismatch() {
+        let mut m = Mocks::new();
+        let mut outcomes = vec![EndOutcome::UnknownToken, refused()].into_iter();
+        m.sessions
+            .expect_end_by_token()
+            .times(2)
+            .returning(move |_| Ok(outcomes.next().unwrap()));
+        let two = vec![
+            "twr_malformed".to_owned(),
+            presented_token().expose().to_owned(),
+            presented_token().expose().to_owned(),
+        ];
+
+        assert!(matches!(
+            m.build().logout(&two, None, client()),
+            Err(LogoutError::DpopMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn a_logout_without_a_usable_token_never_reads_the_proof() {
+        // A reader that would fail the test if asked.
+        let mut reader = crate::ports::MockDpopProofReader::new();
+        reader.expect_read().never();
+        let mut replay = crate::ports::MockDpopReplayStore::new();
+        replay.expect_first_use().never();
+        let warden = Mocks::untouchable().build().with_dpop(crate::Dpop {
+            reader: std::sync::Arc::new(reader),
+            replay: std::sync::Arc::new(replay),
+            settings: crate::DpopSettings {
+                mode: domain::DpopMode::Optional,
+                window: domain::ProofWindow {
+                    max_age: Duration::from_secs(60),
+                    leeway: Duration::ZERO,
+                },
+            },
+        });
+
+        assert_eq!(
+            warden.logout(&["garbage".to_owned()], Some(&proof_input()), client()),
             Ok(())
         );
     }

@@ -304,6 +304,42 @@ pub(crate) fn proof_claims() -> domain::ProofClaims {
     }
 }
 
+/// [`proof_claims`] as checked, its `jti` still to be recorded.
+pub(crate) fn checked_proof() -> crate::ports::CheckedProof {
+    crate::ports::CheckedProof {
+        key: proof_key(),
+        jti: "jti-1".to_owned(),
+        remember_until: NOW.plus(Duration::from_secs(60)),
+    }
+}
+
+/// DPoP with a reader that reads every proof as `read` (the
+/// [`proof_claims`] when `Ok(())`) and a replay store that must never be
+/// asked: refresh and logout leave the `jti` to the store's transaction.
+pub(crate) fn with_dpop_in_the_transaction(
+    warden: TokenWarden,
+    read: Result<(), domain::ProofRejection>,
+) -> TokenWarden {
+    use crate::ports::{MockDpopProofReader, MockDpopReplayStore};
+    let mut reader = MockDpopProofReader::new();
+    reader
+        .expect_read()
+        .return_const(read.map(|()| proof_claims()));
+    let mut replay = MockDpopReplayStore::new();
+    replay.expect_first_use().never();
+    warden.with_dpop(crate::Dpop {
+        reader: Arc::new(reader),
+        replay: Arc::new(replay),
+        settings: crate::DpopSettings {
+            mode: domain::DpopMode::Optional,
+            window: domain::ProofWindow {
+                max_age: Duration::from_secs(60),
+                leeway: Duration::ZERO,
+            },
+        },
+    })
+}
+
 /// DPoP in `mode`, with a reader that reads every proof as `read` (the
 /// [`proof_claims`] when `Ok(())`) and a replay store that has seen nothing.
 pub(crate) fn with_dpop(

@@ -6,7 +6,9 @@
 //! the audit outcome, the session's next state (through
 //! [`SessionState::apply`]), what to revoke and why, and the security event
 //! to record. [`plan_end`] does the same for ending a session through one
-//! of its tokens (logout, or a login that carries an old refresh cookie).
+//! of its tokens (logout and revocation, or a login that carries an old
+//! refresh cookie); a session bound to a DPoP key is ended by a logout only
+//! with a proof by that key, as it is refreshed.
 //! The persistence adapter finds the token, locks its session, asks for the
 //! plan and executes it in the same transaction; it decides nothing.
 //!
@@ -389,6 +391,17 @@ fn reuse_after_end(state: &SessionState, token: PresentedToken<'_>) -> Option<Pl
     )
 }
 
+/// The `dpop_mismatch` event of a bound session's `token` presented without
+/// a proof by the bound key.
+fn dpop_mismatch(token: PresentedToken<'_>) -> PlannedEvent {
+    PlannedEvent::DpopMismatch {
+        presented: token.generation,
+        key: token
+            .proof_key
+            .map_or(PresentedKey::None, |k| PresentedKey::Other(k.clone())),
+    }
+}
+
 /// The theft response of `policy`, for `reason`.
 fn theft_response(policy: &RotationPolicy, reason: RevocationReason) -> PlannedRevocation {
     PlannedRevocation {
@@ -442,12 +455,7 @@ pub fn plan(
         RotationDecision::DpopMismatch => (
             RefreshOutcome::DpopMismatch,
             None,
-            Some(PlannedEvent::DpopMismatch {
-                presented: token.generation,
-                key: token
-                    .proof_key
-                    .map_or(PresentedKey::None, |k| PresentedKey::Other(k.clone())),
-            }),
+            Some(dpop_mismatch(token)),
         ),
         RotationDecision::Expired(_) => (RefreshOutcome::Expired, None, None),
         RotationDecision::Revoked => (RefreshOutcome::Revoked, None, reuse_after_end(state, token)),
@@ -464,11 +472,13 @@ pub fn plan(
 /// Why a session is being ended through one of its tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndVia {
-    /// The client logged out: the session ends, whatever token was shown,
-    /// and no theft response follows.
+    /// The client logged out (or revoked the token, RFC 7009): the session
+    /// ends, whatever token was shown, and no theft response follows; a
+    /// session bound to a DPoP key only with a proof by that key.
     Logout,
     /// A successful login carried this old token: the session ends, but an
-    /// already rotated token (outside grace and retry) is reuse.
+    /// already rotated token (outside grace and retry) is reuse. The login
+    /// is a fresh authentication: the key binding does not apply.
     ReplacedByLogin,
 }
 
@@ -480,6 +490,10 @@ pub enum EndDecision {
     AlreadyEnded,
     /// A rotated token came with a login: theft response.
     Reused,
+    /// A logout of a live session bound to a DPoP key, without a proof by
+    /// that key: refused, nothing ends (the holder of a stolen bound token
+    /// cannot log its victim out), a `dpop_mismatch` event is recorded.
+    DpopMismatch,
 }
 
 /// Everything ending a session through one of its tokens does.
@@ -490,7 +504,12 @@ pub struct EndPlan {
     pub event: Option<PlannedEvent>,
 }
 
-/// Plans ending the session in `state` through `token` at `now`.
+/// Plans ending the session in `state` through `token` (with the key of the
+/// valid DPoP proof that came with it, if any) at `now`.
+///
+/// Order of the rules for a logout: a session already ended or expired
+/// stays so (nothing to refuse, nothing to record); a live session bound to
+/// a key needs a proof by it, else `DpopMismatch`; otherwise it ends.
 pub fn plan_end(
     state: &SessionState,
     token: PresentedToken<'_>,
@@ -515,6 +534,16 @@ pub fn plan_end(
     match via {
         // Any token of the session ends it; never a theft response.
         EndVia::Logout => match state.status(policy.idle_ttl, now) {
+            SessionStatus::Live
+                if binding_verdict(state.bound_to.as_ref(), token.proof_key)
+                    == BindingVerdict::Mismatch =>
+            {
+                EndPlan {
+                    decision: EndDecision::DpopMismatch,
+                    revoke: None,
+                    event: Some(dpop_mismatch(token)),
+                }
+            }
             SessionStatus::Live => end(RevocationReason::Logout),
             _ => already(None),
         },

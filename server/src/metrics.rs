@@ -303,7 +303,9 @@ impl<S: SessionRepository> SessionRepository for MeteredSessions<S> {
                 counter!(REUSE_DETECTIONS, "via" => reason).increment(1);
                 revoked("reuse", count(gone));
             }
-            EndOutcome::UnknownToken | EndOutcome::AlreadyEnded { .. } => {}
+            EndOutcome::UnknownToken
+            | EndOutcome::AlreadyEnded { .. }
+            | EndOutcome::DpopMismatch { .. } => {}
         }
         Ok(outcome)
     }

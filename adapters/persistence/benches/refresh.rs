@@ -69,7 +69,7 @@ fn bench_rotation(c: &mut Criterion, name: &str, db: &Database) {
                         user_agent: Some("bench".to_owned()),
                     },
                     now,
-                    proof_key: None,
+                    proof: None,
                 })
                 .unwrap();
             current = next;

@@ -1,7 +1,7 @@
 //! [`DpopReplayStore`] over the `dpop_proofs` table: the proof ids already
 //! accepted, shared by every instance on the database.
 
-use application::ports::{DpopReplayStore, StoreError};
+use application::ports::{CheckedProof, DpopReplayStore, StoreError};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use domain::{Jkt, Timestamp};
@@ -35,32 +35,58 @@ impl DpopReplayStore for Database {
 }
 
 impl Database {
-    /// One statement: inserts the key, or takes over a row whose time has
-    /// passed; a row still in force is left alone and nothing is affected.
+    /// [`record_proof_id`] in a transaction of its own.
     fn record_proof(&self, key: &str, until: Timestamp, now: Timestamp) -> Result<bool, DbError> {
-        let sql = |p: [&str; 3]| {
-            format!(
-                "INSERT INTO dpop_proofs (key, expires_at) VALUES ({}, {}) \
-                 ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at \
-                 WHERE dpop_proofs.expires_at < {}",
-                p[0], p[1], p[2]
-            )
-        };
         let mut conn = self.conn()?;
-        let affected = write_transaction(&mut conn, self.write_lock(), |conn| {
-            Ok(match conn {
-                AnyConnection::Postgresql(pg) => diesel::sql_query(sql(["$1", "$2", "$3"]))
-                    .bind::<Text, _>(key)
-                    .bind::<BigInt, _>(until.as_millis())
-                    .bind::<BigInt, _>(now.as_millis())
-                    .execute(pg)?,
-                AnyConnection::Sqlite(sqlite) => diesel::sql_query(sql(["?", "?", "?"]))
-                    .bind::<Text, _>(key)
-                    .bind::<BigInt, _>(until.as_millis())
-                    .bind::<BigInt, _>(now.as_millis())
-                    .execute(sqlite)?,
-            })
-        })?;
-        Ok(affected == 1)
+        write_transaction(&mut conn, self.write_lock(), |conn| {
+            record_proof_id(conn, key, until, now)
+        })
     }
+}
+
+/// Records the proof id `key` until `until`, in the caller's transaction:
+/// one statement that inserts the key, or takes over a row whose time has
+/// passed; a row still in force is left alone and nothing is affected.
+/// `true` when the id was new. A concurrent transaction recording the same
+/// id waits for this one (the primary key), so of the two at most one
+/// commits it as new.
+pub(crate) fn record_proof_id(
+    conn: &mut AnyConnection,
+    key: &str,
+    until: Timestamp,
+    now: Timestamp,
+) -> Result<bool, DbError> {
+    let sql = |p: [&str; 3]| {
+        format!(
+            "INSERT INTO dpop_proofs (key, expires_at) VALUES ({}, {}) \
+             ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at \
+             WHERE dpop_proofs.expires_at < {}",
+            p[0], p[1], p[2]
+        )
+    };
+    let affected = match conn {
+        AnyConnection::Postgresql(pg) => diesel::sql_query(sql(["$1", "$2", "$3"]))
+            .bind::<Text, _>(key)
+            .bind::<BigInt, _>(until.as_millis())
+            .bind::<BigInt, _>(now.as_millis())
+            .execute(pg)?,
+        AnyConnection::Sqlite(sqlite) => diesel::sql_query(sql(["?", "?", "?"]))
+            .bind::<Text, _>(key)
+            .bind::<BigInt, _>(until.as_millis())
+            .bind::<BigInt, _>(now.as_millis())
+            .execute(sqlite)?,
+    };
+    Ok(affected == 1)
+}
+
+/// The key of `proof` if its id was new, recording it in the caller's
+/// transaction: what a refresh or a logout of a bound session hands its
+/// plan. A proof whose id was seen before is no proof.
+pub(crate) fn spend_proof<'a>(
+    conn: &mut AnyConnection,
+    proof: &'a CheckedProof,
+    now: Timestamp,
+) -> Result<Option<&'a Jkt>, DbError> {
+    let key = proof_key(&proof.key, &proof.jti);
+    Ok(record_proof_id(conn, &key, proof.remember_until, now)?.then_some(&proof.key))
 }

@@ -10,18 +10,25 @@
 //!
 //! The rotation also writes the request's audit row and the plan's
 //! security event in the same transaction: a refresh never costs a second
-//! one.
+//! one. For a session bound to a DPoP key, both transactions record the
+//! proof's `jti` too ([`spend_proof`]), after the locks: a request that
+//! rolls back leaves its proof unspent, and one that commits, whatever the
+//! plan decided, has spent it.
 
-use application::ports::{EndOutcome, EndRequest, RotateOutcome, RotateRequest, TokenLocation};
+use application::ports::{
+    CheckedProof, EndOutcome, EndRequest, RotateOutcome, RotateRequest, TokenLocation,
+};
 use diesel::prelude::*;
 use domain::{
-    plan, plan_end, EndDecision, PlannedEvent, PlannedRevocation, PresentedToken, RefreshAttempt,
-    RefreshOutcome, RevocationScope, RotationDecision, Sighting, TokenDigest, TokenFingerprint,
+    plan, plan_end, EndDecision, EndVia, Jkt, PlannedEvent, PlannedRevocation, PresentedToken,
+    RefreshAttempt, RefreshOutcome, RevocationScope, RotationDecision, SessionState, Sighting,
+    Timestamp, TokenDigest, TokenFingerprint,
 };
 
 use crate::audit::events;
 use crate::audit::{insert_attempt, truncate_user_agent};
 use crate::connection::{AnyConnection, Database};
+use crate::dpop::spend_proof;
 use crate::error::DbError;
 use crate::rows::{generation_to_db, FoundToken, NewTokenRow, SessionRow, UserRow};
 use crate::schema::{refresh_tokens, sessions};
@@ -55,11 +62,13 @@ impl Database {
             };
             let now = request.now.as_millis();
             let client = sighting(request);
+            let state = row.state()?;
+            let proof_key = proven_key(conn, &state, request.proof.as_ref(), request.now)?;
             let planned = plan(
-                &row.state()?,
+                &state,
                 PresentedToken {
                     generation: location.generation,
-                    proof_key: request.proof_key.as_ref(),
+                    proof_key,
                 },
                 &client,
                 &request.policy,
@@ -158,11 +167,13 @@ impl Database {
                 ip: request.client.ip.as_deref(),
                 user_agent: request.client.user_agent.as_deref(),
             };
+            let state = row.state()?;
+            let proof_key = proven_key(conn, &state, request.proof.as_ref(), request.now)?;
             let planned = plan_end(
-                &row.state()?,
+                &state,
                 PresentedToken {
                     generation: location.generation,
-                    proof_key: None,
+                    proof_key,
                 },
                 &client,
                 request.reason,
@@ -174,9 +185,13 @@ impl Database {
                 None => Vec::new(),
             };
             if let Some(event) = &planned.event {
+                let via = match request.reason {
+                    EndVia::Logout => "logout",
+                    EndVia::ReplacedByLogin => "login",
+                };
                 let details = events::details(
                     event,
-                    "login",
+                    via,
                     revoked.len(),
                     &request.client,
                     &request.token,
@@ -192,8 +207,30 @@ impl Database {
                     user,
                     revoked: parse_ids(revoked)?,
                 },
+                EndDecision::DpopMismatch => EndOutcome::DpopMismatch { session, user },
             })
         })
+    }
+}
+
+/// The key the plan may take as proven: that of the request's proof, for a
+/// session bound to a key, once its `jti` is recorded here as new. An
+/// unbound session ignores the proof (and records nothing).
+fn proven_key<'a>(
+    conn: &mut AnyConnection,
+    state: &SessionState,
+    proof: Option<&'a CheckedProof>,
+    now: Timestamp,
+) -> Result<Option<&'a Jkt>, DbError> {
+    match proof {
+        Some(proof) if state.bound_to.is_some() => {
+            let key = spend_proof(conn, proof, now)?;
+            if key.is_none() {
+                tracing::info!("DPoP proof refused: its jti was used before");
+            }
+            Ok(key)
+        }
+        _ => Ok(None),
     }
 }
 

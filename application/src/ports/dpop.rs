@@ -1,9 +1,31 @@
 //! Ports of DPoP (RFC 9449): reading a proof, and remembering the proof
 //! ids already accepted.
+//!
+//! A proof's `jti` is recorded where the proof is used: by the
+//! [`DpopReplayStore`] for a login or a resource request, and inside the
+//! transaction of a refresh or a logout of a bound session
+//! ([`CheckedProof`]), so that a refused or rolled-back request and its
+//! proof id agree.
 
 use domain::{Jkt, ProofClaims, ProofRejection, Timestamp};
 
 use super::StoreError;
+
+/// A DPoP proof whose signature and claims passed, whose `jti` is not yet
+/// recorded. The store that uses it ([`super::SessionRepository::rotate`],
+/// [`super::SessionRepository::end_by_token`]) records the `jti` in the
+/// same transaction, across instances like [`DpopReplayStore::first_use`],
+/// and takes the proof's key only when the `jti` was new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedProof {
+    /// The key that signed the proof.
+    pub key: Jkt,
+    /// The proof's `jti`, at most [`domain::MAX_JTI_LEN`] bytes.
+    pub jti: String,
+    /// Until when the `jti` must be remembered
+    /// ([`domain::ProofWindow::remember_until`]).
+    pub remember_until: Timestamp,
+}
 
 /// Reads a DPoP proof: the cryptography of RFC 9449 §4.3 that the domain's
 /// rules ([`domain::check_proof`]) do not cover.

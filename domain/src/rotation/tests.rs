@@ -479,6 +479,88 @@ fn a_login_with_a_rotated_cookie_is_reuse_and_with_the_current_one_ends_the_sess
     );
 }
 
+#[test]
+fn a_logout_of_a_bound_session_needs_a_proof_by_its_key_and_otherwise_ends_nothing() {
+    let s = SessionState {
+        bound_to: Some(key(1)),
+        ..rotated_at(1)
+    };
+    let other = key(2);
+    for (proof_key, shown) in [
+        (None, PresentedKey::None),
+        (Some(&other), PresentedKey::Other(other.clone())),
+    ] {
+        for g in [0, 1] {
+            let presented = PresentedToken {
+                generation: Generation::new(g),
+                proof_key,
+            };
+            let p = plan_end(&s, presented, &home(), EndVia::Logout, &policy(), at(50));
+            assert_eq!(p.decision, EndDecision::DpopMismatch);
+            assert_eq!(p.revoke, None, "nothing ends");
+            assert_eq!(
+                p.event,
+                Some(PlannedEvent::DpopMismatch {
+                    presented: Generation::new(g),
+                    key: shown.clone(),
+                })
+            );
+        }
+    }
+    let holder = key(1);
+    let p = plan_end(
+        &s,
+        PresentedToken {
+            generation: Generation::new(1),
+            proof_key: Some(&holder),
+        },
+        &client(AWAY, CURL),
+        EndVia::Logout,
+        &policy(),
+        at(50),
+    );
+    assert_eq!(p.decision, EndDecision::Ended);
+    assert_eq!(p.event, None);
+}
+
+#[test]
+fn a_logout_of_an_ended_bound_session_without_its_key_is_already_ended() {
+    let ended = SessionState {
+        bound_to: Some(key(1)),
+        ended: Some(Ended {
+            at: at(2),
+            reason: Some(RevocationReason::Logout),
+        }),
+        ..rotated_at(1)
+    };
+    let p = plan_end(&ended, token(1), &home(), EndVia::Logout, &policy(), at(3));
+    assert_eq!(
+        (p.decision, p.revoke, p.event),
+        (EndDecision::AlreadyEnded, None, None)
+    );
+}
+
+#[test]
+fn a_login_ends_the_bound_session_of_its_old_cookie_without_the_key() {
+    let s = SessionState {
+        bound_to: Some(key(1)),
+        ..rotated_at(1)
+    };
+    let p = plan_end(
+        &s,
+        token(1),
+        &home(),
+        EndVia::ReplacedByLogin,
+        &policy(),
+        at(5),
+    );
+    assert_eq!(p.decision, EndDecision::Ended);
+    assert_eq!(
+        p.revoke.map(|r| r.reason),
+        Some(RevocationReason::ReplacedByLogin)
+    );
+}
+
 #[derive(Debug, Clone)]
 struct Step {
     token: u32,
@@ -674,6 +756,81 @@ proptest! {
                 prop_assert_eq!(&planned.state, before);
                 prop_assert_eq!(&planned.revoke, &None);
             }
+            Ok(())
+        })?;
+    }
+
+    /// Ending a session by logout follows the binding rule: a live bound
+    /// session ends only with a proof by its key; without one nothing is
+    /// revoked and a `dpop_mismatch` event is planned. Neither path is
+    /// ever a theft response, and an unbound session ignores the proof.
+    #[test]
+    fn a_bound_session_is_logged_out_only_with_its_key(
+        steps in prop::collection::vec(step(), 1..40),
+        p in policy_strategy(),
+        bound in any::<bool>(),
+        ends_with in 0u32..6,
+        proof in prop::option::of(1u8..3),
+        later_ms in 0i64..300_000,
+    ) {
+        let mut states = Vec::new();
+        run(&steps, &p, bound, |_, _, now, planned| {
+            states.push((planned.state.clone(), now));
+            Ok(())
+        })?;
+        let k = proof.map(key);
+        for (state, then) in states {
+            let now = then.plus(Duration::from_millis(later_ms.unsigned_abs()));
+            let presented = PresentedToken {
+                generation: Generation::new(ends_with),
+                proof_key: k.as_ref(),
+            };
+            let planned = plan_end(&state, presented, &home(), EndVia::Logout, &p, now);
+            let live = state.status(p.idle_ttl, now) == SessionStatus::Live;
+            let holder = !bound || proof == Some(1);
+            let expected = match (live, holder) {
+                (false, _) => EndDecision::AlreadyEnded,
+                (true, true) => EndDecision::Ended,
+                (true, false) => EndDecision::DpopMismatch,
+            };
+            prop_assert_eq!(planned.decision, expected);
+            match planned.decision {
+                EndDecision::Ended => prop_assert_eq!(
+                    planned.revoke,
+                    Some(PlannedRevocation {
+                        scope: RevocationScope::Session,
+                        reason: RevocationReason::Logout,
+                    })
+                ),
+                _ => prop_assert_eq!(planned.revoke, None),
+            }
+            match planned.decision {
+                EndDecision::DpopMismatch => prop_assert_eq!(
+                    planned.event.as_ref().map(PlannedEvent::kind),
+                    Some(SecurityEventKind::DpopMismatch)
+                ),
+                _ => prop_assert_eq!(planned.event, None),
+            }
+        }
+    }
+
+    /// A login ending its old cookie's session never asks for the key.
+    #[test]
+    fn a_login_never_refuses_to_end_for_want_of_the_key(
+        steps in prop::collection::vec(step(), 1..40),
+        p in policy_strategy(),
+        ends_with in 0u32..6,
+        proof in prop::option::of(1u8..3),
+    ) {
+        let k = proof.map(key);
+        run(&steps, &p, true, |_, st, now, planned| {
+            let presented = PresentedToken {
+                generation: Generation::new(ends_with),
+                proof_key: k.as_ref(),
+            };
+            let c = Sighting { at: now, ip: Some(st.ip), user_agent: Some(st.ua) };
+            let end = plan_end(&planned.state, presented, &c, EndVia::ReplacedByLogin, &p, now);
+            prop_assert_ne!(end.decision, EndDecision::DpopMismatch);
             Ok(())
         })?;
     }

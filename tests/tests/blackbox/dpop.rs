@@ -1,5 +1,6 @@
 //! DPoP (RFC 9449): logins bound to a proof key, access tokens accepted
-//! only with a proof by it, and every kind of bad proof refused.
+//! only with a proof by it, and every kind of bad proof refused at login,
+//! refresh, logout and revocation without spending anything.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -7,9 +8,10 @@ use base64::Engine as _;
 use domain::DpopMode;
 use integration_tests::dpop::{unix_now, DpopKey};
 use integration_tests::{
-    assert_problem, on_both_backends, tokens_from_cookie, Backend, TestApp, Tokens, PASSWORD, UA,
+    assert_problem, clears_cookie, cookie_value, on_both_backends, tokens_from_cookie, Backend,
+    TestApp, Tokens, PASSWORD, UA,
 };
-use reqwest::header::{AUTHORIZATION, USER_AGENT, WWW_AUTHENTICATE};
+use reqwest::header::{AUTHORIZATION, COOKIE, USER_AGENT, WWW_AUTHENTICATE};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -17,6 +19,8 @@ on_both_backends!(
     a_login_with_a_proof_binds_the_session_and_its_access_tokens,
     a_bound_access_token_needs_a_fresh_proof_by_its_key_with_ath,
     every_bad_proof_at_login_is_400_invalid_dpop_proof_and_starts_nothing,
+    every_bad_proof_at_refresh_and_logout_is_401_invalid_dpop_proof_and_spends_nothing,
+    a_bound_token_is_revoked_only_by_its_key_holder,
 );
 
 async fn login_with_proof(app: &TestApp, username: &str, proof: Option<String>) -> Response {
@@ -191,16 +195,10 @@ async fn live_sessions(app: &TestApp, username: &str) -> usize {
         .map_or(0, Vec::len)
 }
 
-async fn every_bad_proof_at_login_is_400_invalid_dpop_proof_and_starts_nothing(backend: Backend) {
-    // Some twenty logins of one username: out of the per-username limit's way.
-    let Some(app) = TestApp::spawn_with(backend, |c| c.login_rate_user.count = 100_000).await
-    else {
-        return;
-    };
-    assert_eq!(app.register("fred").await.status(), StatusCode::CREATED);
-    let key = DpopKey::es256();
-    let url = app.url("/auth/login");
-    let claims = || key.claims("POST", &url, None);
+/// Every kind of bad proof for a POST to `url` by `key`, named; `replayed`
+/// is a proof for it that the server has already accepted.
+fn bad_proofs(key: &DpopKey, url: &str, replayed: String) -> Vec<(&'static str, String)> {
+    let claims = || key.claims("POST", url, None);
     let with = |edit: &dyn Fn(&mut Value, &mut Value)| {
         let (mut header, mut claims) = (key.header(), claims());
         edit(&mut header, &mut claims);
@@ -208,16 +206,9 @@ async fn every_bad_proof_at_login_is_400_invalid_dpop_proof_and_starts_nothing(b
     };
     let mut private_jwk = key.header();
     private_jwk["jwk"]["d"] = json!("AAAA");
-    let replayed = key.proof("POST", &url, None);
-    assert_eq!(
-        login_with_proof(&app, "fred", Some(replayed.clone()))
-            .await
-            .status(),
-        StatusCode::OK
-    );
     let mut signed_by_other = key.header();
     signed_by_other["jwk"] = DpopKey::es256().public_jwk();
-    let cases: Vec<(&str, String)> = vec![
+    vec![
         ("not a JWT", "not-a-jwt".to_owned()),
         ("three garbage parts", "a.b.c".to_owned()),
         ("typ JWT", with(&|h, _| h["typ"] = json!("JWT"))),
@@ -246,7 +237,7 @@ async fn every_bad_proof_at_login_is_400_invalid_dpop_proof_and_starts_nothing(b
         ),
         (
             "htu another path",
-            with(&|_, c| c["htu"] = json!(app.url("/auth/refresh"))),
+            with(&|_, c| c["htu"] = json!(format!("{url}/elsewhere"))),
         ),
         (
             "ath without a token",
@@ -254,7 +245,26 @@ async fn every_bad_proof_at_login_is_400_invalid_dpop_proof_and_starts_nothing(b
         ),
         ("replayed jti", replayed),
         ("oversized", format!("{}.e30.AA", "A".repeat(9000))),
-    ];
+    ]
+}
+
+async fn every_bad_proof_at_login_is_400_invalid_dpop_proof_and_starts_nothing(backend: Backend) {
+    // Some twenty logins of one username: out of the per-username limit's way.
+    let Some(app) = TestApp::spawn_with(backend, |c| c.login_rate_user.count = 100_000).await
+    else {
+        return;
+    };
+    assert_eq!(app.register("fred").await.status(), StatusCode::CREATED);
+    let key = DpopKey::es256();
+    let url = app.url("/auth/login");
+    let replayed = key.proof("POST", &url, None);
+    assert_eq!(
+        login_with_proof(&app, "fred", Some(replayed.clone()))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let cases = bad_proofs(&key, &url, replayed);
     for (what, proof) in cases {
         let r = login_with_proof(&app, "fred", Some(proof)).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{what}");
@@ -287,4 +297,202 @@ async fn with_proofs_required_a_login_without_one_is_400_dpop_required() {
     let key = DpopKey::eddsa();
     let tokens = bound_login(&app, "gail", &key).await;
     assert_eq!(tokens.body["token_type"], "DPoP");
+}
+
+/// A POST to `path` with the refresh cookie `refresh` and `proofs` as its
+/// `DPoP` headers (none, one, or several).
+async fn post_with_proofs(app: &TestApp, path: &str, refresh: &str, proofs: &[String]) -> Response {
+    let mut request = app
+        .client
+        .post(app.url(path))
+        .header(USER_AGENT, UA)
+        .header(COOKIE, format!("refresh_token={refresh}"));
+    for proof in proofs {
+        request = request.header("DPoP", proof);
+    }
+    request.send().await.unwrap()
+}
+
+/// Asserts a 401 `invalid_dpop_proof` that keeps the refresh cookie.
+async fn assert_refused_keeping_the_cookie(r: Response, what: &str) {
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what}");
+    assert!(!clears_cookie(r.headers()), "{what}: the cookie is kept");
+    assert_invalid_proof(r, StatusCode::UNAUTHORIZED).await;
+}
+
+/// Presents `token` to `path` with every kind of bad proof by `key` (and no
+/// proof, two proofs, a proof for another endpoint, a proof by another
+/// key); `used` is a proof for `path` already accepted. Asserts each is a
+/// 401 `invalid_dpop_proof` keeping the cookie; returns how many there were.
+async fn refuse_every_bad_proof(
+    app: &TestApp,
+    key: &DpopKey,
+    path: &str,
+    token: &str,
+    used: String,
+) -> usize {
+    let url = app.url(path);
+    let good = || key.proof("POST", &url, None);
+    let mut cases: Vec<(&str, Vec<String>)> = bad_proofs(key, &url, used)
+        .into_iter()
+        .map(|(what, proof)| (what, vec![proof]))
+        .collect();
+    cases.push(("no proof", Vec::new()));
+    cases.push(("two DPoP headers", vec![good(), good()]));
+    cases.push((
+        "a proof for another endpoint",
+        vec![key.proof("POST", &app.url("/auth/introspect"), None)],
+    ));
+    cases.push((
+        "a proof by another key",
+        vec![DpopKey::eddsa().proof("POST", &url, None)],
+    ));
+    for (what, proofs) in &cases {
+        let r = post_with_proofs(app, path, token, proofs).await;
+        assert_refused_keeping_the_cookie(r, what).await;
+    }
+    cases.len()
+}
+
+async fn every_bad_proof_at_refresh_and_logout_is_401_invalid_dpop_proof_and_spends_nothing(
+    backend: Backend,
+) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let admin = app.admin("boss").await;
+    assert_eq!(app.register("hana").await.status(), StatusCode::CREATED);
+    let key = DpopKey::es256();
+    let first = bound_login(&app, "hana", &key).await;
+    let refresh_url = app.url("/auth/refresh");
+    let logout_url = app.url("/auth/logout");
+    let good = |url: &str| vec![key.proof("POST", url, None)];
+
+    // Refresh: a proof accepted once, then every bad proof with its successor.
+    let used = key.proof("POST", &refresh_url, None);
+    let r = post_with_proofs(
+        &app,
+        "/auth/refresh",
+        &first.refresh,
+        std::slice::from_ref(&used),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let token = cookie_value(r.headers()).unwrap();
+    let refused_refreshes = refuse_every_bad_proof(&app, &key, "/auth/refresh", &token, used).await;
+    // Nothing was spent: the key holder refreshes that very token.
+    let r = post_with_proofs(&app, "/auth/refresh", &token, &good(&refresh_url)).await;
+    assert_eq!(r.status(), StatusCode::OK, "the token was not spent");
+    let token = cookie_value(r.headers()).unwrap();
+
+    // Logout: a proof accepted once (ending another session of the same
+    // key), then every bad proof.
+    let other = bound_login(&app, "hana", &key).await;
+    let used = key.proof("POST", &logout_url, None);
+    let r = post_with_proofs(
+        &app,
+        "/auth/logout",
+        &other.refresh,
+        std::slice::from_ref(&used),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let refused_logouts = refuse_every_bad_proof(&app, &key, "/auth/logout", &token, used).await;
+    // Nothing ended: the key holder still refreshes, then logs out.
+    let r = post_with_proofs(&app, "/auth/refresh", &token, &good(&refresh_url)).await;
+    assert_eq!(r.status(), StatusCode::OK, "the session was not ended");
+    let token = cookie_value(r.headers()).unwrap();
+    let r = post_with_proofs(&app, "/auth/logout", &token, &good(&logout_url)).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(clears_cookie(r.headers()));
+    let r = post_with_proofs(&app, "/auth/refresh", &token, &good(&refresh_url)).await;
+    assert_problem(r, StatusCode::UNAUTHORIZED, "session_revoked").await;
+
+    // Every refusal was recorded: a `dpop_mismatch` audit row per refresh,
+    // a `dpop_mismatch` security event per refresh and per logout.
+    let id = first.body["user"]["id"].as_str().unwrap();
+    let rows = app
+        .admin_list_all(&format!("/admin/users/{id}/refresh-logs"), &admin.access)
+        .await;
+    let mismatches = rows
+        .iter()
+        .filter(|r| r["outcome"] == "dpop_mismatch")
+        .count();
+    assert_eq!(mismatches, refused_refreshes);
+    let analysis = app
+        .admin_get(&format!("/admin/users/{id}/token-analysis"), &admin.access)
+        .await;
+    assert_eq!(
+        analysis["dpop_mismatch_events"],
+        refused_refreshes + refused_logouts
+    );
+}
+
+async fn revoke_with(app: &TestApp, token: &str, proof: Option<String>) -> Response {
+    let mut request = app
+        .client
+        .post(app.url("/auth/revoke"))
+        .json(&json!({ "token": token }));
+    if let Some(proof) = proof {
+        request = request.header("DPoP", proof);
+    }
+    request.send().await.unwrap()
+}
+
+async fn a_bound_token_is_revoked_only_by_its_key_holder(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    assert_eq!(app.register("ivan").await.status(), StatusCode::CREATED);
+    let key = DpopKey::es256();
+    let t = bound_login(&app, "ivan", &key).await;
+    let revoke_url = app.url("/auth/revoke");
+    let me_url = app.url("/api/me");
+    let me = |access: &str| key.proof("GET", &me_url, Some(access));
+
+    // A thief holding either token without the key revokes nothing.
+    for token in [&t.refresh, &t.access] {
+        for proof in [
+            None,
+            Some(DpopKey::es256().proof("POST", &revoke_url, None)),
+            Some(key.proof("POST", &app.url("/auth/logout"), None)),
+        ] {
+            assert_invalid_proof(
+                revoke_with(&app, token, proof).await,
+                StatusCode::UNAUTHORIZED,
+            )
+            .await;
+        }
+    }
+    let r = me_with(&app, "DPoP", &t.access, Some(me(&t.access))).await;
+    assert_eq!(r.status(), StatusCode::OK, "nothing was revoked");
+
+    // The key holder revokes the access token, then the session.
+    let r = revoke_with(&app, &t.access, Some(key.proof("POST", &revoke_url, None))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = me_with(&app, "DPoP", &t.access, Some(me(&t.access))).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "the access token is revoked"
+    );
+    let r = revoke_with(&app, &t.refresh, Some(key.proof("POST", &revoke_url, None))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = post_with_proofs(
+        &app,
+        "/auth/refresh",
+        &t.refresh,
+        &[key.proof("POST", &app.url("/auth/refresh"), None)],
+    )
+    .await;
+    assert_problem(r, StatusCode::UNAUTHORIZED, "session_revoked").await;
+
+    // Unbound tokens are revoked by whoever holds them, as before.
+    let plain = app.login("ivan").await;
+    assert_eq!(
+        revoke_with(&app, &plain.refresh, None).await.status(),
+        StatusCode::OK
+    );
+    let r = app.refresh_cookie(&plain.refresh).await;
+    assert_problem(r, StatusCode::UNAUTHORIZED, "session_revoked").await;
 }

@@ -22,7 +22,7 @@ fn response(scope: RevocationScope) -> &'static str {
     }
 }
 
-/// The `details` of a planned event, for a request `via` a refresh or a
+/// The `details` of a planned event, for a request `via` a refresh, a logout or a
 /// login from `client` with `token`, after `revoked_sessions` were revoked.
 pub(crate) fn details(
     event: &PlannedEvent,

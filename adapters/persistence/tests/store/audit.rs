@@ -133,7 +133,11 @@ fn a_bound_session_without_its_key_spends_nothing_and_records_a_mismatch(db: &Te
     );
     let proven = db
         .rotate(RotateRequest {
-            proof_key: Some(key),
+            proof: Some(application::ports::CheckedProof {
+                key,
+                jti: "jti-1".to_owned(),
+                remember_until: at(61),
+            }),
             ..request
         })
         .unwrap();

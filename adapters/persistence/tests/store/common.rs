@@ -143,7 +143,7 @@ pub fn rotate_request(
         policy: policy(),
         client: client(user_agent),
         now,
-        proof_key: None,
+        proof: None,
     }
 }
 
@@ -205,6 +205,7 @@ pub fn end(
         },
         client: client(UA),
         now,
+        proof: None,
     })
     .unwrap()
 }

@@ -4,8 +4,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use application::{
-    IssuedTokens, LoginError, LoginInput, RefreshError, RefreshRejection, RegisterError,
-    RegisterInput,
+    IssuedTokens, LoginError, LoginInput, LogoutError, RefreshError, RefreshRejection,
+    RegisterError, RegisterInput,
 };
 use domain::{Password, Role, Roles, Username};
 
@@ -352,7 +352,12 @@ fn refresh_error(e: RefreshError) -> ApiError {
     path = "/auth/logout",
     tag = "auth",
     description = "Ends the session of the refresh token (any of its tokens, current or rotated): the \
-                   session's access tokens are refused at once. Idempotent: 204 also with no or a dead token.",
+                   session's access tokens are refused at once. Idempotent: 204 also with no or a dead token. \
+                   A session bound to a DPoP key ends only with a `DPoP` proof by that key (`htm` POST, \
+                   `htu` this URL): a stolen bound token cannot log its victim out. Without one the answer is \
+                   `401 invalid_dpop_proof`, nothing ends, the cookie is kept and a `dpop_mismatch` security \
+                   event is recorded. With several refresh cookies (one may be planted) each is ended that can \
+                   be; the answer is 401 only if a bound one was refused and none ended.",
     request_body(content = Option<RefreshRequest>,
                  description = "Optional: native clients send the token here"),
     security(("refresh_cookie" = []), ()),
@@ -360,6 +365,9 @@ fn refresh_error(e: RefreshError) -> ApiError {
         (status = 204, description = "Logged out; the cookie is cleared",
          headers(("Set-Cookie" = String, description = "Clears the refresh cookie"))),
         (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_dpop_proof`: the session is bound to a DPoP key and no valid proof by it \
+                                      came with the token (with `WWW-Authenticate: DPoP error=\"invalid_dpop_proof\"`); \
+                                      nothing ended and the cookie is kept", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden_origin`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_input`", body = Problem, content_type = "application/problem+json"),
@@ -374,7 +382,8 @@ pub async fn logout(
     check_origin(&req, &state.config)?;
     let body: Option<RefreshRequest> = parse_optional_json(&read_body(&req, &mut payload).await?)?;
     // Several cookies (one may be planted): which is the client's cannot be
-    // told, so every one of them ends; the planter loses its own session.
+    // told, so every one of them ends that can; the planter loses its own
+    // session.
     let tokens = match body.and_then(|b| b.refresh_token) {
         Some(t) => vec![t],
         None => match cookie::presented(&req, &state.config) {
@@ -383,17 +392,21 @@ pub async fn logout(
             Presented::Several(ts) => ts,
         },
     };
+    // An unusable `DPoP` header is no proof: a bound session then refuses
+    // the logout, an unbound one ignores it.
+    let dpop = dpop_input(&req, &state.config.trusted_proxies).unwrap_or_else(|why| {
+        tracing::info!(reason = %why, "DPoP header refused");
+        None
+    });
     let client = client_info(&req, &state.config);
     let config = state.config.clone();
-    blocking(move || {
-        if tokens.is_empty() {
-            return state.warden.logout(None, client);
-        }
-        tokens
-            .iter()
-            .try_for_each(|t| state.warden.logout(Some(t), client.clone()))
-    })
-    .await??;
+    blocking(move || state.warden.logout(&tokens, dpop.as_ref(), client))
+        .await?
+        .map_err(|e| match e {
+            // Nothing ended: the cookie stays with whoever holds the key.
+            LogoutError::DpopMismatch { .. } => ApiError::InvalidDpopProof { login: false },
+            LogoutError::Unexpected(e) => e.into(),
+        })?;
     Ok(HttpResponse::NoContent()
         .cookie(cookie::clear(&config))
         .finish())

@@ -9,12 +9,13 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use application::ports::AccessClaims;
-use application::AuthScheme;
+use application::{AuthScheme, RevokeError};
 use domain::Role;
 
 use super::blocking;
 use crate::body::{parse_json, read_body};
 use crate::client::client_info;
+use crate::dpop::dpop_input;
 use crate::error::{ApiError, FieldError};
 use crate::extract::access_credentials;
 use crate::openapi::Problem;
@@ -192,12 +193,20 @@ fn active<'a>(claims: &'a AccessClaims, state: &'a ApiState) -> Active<'a> {
     post,
     path = "/auth/revoke",
     tag = "auth",
-    description = "RFC 7009-style revocation of a refresh token: ends that token's session. \
-                   Unknown or malformed tokens also get 200. `token` as a JSON or form field.",
+    description = "RFC 7009-style revocation of a refresh token (ends that token's session, as a logout \
+                   does) or an access token (refused until it expires). Unknown or malformed tokens also get \
+                   200. `token` as a JSON or form field. A token bound to a DPoP key (a bound session's refresh \
+                   token, an access token with `cnf.jkt`) is revoked only with a `DPoP` proof by that key \
+                   (`htm` POST, `htu` this URL, no `ath`): only its key holder can use it, so only its key \
+                   holder revokes it, and a thief holding it cannot end its victim's session.",
     request_body(content = crate::openapi::TokenField, content_type = "application/json"),
     responses(
         (status = 200, description = "Revoked, or nothing to revoke"),
         (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_dpop_proof`: the token is bound to a DPoP key and no valid proof by it \
+                                      came with the request (with `WWW-Authenticate: DPoP error=\"invalid_dpop_proof\"`); \
+                                      nothing was revoked; for a refresh token a `dpop_mismatch` security event is recorded",
+         body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_input`: no `token` field", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
@@ -210,8 +219,18 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let token = token_field(&req, &read_body(&req, &mut payload).await?)?;
     let client = client_info(&req, &state.config);
+    // An unusable `DPoP` header is no proof: a bound token then stays.
+    let dpop = dpop_input(&req, &state.config.trusted_proxies).unwrap_or_else(|why| {
+        tracing::info!(reason = %why, "DPoP header refused");
+        None
+    });
     let warden = state.warden.clone();
-    blocking(move || warden.revoke_token(&token, client)).await??;
+    blocking(move || warden.revoke_token(&token, dpop.as_ref(), client))
+        .await?
+        .map_err(|e| match e {
+            RevokeError::DpopMismatch { .. } => ApiError::InvalidDpopProof { login: false },
+            RevokeError::Unexpected(e) => e.into(),
+        })?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .finish())
