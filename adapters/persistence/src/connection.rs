@@ -82,6 +82,8 @@ pub struct Database {
     wait: Duration,
     /// SQLite only: checkpoints the log while any clone lives.
     _checkpointer: Option<Arc<Checkpointer>>,
+    /// SQLite only: the file, whose file system readiness checks for space.
+    sqlite_path: Option<String>,
 }
 
 impl fmt::Debug for Database {
@@ -260,6 +262,7 @@ impl Database {
             write_lock: Arc::new(WriteLock::new(wait)),
             wait,
             _checkpointer: checkpointer,
+            sqlite_path: (backend == Backend::Sqlite).then_some(connection_url),
         })
     }
 
@@ -312,11 +315,15 @@ impl Database {
     /// Rewrites the one row of `write_probe`, in a write transaction like
     /// any other: proof that the database can be written now, for
     /// readiness and start-up. `SELECT 1` answers on a read-only file, on a
-    /// full disk and on a replica alike.
+    /// full disk and on a replica alike. For SQLite, a file system with
+    /// less than 1 MiB left counts as full first (see [`MIN_FREE_BYTES`]).
     ///
     /// # Errors
     /// [`StoreError`] when the database cannot be reached or written.
     pub fn check_writable(&self) -> Result<(), StoreError> {
+        if let Some(path) = &self.sqlite_path {
+            check_space(path)?;
+        }
         let mut conn = self.conn().map_err(|e| e.into_store("write check"))?;
         write_transaction(&mut conn, self.write_lock(), |conn| {
             let rows = diesel::sql_query(
@@ -402,6 +409,27 @@ impl HandleError<diesel::r2d2::Error> for LogConnectionErrors {
     fn handle_error(&self, error: diesel::r2d2::Error) {
         tracing::warn!(%error, "database connection failed");
     }
+}
+
+/// Free space below which an SQLite database's file system counts as full:
+/// the probe's one-row update may still fit into space SQLite already
+/// holds (its log) while a refresh, which writes several pages, fails.
+const MIN_FREE_BYTES: u64 = 1 << 20;
+
+/// Fails when the file system holding `path` has less than
+/// [`MIN_FREE_BYTES`] left for unprivileged writers.
+fn check_space(path: &str) -> Result<(), StoreError> {
+    let Ok(stats) = rustix::fs::statvfs(path) else {
+        // Not knowing is no reason to refuse: the probe still writes.
+        return Ok(());
+    };
+    let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+    if free < MIN_FREE_BYTES {
+        return Err(StoreError(format!(
+            "write check: the file system of the SQLite database is full ({free} bytes left)"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use application::deadline;
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
+use diesel::result::DatabaseErrorKind;
 
 use crate::connection::AnyConnection;
 use crate::error::DbError;
@@ -153,9 +154,12 @@ pub(crate) fn write_transaction<T>(
 /// Whether `error` says that the connection cannot write: an SQLite
 /// connection opened while its file was read-only stays read-only after the
 /// file becomes writable again, and one that met an I/O error may keep
-/// failing.
+/// failing; a PostgreSQL session that started read-only
+/// (`default_transaction_read_only`, a standby) stays so after the cause is
+/// gone.
 pub(crate) fn is_unwritable(error: &diesel::result::Error) -> bool {
     match error {
+        diesel::result::Error::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) => true,
         diesel::result::Error::DatabaseError(_, info) => {
             let message = info.message();
             message.contains("readonly database") || message.contains("disk I/O error")
@@ -164,13 +168,20 @@ pub(crate) fn is_unwritable(error: &diesel::result::Error) -> bool {
     }
 }
 
-/// Marks an SQLite connection that cannot write as broken, so that the pool
-/// drops it when it comes back and opens a fresh one when needed: once the
-/// cause is gone (the file writable again), writes work again without a
-/// restart.
+/// Marks a connection that cannot write as broken, so that the pool drops
+/// it when it comes back and opens a fresh one when needed: once the cause
+/// is gone (the file writable again, the database read-write again), each
+/// such connection fails at most the one request that found it out, and
+/// writes work again without a restart.
 pub(crate) fn discard_if_unwritable(conn: &mut AnyConnection, error: &diesel::result::Error) {
-    if let AnyConnection::Sqlite(c) = conn {
-        if is_unwritable(error) {
+    if !is_unwritable(error) {
+        return;
+    }
+    match conn {
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::transaction_manager_status_mut(c).set_in_error();
+        }
+        AnyConnection::Postgresql(c) => {
             AnsiTransactionManager::transaction_manager_status_mut(c).set_in_error();
         }
     }

@@ -93,6 +93,18 @@ async fn refresh_all(app: &TestApp, users: &[Tokens]) -> Vec<(Duration, Response
     .await
 }
 
+/// Refreshes every user's token at once: each is answered 503 with
+/// `Retry-After`, within [`ANSWERED_WITHIN`].
+async fn all_refused_promptly(app: &TestApp, users: &[Tokens]) {
+    for (elapsed, r) in refresh_all(app, users).await {
+        assert!(
+            elapsed < ANSWERED_WITHIN,
+            "refresh answered after {elapsed:?}"
+        );
+        assert_unavailable(r).await;
+    }
+}
+
 on_both_backends!(a_foreign_write_lock_is_a_prompt_503_that_spends_nothing);
 
 /// Another process holding the write lock (SQLite) or a table lock
@@ -107,13 +119,7 @@ async fn a_foreign_write_lock_is_a_prompt_503_that_spends_nothing(backend: Backe
     let users = logged_in(&app, "locked", 3).await;
     let lock = hold_write_lock(&app.database);
 
-    for (elapsed, r) in refresh_all(&app, &users).await {
-        assert!(
-            elapsed < ANSWERED_WITHIN,
-            "refresh answered after {elapsed:?}"
-        );
-        assert_unavailable(r).await;
-    }
+    all_refused_promptly(&app, &users).await;
     let started = Instant::now();
     let r = app
         .post_json(
@@ -184,13 +190,7 @@ async fn postgres_refusing_connections_mid_traffic_is_503_until_it_is_back() {
     let users = logged_in(&app, "refused", 3).await;
     allow_connections(&app.database, false);
 
-    for (elapsed, r) in refresh_all(&app, &users).await {
-        assert!(
-            elapsed < ANSWERED_WITHIN,
-            "refresh answered after {elapsed:?}"
-        );
-        assert_unavailable(r).await;
-    }
+    all_refused_promptly(&app, &users).await;
     for user in &users {
         let started = Instant::now();
         let r = app.get_bearer("/auth/sessions", &user.access).await;
@@ -404,4 +404,190 @@ fn delta(
         .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
         .filter(|(_, v)| *v > 0)
         .collect()
+}
+
+/// Runs `sql` on the shared server's admin database (for statements about
+/// this test's own database).
+fn admin_sql(sql: &str) {
+    let admin = std::env::var("TEST_DATABASE_URL").unwrap();
+    let mut conn = PgConnection::establish(&admin).unwrap();
+    sql_query(sql).execute(&mut conn).unwrap();
+}
+
+/// This test's own PostgreSQL database goes read-only (as a standby or a
+/// database set `default_transaction_read_only` would be) under the
+/// server's connections: refreshes are 503 within the timeout, readiness
+/// 503, nothing spent. Once it is writable again, with no restart and no
+/// connection ended by anyone, each connection that went read-only fails
+/// at most the request that found it out and is replaced: the same tokens
+/// rotate (`success`, never `retry` or reuse) and readiness follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_database_gone_read_only_is_503_and_its_connections_are_replaced() {
+    let Some(app) = spawn_bounded(Backend::Postgres).await else {
+        return;
+    };
+    let name = database_name(app.database.url());
+    let users = logged_in(&app, "readonly", 3).await;
+    let before = app.audit_outcomes().await;
+    admin_sql(&format!(
+        "ALTER DATABASE \"{name}\" SET default_transaction_read_only = on"
+    ));
+    allow_connections(&app.database, false);
+    allow_connections(&app.database, true);
+
+    all_refused_promptly(&app, &users).await;
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "not ready");
+
+    admin_sql(&format!(
+        "ALTER DATABASE \"{name}\" RESET default_transaction_read_only"
+    ));
+    // Every pooled connection may still be read-only: each fails once.
+    let pool = app.config.db_pool_size as usize;
+    for user in &users {
+        let mut tries = 0;
+        loop {
+            let r = app.refresh_cookie(&user.refresh).await;
+            if r.status() == StatusCode::OK {
+                break;
+            }
+            assert_unavailable(r).await;
+            tries += 1;
+            assert!(tries <= pool, "still refused after {tries} tries");
+        }
+    }
+    let mut probes = 0;
+    while app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != StatusCode::OK
+    {
+        probes += 1;
+        assert!(probes <= pool, "not ready after {probes} probes");
+    }
+    only_rotations_and_refusals_since(&app, &before, users.len() as u64).await;
+}
+
+/// The audit rows added since `before`: `rotations` successes, refusals
+/// (`error`), and nothing else (no `retry`: a refused token was unspent,
+/// not replayed; no reuse).
+async fn only_rotations_and_refusals_since(
+    app: &TestApp,
+    before: &std::collections::BTreeMap<String, u64>,
+    rotations: u64,
+) {
+    let added = delta(before, &app.audit_outcomes().await);
+    assert_eq!(added.get("success"), Some(&rotations), "{added:?}");
+    let others = added.keys().filter(|k| *k != "success" && *k != "error");
+    assert_eq!(others.count(), 0, "no retry, no reuse: {added:?}");
+}
+
+/// A small file system of the test's own: a tmpfs of `megabytes`, mounted
+/// on a temporary directory when the test may mount (root), lazily
+/// unmounted when dropped (the server may still hold its files open).
+struct SmallFileSystem {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFileSystem {
+    fn mount(megabytes: u32) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m,mode=0700")])
+            .arg("tmpfs")
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+            return None;
+        }
+        Some(Self { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills what is left with one file; removing it frees the space.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        let small = [0u8; 512];
+        while file.write_all(&small).is_ok() {}
+        let _ = file.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallFileSystem {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// SQLite on a small file system that fills up while clients refresh:
+/// every answer is a 200 or a prompt 503 (never a 401, never a hang);
+/// once writes fail, readiness says 503 and the refused tokens are
+/// unspent: when space is freed they rotate (`success`, never `retry` or
+/// reuse) and readiness follows. Needs root for the tmpfs; says "skipped"
+/// otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_disk_is_503_until_space_is_freed_and_spends_nothing() {
+    let Some(fs) = SmallFileSystem::mount(16) else {
+        return;
+    };
+    let database = TestDatabase::sqlite_in(fs.path());
+    let app = TestApp::spawn_on(database, |c| c.dependency_timeout = DEPENDENCY_TIMEOUT).await;
+    let users = logged_in(&app, "full", 3).await;
+    let mut spare = app.signed_up("spare").await;
+    let before = app.audit_outcomes().await;
+    let filler = fs.fill();
+
+    // Writes into space SQLite already holds may still succeed: refresh
+    // until the disk says no.
+    let mut refused = false;
+    for _ in 0..2_000 {
+        let started = Instant::now();
+        let r = app.refresh_cookie(&spare.refresh).await;
+        assert!(started.elapsed() < ANSWERED_WITHIN, "refresh answered late");
+        if r.status() == StatusCode::OK {
+            spare = tokens_from_cookie(r).await;
+            continue;
+        }
+        assert_unavailable(r).await;
+        refused = true;
+        break;
+    }
+    assert!(refused, "the disk never filled up");
+    let spare_rotations = app
+        .audit_outcomes()
+        .await
+        .get("success")
+        .copied()
+        .unwrap_or(0)
+        - before.get("success").copied().unwrap_or(0);
+
+    all_refused_promptly(&app, &users).await;
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "not ready");
+
+    std::fs::remove_file(filler).unwrap();
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "ready again");
+    for (_, r) in refresh_all(&app, &users).await {
+        assert_eq!(r.status(), StatusCode::OK, "a refused token is unspent");
+    }
+    only_rotations_and_refusals_since(&app, &before, spare_rotations + users.len() as u64).await;
 }
