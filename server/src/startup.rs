@@ -4,7 +4,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::middleware::{from_fn, Condition};
-use actix_web::{App, HttpServer};
+use actix_web::App;
 
 use application::{Dpop, DpopSettings, Ports, Settings, TokenWarden};
 use domain::{AnomalyPolicy, AnomalyResponse, ProofWindow, RefreshSecret};
@@ -15,6 +15,7 @@ use secrecy::ExposeSecret as _;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use web::deadline::{bound_requests, InFlight};
+use web::listener::{self, Connections};
 use web::{ApiState, JwksSource, MetricsSource, OpsState, PasswordQueue, WebConfig};
 use webhook::WebhookWorker;
 
@@ -253,7 +254,8 @@ pub struct BuildOptions {
     /// metrics) and `/metrics`.
     pub instrument: bool,
     /// Graceful shutdown on SIGTERM/SIGINT. Tests that run servers inside
-    /// the test process turn it off, so that Ctrl-C still ends the process.
+    /// the test process turn it off, so that Ctrl-C still ends the process
+    /// (such a server stops when its runtime ends).
     pub signals: bool,
 }
 
@@ -355,7 +357,36 @@ impl Application {
         let requests = in_flight.clone();
         let dependency_timeout = config.dependency_timeout;
         let workers = hasher_threads();
-        let server = HttpServer::new(move || {
+        let connections = Connections {
+            request_timeout: config.request_timeout,
+            keep_alive: config.keep_alive,
+        };
+        let builder = listener::Server::build()
+            .workers(workers)
+            // Blocking threads per worker (actix's default is 512 in all): use
+            // cases are short once they run, password work waits in its queue
+            // as a parked task, so a few threads per worker keep the cores
+            // busy, and a burst cannot make the process grow hundreds of them.
+            .worker_max_blocking_threads(BLOCKING_THREADS_PER_WORKER)
+            // Slow clients: the head must arrive within the request timeout
+            // (`connections`; the body's own deadline is in the handlers' body
+            // reader), idle keep-alive connections close, and open
+            // connections are capped.
+            .max_concurrent_connections(config.max_connections.div_ceil(workers).max(1))
+            .shutdown_timeout(timeout)
+            .shutdown_signal({
+                let stopping = Arc::clone(&stopping);
+                let signals = options.signals;
+                async move {
+                    if signals {
+                        shutdown_signal().await;
+                        stopping.notify_one();
+                    } else {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            });
+        let server = listener::listen(builder, "tokenwarden", listener, connections, move || {
             App::new()
                 .wrap(from_fn(bound_requests(
                     dependency_timeout,
@@ -371,51 +402,34 @@ impl Application {
                 .wrap(web::hardening::security_headers())
                 .configure(web::routes(state.clone(), ops.clone()))
         })
-        .workers(workers)
-        // Blocking threads per worker (actix's default is 512 in all): use
-        // cases are short once they run, password work waits in its queue
-        // as a parked task, so a few threads per worker keep the cores
-        // busy, and a burst cannot make the process grow hundreds of them.
-        .worker_max_blocking_threads(BLOCKING_THREADS_PER_WORKER)
-        // Slow clients: the head must arrive within the request timeout (the
-        // body's own deadline is in the handlers' body reader), idle
-        // keep-alive connections close, and open connections are capped.
-        .client_request_timeout(config.request_timeout)
-        .keep_alive(config.keep_alive)
-        .max_connections(config.max_connections.div_ceil(workers).max(1))
-        .listen(listener)
         .map_err(|e| StartupError::Bind {
             setting: "TOKENWARDEN_BIND",
             message: e.to_string(),
         })?
-        .shutdown_timeout(timeout)
-        .shutdown_signal({
-            let stopping = Arc::clone(&stopping);
-            async move {
-                shutdown_signal().await;
-                stopping.notify_one();
-            }
-        })
         .run();
         let metrics = match (config.metrics_bind, metrics) {
             (Some(addr), Some(source)) => {
                 let (listener, port) = bind(addr, "TOKENWARDEN_METRICS_BIND")?;
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .wrap(web::hardening::security_headers())
-                        .configure(web::ops::configure_metrics_only(Arc::clone(&source)))
-                })
-                .workers(1)
-                .client_request_timeout(config.request_timeout)
-                .keep_alive(config.keep_alive)
-                .listen(listener)
+                let builder = listener::Server::build()
+                    .workers(1)
+                    // Stopped with the API server, after its requests are answered.
+                    .disable_signals()
+                    .shutdown_timeout(timeout);
+                let server = listener::listen(
+                    builder,
+                    "tokenwarden-metrics",
+                    listener,
+                    connections,
+                    move || {
+                        App::new()
+                            .wrap(web::hardening::security_headers())
+                            .configure(web::ops::configure_metrics_only(Arc::clone(&source)))
+                    },
+                )
                 .map_err(|e| StartupError::Bind {
                     setting: "TOKENWARDEN_METRICS_BIND",
                     message: e.to_string(),
                 })?
-                // Stopped with the API server, after its requests are answered.
-                .disable_signals()
-                .shutdown_timeout(timeout)
                 .run();
                 Some((port, server))
             }

@@ -28,6 +28,13 @@ pub struct FieldError {
 pub enum ApiError {
     #[error("malformed request")]
     MalformedRequest,
+    /// Bytes that are not an HTTP/1 request (a malformed request line or
+    /// header), answered by the server's HTTP parser (see [`crate::wire`]).
+    #[error("not valid HTTP")]
+    InvalidHttp,
+    /// A header section over the HTTP parser's limits.
+    #[error("request headers too large")]
+    HeadersTooLarge,
     #[error("invalid input")]
     InvalidInput(Vec<FieldError>),
     #[error("payload too large")]
@@ -117,7 +124,8 @@ impl ApiError {
     /// The stable machine-readable name of the error.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::MalformedRequest => "malformed_request",
+            Self::MalformedRequest | Self::InvalidHttp => "malformed_request",
+            Self::HeadersTooLarge => "headers_too_large",
             Self::InvalidInput(_) => "invalid_input",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UsernameTaken => "username_taken",
@@ -147,6 +155,10 @@ impl ApiError {
     fn title(&self) -> &'static str {
         match self {
             Self::MalformedRequest => "The request body is not valid JSON.",
+            Self::InvalidHttp => "The request is not valid HTTP/1.1.",
+            Self::HeadersTooLarge => {
+                "The request's header section is too large (at most 96 headers and 128 KiB)."
+            }
             Self::InvalidInput(_) => "The request is well-formed but some fields are invalid.",
             Self::PayloadTooLarge => "The request body exceeds 64 KiB.",
             Self::UsernameTaken => "This username is already taken.",
@@ -210,7 +222,8 @@ struct Problem<'a> {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::MalformedRequest => StatusCode::BAD_REQUEST,
+            Self::MalformedRequest | Self::InvalidHttp => StatusCode::BAD_REQUEST,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::InvalidInput(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UsernameTaken => StatusCode::CONFLICT,

@@ -6,11 +6,11 @@
 //! Wrap the app with [`problems`] innermost and [`security_headers`]
 //! outermost, so that the headers land on the rewritten answers too.
 //!
-//! Not covered, because Actix's HTTP/1 parser answers them itself before
-//! any application code runs: a malformed request line or header (400), a
-//! header section over the parser's limit (431) and a head that did not
-//! arrive within `TOKENWARDEN_REQUEST_TIMEOUT` (408). Those go out with an
-//! empty body and `Connection: close`.
+//! What Actix's HTTP/1 parser answers by itself before any application
+//! code runs (a malformed request line or header, 400; a header section
+//! over its limits, 431; a head that did not arrive within
+//! `TOKENWARDEN_REQUEST_TIMEOUT`, 408) is rewritten on the connection
+//! instead: see [`crate::wire`].
 
 use std::sync::LazyLock;
 
@@ -24,12 +24,17 @@ use utoipa::OpenApi as _;
 
 use crate::error::ApiError;
 
-/// `X-Content-Type-Options: nosniff` and `Referrer-Policy: no-referrer` on
-/// every response (a handler's own value wins).
+/// The headers every response carries.
+pub const SECURITY_HEADERS: [(header::HeaderName, &str); 2] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+];
+
+/// [`SECURITY_HEADERS`] on every response (a handler's own value wins).
 pub fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
-        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .add((header::REFERRER_POLICY, "no-referrer"))
+    SECURITY_HEADERS
+        .into_iter()
+        .fold(DefaultHeaders::new(), |headers, header| headers.add(header))
 }
 
 /// One documented path: its segments (`None` for a `{parameter}`) and
@@ -103,6 +108,7 @@ fn problem_for(status: StatusCode) -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
         StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout,
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ApiError::HeadersTooLarge,
         s if s.is_server_error() => ApiError::Internal(format!("framework answered {s}")),
         s => ApiError::Refused(s),
     }

@@ -14,11 +14,13 @@ pub mod error;
 mod extract;
 mod handlers;
 pub mod hardening;
+pub mod listener;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod password_queue;
+pub mod wire;
 
 use std::sync::Arc;
 

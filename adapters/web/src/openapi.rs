@@ -42,8 +42,14 @@ pub const REFRESH_COOKIE: &str = "refresh_cookie";
                        server-side logout.\n\n\
                        Every error is an RFC 9457 problem document \
                        (`application/problem+json`, schema `Problem`) whose `code` is one of \
-                       `ErrorCode`. Unknown routes answer 404 `not_found`. Every response \
-                       carries `X-Request-Id` (the caller's, when it is 1-128 characters of \
+                       `ErrorCode`. Unknown routes answer 404 `not_found`, a known path with \
+                       a method it does not have 405 `method_not_allowed` with `Allow`. So do \
+                       the answers to requests that cannot be read as HTTP/1.1: a malformed \
+                       request line or header (400 `malformed_request`), a header section \
+                       over 96 headers or 128 KiB (431 `headers_too_large`), a head not \
+                       received within the request timeout (408 `request_timeout`); the \
+                       connection is closed after them. Every response carries \
+                       `X-Request-Id` (the caller's, when it is 1-128 characters of \
                        `[A-Za-z0-9._:-]`, else a fresh one).",
         license(name = "MIT OR Apache-2.0"),
     ),
@@ -377,6 +383,7 @@ pub enum ErrorCode {
     MalformedRequest,
     InvalidInput,
     PayloadTooLarge,
+    HeadersTooLarge,
     UsernameTaken,
     InvalidCredentials,
     MissingToken,

@@ -9,10 +9,10 @@ use std::process::Output;
 
 use persistence::testing::TestDatabase;
 
-use crate::support::{tokenwarden, BIN};
+use crate::support::{bin, tokenwarden};
 
 fn help(args: &[&str]) -> String {
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(bin())
         .env_clear()
         .args(args)
         .arg("--help")

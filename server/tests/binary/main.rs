@@ -11,5 +11,6 @@ mod openapi_routes;
 mod operations;
 mod password_work;
 mod process;
+mod slow_clients;
 mod support;
 mod webhooks;

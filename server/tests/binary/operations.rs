@@ -14,7 +14,7 @@ use persistence::testing::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::{free_port, start, tokenwarden, Server, BIN};
+use crate::support::{bin, free_port, start, tokenwarden, Server};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -707,7 +707,7 @@ async fn serve_takes_its_settings_from_the_file_under_env_and_flags() {
             dir.path().join("file-keys").display()
         ),
     );
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", db.url())
@@ -745,7 +745,7 @@ async fn serve_takes_its_settings_from_the_file_under_env_and_flags() {
 fn the_shipped_example_settings_file_is_valid() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/tokenwarden.toml");
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     let out = cmd
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -8,12 +8,19 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_tokenwarden");
+/// The binary under test: `TOKENWARDEN_TEST_BIN` when set (to measure a
+/// release build without building the tests in release:
+/// `TOKENWARDEN_TEST_BIN=target/release/tokenwarden`), else the one cargo
+/// built with the tests.
+pub fn bin() -> String {
+    std::env::var("TOKENWARDEN_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tokenwarden").to_owned())
+}
 
 /// `tokenwarden` on `db` and `keys`, with nothing else from the test's
 /// environment but `PATH`, logging warnings only.
 pub fn tokenwarden(db: &str, keys: &Path) -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = Command::new(bin());
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", db)

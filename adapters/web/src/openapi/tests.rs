@@ -73,6 +73,8 @@ fn every_error_response_is_a_problem_document() {
 fn every_api_error() -> Vec<ApiError> {
     let all = vec![
         ApiError::MalformedRequest,
+        ApiError::InvalidHttp,
+        ApiError::HeadersTooLarge,
         ApiError::InvalidInput(Vec::new()),
         ApiError::PayloadTooLarge,
         ApiError::UsernameTaken,
@@ -102,6 +104,8 @@ fn every_api_error() -> Vec<ApiError> {
     for e in &all {
         match e {
             ApiError::MalformedRequest
+            | ApiError::InvalidHttp
+            | ApiError::HeadersTooLarge
             | ApiError::InvalidInput(_)
             | ApiError::PayloadTooLarge
             | ApiError::UsernameTaken
