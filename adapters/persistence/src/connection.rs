@@ -250,6 +250,10 @@ impl Database {
                     "cannot open a connection pool to the database named by DATABASE_URL: {e}"
                 ))
             })?;
+        let write_lock = Arc::new(match backend {
+            Backend::Sqlite => WriteLock::keeping_writer(wait, pool.clone()),
+            Backend::Postgres => WriteLock::new(wait),
+        });
         let checkpointer = match backend {
             Backend::Sqlite => Checkpointer::start(&connection_url, &pragmas).map(Arc::new),
             Backend::Postgres => None,
@@ -259,7 +263,7 @@ impl Database {
             backend,
             audit_trail: true,
             audit_ids: Arc::default(),
-            write_lock: Arc::new(WriteLock::new(wait)),
+            write_lock,
             wait,
             _checkpointer: checkpointer,
             sqlite_path: (backend == Backend::Sqlite).then_some(connection_url),

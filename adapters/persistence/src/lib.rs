@@ -23,6 +23,7 @@ mod cleanup;
 mod connection;
 mod dpop;
 mod error;
+mod fixed;
 mod migrations;
 mod revocations;
 mod rotation;

@@ -30,6 +30,7 @@ use crate::audit::{insert_attempt, truncate_user_agent};
 use crate::connection::{AnyConnection, Database};
 use crate::dpop::spend_proof;
 use crate::error::DbError;
+use crate::fixed::{Bind, Fixed, SpendToken, WriteRotation};
 use crate::rows::{generation_to_db, FoundToken, NewTokenRow, SessionRow, UserRow};
 use crate::schema::{refresh_tokens, sessions};
 use crate::sessions::{parse_ids, revoke_session, revoke_user_sessions};
@@ -84,8 +85,7 @@ impl Database {
             row.set_state(&planned.state);
             match planned.decision {
                 RotationDecision::Rotate { next } => {
-                    diesel::update(refresh_tokens::table.find(&presented_digest))
-                        .set(refresh_tokens::used_at.eq(now))
+                    Fixed::<SpendToken>::new(&[Bind::BigInt(now), Bind::Text(&presented_digest)])
                         .execute(conn)?;
                     // Stays until the session's absolute end, like every
                     // token of the session, so a later replay is recognised.
@@ -246,26 +246,23 @@ fn sighting(request: &RotateRequest) -> Sighting<'_> {
 /// Writes what a rotation changed on the session row (`row` is the state
 /// after the plan).
 fn write_rotation(conn: &mut AnyConnection, row: &SessionRow) -> Result<(), DbError> {
-    diesel::update(sessions::table.find(&row.id))
-        .set((
-            (
-                sessions::generation.eq(row.generation),
-                sessions::rotated_at.eq(row.rotated_at),
-                sessions::last_used_at.eq(row.last_used_at),
-                sessions::rotated_by.eq(&row.rotated_by),
-                sessions::rotated_ip.eq(&row.rotated_ip),
-                sessions::last_user_agent.eq(&row.last_user_agent),
-                sessions::last_ip.eq(&row.last_ip),
-            ),
-            (
-                sessions::run_ip.eq(&row.run_ip),
-                sessions::run_user_agent.eq(&row.run_user_agent),
-                sessions::run_attempts.eq(row.run_attempts),
-                sessions::run_first_at.eq(row.run_first_at),
-                sessions::run_last_at.eq(row.run_last_at),
-            ),
-        ))
-        .execute(conn)?;
+    // One fixed text, kept prepared (see `fixed.rs`).
+    Fixed::<WriteRotation>::new(&[
+        Bind::BigInt(row.generation),
+        Bind::BigInt(row.rotated_at),
+        Bind::BigInt(row.last_used_at),
+        Bind::NullableText(row.rotated_by.as_deref()),
+        Bind::NullableText(row.rotated_ip.as_deref()),
+        Bind::NullableText(row.last_user_agent.as_deref()),
+        Bind::NullableText(row.last_ip.as_deref()),
+        Bind::Text(&row.run_ip),
+        Bind::Text(&row.run_user_agent),
+        Bind::BigInt(row.run_attempts),
+        Bind::BigInt(row.run_first_at),
+        Bind::BigInt(row.run_last_at),
+        Bind::Text(&row.id),
+    ])
+    .execute(conn)?;
     Ok(())
 }
 

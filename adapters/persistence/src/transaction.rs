@@ -26,6 +26,7 @@ use application::deadline;
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel::result::DatabaseErrorKind;
 
 use crate::connection::AnyConnection;
@@ -45,11 +46,29 @@ use crate::schema::{sessions, users};
 /// honest"): by the request's deadline, and by `wait` outside requests.
 /// Without the bound, writers queued here behind another process's lock
 /// for as long as that process held it, each after the other.
-#[derive(Debug)]
+///
+/// It also keeps the connection that last wrote (SQLite): a connection
+/// whose own commit is the last one keeps its page cache, while one that
+/// finds another connection committed since its last transaction starts
+/// with an empty cache and reads every page again (14 % of the server's CPU
+/// in the refresh benchmark's profile when writes went to whichever pooled
+/// connection the request held; see `docs/performance.md`).
 pub(crate) struct WriteLock {
     held: Mutex<bool>,
     released: Condvar,
     wait: Duration,
+    /// Where the kept writer comes from (SQLite only).
+    pool: Option<Pool<ConnectionManager<AnyConnection>>>,
+    writer: Mutex<Option<PooledConnection<ConnectionManager<AnyConnection>>>>,
+}
+
+impl std::fmt::Debug for WriteLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteLock")
+            .field("wait", &self.wait)
+            .field("keeps_writer", &self.pool.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Releases the [`WriteLock`] when dropped.
@@ -69,6 +88,46 @@ impl WriteLock {
             held: Mutex::new(false),
             released: Condvar::new(),
             wait,
+            pool: None,
+            writer: Mutex::new(None),
+        }
+    }
+
+    /// A lock that keeps one connection of `pool` for the writes it
+    /// serialises (see the type's docs).
+    pub(crate) fn keeping_writer(
+        wait: Duration,
+        pool: Pool<ConnectionManager<AnyConnection>>,
+    ) -> Self {
+        Self {
+            pool: Some(pool),
+            ..Self::new(wait)
+        }
+    }
+
+    /// The kept writer, or an idle connection of the pool to keep from now
+    /// on; `None` when neither is at hand (the caller's connection writes).
+    /// Call with the lock held.
+    fn take_writer(&self) -> Option<PooledConnection<ConnectionManager<AnyConnection>>> {
+        let kept = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        kept.or_else(|| self.pool.as_ref()?.try_get())
+    }
+
+    /// Keeps `writer` for the next write, unless its transaction state is
+    /// broken (the pool then discards it).
+    fn keep_writer(&self, mut writer: PooledConnection<ConnectionManager<AnyConnection>>) {
+        let healthy = match &mut *writer {
+            AnyConnection::Sqlite(c) => AnsiTransactionManager::transaction_manager_status_mut(c)
+                .transaction_depth()
+                .is_ok_and(|depth| depth.is_none()),
+            AnyConnection::Postgresql(_) => false,
+        };
+        if healthy {
+            *self.writer.lock().unwrap_or_else(PoisonError::into_inner) = Some(writer);
         }
     }
 
@@ -101,21 +160,37 @@ pub(crate) fn write_transaction<T>(
     lock: &WriteLock,
     f: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>,
 ) -> Result<T, DbError> {
-    // Held until the commit or rollback below.
-    let _writing = match conn {
+    if matches!(conn, AnyConnection::Sqlite(_)) {
+        let guard = lock.acquire()?;
+        if let Some(mut writer) = lock.take_writer() {
+            let result = locked_transaction(&mut writer, guard, f);
+            lock.keep_writer(writer);
+            return result;
+        }
+        return locked_transaction(conn, guard, f);
+    }
+    locked_transaction(conn, None, f)
+}
+
+/// [`write_transaction`] on `conn`, with the SQLite write lock `_writing`
+/// already held (until the commit or rollback).
+fn locked_transaction<'a, T>(
+    conn: &mut AnyConnection,
+    writing: impl Into<Option<WriteGuard<'a>>>,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    let _writing = writing.into();
+    match conn {
         AnyConnection::Sqlite(c) => {
-            let guard = lock.acquire()?;
             if let Err(e) = AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE") {
                 discard_if_unwritable(conn, &e);
                 return Err(e.into());
             }
-            Some(guard)
         }
         AnyConnection::Postgresql(c) => {
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN")?;
-            None
         }
-    };
+    }
     let result = f(conn).and_then(|value| {
         if deadline::expired() {
             Err(DbError::Timeout(
