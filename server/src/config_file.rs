@@ -374,37 +374,45 @@ pub fn redact(id: &str, value: &str) -> String {
 }
 
 /// Replaces the password of `scheme://user:password@host/…` and any
-/// `password=` query parameter.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
+/// `password=` query parameter (found by the `url` crate); anything else
+/// is printed as given. A value that may hold a credential but is not a
+/// URL is redacted whole.
+pub fn redact_url(text: &str) -> String {
+    // Without `@` or a `password` parameter there is nothing to hide: the
+    // value is printed exactly as given (SQLite paths included).
+    if !text.contains('@') && !text.to_ascii_lowercase().contains("password") {
+        return text.to_owned();
+    }
+    let Ok(mut url) = url::Url::parse(text) else {
+        return REDACTED.to_owned();
     };
-    let (scheme, rest) = url.split_at(scheme_end);
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:{REDACTED}@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_owned(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => {
-                        format!("{k}={REDACTED}")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-        None => tail.to_owned(),
-    };
-    format!("{scheme}{authority}{tail}")
+    let secret_password = url.password().is_some();
+    let secret_query = url
+        .query_pairs()
+        .any(|(k, _)| k.eq_ignore_ascii_case("password"));
+    if !secret_password && !secret_query {
+        return text.to_owned();
+    }
+    // A marker the URL serialisation leaves alone (`<`, `>` it would encode).
+    const MARKER: &str = "tokenwardenredactedvalue";
+    if secret_password && url.set_password(Some(MARKER)).is_err() {
+        return REDACTED.to_owned();
+    }
+    if secret_query {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.eq_ignore_ascii_case("password") {
+                    MARKER.to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.as_str().replace(MARKER, REDACTED)
 }
 
 #[cfg(test)]

@@ -196,6 +196,12 @@ fn secrets_are_redacted() {
     );
     assert_eq!(redact_url("postgres://tw@db/tw"), "postgres://tw@db/tw");
     assert_eq!(
+        redact_url("sqlite://./data dir/tw.db"),
+        "sqlite://./data dir/tw.db",
+        "printed as given"
+    );
+    assert_eq!(redact_url("postgres://tw:s3cret@db:port/tw"), "<redacted>");
+    assert_eq!(
         redact("introspection_token", "0123456789abcdef"),
         "<redacted>"
     );
