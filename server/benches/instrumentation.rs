@@ -42,6 +42,7 @@ async fn start(instrument: bool) -> Target {
     let options = BuildOptions {
         instrument,
         signals: false,
+        ..BuildOptions::default()
     };
     let app = Application::build_with(config, options).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -72,8 +72,7 @@ impl Drop for CleanupJob {
 
 /// Runs a pass every `config.cleanup_interval`, the first one interval
 /// after start. Passes run on the blocking pool, one at a time.
-pub fn spawn_cleanup_job(config: &Config, db: &Database) -> CleanupJob {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+pub fn spawn_cleanup_job(config: &Config, db: &Database, clock: Arc<dyn Clock>) -> CleanupJob {
     let cleanup = Cleanup::new(
         Arc::new(db.clone()),
         Arc::clone(&clock),

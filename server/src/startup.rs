@@ -6,10 +6,11 @@ use std::sync::Arc;
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::App;
 
+use application::ports::Clock;
 use application::{Dpop, DpopSettings, Ports, Settings, TokenWarden};
 use domain::{AnomalyPolicy, AnomalyResponse, ProofWindow, RefreshSecret};
 use jwt::{DpopReader, JwtConfig, JwtSigner, KeyStore};
-use password::Argon2Hasher;
+use password::{Argon2Hasher, HashCost};
 use persistence::Database;
 use secrecy::ExposeSecret as _;
 use tokio::sync::Notify;
@@ -89,7 +90,7 @@ pub fn build_warden_with(
     keys: &KeyStore,
     hasher: Arc<Argon2Hasher>,
 ) -> Result<TokenWarden, StartupError> {
-    wire_warden(config, db, keys, hasher, true)
+    wire_warden(config, db, keys, hasher, Arc::new(SystemClock), true)
 }
 
 /// The use cases for the operator's `user …` commands, which issue no
@@ -107,6 +108,7 @@ pub fn build_operator_warden(config: &Config, db: &Database) -> Result<TokenWard
         Arc::new(NoAccessTokens),
         OsRandom.token_bytes(),
         Arc::new(Argon2Hasher::new(hasher_threads())),
+        Arc::new(SystemClock),
         false,
     )
 }
@@ -139,6 +141,7 @@ fn wire_warden(
     db: &Database,
     keys: &KeyStore,
     hasher: Arc<Argon2Hasher>,
+    clock: Arc<dyn Clock>,
     metered: bool,
 ) -> Result<TokenWarden, StartupError> {
     let signer = JwtSigner::new(
@@ -155,6 +158,7 @@ fn wire_warden(
         Arc::new(signer),
         keys.refresh_secret(),
         hasher,
+        clock,
         metered,
     )
 }
@@ -165,6 +169,7 @@ fn wire(
     signer: Arc<dyn application::ports::AccessTokenSigner>,
     refresh_secret: [u8; 32],
     hasher: Arc<Argon2Hasher>,
+    clock: Arc<dyn Clock>,
     metered: bool,
 ) -> Result<TokenWarden, StartupError> {
     let sessions: Arc<dyn application::ports::SessionRepository> = if metered {
@@ -177,7 +182,7 @@ fn wire(
         sessions,
         hasher,
         signer,
-        clock: Arc::new(SystemClock),
+        clock,
         random: Arc::new(OsRandom),
         revocations: open_revocations(config, db)?,
         audit: Arc::new(db.clone()),
@@ -247,8 +252,9 @@ impl JwksSource for Jwks {
     }
 }
 
-/// Switches that are not settings: what benchmarks turn off.
-#[derive(Debug, Clone, Copy)]
+/// Switches that are not settings: what benchmarks turn off and tests
+/// replace. The defaults are the server's.
+#[derive(Clone)]
 pub struct BuildOptions {
     /// Request instrumentation (request ids, spans, access log, HTTP
     /// metrics) and `/metrics`.
@@ -257,6 +263,14 @@ pub struct BuildOptions {
     /// the test process turn it off, so that Ctrl-C still ends the process
     /// (such a server stops when its runtime ends).
     pub signals: bool,
+    /// The wall clock of the use cases (token and session lifetimes, rate
+    /// limit windows, audit times), of the cleanup job and of the webhook
+    /// outbox: the system's. Tests move a clock of their own forward
+    /// instead of sleeping until something expires.
+    pub clock: Arc<dyn Clock>,
+    /// The cost of password hashes: OWASP's. Test suites that log in
+    /// thousands of times use [`HashCost::Minimal`].
+    pub hash_cost: HashCost,
 }
 
 impl Default for BuildOptions {
@@ -264,7 +278,20 @@ impl Default for BuildOptions {
         Self {
             instrument: true,
             signals: true,
+            clock: Arc::new(SystemClock),
+            hash_cost: HashCost::Owasp,
         }
+    }
+}
+
+impl std::fmt::Debug for BuildOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildOptions")
+            .field("instrument", &self.instrument)
+            .field("signals", &self.signals)
+            .field("clock", &self.clock.now())
+            .field("hash_cost", &self.hash_cost)
+            .finish()
     }
 }
 
@@ -314,6 +341,7 @@ impl Application {
     pub async fn build_with(config: Config, options: BuildOptions) -> Result<Self, StartupError> {
         let setup = config.clone();
         let instrument = options.instrument;
+        let (clock, hash_cost) = (Arc::clone(&options.clock), options.hash_cost);
         // Connecting (database, Redis) and the revocation list's first load
         // block: all of it off the async workers.
         let (db, keys, hasher, warden, redis_check) =
@@ -326,10 +354,11 @@ impl Application {
                 })?;
                 let limiters = limiters(&setup)?;
                 let redis_check = limiters.redis_check.clone();
-                let hasher = Arc::new(Argon2Hasher::new(hasher_threads()));
-                let warden = wire_warden(&setup, &db, &keys, Arc::clone(&hasher), instrument)?
-                    .with_login_limiter(limiters.login)
-                    .with_ip_limiter(limiters.ip);
+                let hasher = Arc::new(Argon2Hasher::with_cost(hasher_threads(), hash_cost));
+                let warden =
+                    wire_warden(&setup, &db, &keys, Arc::clone(&hasher), clock, instrument)?
+                        .with_login_limiter(limiters.login)
+                        .with_ip_limiter(limiters.ip);
                 Ok((db, keys, hasher, warden, redis_check))
             })
             .await
@@ -444,8 +473,8 @@ impl Application {
                 in_flight,
                 timeout: config.shutdown_timeout,
             },
-            _cleanup: spawn_cleanup_job(&config, &db),
-            webhooks: spawn_webhooks(&config, &db)?,
+            _cleanup: spawn_cleanup_job(&config, &db, Arc::clone(&options.clock)),
+            webhooks: spawn_webhooks(&config, &db, Arc::clone(&options.clock))?,
             throttle_flush: Some(spawn_throttle_flush(Arc::clone(&warden))),
             warden,
         })
@@ -523,14 +552,18 @@ impl Application {
 }
 
 /// The webhook delivery worker, when `TOKENWARDEN_WEBHOOK_URL` is set.
-fn spawn_webhooks(config: &Config, db: &Database) -> Result<Option<WebhookWorker>, StartupError> {
+fn spawn_webhooks(
+    config: &Config,
+    db: &Database,
+    clock: Arc<dyn Clock>,
+) -> Result<Option<WebhookWorker>, StartupError> {
     let Some(webhook) = config.webhook.clone() else {
         return Ok(None);
     };
     WebhookWorker::spawn(
         webhook,
         Arc::new(db.clone()),
-        Arc::new(SystemClock),
+        clock,
         CancellationToken::new(),
     )
     .map(Some)

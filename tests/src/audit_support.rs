@@ -2,13 +2,15 @@
 //! networks (through a trusted proxy) and devices, and the raw audit counts.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use application::RegisterInput;
 use domain::{Password, Role, Roles, Username};
+use password::{Argon2Hasher, HashCost};
 use reqwest::header::{COOKIE, USER_AGENT};
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
-use server::startup::{build_warden, open_database, open_keys};
+use server::startup::{build_warden_with, open_database, open_keys};
 
 use crate::{TestApp, Tokens, PASSWORD};
 
@@ -18,13 +20,16 @@ pub const LOOPBACK_PROXY: &str = "127.0.0.1/32";
 
 impl TestApp {
     /// Creates `username` with the roles `admin` and `user` (as `tokenwarden
-    /// user create --role admin` does) and logs in.
+    /// user create --role admin` does, but with the suite's cheap password
+    /// hashes) and logs in.
     pub async fn admin(&self, username: &str) -> Tokens {
         let config = self.config.clone();
         let name = username.to_owned();
         tokio::task::spawn_blocking(move || {
             let db = open_database(&config).unwrap();
-            let warden = build_warden(&config, &db, &open_keys(&config).unwrap()).unwrap();
+            let hasher = Arc::new(Argon2Hasher::with_cost(1, HashCost::Minimal));
+            let keys = open_keys(&config).unwrap();
+            let warden = build_warden_with(&config, &db, &keys, hasher).unwrap();
             warden
                 .register(RegisterInput {
                     username: Username::parse(&name).unwrap(),

@@ -2,8 +2,14 @@
 //! fresh database per test, on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use application::ports::Clock;
+use domain::Timestamp;
+
+use password::HashCost;
 use persistence::testing::TestDatabase;
 use reqwest::header::{HeaderMap, COOKIE, SET_COOKIE, USER_AGENT};
 use reqwest::{Response, StatusCode};
@@ -44,6 +50,32 @@ macro_rules! on_both_backends {
     };
 }
 
+/// The clock of a test server: the system's, plus however far the test
+/// moved it forward. Time still passes as usual (deadlines, timeouts and
+/// tokio's timers are real); a test that waits for something to expire
+/// moves the clock past it instead of sleeping.
+#[derive(Debug, Default)]
+pub struct TestClock {
+    ahead_ms: AtomicI64,
+}
+
+impl TestClock {
+    /// Moves the clock `by` forward, at once.
+    pub fn advance(&self, by: Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.ahead_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        let system = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Timestamp::from_millis(system.saturating_add(self.ahead_ms.load(Ordering::SeqCst)))
+    }
+}
+
 /// A running server and what it needs to stay alive.
 pub struct TestApp {
     pub address: String,
@@ -52,6 +84,8 @@ pub struct TestApp {
     pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     pub config: Config,
+    /// The server's clock: [`TestApp::advance`] moves it.
+    pub clock: Arc<TestClock>,
     pub database: TestDatabase,
     _keys: tempfile::TempDir,
 }
@@ -93,9 +127,15 @@ impl TestApp {
         config.register_rate_ip.count = 100_000;
         config.refresh_fail_rate_ip.count = 100_000;
         adjust(&mut config);
-        // Signals stay with the test process (Ctrl-C ends it).
+        let clock = Arc::new(TestClock::default());
         let options = BuildOptions {
+            // Signals stay with the test process (Ctrl-C ends it).
             signals: false,
+            clock: Arc::clone(&clock) as Arc<dyn Clock>,
+            // The suite registers and logs in thousands of times: argon2 at
+            // its minimum, not OWASP's 19 MiB and two passes each time
+            // (what a password costs is the binary tests' business).
+            hash_cost: HashCost::Minimal,
             ..BuildOptions::default()
         };
         let app = Application::build_with(config.clone(), options)
@@ -116,6 +156,7 @@ impl TestApp {
             metrics_address,
             client,
             config,
+            clock,
             database,
             _keys: keys,
         }
@@ -123,6 +164,12 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
+    }
+
+    /// Moves the server's clock `by` forward: what a test that waits for a
+    /// lifetime or a window to end does instead of sleeping.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {

@@ -28,6 +28,30 @@ pub const T_COST: u32 = 2;
 /// Degree of parallelism (lanes).
 pub const P_COST: u32 = 1;
 
+/// How much work one hash or verification costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HashCost {
+    /// OWASP's argon2id parameters ([`M_COST_KIB`], [`T_COST`], [`P_COST`]):
+    /// what every server and command uses.
+    #[default]
+    Owasp,
+    /// argon2's minimum (8 KiB, one pass, one lane): for test suites that
+    /// register and log in thousands of times. No setting selects it; only
+    /// code that builds a server for its tests does. Hashes stored with it
+    /// still verify under [`HashCost::Owasp`] (verification reads the
+    /// parameters from the stored hash), and the other way round.
+    Minimal,
+}
+
+impl HashCost {
+    fn params(self) -> Params {
+        match self {
+            Self::Owasp => owasp_params(),
+            Self::Minimal => minimal_params(),
+        }
+    }
+}
+
 /// Hashes and verifies passwords with argon2id, in a fixed set of reused
 /// workspaces.
 ///
@@ -47,7 +71,14 @@ impl Argon2Hasher {
     /// most that many computations at once. Allocates them (19 MiB each)
     /// and computes the dummy hash, which takes as long as one hash.
     pub fn new(workers: usize) -> Self {
-        Self::with_params(workers, owasp_params())
+        Self::with_cost(workers, HashCost::Owasp)
+    }
+
+    /// [`Argon2Hasher::new`] at a given cost. The dummy hash for unknown
+    /// users is made at the same cost, so they still cost what a wrong
+    /// password costs.
+    pub fn with_cost(workers: usize, cost: HashCost) -> Self {
+        Self::with_params(workers, cost.params())
     }
 
     /// [`Argon2Hasher::new`] with other parameters (tests: cheap ones).
@@ -195,11 +226,12 @@ impl PasswordHasher for Argon2Hasher {
 
 impl fmt::Debug for Argon2Hasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let params = self.argon2.params();
         f.debug_struct("Argon2Hasher")
             .field("algorithm", &"argon2id")
-            .field("m_cost_kib", &M_COST_KIB)
-            .field("t_cost", &T_COST)
-            .field("p_cost", &P_COST)
+            .field("m_cost_kib", &params.m_cost())
+            .field("t_cost", &params.t_cost())
+            .field("p_cost", &params.p_cost())
             .field("workers", &self.workspaces.capacity())
             .field("in_flight", &self.workspaces.in_use())
             .field("queue_depth", &self.workspaces.waiting())
@@ -211,6 +243,17 @@ fn owasp_params() -> Params {
     // argon2 0.5's defaults are exactly the OWASP values; say so in a test
     // rather than trusting it silently.
     Params::DEFAULT
+}
+
+fn minimal_params() -> Params {
+    Params::new(
+        Params::MIN_M_COST,
+        Params::MIN_T_COST,
+        Params::MIN_P_COST,
+        None,
+    )
+    // The minimum values are valid by definition; never reached.
+    .unwrap_or(Params::DEFAULT)
 }
 
 fn random_dummy_password() -> String {

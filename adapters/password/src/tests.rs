@@ -227,3 +227,25 @@ fn an_unknown_user_costs_about_what_a_wrong_password_costs() {
         "unknown {unknown:?} vs wrong {wrong:?}"
     );
 }
+
+#[test]
+fn the_minimal_cost_is_argon2s_minimum_and_its_hashes_verify_at_either_cost() {
+    let cheap = Argon2Hasher::with_cost(1, HashCost::Minimal);
+    let stored = cheap.hash(&pw("cheap but valid")).unwrap();
+    let parsed = password_hash::PasswordHash::new(stored.as_str()).unwrap();
+    let params = Params::try_from(&parsed).unwrap();
+    assert_eq!(
+        (params.m_cost(), params.t_cost(), params.p_cost()),
+        (8, 1, 1)
+    );
+    assert!(cheap.verify(&pw("cheap but valid"), Some(&stored)).unwrap());
+    assert!(!cheap.verify(&pw("cheap but wrong"), Some(&stored)).unwrap());
+    // An unknown user is checked against a dummy hash of the same cost.
+    assert!(!cheap.verify(&pw("cheap but valid"), None).unwrap());
+    assert!(hasher()
+        .verify(&pw("cheap but valid"), Some(&stored))
+        .unwrap());
+    let owasp = hasher().hash(&pw("dear but valid")).unwrap();
+    assert!(cheap.verify(&pw("dear but valid"), Some(&owasp)).unwrap());
+    assert_eq!(HashCost::default(), HashCost::Owasp);
+}

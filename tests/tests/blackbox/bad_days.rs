@@ -259,7 +259,7 @@ async fn serve_refuses_a_database_it_cannot_write() {
         signals: false,
         ..Default::default()
     };
-    let refused = server::Application::build_with(config.clone(), options).await;
+    let refused = server::Application::build_with(config.clone(), options.clone()).await;
     let Err(error) = refused else {
         panic!("started on a read-only database");
     };

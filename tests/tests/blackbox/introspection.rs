@@ -4,13 +4,10 @@
 
 use std::time::Duration;
 
-use application::RegisterInput;
-use domain::{Password, Role, Roles, Username};
 use integration_tests::*;
 use reqwest::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
-use server::startup::{build_warden, open_database, open_keys};
 
 on_both_backends!(
     introspection_needs_the_secret_or_an_admin,
@@ -29,27 +26,6 @@ async fn app(backend: Backend) -> Option<TestApp> {
         c.introspection_token = Some(web::IntrospectionSecret::new(SECRET));
     })
     .await
-}
-
-/// An admin, created the way `tokenwarden user create --role admin` does,
-/// and logged in.
-async fn admin(app: &TestApp, name: &str) -> Tokens {
-    let config = app.config.clone();
-    let username = name.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let db = open_database(&config).unwrap();
-        let warden = build_warden(&config, &db, &open_keys(&config).unwrap()).unwrap();
-        warden
-            .register(RegisterInput {
-                username: Username::parse(&username).unwrap(),
-                password: Password::parse(PASSWORD.to_owned()).unwrap(),
-                roles: Roles::new([Role::admin(), Role::user()]),
-            })
-            .unwrap();
-    })
-    .await
-    .unwrap();
-    app.login(name).await
 }
 
 async fn introspect_as(app: &TestApp, bearer: Option<&str>, token: &str) -> Response {
@@ -80,7 +56,7 @@ async fn introspection_needs_the_secret_or_an_admin(backend: Backend) {
         return;
     };
     let user = app.signed_up("walt").await;
-    let root = admin(&app, "root").await;
+    let root = app.admin("root").await;
 
     let r = introspect_as(&app, None, &user.access).await;
     assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer");
@@ -158,7 +134,9 @@ async fn expired_revoked_malformed_and_unknown_tokens_are_inactive(backend: Back
     // Expired.
     let t = app.signed_up("zack").await;
     assert_eq!(introspect(&app, &t.access).await["active"], true);
-    tokio::time::sleep(Duration::from_millis(5_100)).await;
+    app.advance(Duration::from_millis(3_500));
+    assert_eq!(introspect(&app, &t.access).await["active"], true, "not yet");
+    app.advance(Duration::from_millis(1_600));
     assert_eq!(introspect(&app, &t.access).await, inactive);
 
     // Revoked: the session by logout, then one access token of a live

@@ -521,7 +521,7 @@ async fn idle_sessions_expire(backend: Backend) {
     };
     let t = app.signed_up("quinn").await;
     let next = tokens_from_cookie(app.refresh_cookie(&t.refresh).await).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1_700)).await;
+    app.advance(std::time::Duration::from_millis(1_700));
     let r = app.refresh_cookie(&next.refresh).await;
     assert!(clears_cookie(r.headers()));
     assert_problem(r, StatusCode::UNAUTHORIZED, "token_expired").await;
@@ -547,12 +547,12 @@ async fn sessions_end_at_their_absolute_lifetime(backend: Backend) {
     let mut refresh = t.refresh;
     // Keep rotating: activity does not extend the absolute lifetime.
     for _ in 0..3 {
-        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        app.advance(std::time::Duration::from_millis(400));
         let r = app.refresh_cookie(&refresh).await;
         assert_eq!(r.status(), StatusCode::OK);
         refresh = tokens_from_cookie(r).await.refresh;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    app.advance(std::time::Duration::from_millis(1_000));
     assert_problem(
         app.refresh_cookie(&refresh).await,
         StatusCode::UNAUTHORIZED,

@@ -159,7 +159,9 @@ async fn expired_access_tokens_are_reported_as_expired() {
     };
     let t = app.signed_up("xena").await;
     assert_eq!(app.me_status(&t.access).await, StatusCode::OK);
-    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
+    app.advance(std::time::Duration::from_millis(1_500));
+    assert_eq!(app.me_status(&t.access).await, StatusCode::OK, "not yet");
+    app.advance(std::time::Duration::from_millis(1_600));
     let r = app.get_bearer("/api/me", &t.access).await;
     assert_eq!(
         r.headers().get("www-authenticate").unwrap(),
