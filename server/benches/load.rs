@@ -9,6 +9,9 @@
 //! Scenarios, on SQLite and (with `TEST_DATABASE_URL`) PostgreSQL, each
 //! `LOAD_SECONDS` (default 3) long, 32 connections unless said:
 //! - `refresh`: refresh chains (body delivery), every token spent once;
+//! - `refresh, DPoP-bound`: the same chains, each session bound to a DPoP
+//!   key at login and every refresh with a fresh ES256 proof (signed before
+//!   the run, so the figure is the server's cost);
 //! - `bearer`: `GET /api/me` with an access token;
 //! - `login` (16 connections): successful logins;
 //! - `mixed`: 1 % logins, 19 % refreshes, 80 % Bearer requests;
@@ -40,6 +43,10 @@ use domain::{Password, Timestamp};
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _};
 use persistence::testing::{seed_expired_sessions, TestDatabase};
 use serde_json::{json, Value};
+
+#[path = "support/dpop_proof.rs"]
+mod dpop_proof;
+use dpop_proof::ProofKey;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tokenwarden");
 const PASSWORD: &str = "correct horse battery staple";
@@ -165,6 +172,9 @@ impl Server {
             // Logins of the login and mixed scenarios add sessions to their
             // users; no eviction, so chains of the same users stay live.
             .env("TOKENWARDEN_MAX_SESSIONS", "100000000")
+            // DPoP proofs are signed before their run: they must stay fresh
+            // for all of it.
+            .env("TOKENWARDEN_DPOP_MAX_AGE", "1h")
             .stdout(Stdio::null())
             .spawn()
             .expect("tokenwarden starts");
@@ -219,14 +229,20 @@ impl Server {
 
     /// (refresh token, access token) of a new session of `username`.
     async fn login(&self, username: &str) -> (String, String) {
-        let r = self
+        self.login_with(username, None).await
+    }
+
+    /// [`Server::login`], bound to `key` when given.
+    async fn login_with(&self, username: &str, key: Option<&ProofKey>) -> (String, String) {
+        let mut request = self
             .client
             .post(self.url("/auth/login"))
             .header("User-Agent", UA)
-            .json(&json!({"username": username, "password": PASSWORD, "token_delivery": "body"}))
-            .send()
-            .await
-            .unwrap();
+            .json(&json!({"username": username, "password": PASSWORD, "token_delivery": "body"}));
+        if let Some(key) = key {
+            request = request.header("DPoP", key.proof("POST", &self.url("/auth/login")));
+        }
+        let r = request.send().await.unwrap();
         assert_eq!(r.status(), 200, "login {username}");
         let body: Value = r.json().await.unwrap();
         (
@@ -238,9 +254,18 @@ impl Server {
     /// One new session per connection of the `chain<i>` users, written as
     /// `<prefix>.<thread>` files for `chains.lua`.
     async fn chains(&self, work: &Path) -> PathBuf {
-        let logins = (0..CONNECTIONS).map(|i| self.login_owned(format!("chain{i}")));
+        self.chains_of(work, "tokens", None).await
+    }
+
+    /// One new session per connection of the `chain<i>` users, bound to
+    /// `key` when given, written as `<work>/<name>.<thread>` files.
+    async fn chains_of(&self, work: &Path, name: &str, key: Option<&ProofKey>) -> PathBuf {
+        let logins = (0..CONNECTIONS).map(|i| {
+            let username = format!("chain{i}");
+            async move { self.login_with(&username, key).await }
+        });
         let pairs = futures_util::future::join_all(logins).await;
-        let prefix = work.join("tokens");
+        let prefix = work.join(name);
         for thread in 0..THREADS {
             let lines: String = pairs
                 .iter()
@@ -253,8 +278,27 @@ impl Server {
         prefix
     }
 
-    async fn login_owned(&self, username: String) -> (String, String) {
-        self.login(&username).await
+    /// [`Server::chains`] of sessions bound to `key`, and for each wrk
+    /// thread `per_thread` refresh proofs by it (`<prefix>.<thread>.proofs`,
+    /// which `chains.lua` then sends, one per refresh).
+    async fn bound_chains(&self, work: &Path, key: &ProofKey, per_thread: usize) -> PathBuf {
+        let prefix = self.chains_of(work, "bound", Some(key)).await;
+        let url = self.url("/auth/refresh");
+        std::thread::scope(|scope| {
+            for thread in 0..THREADS {
+                let (prefix, url) = (&prefix, &url);
+                scope.spawn(move || {
+                    let mut proofs = String::new();
+                    for _ in 0..per_thread {
+                        proofs.push_str(&key.proof("POST", url));
+                        proofs.push('\n');
+                    }
+                    std::fs::write(format!("{}.{thread}.proofs", prefix.display()), proofs)
+                        .unwrap();
+                });
+            }
+        });
+        prefix
     }
 }
 
@@ -403,6 +447,8 @@ struct Backend {
     /// Single-row writes per second on this database (the refresh reference).
     row_writes: Option<f64>,
     refresh: Run,
+    /// Refresh of DPoP-bound sessions, one fresh ES256 proof each.
+    refresh_dpop: Run,
     bearer: Run,
     login: Run,
     mixed: Run,
@@ -434,6 +480,16 @@ async fn measure(name: &'static str, db: &TestDatabase, work: &Path) -> Backend 
         .await
         .unwrap();
     println!("[{name}] refresh: {refresh:?}");
+
+    // Proofs for 1.5 times the unbound run's refreshes (a bound refresh
+    // never costs less), signed now so that the run measures the server.
+    let per_thread = (refresh.rate() * seconds() as f64 * 1.5 / THREADS as f64) as usize + 1_000;
+    let key = ProofKey::new();
+    let prefix = server.bound_chains(work, &key, per_thread).await;
+    let refresh_dpop = wrk_at(CHAINS, chain_args(&prefix), CONNECTIONS)
+        .await
+        .unwrap();
+    println!("[{name}] refresh, DPoP-bound: {refresh_dpop:?}");
 
     let (_, access) = server.login("chain0").await;
     let bearer = wrk_at(BEARER, vec![access], CONNECTIONS).await.unwrap();
@@ -498,6 +554,7 @@ async fn measure(name: &'static str, db: &TestDatabase, work: &Path) -> Backend 
         name,
         row_writes: None,
         refresh,
+        refresh_dpop,
         bearer,
         login,
         mixed,
@@ -585,6 +642,14 @@ fn report(refs: &References, backends: &[Backend]) -> String {
             &b.refresh,
             format!("Ed25519 signatures: {}/s", rate(refs.ed25519_sign)),
             b.refresh.rate() / refs.ed25519_sign,
+        );
+        row(
+            &mut t,
+            "refresh, DPoP-bound (ES256)",
+            b.name,
+            &b.refresh_dpop,
+            format!("refresh, unbound: {}/s", rate(b.refresh.rate())),
+            b.refresh_dpop.rate() / b.refresh.rate(),
         );
         row(
             &mut t,

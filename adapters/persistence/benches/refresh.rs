@@ -1,5 +1,7 @@
 //! Cost of one refresh-token rotation transaction (`SessionRepository::rotate`)
-//! on SQLite, and on PostgreSQL when `TEST_DATABASE_URL` is set.
+//! on SQLite, and on PostgreSQL when `TEST_DATABASE_URL` is set; for an
+//! unbound session, and for one bound to a DPoP key, whose rotation records
+//! the proof's `jti` in the same transaction.
 //!
 //! `cargo bench -p persistence`
 
@@ -8,10 +10,12 @@
 
 use std::time::Duration;
 
-use application::ports::{ClientInfo, RotateRequest, SessionRepository, UserRepository};
+use application::ports::{
+    CheckedProof, ClientInfo, RotateRequest, SessionRepository, UserRepository,
+};
 use criterion::{criterion_group, criterion_main, Criterion};
 use domain::{
-    AnomalyPolicy, Lifetimes, NewSession, NewUser, PasswordHash, ReuseResponse, Role, Roles,
+    AnomalyPolicy, Jkt, Lifetimes, NewSession, NewUser, PasswordHash, ReuseResponse, Role, Roles,
     RotationPolicy, SessionId, Timestamp, TokenDigest, UserId, Username,
 };
 use persistence::testing::TestDatabase;
@@ -21,8 +25,11 @@ fn digest() -> TokenDigest {
     TokenDigest::from_bytes(rand::random())
 }
 
-/// Rotates one session's token again and again, a millisecond apart.
-fn bench_rotation(c: &mut Criterion, name: &str, db: &Database) {
+/// Rotates one session's token again and again, a millisecond apart; with
+/// `bound`, the session is bound to a key and every rotation brings a proof
+/// with a new `jti`.
+fn bench_rotation(c: &mut Criterion, name: &str, db: &Database, bound: bool) {
+    let key = Jkt::of_canonical_jwk("{\"bench\":\"key\"}");
     let start = Timestamp::from_millis(1_700_000_000_000);
     let user = UserRepository::create(
         db,
@@ -44,10 +51,11 @@ fn bench_rotation(c: &mut Criterion, name: &str, db: &Database) {
         expires_at: start.plus(Duration::from_secs(30 * 24 * 3600)),
         ip: None,
         user_agent: Some("bench".to_owned()),
-        dpop_jkt: None,
+        dpop_jkt: bound.then(|| key.clone()),
     };
     SessionRepository::create(db, session, current, 10).unwrap();
     let mut now = start;
+    let mut jti = 0u64;
     c.bench_function(name, |b| {
         b.iter(|| {
             let next = digest();
@@ -69,9 +77,23 @@ fn bench_rotation(c: &mut Criterion, name: &str, db: &Database) {
                         user_agent: Some("bench".to_owned()),
                     },
                     now,
-                    proof: None,
+                    proof: bound.then(|| {
+                        jti += 1;
+                        CheckedProof {
+                            key: key.clone(),
+                            jti: jti.to_string(),
+                            remember_until: now.plus(Duration::from_secs(60)),
+                        }
+                    }),
                 })
                 .unwrap();
+            assert!(matches!(
+                outcome,
+                application::ports::RotateOutcome::Decided {
+                    decision: domain::RotationDecision::Rotate { .. },
+                    ..
+                }
+            ));
             current = next;
             outcome
         });
@@ -80,9 +102,11 @@ fn bench_rotation(c: &mut Criterion, name: &str, db: &Database) {
 
 fn rotation(c: &mut Criterion) {
     let sqlite = TestDatabase::sqlite();
-    bench_rotation(c, "rotate/sqlite", &sqlite.open(2));
+    bench_rotation(c, "rotate/sqlite", &sqlite.open(2), false);
+    bench_rotation(c, "rotate/sqlite/dpop-bound", &sqlite.open(2), true);
     if let Some(postgres) = TestDatabase::postgres() {
-        bench_rotation(c, "rotate/postgres", &postgres.open(2));
+        bench_rotation(c, "rotate/postgres", &postgres.open(2), false);
+        bench_rotation(c, "rotate/postgres/dpop-bound", &postgres.open(2), true);
     }
 }
 

@@ -3,7 +3,9 @@
 -- successor from the body for its next request. A chain whose refresh fails
 -- is gone; once a thread has none left it sends a dead token (an error).
 -- With `mix` set (mixed profile) a request is, at random, a login, a refresh
--- or a Bearer `GET /api/me` with the latest access token.
+-- or a Bearer `GET /api/me` with the latest access token. When a file
+-- `<file>.<thread>.proofs` exists (DPoP-bound chains), each refresh sends
+-- the next of its proofs, one a line, in a `DPoP` header.
 local counter = 0
 setup = function(thread)
   thread:set("id", counter)
@@ -15,12 +17,21 @@ local queue = {}
 local access = nil
 local login_body = nil
 local mix = nil
+local proofs = nil
 
 init = function(args)
   for line in io.lines(args[1] .. "." .. id) do
     local refresh, acc = line:match("^(%S+) (%S+)$")
     queue[#queue + 1] = refresh
     access = acc
+  end
+  local file = io.open(args[1] .. "." .. id .. ".proofs")
+  if file then
+    proofs = {}
+    for line in file:lines() do
+      proofs[#proofs + 1] = line
+    end
+    file:close()
   end
   if args[2] then
     mix = { login = tonumber(args[2]), refresh = tonumber(args[3]) }
@@ -40,9 +51,11 @@ local function refresh()
     return wrk.format("POST", "/auth/refresh", {}, "")
   end
   local token = table.remove(queue, 1) or "tw_rt_dead"
-  return wrk.format("POST", "/auth/refresh",
-    { ["Content-Type"] = "application/json", ["User-Agent"] = UA },
-    '{"refresh_token":"' .. token .. '"}')
+  local headers = { ["Content-Type"] = "application/json", ["User-Agent"] = UA }
+  if proofs then
+    headers["DPoP"] = table.remove(proofs)
+  end
+  return wrk.format("POST", "/auth/refresh", headers, '{"refresh_token":"' .. token .. '"}')
 end
 
 request = function()
