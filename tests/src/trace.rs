@@ -145,6 +145,9 @@ pub struct RunResult {
     pub attacker_access_after: u32,
     /// Thief runs: the attacker's access tokens that were ever accepted.
     pub attacker_access_accepted: u32,
+    /// Steal-then-logout runs: the victim's session did not survive the
+    /// thief's logout (its next refresh was refused).
+    pub victim_logged_out: bool,
     /// The user's risk level after the run.
     pub risk: String,
     /// Why an honest run ended, for the report.
@@ -195,6 +198,9 @@ impl Row {
     }
     pub fn high_risk(&self) -> usize {
         self.runs.iter().filter(|r| r.risk == "high").count()
+    }
+    pub fn victims_logged_out(&self) -> usize {
+        self.runs.iter().filter(|r| r.victim_logged_out).count()
     }
 }
 
@@ -301,6 +307,11 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
         .filter(|r| !r.dpop && must_be_high.contains(&r.behaviour))
         .collect();
     let high_met = high.iter().all(|r| r.high_risk() == r.runs.len());
+    let bound_logout: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.dpop && r.behaviour == Behaviour::StealThenLogout)
+        .collect();
+    let bound_logout_kept = bound_logout.iter().all(|r| r.victims_logged_out() == 0);
     vec![
         Target {
             name: "0 honest sessions ended (unbound retries from a new network aside)",
@@ -356,6 +367,15 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
                         r.runs.len()
                     )
                 })
+                .collect::<Vec<_>>()
+                .join("; "),
+        },
+        Target {
+            name: "DPoP-bound steal-then-logout: the thief's logout is refused, the victim keeps its session",
+            met: bound_logout_kept,
+            detail: bound_logout
+                .iter()
+                .map(|r| format!("{}/{} victims logged out", r.victims_logged_out(), r.runs.len()))
                 .collect::<Vec<_>>()
                 .join("; "),
         },
@@ -881,15 +901,16 @@ impl<'a> Scenario<'a> {
             }
             Behaviour::StealThenLogout => {
                 thief.user_agent = victim.user_agent.clone();
-                if attack!() {
-                    let _ = self.logout(&thief).await;
-                }
+                // The thief logs the session out, whether or not it could
+                // use it: bound, its logout is refused as its refresh was.
+                attack!();
+                let _ = self.logout(&thief).await;
                 tokio::time::sleep(GRACE + Duration::from_millis(300)).await;
                 let answer = self.refresh(victim).await;
                 // Unbound, only the analysis catches this one (the victim's
                 // token was rotated by the thief, then the session ended);
                 // bound, the thief's first refresh is refused.
-                let _ = answer;
+                result.victim_logged_out = answer.status != StatusCode::OK;
                 detected = result.refused_at.is_some();
             }
             _ => unreachable!("not a theft"),
