@@ -192,7 +192,7 @@ fn locked_transaction<'a, T>(
         }
     }
     let result = f(conn).and_then(|value| {
-        if deadline::expired() {
+        if !deadline::may_commit() {
             Err(DbError::Timeout(
                 "the request's deadline passed before the commit",
             ))

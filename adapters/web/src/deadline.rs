@@ -9,6 +9,11 @@
 //! thread that does it (`application::deadline`), so that the storage
 //! adapters wait no longer than that for a connection or a lock, and roll
 //! back rather than commit work whose client has been told 503.
+//!
+//! A `503` says how long the server spent on the request, from the
+//! middleware's start to the answer, in a `Server-Timing: total;dur=<ms>`
+//! header: the wait that the contract bounds by the timeout plus 100 ms,
+//! as the server saw it (a client's own clock adds its scheduling).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -64,6 +69,17 @@ impl Drop for InFlightGuard {
 type Answer<B> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<ServiceResponse<B>, Error>>>>;
 
+/// `Server-Timing: total;dur=<milliseconds>` (W3C Server Timing).
+fn add_server_timing(headers: &mut actix_web::http::header::HeaderMap, spent: Duration) {
+    let value = format!("total;dur={:.1}", spent.as_secs_f64() * 1_000.0);
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value) {
+        headers.insert(
+            actix_web::http::header::HeaderName::from_static("server-timing"),
+            value,
+        );
+    }
+}
+
 /// The middleware: `App::new().wrap(from_fn(bound_requests(timeout, in_flight)))`.
 pub fn bound_requests<B: MessageBody + 'static>(
     timeout: Duration,
@@ -73,9 +89,78 @@ pub fn bound_requests<B: MessageBody + 'static>(
         let guard = in_flight.enter();
         let deadline = Instant::now() + timeout;
         Box::pin(async move {
-            let result = DEADLINE.scope(deadline, next.call(req)).await;
+            let started = Instant::now();
+            let mut result = DEADLINE.scope(deadline, next.call(req)).await;
             drop(guard);
+            if let Ok(answer) = &mut result {
+                if answer.status() == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
+                    add_server_timing(answer.headers_mut(), started.elapsed());
+                }
+            }
             result
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::blocking;
+    use actix_web::middleware::from_fn;
+    use actix_web::{test, web, App, HttpResponse};
+
+    const TIMEOUT: Duration = Duration::from_millis(200);
+
+    /// Work that takes `ms` and, when `commits`, claims its commit first
+    /// (as a write transaction does before `COMMIT`).
+    async fn work(ms: u64, commits: bool) -> Result<HttpResponse, crate::error::ApiError> {
+        blocking(move || {
+            if commits {
+                assert!(application::deadline::may_commit());
+            }
+            std::thread::sleep(Duration::from_millis(ms));
+        })
+        .await
+        .map(|()| HttpResponse::Ok().finish())
+    }
+
+    async fn call(path: &str) -> (actix_web::http::StatusCode, Option<String>, Duration) {
+        let app = test::init_service(
+            App::new()
+                .wrap(from_fn(bound_requests(TIMEOUT, InFlight::default())))
+                .route("/slow", web::get().to(|| work(600, false)))
+                .route("/committing", web::get().to(|| work(400, true))),
+        )
+        .await;
+        let started = Instant::now();
+        let answer =
+            test::call_service(&app, test::TestRequest::get().uri(path).to_request()).await;
+        let timing = answer
+            .headers()
+            .get("server-timing")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (answer.status(), timing, started.elapsed())
+    }
+
+    #[actix_web::test]
+    async fn work_past_its_deadline_is_a_503_that_says_how_long_it_took() {
+        let (status, timing, elapsed) = call("/slow").await;
+        assert_eq!(status, actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(elapsed < Duration::from_millis(550), "{elapsed:?}");
+        let ms: f64 = timing
+            .as_deref()
+            .and_then(|t| t.strip_prefix("total;dur="))
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or_else(|| panic!("Server-Timing: {timing:?}"));
+        assert!((200.0..550.0).contains(&ms), "{ms}");
+    }
+
+    #[actix_web::test]
+    async fn work_that_began_to_commit_is_awaited_not_refused() {
+        let (status, timing, elapsed) = call("/committing").await;
+        assert_eq!(status, actix_web::http::StatusCode::OK, "its own answer");
+        assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
+        assert_eq!(timing, None, "no Server-Timing on a 200");
     }
 }

@@ -23,17 +23,34 @@ use serde_json::json;
 /// it), short enough to keep the suite fast.
 const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The contract answers within the timeout plus 100 ms; the rest is room
-/// for a loaded machine (HTTP, scheduling). A wait that is not bounded
-/// never ends at all: the faults last until the answers are in.
+/// The contract's bound: every refusal leaves within the timeout plus
+/// 100 ms, as the server measured it (its `Server-Timing` header on a 503).
+const CONTRACT_BOUND: Duration = Duration::from_millis(1_100);
+
+/// What the test's own clock allows on top: HTTP and the scheduling of a
+/// loaded two-core machine. A wait that is not bounded never ends at all:
+/// the faults last until the answers are in.
 const ANSWERED_WITHIN: Duration = Duration::from_millis(2_000);
 
 async fn spawn_bounded(backend: Backend) -> Option<TestApp> {
     TestApp::spawn_with(backend, |c| c.dependency_timeout = DEPENDENCY_TIMEOUT).await
 }
 
-/// A 503 `service_unavailable` problem with a `Retry-After` in seconds.
+/// A 503 `service_unavailable` problem with a `Retry-After` in seconds,
+/// answered within [`CONTRACT_BOUND`] by the server's own clock.
 async fn assert_unavailable(r: Response) {
+    let spent = r
+        .headers()
+        .get("server-timing")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("total;dur="))
+        .and_then(|ms| ms.parse::<f64>().ok());
+    assert!(
+        spent.is_some_and(|ms| ms <= CONTRACT_BOUND.as_secs_f64() * 1_000.0),
+        "answered within the timeout + 100 ms by the server's clock: {} {:?}",
+        r.status(),
+        r.headers()
+    );
     let retry_after = r
         .headers()
         .get(RETRY_AFTER)
@@ -539,10 +556,12 @@ impl Drop for SmallFileSystem {
 
 /// SQLite on a small file system that fills up while clients refresh:
 /// every answer is a 200 or a prompt 503 (never a 401, never a hang);
-/// once writes fail, readiness says 503 and the refused tokens are
-/// unspent: when space is freed they rotate (`success`, never `retry` or
-/// reuse) and readiness follows. Needs root for the tmpfs; says "skipped"
-/// otherwise.
+/// readiness says 503 while the disk is full, and a refused token is
+/// unspent: once space is freed it rotates (`success`, never `retry` or
+/// reuse) and readiness follows. Which refreshes still fit is up to SQLite
+/// (a commit into log space it already holds may succeed after one that
+/// needed a new page failed), so each answer is checked on its own. Needs
+/// root for the tmpfs; says "skipped" otherwise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_disk_is_503_until_space_is_freed_and_spends_nothing() {
     let Some(fs) = SmallFileSystem::mount(16) else {
@@ -550,13 +569,13 @@ async fn a_full_disk_is_503_until_space_is_freed_and_spends_nothing() {
     };
     let database = TestDatabase::sqlite_in(fs.path());
     let app = TestApp::spawn_on(database, |c| c.dependency_timeout = DEPENDENCY_TIMEOUT).await;
-    let users = logged_in(&app, "full", 3).await;
+    let mut users = logged_in(&app, "full", 3).await;
     let mut spare = app.signed_up("spare").await;
     let before = app.audit_outcomes().await;
     let filler = fs.fill();
 
-    // Writes into space SQLite already holds may still succeed: refresh
-    // until the disk says no.
+    // Refresh until the disk says no: `spare` then holds a refused token.
+    let mut rotations = 0;
     let mut refused = false;
     for _ in 0..2_000 {
         let started = Instant::now();
@@ -564,6 +583,7 @@ async fn a_full_disk_is_503_until_space_is_freed_and_spends_nothing() {
         assert!(started.elapsed() < ANSWERED_WITHIN, "refresh answered late");
         if r.status() == StatusCode::OK {
             spare = tokens_from_cookie(r).await;
+            rotations += 1;
             continue;
         }
         assert_unavailable(r).await;
@@ -571,23 +591,31 @@ async fn a_full_disk_is_503_until_space_is_freed_and_spends_nothing() {
         break;
     }
     assert!(refused, "the disk never filled up");
-    let spare_rotations = app
-        .audit_outcomes()
-        .await
-        .get("success")
-        .copied()
-        .unwrap_or(0)
-        - before.get("success").copied().unwrap_or(0);
 
-    all_refused_promptly(&app, &users).await;
+    // The others meanwhile: each a rotation or a prompt refusal.
+    let answers = refresh_all(&app, &users).await;
+    for (user, (elapsed, r)) in users.iter_mut().zip(answers) {
+        assert!(
+            elapsed < ANSWERED_WITHIN,
+            "refresh answered after {elapsed:?}"
+        );
+        if r.status() == StatusCode::OK {
+            *user = tokens_from_cookie(r).await;
+            rotations += 1;
+        } else {
+            assert_unavailable(r).await;
+        }
+    }
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "not ready");
 
     std::fs::remove_file(filler).unwrap();
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK, "ready again");
+    let r = app.refresh_cookie(&spare.refresh).await;
+    assert_eq!(r.status(), StatusCode::OK, "the refused token is unspent");
     for (_, r) in refresh_all(&app, &users).await {
-        assert_eq!(r.status(), StatusCode::OK, "a refused token is unspent");
+        assert_eq!(r.status(), StatusCode::OK, "every token still works");
     }
-    only_rotations_and_refusals_since(&app, &before, spare_rotations + users.len() as u64).await;
+    only_rotations_and_refusals_since(&app, &before, rotations + 1 + users.len() as u64).await;
 }

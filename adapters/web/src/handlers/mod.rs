@@ -16,7 +16,10 @@ use crate::ApiState;
 /// current tracing span and under the request's deadline (see
 /// [`crate::deadline`]): when the work has not finished by then (plus
 /// [`crate::deadline::SLACK`]), the answer is `503` and the work, which sees
-/// the same deadline, gives up its waits and commits nothing.
+/// the same deadline, gives up its waits and commits nothing; unless it has
+/// already begun to commit, and then its own answer is awaited (the two
+/// agree through an [`application::deadline::Fate`], so a client told `503`
+/// never finds its token spent).
 pub async fn blocking<T, F>(f: F) -> Result<T, ApiError>
 where
     F: FnOnce() -> T + Send + 'static,
@@ -24,19 +27,23 @@ where
 {
     let span = tracing::Span::current();
     let deadline = crate::deadline::current();
+    let fate = application::deadline::Fate::new();
+    let work_fate = fate.clone();
     let work = actix_web::web::block(move || {
-        let _deadline = application::deadline::enter(deadline);
+        let _deadline = application::deadline::enter_with(deadline, work_fate);
         span.in_scope(f)
     });
     let Some(deadline) = deadline else {
         return Ok(work.await?);
     };
     let until = tokio::time::Instant::from_std(deadline + crate::deadline::SLACK);
-    match tokio::time::timeout_at(until, work).await {
+    let mut work = std::pin::pin!(work);
+    match tokio::time::timeout_at(until, work.as_mut()).await {
         Ok(done) => Ok(done?),
-        Err(_) => Err(ApiError::Unavailable(
+        Err(_) if fate.abandon() => Err(ApiError::Unavailable(
             "the request's dependencies did not answer before its deadline".to_owned(),
         )),
+        Err(_) => Ok(work.await?),
     }
 }
 
