@@ -102,13 +102,9 @@ async fn forged_tokens_are_refused(backend: Backend) {
     let mut hs_header = Header::new(Algorithm::HS256);
     hs_header.typ = Some("at+jwt".into());
     hs_header.kid = keys["keys"][0]["kid"].as_str().map(str::to_owned);
-    let hs256 = encode(&hs_header, &claims, &EncodingKey::from_secret(&x)).unwrap();
-    let pem_hs256 = encode(
-        &hs_header,
-        &claims,
-        &EncodingKey::from_secret(keys.to_string().as_bytes()),
-    )
-    .unwrap();
+    let hs256 = encode(&hs_header, &claims, &EncodingKey::from_secret(&x).unwrap()).unwrap();
+    let jwks_secret = EncodingKey::from_secret(keys.to_string().as_bytes()).unwrap();
+    let pem_hs256 = encode(&hs_header, &claims, &jwks_secret).unwrap();
 
     for (name, forged) in [
         ("tampered", tampered),

@@ -224,9 +224,8 @@ fn an_hs256_token_keyed_with_the_public_key_is_rejected() {
             spki_pem.as_bytes(),
             spki_der.as_bytes(),
         ] {
-            let token =
-                jsonwebtoken::encode(&header, &wire_claims(), &EncodingKey::from_secret(secret))
-                    .unwrap();
+            let key = EncodingKey::from_secret(secret).unwrap();
+            let token = jsonwebtoken::encode(&header, &wire_claims(), &key).unwrap();
             assert_eq!(
                 signer.verify(&token, at(0)),
                 Err(VerifyError::Invalid),
