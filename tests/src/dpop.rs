@@ -69,7 +69,7 @@ impl DpopKey {
     pub fn public_jwk(&self) -> Value {
         match self {
             Self::Es256(key) => {
-                let point = key.verifying_key().to_encoded_point(false);
+                let point = key.verifying_key().to_sec1_point(false);
                 let (x, y) = (point.x().expect("x"), point.y().expect("y"));
                 json!({"kty": "EC", "crv": "P-256", "x": b64(x), "y": b64(y)})
             }

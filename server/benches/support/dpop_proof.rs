@@ -41,7 +41,7 @@ impl ProofKey {
                 break key;
             }
         };
-        let point = key.verifying_key().to_encoded_point(false);
+        let point = key.verifying_key().to_sec1_point(false);
         let jwk = json!({
             "kty": "EC",
             "crv": "P-256",

@@ -11,7 +11,7 @@ fn p256_key() -> p256::ecdsa::SigningKey {
 }
 
 fn p256_jwk(key: &p256::ecdsa::SigningKey) -> Value {
-    let point = key.verifying_key().to_encoded_point(false);
+    let point = key.verifying_key().to_sec1_point(false);
     json!({"kty": "EC", "crv": "P-256", "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())})
 }
 
