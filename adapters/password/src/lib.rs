@@ -14,10 +14,10 @@ mod workspace;
 use std::fmt;
 
 use application::ports::{CryptoError, PasswordHasher};
-use argon2::password_hash::{self, Output, ParamsString, SaltString};
+use argon2::password_hash;
+use argon2::password_hash::phc::{self, Output, ParamsString, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use domain::{Password, PasswordHash};
-use rand::rngs::OsRng;
 
 use crate::workspace::Workspaces;
 
@@ -119,9 +119,7 @@ impl Argon2Hasher {
     /// A PHC string of `password` with the current parameters and a fresh
     /// salt.
     fn hash_phc(&self, password: &[u8]) -> Result<String, password_hash::Error> {
-        let salt = SaltString::generate(&mut OsRng);
-        let mut raw_salt = [0u8; 64];
-        let raw_salt = salt.decode_b64(&mut raw_salt)?;
+        let salt = Salt::generate();
         let output_len = self
             .argon2
             .params()
@@ -129,17 +127,13 @@ impl Argon2Hasher {
             .unwrap_or(Params::DEFAULT_OUTPUT_LEN);
         let output = {
             let mut memory = self.workspaces.borrow();
-            Output::init_with(output_len, |out| {
-                self.argon2
-                    .hash_password_into_with_memory(password, raw_salt, out, &mut *memory)
-                    .map_err(password_hash::Error::from)
-            })?
+            compute(&self.argon2, password, &salt, output_len, &mut memory)?
         };
-        let phc = password_hash::PasswordHash {
+        let phc = phc::PasswordHash {
             algorithm: Algorithm::Argon2id.ident(),
             version: Some(Version::V0x13.into()),
             params: ParamsString::try_from(self.argon2.params())?,
-            salt: Some(salt.as_salt()),
+            salt: Some(salt),
             hash: Some(output),
         };
         Ok(phc.to_string())
@@ -147,53 +141,49 @@ impl Argon2Hasher {
 
     fn verify_phc(&self, password: &str, phc: &str) -> Result<bool, CryptoError> {
         let unreadable = |what: &str| CryptoError(format!("stored password hash: {what}"));
-        let parsed =
-            password_hash::PasswordHash::new(phc).map_err(|_| unreadable("not a PHC string"))?;
-        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        let parsed = phc::PasswordHash::new(phc).map_err(|_| unreadable("not a PHC string"))?;
+        let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
             return Err(unreadable("lacks salt or output"));
         };
         // The stored string's own algorithm and parameters are used, so
         // hashes made with older parameters still verify.
         let algorithm =
-            Algorithm::try_from(parsed.algorithm).map_err(|_| unreadable("not argon2"))?;
+            Algorithm::try_from(parsed.algorithm.as_str()).map_err(|_| unreadable("not argon2"))?;
         let version = parsed
             .version
             .map_or(Ok(Version::default()), Version::try_from)
             .map_err(|_| unreadable("unknown argon2 version"))?;
         let params = Params::try_from(&parsed).map_err(|_| unreadable("bad parameters"))?;
-        let mut raw_salt = [0u8; 64];
-        let raw_salt = salt
-            .decode_b64(&mut raw_salt)
-            .map_err(|_| unreadable("bad salt"))?;
         let argon2 = Argon2::new(algorithm, version, params);
+        let cannot = |e: password_hash::Error| {
+            CryptoError(format!("cannot verify against stored hash: {e}"))
+        };
         let computed = {
             let mut memory = self.workspaces.borrow();
-            let fits = memory.len() >= argon2.params().block_count();
-            Output::init_with(expected.len(), |out| {
-                let result = if fits {
-                    argon2.hash_password_into_with_memory(
-                        password.as_bytes(),
-                        raw_salt,
-                        out,
-                        &mut *memory,
-                    )
-                } else {
-                    // A hash stored with more memory than today's parameters
-                    // (none are made so): its own allocation, once.
-                    let mut more = vec![Block::new(); argon2.params().block_count()];
-                    argon2.hash_password_into_with_memory(
-                        password.as_bytes(),
-                        raw_salt,
-                        out,
-                        &mut more,
-                    )
-                };
-                result.map_err(password_hash::Error::from)
-            })
-            .map_err(|e| CryptoError(format!("cannot verify against stored hash: {e}")))?
+            if memory.len() >= argon2.params().block_count() {
+                compute(
+                    &argon2,
+                    password.as_bytes(),
+                    salt,
+                    expected.len(),
+                    &mut memory,
+                )
+            } else {
+                // A hash stored with more memory than today's parameters
+                // (none are made so): its own allocation, once.
+                let mut more = vec![Block::new(); argon2.params().block_count()];
+                compute(
+                    &argon2,
+                    password.as_bytes(),
+                    salt,
+                    expected.len(),
+                    &mut more,
+                )
+            }
+            .map_err(cannot)?
         };
         // `Output`'s equality is constant-time.
-        Ok(computed == expected)
+        Ok(computed == *expected)
     }
 }
 
@@ -240,7 +230,7 @@ impl fmt::Debug for Argon2Hasher {
 }
 
 fn owasp_params() -> Params {
-    // argon2 0.5's defaults are exactly the OWASP values; say so in a test
+    // argon2's defaults (0.5 and 0.6) are exactly the OWASP values; say so in a test
     // rather than trusting it silently.
     Params::DEFAULT
 }
@@ -256,9 +246,24 @@ fn minimal_params() -> Params {
     .unwrap_or(Params::DEFAULT)
 }
 
+/// Argon2 of `password` with `salt` into an output of `len` bytes, in the
+/// given memory blocks (at least `argon2.params().block_count()` of them).
+fn compute(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    salt: &Salt,
+    len: usize,
+    memory: &mut [Block],
+) -> Result<Output, password_hash::Error> {
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let out = out.get_mut(..len).ok_or(password_hash::Error::OutputSize)?;
+    argon2.hash_password_into_with_memory(password, salt, out, memory)?;
+    Ok(Output::new(out)?)
+}
+
 fn random_dummy_password() -> String {
     // Its value does not matter; random so no password can match it.
-    SaltString::generate(&mut OsRng).as_str().to_owned()
+    SaltString::generate().to_string()
 }
 
 #[cfg(test)]

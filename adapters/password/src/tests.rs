@@ -52,8 +52,8 @@ fn hashes_are_argon2id_with_owasp_parameters_and_a_fresh_salt() {
         a.as_str()
     );
     assert_ne!(a.as_str(), b.as_str(), "each hash gets its own salt");
-    let parsed = password_hash::PasswordHash::new(a.as_str()).unwrap();
-    assert_eq!(parsed.salt.unwrap().as_str().len(), 22, "16-byte salt");
+    let parsed = phc::PasswordHash::new(a.as_str()).unwrap();
+    assert_eq!(parsed.salt.unwrap().len(), 16, "16-byte salt");
 }
 
 #[test]
@@ -99,10 +99,43 @@ fn hashes_with_older_parameters_still_verify() {
 /// stored before the workspaces).
 fn crate_hash(argon2: &Argon2<'_>, password: &[u8]) -> String {
     use argon2::PasswordHasher as _;
-    argon2
-        .hash_password(password, &SaltString::generate(&mut OsRng))
-        .unwrap()
-        .to_string()
+    argon2.hash_password(password).unwrap().to_string()
+}
+
+/// Hashes stored by earlier versions, made with argon2 0.5 (its own
+/// `PasswordHasher`, and ours over its `hash_password_into_with_memory`),
+/// password `made by argon2 0.5`: they must verify as long as they are in
+/// a database.
+const STORED_BY_ARGON2_0_5: [&str; 3] = [
+    "$argon2id$v=19$m=19456,t=2,p=1$9v6yiQymIRBPlrcz3Bp8Lw$BX59AbTV7bPyy0WGE7x9j9zpdkuSRuG5z6O90c+kb6c",
+    "$argon2id$v=19$m=8,t=1,p=1$rc/YKL5wZa0wuykotMEUMQ$MKi/0R8wdLV01hMhffL3DoZ04uVflN4lpQAuFF46LHw",
+    "$argon2id$v=19$m=19456,t=2,p=1$j1G/f9nMs5MFIpsQq+Ww5Q$IT+SutQRST9mTtnHSoKq+ChKGuH5DgbjEOpg3BGpfU0",
+];
+
+#[test]
+fn hashes_stored_by_argon2_0_5_still_verify() {
+    use argon2::PasswordVerifier as _;
+    let cheap = Argon2Hasher::with_cost(1, HashCost::Minimal);
+    for stored in STORED_BY_ARGON2_0_5 {
+        let stored_hash = PasswordHash::new(stored.to_owned());
+        for h in [hasher(), &cheap] {
+            assert!(
+                h.verify(&pw("made by argon2 0.5"), Some(&stored_hash))
+                    .unwrap(),
+                "{stored}"
+            );
+            assert!(
+                !h.verify(&pw("made by argon2 0.6"), Some(&stored_hash))
+                    .unwrap(),
+                "{stored}"
+            );
+        }
+        // And by the crate's own verifier.
+        let parsed = phc::PasswordHash::new(stored).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"made by argon2 0.5", &parsed)
+            .is_ok());
+    }
 }
 
 #[test]
@@ -114,7 +147,7 @@ fn hashes_made_by_the_crate_itself_verify_and_ours_verify_with_it() {
         .verify(&pw("both ways round"), Some(&PasswordHash::new(theirs)))
         .unwrap());
     let ours = hasher().hash(&pw("both ways round")).unwrap();
-    let parsed = password_hash::PasswordHash::new(ours.as_str()).unwrap();
+    let parsed = phc::PasswordHash::new(ours.as_str()).unwrap();
     assert!(current.verify_password(b"both ways round", &parsed).is_ok());
     assert!(current
         .verify_password(b"both ways round?", &parsed)
@@ -232,7 +265,7 @@ fn an_unknown_user_costs_about_what_a_wrong_password_costs() {
 fn the_minimal_cost_is_argon2s_minimum_and_its_hashes_verify_at_either_cost() {
     let cheap = Argon2Hasher::with_cost(1, HashCost::Minimal);
     let stored = cheap.hash(&pw("cheap but valid")).unwrap();
-    let parsed = password_hash::PasswordHash::new(stored.as_str()).unwrap();
+    let parsed = phc::PasswordHash::new(stored.as_str()).unwrap();
     let params = Params::try_from(&parsed).unwrap();
     assert_eq!(
         (params.m_cost(), params.t_cost(), params.p_cost()),
