@@ -320,6 +320,7 @@ pub struct CreateUserRequest {
 /// not look like a change that was made).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct PatchUserRequest {
     /// The user's roles from now on (replaces them), each
     /// `[a-z][a-z0-9_-]{0,31}`.

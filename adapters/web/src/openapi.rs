@@ -126,7 +126,7 @@ pub const REFRESH_COOKIE: &str = "refresh_cookie";
         RoleName,
         SecurityEventKindName,
     )),
-    modifiers(&SecuritySchemes, &PagesDoc, &RetryAfter, &NonEmptyPatch),
+    modifiers(&SecuritySchemes, &PagesDoc, &RetryAfter),
     tags(
         (name = "auth", description = "Login, refresh-token rotation, logout"),
         (name = "sessions", description = "The caller's sessions (Bearer)"),
@@ -210,35 +210,19 @@ impl Modify for RetryAfter {
                         .headers
                         .entry("Retry-After".to_owned())
                         .or_insert_with(|| {
-                            HeaderBuilder::new()
-                                .schema(
-                                    ObjectBuilder::new()
-                                        .schema_type(Type::Integer)
-                                        .minimum(Some(1)),
-                                )
-                                .description(Some("Seconds to wait before trying again"))
-                                .build()
+                            RefOr::T(
+                                HeaderBuilder::new()
+                                    .schema(Some(
+                                        ObjectBuilder::new()
+                                            .schema_type(Type::Integer)
+                                            .minimum(Some(1)),
+                                    ))
+                                    .description(Some("Seconds to wait before trying again"))
+                                    .build(),
+                            )
                         });
                 }
             }
-        }
-    }
-}
-
-/// `PATCH /admin/users/{user_id}` must change something: `minProperties: 1`
-/// (utoipa 5's `min_properties` attribute writes `maxProperties`).
-struct NonEmptyPatch;
-
-impl Modify for NonEmptyPatch {
-    fn modify(&self, openapi: &mut Document) {
-        use utoipa::openapi::{RefOr, Schema};
-        let Some(components) = openapi.components.as_mut() else {
-            return;
-        };
-        if let Some(RefOr::T(Schema::Object(object))) =
-            components.schemas.get_mut("PatchUserRequest")
-        {
-            object.min_properties = Some(1);
         }
     }
 }
