@@ -145,6 +145,10 @@ fn env_number(name: &str, default: usize) -> usize {
 /// The middleware alone: requests through an in-process app whose handler
 /// does nothing but record the caller (as login and refresh do), with and
 /// without it. CPU-bound and short, so far less noisy than the load test.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a stand-in app for the middleware, not the API"
+)]
 fn middleware_alone() -> (f64, f64) {
     use actix_web::middleware::{from_fn, Condition};
     use actix_web::{test, web as actix, App, HttpResponse};

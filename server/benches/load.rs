@@ -392,6 +392,10 @@ struct References {
     ed25519_verify: f64,
 }
 
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a bare actix server as the reference, not the API"
+)]
 async fn references(work: &Path) -> References {
     let server = actix_web::HttpServer::new(|| {
         actix_web::App::new().route("/", actix_web::web::get().to(actix_web::HttpResponse::Ok))

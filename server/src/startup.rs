@@ -373,7 +373,6 @@ impl Application {
         let ops = OpsState::new(
             readiness_checks(&db, redis_check),
             metrics.clone().filter(|_| config.metrics_bind.is_none()),
-            &config.cookie_name,
         );
         // A second more than the setting: the count of abandoned requests
         // (see `Shutdown`) is taken at the setting's end, before actix
@@ -416,7 +415,7 @@ impl Application {
                 }
             });
         let server = listener::listen(builder, "tokenwarden", listener, connections, move || {
-            App::new()
+            let app = App::new()
                 .wrap(from_fn(bound_requests(
                     dependency_timeout,
                     requests.clone(),
@@ -428,8 +427,8 @@ impl Application {
                     instrument,
                     from_fn(web::middleware::instrument),
                 ))
-                .wrap(web::hardening::security_headers())
-                .configure(web::routes(state.clone(), ops.clone()))
+                .wrap(web::hardening::security_headers());
+            web::api(app, state.clone(), ops.clone())
         })
         .map_err(|e| StartupError::Bind {
             setting: "TOKENWARDEN_BIND",

@@ -12,15 +12,13 @@
 //! `TOKENWARDEN_REQUEST_TIMEOUT`, 408) is rewritten on the connection
 //! instead: see [`crate::wire`].
 
-use std::sync::LazyLock;
-
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{DefaultHeaders, Next};
-use actix_web::{Error, ResponseError as _};
-use utoipa::OpenApi as _;
+use actix_web::{web, Error, ResponseError as _};
+use utoipa::openapi::OpenApi as Document;
 
 use crate::error::ApiError;
 
@@ -44,54 +42,61 @@ struct Route {
     methods: Vec<Method>,
 }
 
-/// Every route, from the OpenAPI document (which a test keeps equal to the
-/// registered routes).
-static ROUTES: LazyLock<Vec<Route>> = LazyLock::new(|| {
-    crate::openapi::ApiDoc::openapi()
-        .paths
-        .paths
-        .iter()
-        .map(|(path, item)| Route {
-            segments: path
-                .split('/')
-                .map(|s| (!s.starts_with('{')).then(|| s.to_owned()))
-                .collect(),
-            methods: [
-                (item.get.is_some(), Method::GET),
-                (item.post.is_some(), Method::POST),
-                (item.put.is_some(), Method::PUT),
-                (item.patch.is_some(), Method::PATCH),
-                (item.delete.is_some(), Method::DELETE),
-            ]
-            .into_iter()
-            .filter_map(|(has, m)| has.then_some(m))
-            .collect(),
-        })
-        .collect()
-});
+/// Every route of an app, read from the OpenAPI document that registering
+/// them made (`crate::api` puts it in the app data), so that [`problems`]
+/// knows which methods a path has.
+pub struct Routes(Vec<Route>);
 
-/// The methods the API answers on `path`; `None` when no route has it.
-pub fn allowed_methods(path: &str) -> Option<Vec<Method>> {
-    let segments: Vec<&str> = path.split('/').collect();
-    let mut allowed: Vec<Method> = Vec::new();
-    let mut known = false;
-    for route in ROUTES.iter() {
-        let matches = route.segments.len() == segments.len()
-            && route
-                .segments
+impl Routes {
+    /// The paths and methods of `doc`.
+    pub fn of(doc: &Document) -> Self {
+        Self(
+            doc.paths
+                .paths
                 .iter()
-                .zip(&segments)
-                .all(|(want, got)| want.as_deref().is_none_or(|w| w == *got));
-        if matches {
-            known = true;
-            for m in &route.methods {
-                if !allowed.contains(m) {
-                    allowed.push(m.clone());
+                .map(|(path, item)| Route {
+                    segments: path
+                        .split('/')
+                        .map(|s| (!s.starts_with('{')).then(|| s.to_owned()))
+                        .collect(),
+                    methods: [
+                        (item.get.is_some(), Method::GET),
+                        (item.post.is_some(), Method::POST),
+                        (item.put.is_some(), Method::PUT),
+                        (item.patch.is_some(), Method::PATCH),
+                        (item.delete.is_some(), Method::DELETE),
+                    ]
+                    .into_iter()
+                    .filter_map(|(has, m)| has.then_some(m))
+                    .collect(),
+                })
+                .collect(),
+        )
+    }
+
+    /// The methods answered on `path`; `None` when no route has it.
+    pub fn allowed_methods(&self, path: &str) -> Option<Vec<Method>> {
+        let segments: Vec<&str> = path.split('/').collect();
+        let mut allowed: Vec<Method> = Vec::new();
+        let mut known = false;
+        for route in &self.0 {
+            let matches = route.segments.len() == segments.len()
+                && route
+                    .segments
+                    .iter()
+                    .zip(&segments)
+                    .all(|(want, got)| want.as_deref().is_none_or(|w| w == *got));
+            if matches {
+                known = true;
+                for m in &route.methods {
+                    if !allowed.contains(m) {
+                        allowed.push(m.clone());
+                    }
                 }
             }
         }
+        known.then_some(allowed)
     }
-    known.then_some(allowed)
 }
 
 fn is_problem(res: &ServiceResponse<BoxBody>) -> bool {
@@ -135,7 +140,11 @@ pub async fn problems(
         status,
         StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
     ) {
-        if let Some(allowed) = allowed_methods(res.request().path()) {
+        let allowed = res
+            .request()
+            .app_data::<web::Data<Routes>>()
+            .and_then(|routes| routes.allowed_methods(res.request().path()));
+        if let Some(allowed) = allowed {
             if !allowed.contains(res.request().method()) {
                 let mut answer = ApiError::MethodNotAllowed.error_response();
                 let allow: Vec<&str> = allowed.iter().map(Method::as_str).collect();
@@ -160,23 +169,40 @@ mod tests {
 
     use super::*;
 
+    fn api_routes() -> Routes {
+        Routes::of(&crate::openapi::document("refresh_token", true))
+    }
+
     #[test]
     fn documented_paths_know_their_methods_and_parameters_match_any_segment() {
-        assert_eq!(allowed_methods("/auth/login"), Some(vec![Method::POST]));
+        let routes = api_routes();
         assert_eq!(
-            allowed_methods("/auth/sessions/abc"),
+            routes.allowed_methods("/auth/login"),
+            Some(vec![Method::POST])
+        );
+        assert_eq!(
+            routes.allowed_methods("/auth/sessions/abc"),
             Some(vec![Method::DELETE])
         );
-        assert_eq!(allowed_methods("/auth/nothing"), None);
-        assert_eq!(allowed_methods("/auth/sessions/abc/def"), None);
+        assert_eq!(
+            routes.allowed_methods("/admin/users/abc"),
+            Some(vec![Method::GET, Method::PATCH, Method::DELETE])
+        );
+        assert_eq!(routes.allowed_methods("/auth/nothing"), None);
+        assert_eq!(routes.allowed_methods("/auth/sessions/abc/def"), None);
     }
 
     #[actix_web::test]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "a stand-in app for the middleware, not the API"
+    )]
     async fn framework_errors_become_problems_with_the_security_headers() {
         let app = actix_test::init_service(
             App::new()
                 .wrap(from_fn(problems))
                 .wrap(security_headers())
+                .app_data(web::Data::new(api_routes()))
                 .service(web::resource("/auth/login").route(web::post().to(HttpResponse::Ok)))
                 .route("/plain", web::get().to(HttpResponse::BadRequest)),
         )

@@ -24,7 +24,9 @@ pub mod wire;
 
 use std::sync::Arc;
 
-use actix_web::web::{self, ServiceConfig};
+use actix_web::dev::{ServiceFactory, ServiceRequest};
+use actix_web::{web, App};
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use application::TokenWarden;
 
@@ -101,62 +103,68 @@ pub struct ApiState {
     pub password_queue: Arc<PasswordQueue>,
 }
 
-/// Registers every route of the API on `cfg`.
-pub fn configure(state: ApiState) -> impl FnOnce(&mut ServiceConfig) {
-    move |cfg: &mut ServiceConfig| {
-        cfg.app_data(body::BodyDeadline(state.config.request_timeout))
-            .app_data(web::Data::new(state))
-            .service(
-                web::scope("/auth")
-                    .route("/register", web::post().to(handlers::auth::register))
-                    .route("/login", web::post().to(handlers::auth::login))
-                    .route("/refresh", web::post().to(handlers::auth::refresh))
-                    .route("/logout", web::post().to(handlers::auth::logout))
-                    .route(
-                        "/introspect",
-                        web::post().to(handlers::introspect::introspect),
-                    )
-                    .route("/revoke", web::post().to(handlers::introspect::revoke))
-                    .route(
-                        "/logout-all",
-                        web::post().to(handlers::sessions::logout_all),
-                    )
-                    .route("/sessions", web::get().to(handlers::sessions::list))
-                    .route(
-                        "/password",
-                        web::post().to(handlers::accounts::change_password),
-                    )
-                    .route(
-                        "/sessions/{id}",
-                        web::delete().to(handlers::sessions::delete),
-                    ),
-            )
-            .configure(handlers::admin::routes)
-            .route("/api/me", web::get().to(handlers::sessions::me))
-            .route(
-                "/.well-known/jwks.json",
-                web::get().to(handlers::wellknown::jwks),
-            )
-            .route(
-                "/.well-known/openid-configuration",
-                web::get().to(handlers::wellknown::openid_configuration),
-            )
-            .route(
-                "/.well-known/oauth-authorization-server",
-                web::get().to(handlers::wellknown::oauth_authorization_server),
-            )
-            .configure(pages::configure)
-            .default_service(web::to(handlers::not_found));
+/// Registers every route of the API port, each with its OpenAPI operation:
+/// `service(handler)` (`utoipa_actix_web`) routes the method and path of
+/// the handler's actix route macro and adds its `#[utoipa::path]` to the
+/// document in the same call, so a route cannot exist undocumented. Actix's
+/// own `route` and `service` are refused by clippy (`clippy.toml`,
+/// `disallowed-methods`). The order here is the document's.
+fn register(cfg: &mut ServiceConfig, with_metrics: bool) {
+    use handlers::{accounts, admin, auth, introspect, ops, sessions, wellknown};
+    cfg.service(auth::register)
+        .service(auth::login)
+        .service(auth::refresh)
+        .service(auth::logout)
+        .service(sessions::logout_all)
+        .service(accounts::change_password)
+        .service(introspect::introspect)
+        .service(introspect::revoke)
+        .service(sessions::list)
+        .service(sessions::delete)
+        .service(sessions::me)
+        .service(wellknown::jwks)
+        .service(wellknown::openid_configuration)
+        .service(wellknown::oauth_authorization_server)
+        .service(accounts::list_users)
+        .service(accounts::create_user)
+        .service(accounts::get_user)
+        .service(accounts::patch_user)
+        .service(accounts::delete_user)
+        .service(accounts::reset_password)
+        .service(admin::token_analysis)
+        .service(admin::refresh_logs)
+        .service(admin::revoke_sessions)
+        .service(admin::security_events)
+        .service(ops::healthz)
+        .service(ops::readyz);
+    if with_metrics {
+        cfg.service(ops::metrics);
     }
+    cfg.service(ops::openapi_json)
+        .service(ops::docs_redirect)
+        .service(crate::ops::SwaggerUiFiles)
+        .service(pages::Pages)
+        .default_service(web::to(handlers::not_found));
 }
 
-/// Every route the API port serves: the API ([`configure`]) and the
-/// operator endpoints ([`ops::configure`]). The server builds its `App`
-/// from this, and so does the test that checks the OpenAPI document
-/// against the registered routes.
-pub fn routes(state: ApiState, ops: OpsState) -> impl FnOnce(&mut ServiceConfig) {
-    move |cfg: &mut ServiceConfig| {
-        configure(state)(cfg);
-        ops::configure(ops)(cfg);
-    }
+/// The API port's app: `app` with every route ([`register`]), the state,
+/// and the OpenAPI document made from those very registrations, which
+/// `/openapi.json` serves and [`hardening::problems`] answers 405 from.
+/// `ops.metrics` says whether `/metrics` is served on this port.
+pub fn api<T>(app: App<T>, state: ApiState, mut ops: OpsState) -> App<T>
+where
+    T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
+{
+    let (app, document) =
+        openapi::registered(app, ops.metrics.is_some(), &state.config.cookie_name);
+    let routes = hardening::Routes::of(&document);
+    ops.openapi = Arc::new(
+        document
+            .to_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialise the document: {e}\"}}")),
+    );
+    app.app_data(body::BodyDeadline(state.config.request_timeout))
+        .app_data(web::Data::new(state))
+        .app_data(web::Data::new(ops))
+        .app_data(web::Data::new(routes))
 }

@@ -205,6 +205,10 @@ mod tests {
         }
     }
 
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "a stand-in app for the middleware, not the API"
+    )]
     async fn id_of(request_id: Option<&str>) -> String {
         let app = actix_test::init_service(
             App::new()

@@ -4,11 +4,14 @@
 
 use std::sync::Arc;
 
+use actix_web::dev::{AppService, HttpServiceFactory};
 use actix_web::web::{self, ServiceConfig};
+use utoipa::openapi::path::Paths;
+use utoipa::openapi::{RefOr, Schema};
+use utoipa_actix_web::OpenApiFactory;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::handlers::ops as handlers;
-use crate::openapi;
 
 /// One dependency `/readyz` checks. Checks block (a database ping): they
 /// run on a blocking thread.
@@ -31,58 +34,62 @@ pub trait MetricsSource: Send + Sync + 'static {
 pub struct OpsState {
     pub(crate) readiness: Arc<[Arc<dyn ReadinessCheck>]>,
     pub(crate) metrics: Option<Arc<dyn MetricsSource>>,
-    /// The OpenAPI document, serialised once.
+    /// The OpenAPI document of the app these endpoints are part of,
+    /// serialised once; set by [`crate::api`], which makes it from the
+    /// routes it registers.
     pub(crate) openapi: Arc<String>,
 }
 
 impl OpsState {
     /// `metrics`: `Some` to serve `/metrics` on this port, `None` when it is
     /// served elsewhere (`TOKENWARDEN_METRICS_BIND`) or not at all. The
-    /// OpenAPI document then leaves `/metrics` out, so it describes exactly
-    /// what this port serves. `cookie_name` is the refresh cookie's name,
-    /// for the cookie security scheme.
+    /// route is then not registered, so the OpenAPI document leaves it out
+    /// and describes exactly what this port serves.
     pub fn new(
         readiness: Vec<Arc<dyn ReadinessCheck>>,
         metrics: Option<Arc<dyn MetricsSource>>,
-        cookie_name: &str,
     ) -> Self {
-        let document = openapi::document(cookie_name, metrics.is_some());
-        let openapi = document
-            .to_json()
-            .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialise the document: {e}\"}}"));
         Self {
             readiness: readiness.into(),
             metrics,
-            openapi: Arc::new(openapi),
+            openapi: Arc::default(),
         }
     }
 }
 
-/// Registers the operator endpoints.
-pub fn configure(state: OpsState) -> impl FnOnce(&mut ServiceConfig) {
-    move |cfg: &mut ServiceConfig| {
-        let serve_metrics = state.metrics.is_some();
-        cfg.app_data(web::Data::new(state))
-            .route("/healthz", web::get().to(handlers::healthz))
-            .route("/readyz", web::get().to(handlers::readyz))
-            .route("/openapi.json", web::get().to(handlers::openapi_json))
-            .route("/docs", web::get().to(handlers::docs_redirect))
-            .service(SwaggerUi::new("/docs/{_:.*}").config(SwaggerConfig::new(["/openapi.json"])));
-        if serve_metrics {
-            cfg.route("/metrics", web::get().to(handlers::metrics));
-        }
+/// The Swagger UI's files under `/docs/` (`utoipa_swagger_ui`, served from
+/// the binary), registered with `service(SwaggerUiFiles)`: that routes them
+/// and adds their operation (`GET /docs/{file}`, written on
+/// `handlers::ops::swagger_ui`) to the OpenAPI document.
+pub struct SwaggerUiFiles;
+
+impl HttpServiceFactory for SwaggerUiFiles {
+    fn register(self, config: &mut AppService) {
+        SwaggerUi::new("/docs/{_:.*}")
+            .config(SwaggerConfig::new(["/openapi.json"]))
+            .register(config);
+    }
+}
+
+impl OpenApiFactory for SwaggerUiFiles {
+    fn paths(&self) -> Paths {
+        handlers::__path_swagger_ui.paths()
+    }
+
+    fn schemas(&self, schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        handlers::__path_swagger_ui.schemas(schemas);
     }
 }
 
 /// The only route of a separate metrics listener (`TOKENWARDEN_METRICS_BIND`).
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the metrics port is not the API: it serves no OpenAPI document"
+)]
 pub fn configure_metrics_only(source: Arc<dyn MetricsSource>) -> impl FnOnce(&mut ServiceConfig) {
     move |cfg: &mut ServiceConfig| {
-        cfg.app_data(web::Data::new(OpsState {
-            readiness: Arc::new([]),
-            metrics: Some(source),
-            openapi: Arc::new(String::new()),
-        }))
-        .route("/metrics", web::get().to(handlers::metrics))
-        .default_service(web::to(crate::handlers::not_found));
+        cfg.app_data(web::Data::new(OpsState::new(Vec::new(), Some(source))))
+            .service(handlers::metrics)
+            .default_service(web::to(crate::handlers::not_found));
     }
 }

@@ -12,16 +12,17 @@
 use std::io::Write as _;
 use std::sync::OnceLock;
 
+use actix_web::dev::{AppService, HttpServiceFactory};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::web::{self, ServiceConfig};
+use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use sha2::{Digest, Sha256};
-use utoipa::openapi::path::{HttpMethod, OperationBuilder};
-use utoipa::openapi::{ContentBuilder, OpenApi as Document, ResponseBuilder};
-use utoipa::Modify;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, Paths};
+use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder, Schema};
+use utoipa_actix_web::OpenApiFactory;
 
 /// The policy of every HTML page: scripts, styles and connections only
 /// from this origin, no inline script or style, no plugins, no framing.
@@ -188,21 +189,24 @@ fn serve(req: &HttpRequest, index: usize) -> HttpResponse {
     }
 }
 
-/// Registers a GET route per asset.
-pub fn configure(cfg: &mut ServiceConfig) {
-    for (index, asset) in ASSETS.iter().enumerate() {
-        cfg.route(
-            asset.path,
-            web::get().to(move |req: HttpRequest| async move { serve(&req, index) }),
-        );
+/// Every page and asset: registered with `service(Pages)`, which routes a
+/// GET per asset and adds the same paths to the OpenAPI document (tag
+/// `pages`), both from [`ASSETS`].
+pub struct Pages;
+
+impl HttpServiceFactory for Pages {
+    fn register(self, config: &mut AppService) {
+        for (index, asset) in ASSETS.iter().enumerate() {
+            web::resource(asset.path)
+                .route(web::get().to(move |req: HttpRequest| async move { serve(&req, index) }))
+                .register(config);
+        }
     }
 }
 
-/// Adds every asset to the OpenAPI document (tag `pages`).
-pub struct PagesDoc;
-
-impl Modify for PagesDoc {
-    fn modify(&self, openapi: &mut Document) {
+impl OpenApiFactory for Pages {
+    fn paths(&self) -> Paths {
+        let mut paths = Paths::new();
         for asset in ASSETS {
             let content = asset.content_type.split(';').next().unwrap_or_default();
             let operation = OperationBuilder::new()
@@ -228,11 +232,12 @@ impl Modify for PagesDoc {
                         .build(),
                 )
                 .build();
-            openapi
-                .paths
-                .add_path_operation(asset.path, vec![HttpMethod::Get], operation);
+            paths.add_path_operation(asset.path, vec![HttpMethod::Get], operation);
         }
+        paths
     }
+
+    fn schemas(&self, _: &mut Vec<(String, RefOr<Schema>)>) {}
 }
 
 #[cfg(test)]

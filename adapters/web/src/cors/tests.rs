@@ -12,6 +12,10 @@ use super::*;
 const APP: &str = "https://app.example.com";
 
 /// Calls an app with CORS for [`APP`] around three routes.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a stand-in app for the middleware, not the API"
+)]
 async fn call(req: TestRequest) -> ServiceResponse {
     let config = WebConfig {
         allowed_origins: vec![APP.to_owned()],

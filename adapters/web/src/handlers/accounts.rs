@@ -7,7 +7,7 @@
 //! then the lookup (404 `not_found`). Every error is a problem document.
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 
 use application::{ChangePasswordError, Manager, RegisterInput, UserPatch};
 use domain::{Password, Role, Roles, Username, UsernamePrefix};
@@ -59,8 +59,6 @@ fn ok_json(body: &impl serde::Serialize) -> HttpResponse {
 }
 
 #[utoipa::path(
-    post,
-    path = "/auth/password",
     tag = "sessions",
     description = "Changes the caller's password. The current password is checked under the login limit of the \
                    caller's username (`TOKENWARDEN_LOGIN_RATE_USER`): every wrong one counts as a failed login, \
@@ -82,6 +80,7 @@ fn ok_json(body: &impl serde::Serialize) -> HttpResponse {
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[post("/auth/password")]
 pub async fn change_password(
     auth: Authenticated,
     req: HttpRequest,
@@ -108,8 +107,6 @@ pub async fn change_password(
 }
 
 #[utoipa::path(
-    get,
-    path = "/admin/users",
     tag = "admin",
     description = "Users ordered by username (case-insensitively, byte order of the lower-case name), keyset-paginated: \
                    pass the `next` of a page as `before`. `q` keeps the usernames that start with it, compared without \
@@ -128,6 +125,7 @@ pub async fn change_password(
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[get("/admin/users")]
 pub async fn list_users(
     auth: Authenticated,
     req: HttpRequest,
@@ -158,8 +156,6 @@ pub async fn list_users(
 }
 
 #[utoipa::path(
-    post,
-    path = "/admin/users",
     tag = "admin",
     description = "Creates a user with the given roles (default `[\"user\"]`); works whatever `TOKENWARDEN_REGISTRATION` says. \
                    Usernames: 3-64 characters of `[A-Za-z0-9_.-]`, unique case-insensitively; passwords 8-256 characters; \
@@ -177,6 +173,7 @@ pub async fn list_users(
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[post("/admin/users")]
 pub async fn create_user(
     auth: Authenticated,
     req: HttpRequest,
@@ -212,8 +209,6 @@ pub async fn create_user(
 }
 
 #[utoipa::path(
-    get,
-    path = "/admin/users/{user_id}",
     tag = "admin",
     description = "One user, with their live sessions as `GET /auth/sessions` shows them (without `current`).",
     params(("user_id" = String, Path, format = Uuid, description = "The user's id (a UUID)")),
@@ -227,6 +222,7 @@ pub async fn create_user(
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[get("/admin/users/{user_id}")]
 pub async fn get_user(
     auth: Authenticated,
     path: web::Path<String>,
@@ -244,8 +240,6 @@ pub async fn get_user(
 }
 
 #[utoipa::path(
-    patch,
-    path = "/admin/users/{user_id}",
     tag = "admin",
     description = "Changes roles and/or the disabled state, in one transaction. `roles` replaces the user's roles \
                    (each `[a-z][a-z0-9_-]{0,31}`); taking a role away revokes every session of the user (access \
@@ -270,6 +264,7 @@ pub async fn get_user(
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[patch("/admin/users/{user_id}")]
 pub async fn patch_user(
     auth: Authenticated,
     req: HttpRequest,
@@ -306,8 +301,6 @@ pub async fn patch_user(
 }
 
 #[utoipa::path(
-    post,
-    path = "/admin/users/{user_id}/password",
     tag = "admin",
     description = "Sets a new password (8-256 characters) and revokes every session of the user at once (security \
                    event `password_reset`, the acting admin in `details.actor`).",
@@ -325,6 +318,7 @@ pub async fn patch_user(
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[post("/admin/users/{user_id}/password")]
 pub async fn reset_password(
     auth: Authenticated,
     req: HttpRequest,
@@ -351,8 +345,6 @@ pub async fn reset_password(
 }
 
 #[utoipa::path(
-    delete,
-    path = "/admin/users/{user_id}",
     tag = "admin",
     description = "Deletes the user: their sessions and refresh tokens go with them (access tokens are refused at once, \
                    a login answers `invalid_credentials`, the username is free again). Audit rows and security events \
@@ -370,6 +362,7 @@ pub async fn reset_password(
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[delete("/admin/users/{user_id}")]
 pub async fn delete_user(
     auth: Authenticated,
     path: web::Path<String>,

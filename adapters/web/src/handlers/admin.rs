@@ -7,8 +7,7 @@
 //! for an unknown user).
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::web::{self, ServiceConfig};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
 
 use application::AdminError;
@@ -22,41 +21,7 @@ use crate::error::{ApiError, FieldError};
 use crate::openapi::Problem;
 use crate::{ApiState, Authenticated};
 
-/// Registers the admin routes.
-pub fn routes(cfg: &mut ServiceConfig) {
-    cfg.service(
-        web::scope("/admin")
-            .route("/users", web::get().to(super::accounts::list_users))
-            .route("/users", web::post().to(super::accounts::create_user))
-            .route("/users/{user_id}", web::get().to(super::accounts::get_user))
-            .route(
-                "/users/{user_id}",
-                web::patch().to(super::accounts::patch_user),
-            )
-            .route(
-                "/users/{user_id}",
-                web::delete().to(super::accounts::delete_user),
-            )
-            .route(
-                "/users/{user_id}/password",
-                web::post().to(super::accounts::reset_password),
-            )
-            .route(
-                "/users/{user_id}/token-analysis",
-                web::get().to(token_analysis),
-            )
-            .route("/users/{user_id}/refresh-logs", web::get().to(refresh_logs))
-            .route(
-                "/users/{user_id}/revoke-sessions",
-                web::post().to(revoke_sessions),
-            )
-            .route("/security-events", web::get().to(security_events)),
-    );
-}
-
 #[utoipa::path(
-    get,
-    path = "/admin/users/{user_id}/token-analysis",
     tag = "admin",
     description = "Theft analysis of one user over the last `days` (default 7): attempts by outcome, networks and devices seen, sessions, reuse, anomaly, `reuse_after_end` and `dpop_mismatch` events, the user's live sessions with whether each is DPoP-bound, and a risk level with reasons (see docs/risk-scoring.md). `token_reuse`, `anomaly` and `reuse_after_end` events are theft evidence (risk `high`), `dpop_mismatch` adds points; the account events (`password_changed`, `password_reset`, `roles_changed`, `user_disabled`, `user_enabled`, `user_deleted`, see `SecurityEventKindName`) are listed by `/admin/security-events` and do not change the risk.",
     params(("user_id" = String, Path, format = Uuid, description = "The user's id (a UUID)"), ("days" = Option<u32>, Query, minimum = 1, maximum = 90, description = "1 to 90, default 7")),
@@ -70,6 +35,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[get("/admin/users/{user_id}/token-analysis")]
 pub async fn token_analysis(
     auth: Authenticated,
     req: HttpRequest,
@@ -96,8 +62,6 @@ pub async fn token_analysis(
 }
 
 #[utoipa::path(
-    get,
-    path = "/admin/users/{user_id}/refresh-logs",
     tag = "admin",
     description = "The user's audit trail of refresh attempts, newest first, keyset-paginated: pass the `next` of a page as `before`.",
     params(("user_id" = String, Path, format = Uuid, description = "The user's id (a UUID)"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1 to 200 (default 50)"), ("before" = Option<String>, Query, min_length = 1, description = "An opaque cursor from `next`")),
@@ -111,6 +75,7 @@ pub async fn token_analysis(
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[get("/admin/users/{user_id}/refresh-logs")]
 pub async fn refresh_logs(
     auth: Authenticated,
     req: HttpRequest,
@@ -139,8 +104,6 @@ pub async fn refresh_logs(
 }
 
 #[utoipa::path(
-    post,
-    path = "/admin/users/{user_id}/revoke-sessions",
     tag = "admin",
     description = "Revokes every session of the user (security event `admin_revoke`): refresh and access tokens stop working at once.",
     params(("user_id" = String, Path, format = Uuid, description = "The user's id (a UUID)")),
@@ -154,6 +117,7 @@ pub async fn refresh_logs(
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[post("/admin/users/{user_id}/revoke-sessions")]
 pub async fn revoke_sessions(
     auth: Authenticated,
     path: web::Path<String>,
@@ -172,8 +136,6 @@ pub async fn revoke_sessions(
 }
 
 #[utoipa::path(
-    get,
-    path = "/admin/security-events",
     tag = "admin",
     description = "Security events, newest first, of one user or of everyone, keyset-paginated. Kinds: `token_reuse`, `anomaly`, `admin_revoke`, `logout_all`, and the account events `password_changed`, `password_reset`, `roles_changed`, `user_disabled`, `user_enabled`, `user_deleted` (whose `details.actor` is the acting user's id: the admin, or the user for their own password change; `null` with `via: \"cli\"` for the operator). A deleted user's events stay until the retention; list them without `user_id` (with it the user must exist). With `TOKENWARDEN_WEBHOOK_URL` set, every event is also POSTed there as `{id, type, created_at, user_id, session_id, details}` (`type` is `kind`), signed per Standard Webhooks, at least once (docs/webhooks.md).",
     params(("user_id" = Option<String>, Query, format = Uuid, description = "Only this user's events (a UUID)"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1 to 200 (default 50)"), ("before" = Option<String>, Query, min_length = 1, description = "An opaque cursor from `next`")),
@@ -187,6 +149,7 @@ pub async fn revoke_sessions(
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[get("/admin/security-events")]
 pub async fn security_events(
     auth: Authenticated,
     req: HttpRequest,

@@ -1,7 +1,7 @@
 //! `/auth/register`, `/auth/login`, `/auth/refresh`, `/auth/logout`.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{post, web, HttpRequest, HttpResponse};
 
 use application::{
     IssuedTokens, LoginError, LoginInput, LogoutError, RefreshError, RefreshRejection,
@@ -27,8 +27,6 @@ use crate::{ApiState, WebConfig};
 const MAX_DEVICE_NAME: usize = 100;
 
 #[utoipa::path(
-    post,
-    path = "/auth/register",
     tag = "auth",
     description = "Creates a user with the role `user` (other roles: `POST /admin/users` or `tokenwarden user create`). \
                    Refused with `403 registration_closed` under `TOKENWARDEN_REGISTRATION=closed`.",
@@ -44,6 +42,7 @@ const MAX_DEVICE_NAME: usize = 100;
          body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
 )]
+#[post("/auth/register")]
 pub async fn register(
     req: HttpRequest,
     mut payload: web::Payload,
@@ -102,8 +101,6 @@ fn register_error(e: RegisterError) -> ApiError {
 }
 
 #[utoipa::path(
-    post,
-    path = "/auth/login",
     tag = "auth",
     description = "Verifies the password and starts a session. The refresh token is set as a cookie, \
                    or returned in the body for `\"token_delivery\": \"body\"`. A refresh cookie \
@@ -131,6 +128,7 @@ fn register_error(e: RegisterError) -> ApiError {
          body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
 )]
+#[post("/auth/login")]
 pub async fn login(
     req: HttpRequest,
     mut payload: web::Payload,
@@ -189,8 +187,6 @@ pub async fn login(
 }
 
 #[utoipa::path(
-    post,
-    path = "/auth/refresh",
     tag = "auth",
     description = "Rotates the refresh token: answers a new token pair, delivered the way the old token came \
                    (body wins over cookie). The parent of the current token, replayed from the network \
@@ -219,6 +215,7 @@ pub async fn login(
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[post("/auth/refresh")]
 pub async fn refresh(
     req: HttpRequest,
     mut payload: web::Payload,
@@ -348,8 +345,6 @@ fn refresh_error(e: RefreshError) -> ApiError {
 }
 
 #[utoipa::path(
-    post,
-    path = "/auth/logout",
     tag = "auth",
     description = "Ends the session of the refresh token (any of its tokens, current or rotated): the \
                    session's access tokens are refused at once. Idempotent: 204 also with no or a dead token. \
@@ -374,6 +369,7 @@ fn refresh_error(e: RefreshError) -> ApiError {
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[post("/auth/logout")]
 pub async fn logout(
     req: HttpRequest,
     mut payload: web::Payload,

@@ -3,7 +3,7 @@
 //! an `application/x-www-form-urlencoded` body (as the RFCs have it).
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -129,8 +129,6 @@ async fn authorize(req: &HttpRequest, state: &web::Data<ApiState>) -> Result<(),
 }
 
 #[utoipa::path(
-    post,
-    path = "/auth/introspect",
     tag = "auth",
     description = "RFC 7662-style token introspection for resource servers that cannot afford to \
                    miss a revocation. `token` as a JSON field or an \
@@ -149,6 +147,7 @@ async fn authorize(req: &HttpRequest, state: &web::Data<ApiState>) -> Result<(),
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[post("/auth/introspect")]
 pub async fn introspect(
     req: HttpRequest,
     mut payload: web::Payload,
@@ -190,8 +189,6 @@ fn active<'a>(claims: &'a AccessClaims, state: &'a ApiState) -> Active<'a> {
 }
 
 #[utoipa::path(
-    post,
-    path = "/auth/revoke",
     tag = "auth",
     description = "RFC 7009-style revocation of a refresh token (ends that token's session, as a logout \
                    does) or an access token (refused until it expires). Unknown or malformed tokens also get \
@@ -212,6 +209,7 @@ fn active<'a>(claims: &'a AccessClaims, state: &'a ApiState) -> Active<'a> {
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[post("/auth/revoke")]
 pub async fn revoke(
     req: HttpRequest,
     mut payload: web::Payload,

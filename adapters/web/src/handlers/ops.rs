@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::rt::time::timeout;
-use actix_web::{web, HttpResponse};
+use actix_web::{get, web, HttpResponse};
 use futures_util::future::join_all;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -52,12 +52,11 @@ pub struct NotReady {
 }
 
 #[utoipa::path(
-    get,
-    path = "/healthz",
     tag = "operations",
     description = "Liveness: answers as long as the process serves HTTP. Checks no dependency.",
     responses((status = 200, description = "Alive", body = Health)),
 )]
+#[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -65,8 +64,6 @@ pub async fn healthz() -> HttpResponse {
 }
 
 #[utoipa::path(
-    get,
-    path = "/readyz",
     tag = "operations",
     description = "Readiness: the database (and Redis when configured) answer within 2 s each. \
                    Load balancers should send traffic only while this is 200.",
@@ -77,6 +74,7 @@ pub async fn healthz() -> HttpResponse {
          body = NotReady, content_type = "application/problem+json"),
     ),
 )]
+#[get("/readyz")]
 pub async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
     let checks = state.readiness.iter().map(|check| {
         let check = Arc::clone(check);
@@ -126,8 +124,6 @@ pub async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
 }
 
 #[utoipa::path(
-    get,
-    path = "/metrics",
     tag = "operations",
     description = "Prometheus text exposition, every metric prefixed `tokenwarden_`. \
                    Served on the API port unless `TOKENWARDEN_METRICS_BIND` names another \
@@ -135,6 +131,7 @@ pub async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
     responses((status = 200, description = "Metrics", body = String,
                content_type = "text/plain; version=0.0.4")),
 )]
+#[get("/metrics")]
 pub async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
     let Some(source) = state.metrics.clone() else {
         return actix_web::ResponseError::error_response(&ApiError::NotFound);
@@ -146,12 +143,11 @@ pub async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
 }
 
 #[utoipa::path(
-    get,
-    path = "/openapi.json",
     tag = "operations",
     description = "This document (OpenAPI 3.1).",
     responses((status = 200, description = "The OpenAPI document", body = Object)),
 )]
+#[get("/openapi.json")]
 pub async fn openapi_json(state: web::Data<OpsState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
@@ -159,25 +155,25 @@ pub async fn openapi_json(state: web::Data<OpsState>) -> HttpResponse {
 }
 
 #[utoipa::path(
-    get,
-    path = "/docs",
     tag = "operations",
     description = "Redirects to the Swagger UI at `/docs/`.",
     responses((status = 308, description = "To `/docs/`",
                headers(("Location" = String, description = "`docs/`")))),
 )]
+#[get("/docs")]
 pub async fn docs_redirect() -> HttpResponse {
     HttpResponse::PermanentRedirect()
         .insert_header((header::LOCATION, "docs/"))
         .finish()
 }
 
-/// Placeholder for the OpenAPI document: the Swagger UI files are served by
-/// `utoipa_swagger_ui`, registered in [`crate::ops::configure`].
+/// The operation of the Swagger UI files, which `utoipa_swagger_ui` serves:
+/// [`crate::ops::SwaggerUiFiles`] registers both.
 #[utoipa::path(
     get,
     path = "/docs/{file}",
     tag = "operations",
+    summary = "Swagger UI files",
     description = "Swagger UI, served from the binary (no CDN). `/docs/` is its page.",
     params(("file" = String, Path, description = "A Swagger UI file; empty for the page")),
     responses(
@@ -196,7 +192,9 @@ mod tests {
     use actix_web::{test as actix_test, App};
     use serde_json::Value;
 
-    use crate::ops::{configure, OpsState, ReadinessCheck};
+    use utoipa_actix_web::AppExt as _;
+
+    use crate::ops::{OpsState, ReadinessCheck};
 
     struct Check(&'static str, Result<(), String>, Duration);
 
@@ -211,12 +209,12 @@ mod tests {
     }
 
     async fn readyz(checks: Vec<Arc<dyn ReadinessCheck>>) -> (u16, String, Value) {
-        let app = actix_test::init_service(App::new().configure(configure(OpsState::new(
-            checks,
-            None,
-            "refresh_token",
-        ))))
-        .await;
+        let app = App::new()
+            .into_utoipa_app()
+            .app_data(web::Data::new(OpsState::new(checks, None)))
+            .service(super::readyz)
+            .into_app();
+        let app = actix_test::init_service(app).await;
         let res = actix_test::call_service(
             &app,
             actix_test::TestRequest::get().uri("/readyz").to_request(),

@@ -1,6 +1,6 @@
 //! Bearer-authenticated endpoints: sessions, logout everywhere, `/api/me`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{delete, get, post, web, HttpResponse};
 
 use application::DeleteSessionError;
 use domain::SessionId;
@@ -13,8 +13,6 @@ use crate::openapi::Problem;
 use crate::{ApiState, Authenticated};
 
 #[utoipa::path(
-    post,
-    path = "/auth/logout-all",
     tag = "sessions",
     description = "Revokes every session of the caller, this one included.",
     security(("bearer" = [])),
@@ -25,6 +23,7 @@ use crate::{ApiState, Authenticated};
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[post("/auth/logout-all")]
 pub async fn logout_all(
     auth: Authenticated,
     state: web::Data<ApiState>,
@@ -34,8 +33,6 @@ pub async fn logout_all(
 }
 
 #[utoipa::path(
-    get,
-    path = "/auth/sessions",
     tag = "sessions",
     description = "The caller's live sessions, most recently used first; `current` marks the asking one.",
     security(("bearer" = [])),
@@ -46,6 +43,7 @@ pub async fn logout_all(
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[get("/auth/sessions")]
 pub async fn list(
     auth: Authenticated,
     state: web::Data<ApiState>,
@@ -55,8 +53,6 @@ pub async fn list(
 }
 
 #[utoipa::path(
-    delete,
-    path = "/auth/sessions/{id}",
     tag = "sessions",
     description = "Ends one of the caller's sessions.",
     params(("id" = String, Path, format = Uuid, description = "Session id (a UUID)")),
@@ -70,6 +66,7 @@ pub async fn list(
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[delete("/auth/sessions/{id}")]
 pub async fn delete(
     auth: Authenticated,
     path: web::Path<String>,
@@ -87,8 +84,6 @@ pub async fn delete(
 }
 
 #[utoipa::path(
-    get,
-    path = "/api/me",
     tag = "sessions",
     description = "The protected demo resource: who the access token belongs to.",
     security(("bearer" = [])),
@@ -99,6 +94,7 @@ pub async fn delete(
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
+#[get("/api/me")]
 pub async fn me(auth: Authenticated, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let principal = auth.0.clone();
     let user = blocking(move || state.warden.me(&auth.0))

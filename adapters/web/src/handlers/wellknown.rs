@@ -1,6 +1,6 @@
 use actix_web::http::header;
 use actix_web::http::uri::Authority;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -9,8 +9,6 @@ use crate::error::ApiError;
 use crate::ApiState;
 
 #[utoipa::path(
-    get,
-    path = "/.well-known/jwks.json",
     tag = "keys",
     description = "The public keys access tokens may be signed with: the current key and, during a \
                    rotation, the previous one until every token it signed has expired.",
@@ -18,6 +16,7 @@ use crate::ApiState;
 )]
 /// `GET /.well-known/jwks.json`: every key a valid token may be signed with.
 /// The key store may re-read its directory, so this runs off the async workers.
+#[get("/.well-known/jwks.json")]
 pub async fn jwks(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let keys = blocking(move || state.jwks.jwks()).await?;
     Ok(HttpResponse::Ok()
@@ -92,8 +91,6 @@ fn discovery(state: &ApiState, req: &HttpRequest) -> HttpResponse {
 }
 
 #[utoipa::path(
-    get,
-    path = "/.well-known/openid-configuration",
     tag = "keys",
     description = "Discovery metadata for JWT middlewares: `issuer` (exactly the tokens' `iss`), \
                    `jwks_uri`, introspection and revocation endpoints, signing algorithms. \
@@ -102,19 +99,19 @@ fn discovery(state: &ApiState, req: &HttpRequest) -> HttpResponse {
     responses((status = 200, description = "Discovery metadata", body = Discovery)),
 )]
 /// `GET /.well-known/openid-configuration`.
+#[get("/.well-known/openid-configuration")]
 pub async fn openid_configuration(state: web::Data<ApiState>, req: HttpRequest) -> HttpResponse {
     discovery(&state, &req)
 }
 
 #[utoipa::path(
-    get,
-    path = "/.well-known/oauth-authorization-server",
     tag = "keys",
     description = "RFC 8414 authorization-server metadata; the same body as \
                    `/.well-known/openid-configuration`.",
     responses((status = 200, description = "Discovery metadata", body = Discovery)),
 )]
 /// `GET /.well-known/oauth-authorization-server`.
+#[get("/.well-known/oauth-authorization-server")]
 pub async fn oauth_authorization_server(
     state: web::Data<ApiState>,
     req: HttpRequest,

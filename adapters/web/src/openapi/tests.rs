@@ -1,27 +1,18 @@
-//! The OpenAPI document itself. That it lists exactly the routes the
-//! server registers is checked in `server/tests/binary/openapi_routes.rs`, on the
-//! app as `tokenwarden serve` wires it.
+//! The OpenAPI document itself. That the app as `tokenwarden serve` wires
+//! it serves this document and routes exactly its operations is checked in
+//! `server/tests/binary/openapi_routes.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::*;
 use crate::error::ApiError;
-use crate::{MetricsSource, OpsState};
 
-struct NoMetrics;
-impl MetricsSource for NoMetrics {
-    fn render(&self) -> String {
-        String::new()
-    }
-}
-
+/// The document of a port that serves `/metrics`, with the default cookie.
 fn served_document() -> Value {
-    let ops = OpsState::new(Vec::new(), Some(Arc::new(NoMetrics)), "refresh_token");
-    serde_json::from_str(&ops.openapi).unwrap()
+    serde_json::to_value(document("refresh_token", true)).unwrap()
 }
 
 #[test]

@@ -5,11 +5,13 @@ use std::io::Read as _;
 use actix_web::dev::ServiceResponse;
 use actix_web::test::{self as actix_test, TestRequest};
 use actix_web::App;
+use utoipa_actix_web::AppExt as _;
 
 use super::*;
 
 async fn get(req: TestRequest) -> ServiceResponse {
-    let app = actix_test::init_service(App::new().configure(configure)).await;
+    let app =
+        actix_test::init_service(App::new().into_utoipa_app().service(Pages).into_app()).await;
     actix_test::call_service(&app, req.to_request()).await
 }
 
