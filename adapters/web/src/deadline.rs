@@ -124,6 +124,10 @@ mod tests {
         .map(|()| HttpResponse::Ok().finish())
     }
 
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "a stand-in app for the middleware, not the API"
+    )]
     async fn call(path: &str) -> (actix_web::http::StatusCode, Option<String>, Duration) {
         let app = test::init_service(
             App::new()
