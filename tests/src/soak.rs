@@ -117,8 +117,16 @@ impl Client {
     async fn answer(&self, kind: &str, request: reqwest::RequestBuilder) -> Result<Value, Refused> {
         let r = match request.send().await {
             Ok(r) => r,
-            Err(_) => {
-                self.tally.count(format!("{kind} transport error"));
+            Err(e) => {
+                let what = if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connect"
+                } else {
+                    "other"
+                };
+                eprintln!("soak: {kind}: transport error ({what}): {e:?}");
+                self.tally.count(format!("{kind} transport error ({what})"));
                 return Err(Refused::Other);
             }
         };
