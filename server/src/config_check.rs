@@ -95,7 +95,7 @@ fn database(config: &Config) -> Result<String, String> {
 }
 
 fn redis(config: &Config) -> Result<String, String> {
-    let Some(url) = &config.redis_url else {
+    let Some(url) = config.redis_url.as_ref().map(|u| u.expose_secret()) else {
         return Ok("not configured: the revocation list is the database's".to_owned());
     };
     redis_revocation::pool::ping_once(url, config.redis_timeout.max(MIN_REDIS_WAIT))?;
@@ -162,7 +162,7 @@ mod tests {
     fn unreachable_services_fail_their_checks_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::with_defaults("postgres://nobody@127.0.0.1:1/none", dir.path());
-        config.redis_url = Some("redis://127.0.0.1:1".to_owned());
+        config.redis_url = Some(secrecy::SecretString::from("redis://127.0.0.1:1"));
         let outcomes = run(&config, &[]);
         let names: Vec<_> = outcomes.iter().map(|o| o.check).collect();
         assert_eq!(names, [Check::Database, Check::Redis, Check::Keys]);

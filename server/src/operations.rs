@@ -7,6 +7,7 @@ use application::rate_limit::{IpLimits, IpRateLimiter, Limit, LoginLimits, Login
 use limits::{InProcessIpLimiter, InProcessLoginLimiter};
 use persistence::Database;
 use redis_revocation::{Fallback, LimiterConfig, RedisLimiter};
+use secrecy::ExposeSecret as _;
 use web::ReadinessCheck;
 
 use crate::config::{Config, Rate};
@@ -82,7 +83,7 @@ pub fn limiters(config: &Config) -> Result<Limiters, StartupError> {
     };
     let local_login: Arc<dyn LoginRateLimiter> = Arc::new(InProcessLoginLimiter::new(login));
     let local_ip: Arc<dyn IpRateLimiter> = Arc::new(InProcessIpLimiter::new(ip));
-    let Some(url) = &config.redis_url else {
+    let Some(url) = config.redis_url.as_ref().map(|u| u.expose_secret()) else {
         return Ok(Limiters {
             login: Arc::new(MeteredLimiter(local_login)),
             ip: local_ip,

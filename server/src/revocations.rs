@@ -6,6 +6,7 @@ use std::sync::Arc;
 use application::ports::RevocationList;
 use persistence::{Database, DbRevocationList};
 use redis_revocation::{RedisConfig, RedisRevocationList};
+use secrecy::ExposeSecret as _;
 
 use crate::config::Config;
 use crate::startup::StartupError;
@@ -20,7 +21,7 @@ pub fn open_revocations(
     config: &Config,
     db: &Database,
 ) -> Result<Arc<dyn RevocationList>, StartupError> {
-    let Some(url) = &config.redis_url else {
+    let Some(url) = config.redis_url.as_ref().map(|u| u.expose_secret()) else {
         return Ok(Arc::new(DbRevocationList::new(db.clone())));
     };
     // Redis does the sharing; the database list is the record and the
@@ -28,7 +29,7 @@ pub fn open_revocations(
     let record = Arc::new(DbRevocationList::without_polling(db.clone()));
     let list = RedisRevocationList::new(
         RedisConfig {
-            url: url.clone(),
+            url: url.to_owned(),
             key_prefix: config.redis_key_prefix.clone(),
             timeout: config.redis_timeout,
             on_failure: config.redis_failure,

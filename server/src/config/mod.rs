@@ -85,7 +85,7 @@ pub struct Rate {
 pub struct Config {
     /// Secret: it may carry the database password.
     pub database_url: SecretString,
-    pub redis_url: Option<String>,
+    pub redis_url: Option<SecretString>,
     pub bind: SocketAddr,
     pub issuer: String,
     /// Without a trailing `/`.

@@ -128,7 +128,7 @@ pub fn database_url(text: &str) -> Result<SecretString, String> {
 
 /// `redis://[:password@]host[:port][/db]` or `rediss://…`; the password is
 /// never repeated in a message.
-pub fn redis_url(text: &str) -> Result<String, String> {
+pub fn redis_url(text: &str) -> Result<SecretString, String> {
     let text = text.trim();
     let url = Url::parse(text).map_err(|e| format!("not a URL ({e})"))?;
     if !matches!(url.scheme(), "redis" | "rediss") {
@@ -137,7 +137,7 @@ pub fn redis_url(text: &str) -> Result<String, String> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err("must name a host (redis://host:6379)".to_owned());
     }
-    Ok(text.to_owned())
+    Ok(SecretString::from(text))
 }
 
 /// An absolute http(s) URL without credentials, query or fragment, kept

@@ -54,7 +54,7 @@ pub struct DatabaseSettings {
 pub struct RedisSettings {
     /// Redis for the shared revocation list and login limits (unset: the database).
     #[arg(long, env = "REDIS_URL", value_parser = parse::redis_url, hide_env_values = true)]
-    pub redis_url: Option<String>,
+    pub redis_url: Option<SecretString>,
     /// While Redis cannot be used: `fallback` (check the database) or `fail_closed` (refuse, 503).
     #[arg(long, env = "TOKENWARDEN_REDIS_FAILURE", default_value = "fallback")]
     pub redis_failure: RedisFailure,

@@ -146,7 +146,7 @@ fn the_defaults_are_the_contracts() {
     assert_eq!(c.redis_failure, OnRedisFailure::Fallback);
     assert_eq!(c.redis_timeout, Duration::from_millis(250));
     assert_eq!(c.redis_key_prefix, "tokenwarden:");
-    assert_eq!(c.redis_url, None);
+    assert!(c.redis_url.is_none());
     assert_eq!(c.keys_dir, PathBuf::from("./keys"));
     assert!(c.introspection_token.is_none() && c.webhook.is_none());
     assert!(c.trusted_proxies.is_empty() && c.allowed_origins.is_empty());
@@ -273,7 +273,10 @@ fn the_revocation_and_cleanup_settings_are_validated() {
     assert_eq!(c.redis_failure, OnRedisFailure::FailClosed);
     assert_eq!(c.cleanup_interval, Duration::from_secs(30));
     assert_eq!(c.redis_timeout, Duration::from_millis(100));
-    assert_eq!(c.redis_url.as_deref(), Some("redis://cache:6379/2"));
+    assert_eq!(
+        c.redis_url.as_ref().map(|u| u.expose_secret()),
+        Some("redis://cache:6379/2")
+    );
     for (flag, value, setting) in [
         ("--redis-failure", "shrug", "TOKENWARDEN_REDIS_FAILURE"),
         ("--cleanup-interval", "0s", "TOKENWARDEN_CLEANUP_INTERVAL"),
@@ -331,5 +334,23 @@ fn secrets_stay_out_of_debug_output() {
     assert_eq!(
         c.database_url.expose_secret(),
         "postgres://tw:db-s3cret@db/tw"
+    );
+}
+
+#[test]
+fn urls_that_carry_passwords_never_show_them_in_debug_output() {
+    let c = parse(&[
+        "--database-url",
+        "postgres://tw:db-hunter2@db/tw",
+        "--redis-url",
+        "redis://:redis-hunter2@cache:6379/0",
+    ])
+    .unwrap();
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("db-hunter2"), "{shown}");
+    assert!(!shown.contains("redis-hunter2"), "{shown}");
+    assert_eq!(
+        c.redis_url.as_ref().map(|u| u.expose_secret()),
+        Some("redis://:redis-hunter2@cache:6379/0")
     );
 }
