@@ -168,7 +168,8 @@ impl Modify for SecuritySchemes {
 
 /// Every 429 and 503 carries `Retry-After` (whole seconds): the contract
 /// promises it, so the document says it once for all of them rather than
-/// relying on each handler's attribute.
+/// relying on each handler's attribute. Every 503 also says how long the
+/// server spent on the request (`Server-Timing`, see `deadline.rs`).
 struct RetryAfter;
 
 impl Modify for RetryAfter {
@@ -206,6 +207,27 @@ impl Modify for RetryAfter {
                                     .build(),
                             )
                         });
+                    if status == "503" {
+                        response
+                            .headers
+                            .entry("Server-Timing".to_owned())
+                            .or_insert_with(|| {
+                                RefOr::T(
+                                    HeaderBuilder::new()
+                                        .schema(Some(
+                                            ObjectBuilder::new()
+                                                .schema_type(Type::String)
+                                                .pattern(Some(r"^total;dur=[0-9]+(\.[0-9]+)?$")),
+                                        ))
+                                        .description(Some(
+                                            "How long the server spent on the request, in \
+                                             milliseconds by its own clock (W3C Server Timing), \
+                                             for example `total;dur=1003.2`",
+                                        ))
+                                        .build(),
+                                )
+                            });
+                    }
                 }
             }
         }

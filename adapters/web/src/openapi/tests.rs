@@ -182,7 +182,7 @@ fn docs_api_md_is_the_rendered_document() {
 }
 
 #[test]
-fn every_429_and_503_documents_retry_after() {
+fn every_429_and_503_documents_retry_after_and_every_503_server_timing() {
     let doc = served_document();
     let mut seen = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -193,6 +193,11 @@ fn every_429_and_503_documents_retry_after() {
                     assert!(
                         response["headers"].get("Retry-After").is_some(),
                         "{method} {path} {status} lacks Retry-After"
+                    );
+                    assert_eq!(
+                        response["headers"].get("Server-Timing").is_some(),
+                        status == "503",
+                        "{method} {path} {status}: Server-Timing on every 503 only"
                     );
                 }
             }
