@@ -435,7 +435,7 @@ async fn with_redis_login_limits_are_exact_across_instances() {
             .as_nanos()
     );
     let app = TestApp::spawn_with(Backend::Sqlite, |c| {
-        c.redis_url = Some(redis.clone());
+        c.redis_url = Some(redis.clone().into());
         c.redis_key_prefix = prefix.clone();
         c.login_rate_user = per_minute(5);
         c.refresh_fail_rate_ip = per_minute(3);

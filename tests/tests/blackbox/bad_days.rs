@@ -329,7 +329,7 @@ async fn fail_closed_refreshes_during(backend: Backend, fault: RedisFault) {
     };
     let Some(app) = TestApp::spawn_with(backend, |c| {
         c.dependency_timeout = DEPENDENCY_TIMEOUT;
-        c.redis_url = Some(redis.url());
+        c.redis_url = Some(redis.url().into());
         c.redis_key_prefix = redis_revocation::testing::unique_prefix();
         c.redis_failure = redis_revocation::OnRedisFailure::FailClosed;
     })

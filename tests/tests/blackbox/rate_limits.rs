@@ -187,7 +187,7 @@ async fn with_redis_the_limits_are_shared_by_every_instance() {
             % 1_000_000_000_000
     );
     let adjust = |c: &mut server::Config| {
-        c.redis_url = Some(redis.clone());
+        c.redis_url = Some(redis.clone().into());
         c.login_rate_user = per_minute(2);
     };
     let a = TestApp::spawn_on(TestDatabase::sqlite(), adjust).await;

@@ -68,7 +68,7 @@ fn quick_client() -> reqwest::Client {
 fn with_redis(url: &str, prefix: &str, on_failure: OnRedisFailure) -> impl Fn(&mut Config) {
     let (url, prefix) = (url.to_owned(), prefix.to_owned());
     move |c: &mut Config| {
-        c.redis_url = Some(url.clone());
+        c.redis_url = Some(url.clone().into());
         c.redis_key_prefix = prefix.clone();
         c.redis_failure = on_failure;
     }
