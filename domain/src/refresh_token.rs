@@ -12,7 +12,7 @@ use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -60,7 +60,7 @@ impl RefreshToken {
     /// The successor this token rotates into, under the server's secret.
     pub fn successor(&self, secret: &RefreshSecret) -> RefreshToken {
         // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&secret.0)
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&secret.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(b"tokenwarden/refresh-successor/v1:");
         mac.update(self.0.as_bytes());
@@ -194,6 +194,26 @@ mod tests {
         assert_ne!(t.successor(&a), t.successor(&b));
         assert_ne!(t.successor(&a), t);
         assert!(RefreshToken::parse(t.successor(&a).expose()).is_ok());
+    }
+
+    #[test]
+    fn digests_fingerprints_and_successors_match_fixed_vectors() {
+        // Stored digests and issued successors must not change with a
+        // dependency upgrade; the values come from Python's hashlib/hmac.
+        let t = token(3);
+        assert_eq!(
+            t.expose(),
+            "twr_AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM"
+        );
+        assert_eq!(
+            t.digest().to_hex(),
+            "adcd6c29637abfa9472de4c2b7c493dfa2ad842fe3c41a674c22fbefd304ced9"
+        );
+        assert_eq!(t.digest().fingerprint(), "3d0fc2a5");
+        assert_eq!(
+            t.successor(&RefreshSecret::from_bytes([1; 32])).expose(),
+            "twr__M7xa3iQf9VxuleTQZlrCNmeJxFYGu5xKUmNrM89xSQ"
+        );
     }
 
     #[test]
