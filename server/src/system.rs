@@ -2,8 +2,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rand::rngs::OsRng;
-use rand::RngCore;
+use rand::rand_core::UnwrapErr;
+use rand::rngs::SysRng;
+use rand::Rng as _;
 
 use application::ports::{Clock, RandomSource};
 use domain::Timestamp;
@@ -25,13 +26,26 @@ pub struct OsRandom;
 impl RandomSource for OsRandom {
     fn token_bytes(&self) -> [u8; 32] {
         let mut b = [0u8; 32];
-        OsRng.fill_bytes(&mut b);
+        UnwrapErr(SysRng).fill_bytes(&mut b);
         b
     }
 
     fn id_bytes(&self) -> [u8; 16] {
         let mut b = [0u8; 16];
-        OsRng.fill_bytes(&mut b);
+        UnwrapErr(SysRng).fill_bytes(&mut b);
         b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_os_csprng_gives_fresh_bytes_each_time() {
+        let (a, b) = (OsRandom.token_bytes(), OsRandom.token_bytes());
+        assert_ne!(a, b);
+        assert_ne!(a, [0; 32]);
+        assert_ne!(OsRandom.id_bytes(), OsRandom.id_bytes());
     }
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -292,7 +292,7 @@ pub async fn client_loop(
         tally,
     };
     // Clients start spread over one period, not all at once.
-    tokio::time::sleep(period.mul_f64(rng.gen_range(0.0..1.0))).await;
+    tokio::time::sleep(period.mul_f64(rng.random_range(0.0..1.0))).await;
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !stop.load(Ordering::Relaxed) {
@@ -301,7 +301,7 @@ pub async fn client_loop(
             client.login().await;
             continue;
         }
-        match act(rng.gen_range(0..100)) {
+        match act(rng.random_range(0..100)) {
             Action::Refresh => client.refresh().await,
             Action::Me => client.me().await,
             Action::Logout => client.logout().await,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use reqwest::header::{AUTHORIZATION, USER_AGENT};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -537,10 +537,10 @@ impl<'a> Scenario<'a> {
     fn network(&mut self) -> String {
         format!(
             "{}.{}.{}.{}",
-            self.rng.gen_range(11..=223),
-            self.rng.gen_range(0..=255),
-            self.rng.gen_range(0..=255),
-            self.rng.gen_range(1..=254)
+            self.rng.random_range(11..=223),
+            self.rng.random_range(0..=255),
+            self.rng.random_range(0..=255),
+            self.rng.random_range(1..=254)
         )
     }
 
@@ -559,14 +559,14 @@ impl<'a> Scenario<'a> {
 
     fn random_browser(&mut self) -> (usize, u32, u32) {
         (
-            self.rng.gen_range(0..BROWSERS.len()),
-            self.rng.gen_range(100..130),
-            self.rng.gen_range(1..9000),
+            self.rng.random_range(0..BROWSERS.len()),
+            self.rng.random_range(100..130),
+            self.rng.random_range(1..9000),
         )
     }
 
     fn key(&mut self) -> DpopKey {
-        DpopKey::es256_from_seed(self.rng.gen())
+        DpopKey::es256_from_seed(self.rng.random())
     }
 
     async fn register_and_login(&mut self, ip: String, user_agent: String) -> Client {
@@ -709,7 +709,7 @@ impl<'a> Scenario<'a> {
         major: u32,
         minor: u32,
     ) -> RunResult {
-        let steps = self.rng.gen_range(3..6);
+        let steps = self.rng.random_range(3..6);
         let mut failure: Option<String> = None;
         macro_rules! check {
             ($what:expr, $answer:expr) => {{
@@ -732,7 +732,7 @@ impl<'a> Scenario<'a> {
             }
             Behaviour::Tabs => {
                 for _ in 0..steps {
-                    let tabs = self.rng.gen_range(2..=5);
+                    let tabs = self.rng.random_range(2..=5);
                     let token = client.refresh.clone();
                     let answers =
                         join_all((0..tabs).map(|_| self.send_refresh(client, &token))).await;
@@ -871,7 +871,7 @@ impl<'a> Scenario<'a> {
                     _ => {}
                 }
                 let loops = if behaviour == Behaviour::AttackerStaysAhead {
-                    self.rng.gen_range(3..8)
+                    self.rng.random_range(3..8)
                 } else {
                     1
                 };

@@ -24,7 +24,7 @@ use domain::{RefreshAttempt, RefreshOutcome, SessionId, Timestamp, UserId};
 use persistence::testing::TestDatabase;
 use persistence::Database;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 const ROWS: usize = 100_000;
 const NOW: i64 = 1_700_000_000_000;
@@ -60,34 +60,34 @@ fn browser(session: usize, version: usize) -> String {
 
 fn trail(user: UserId, shape: &Shape, rng: &mut StdRng) -> Vec<RefreshAttempt> {
     let sessions: Vec<SessionId> = (0..shape.sessions)
-        .map(|_| SessionId::from_random_bytes(rng.gen()))
+        .map(|_| SessionId::from_random_bytes(rng.random()))
         .collect();
     let attack = 500;
     let mut rows = Vec::with_capacity(ROWS);
     for i in 0..ROWS - attack {
         let s = i % shape.sessions;
-        let outcome = match rng.gen_range(0..100) {
+        let outcome = match rng.random_range(0..100) {
             0..=89 => RefreshOutcome::Success,
             90..=96 => RefreshOutcome::GraceReplay,
             97..=98 => RefreshOutcome::Expired,
             _ => RefreshOutcome::Revoked,
         };
         rows.push(RefreshAttempt {
-            at: Timestamp::from_millis(NOW - rng.gen_range(0..WEEK_MS)),
+            at: Timestamp::from_millis(NOW - rng.random_range(0..WEEK_MS)),
             outcome,
             user_id: Some(user),
             session_id: Some(sessions[s]),
             ip: Some(format!(
                 "198.51.{s}.{}",
-                rng.gen_range(0..shape.networks_per_session)
+                rng.random_range(0..shape.networks_per_session)
             )),
-            user_agent: Some(browser(s, rng.gen_range(0..shape.versions_per_session))),
+            user_agent: Some(browser(s, rng.random_range(0..shape.versions_per_session))),
             fingerprint: None,
         });
     }
     for i in 0..attack {
         rows.push(RefreshAttempt {
-            at: Timestamp::from_millis(NOW - rng.gen_range(0..86_400_000)),
+            at: Timestamp::from_millis(NOW - rng.random_range(0..86_400_000)),
             outcome: if i == 0 {
                 RefreshOutcome::Reused
             } else {
@@ -109,11 +109,11 @@ fn trail(user: UserId, shape: &Shape, rng: &mut StdRng) -> Vec<RefreshAttempt> {
 
 fn noise(rng: &mut StdRng) -> Vec<RefreshAttempt> {
     let users: Vec<UserId> = (0..200)
-        .map(|_| UserId::from_random_bytes(rng.gen()))
+        .map(|_| UserId::from_random_bytes(rng.random()))
         .collect();
     (0..ROWS)
         .map(|i| RefreshAttempt {
-            at: Timestamp::from_millis(NOW - rng.gen_range(0..WEEK_MS)),
+            at: Timestamp::from_millis(NOW - rng.random_range(0..WEEK_MS)),
             outcome: RefreshOutcome::Success,
             user_id: Some(users[i % users.len()]),
             session_id: None,
@@ -129,7 +129,7 @@ fn bench_backend(c: &mut Criterion, backend: &str, db: &Database) {
     db.record_refresh_batch(&noise(&mut rng)).unwrap();
     let mut group = c.benchmark_group("analysis");
     for (name, shape) in [("typical", &TYPICAL), ("spread", &SPREAD)] {
-        let user = UserId::from_random_bytes(rng.gen());
+        let user = UserId::from_random_bytes(rng.random());
         db.record_refresh_batch(&trail(user, shape, &mut rng))
             .unwrap();
         // The window as the use case asks for it: 7 days, from midnight UTC.

@@ -12,7 +12,8 @@ use ed25519_dalek::SigningKey;
 use jsonwebtoken::DecodingKey;
 #[cfg(test)]
 use jsonwebtoken::EncodingKey;
-use rand::RngCore as _;
+use rand::rand_core::UnwrapErr;
+use rand::Rng as _;
 use sha2::{Digest as _, Sha256};
 
 use super::meta::KeyEntry;
@@ -105,10 +106,10 @@ fn pkcs8_v1(signing: &SigningKey) -> KeypairBytes {
 /// Creates a fresh key as `dir/<kid>.pem` (mode 0600) and returns its kid.
 pub(crate) fn generate_into(dir: &Path) -> Result<String, KeyError> {
     // An Ed25519 secret key is 32 random bytes (RFC 8032 §5.1.5): what
-    // `SigningKey::generate` does, without ed25519-dalek's `rand_core`
-    // feature (its rand_core is not `rand`'s).
+    // `SigningKey::generate` does, here straight from the OS CSPRNG
+    // (panicking should the OS refuse, as `OsRng` did).
     let mut secret = ed25519_dalek::SecretKey::default();
-    rand::rngs::OsRng.fill_bytes(&mut secret);
+    UnwrapErr(rand::rngs::SysRng).fill_bytes(&mut secret);
     write_into(dir, &SigningKey::from_bytes(&secret))
 }
 

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use domain::Timestamp;
-use rand::RngCore as _;
+use rand::rand_core::UnwrapErr;
+use rand::Rng as _;
 
 use crate::error::KeyError;
 use crate::files::{self, DirLock};
@@ -438,7 +439,7 @@ fn initialise(dir: &Path, now: Timestamp) -> Result<(), KeyError> {
     let _lock = DirLock::acquire(dir)?;
     if !files::exists(&dir.join(SECRET_FILE)) {
         let mut secret = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut secret);
+        UnwrapErr(rand::rngs::SysRng).fill_bytes(&mut secret);
         files::write_atomic(dir, SECRET_FILE, &secret)?;
         secret.fill(0);
     }

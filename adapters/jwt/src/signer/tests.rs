@@ -5,7 +5,7 @@ use base64::Engine as _;
 use domain::{AccessTokenId, Role, Roles, SessionId, UserId};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, EncodingKey};
-use rand::{Rng as _, RngCore as _};
+use rand::{Rng as _, RngExt as _};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -521,21 +521,21 @@ fn garbage_never_panics_and_is_invalid() {
         format!("{}.{}.{}", b64(&json!([1, 2, 3])), p[1], p[2]),
         format!("{}.{}.{}", b64(&json!("EdDSA")), p[1], p[2]),
     ];
-    let mut rng = rand::thread_rng();
+    let mut rng = rand::rng();
     let b64_alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     for _ in 0..300 {
-        let len = rng.gen_range(0..400);
+        let len = rng.random_range(0..400);
         let junk: String = (0..len)
             .map(|_| {
-                if rng.gen_bool(0.05) {
+                if rng.random_bool(0.05) {
                     '.'
                 } else {
-                    b64_alphabet[rng.gen_range(0..b64_alphabet.len())] as char
+                    b64_alphabet[rng.random_range(0..b64_alphabet.len())] as char
                 }
             })
             .collect();
         inputs.push(junk);
-        let mut bytes = vec![0u8; rng.gen_range(0..200)];
+        let mut bytes = vec![0u8; rng.random_range(0..200)];
         rng.fill_bytes(&mut bytes);
         inputs.push(String::from_utf8_lossy(&bytes).into_owned());
         inputs.push(format!(
