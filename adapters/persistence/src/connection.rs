@@ -364,15 +364,24 @@ impl Database {
     }
 }
 
-/// Whether the SQLite file at `path` (if it exists yet) can be opened for
-/// writing. SQLite opens a file it cannot write read-only without a word,
-/// and such a connection stays read-only after the file becomes writable:
-/// the pool must not keep one.
+/// Whether the SQLite file at `path` (if it exists yet) can be written.
+/// SQLite opens a file it cannot write read-only without a word, and such
+/// a connection stays read-only after the file becomes writable: the pool
+/// must not keep one.
+///
+/// Asked with `access(2)` (`W_OK`: permissions, a read-only mount, an
+/// immutable file), never by opening the file: closing any descriptor of
+/// the database file drops every POSIX lock this process holds on it,
+/// SQLite's included ("How To Corrupt An SQLite Database File", §2.2).
+/// Another process on the same file (`tokenwarden cleanup`, `user create`,
+/// a second instance) would then find it unused, checkpoint and delete the
+/// log under the server's connections, and corrupt the database; the
+/// earlier check opened the file for every new pooled connection.
 fn check_file_writable(path: &str) -> std::io::Result<()> {
-    match std::fs::OpenOptions::new().write(true).open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+    match rustix::fs::access(path, rustix::fs::Access::WRITE_OK) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -561,6 +570,49 @@ mod tests {
             .check_writable()
             .unwrap();
         db.check_writable().unwrap();
+    }
+
+    /// Another process on the same SQLite file (`tokenwarden cleanup`,
+    /// `user create`, a second instance) must never find it unused while
+    /// this one has connections to it: it would checkpoint and delete the
+    /// log under them. Opening more pooled connections (each checked by
+    /// `on_acquire`) must not drop this process's locks on the file. Fails
+    /// with the check that opened the file; the other process is Python's
+    /// `sqlite3` (a real second process, as a CLI command would be).
+    #[test]
+    fn new_connections_keep_the_locks_another_process_must_see() {
+        let test_db = crate::testing::TestDatabase::sqlite();
+        let db = test_db.open(2);
+        db.check_writable().unwrap();
+        let path = test_db.url().trim_start_matches("sqlite://").to_owned();
+        let log = std::path::PathBuf::from(format!("{path}-wal"));
+        let more = Database::connect(test_db.url(), 2).unwrap();
+        more.check_writable().unwrap();
+        assert!(log.exists(), "the log exists while connections are open");
+        let other = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3, sys\n\
+                 c = sqlite3.connect(sys.argv[1])\n\
+                 c.execute('SELECT count(*) FROM sqlite_master').fetchall()\n\
+                 c.close()",
+                &path,
+            ])
+            .status();
+        match other {
+            Err(e) => {
+                eprintln!("skipped: no python3 to be the other process ({e})");
+                return;
+            }
+            Ok(status) => assert!(status.success(), "{status}"),
+        }
+        assert!(
+            log.exists(),
+            "another process found the database unused and removed its log \
+             under this process's connections"
+        );
+        db.check_writable().unwrap();
+        more.check_writable().unwrap();
     }
 
     #[test]
