@@ -530,7 +530,10 @@ async fn measure(name: &'static str, db: &TestDatabase, work: &Path) -> Backend 
             .unwrap()
                 + 30 * 86_400_000,
         );
-        let store = db.connect(2);
+        // Seeding 10^6 rows in one statement takes longer than the
+        // server's 3 s statement timeout on PostgreSQL.
+        let store = persistence::Database::connect_with(db.url(), 2, Duration::from_secs(600))
+            .expect("a seeding connection");
         // The benchmark's own sessions (a few hundred) come on top.
         seed_expired_sessions(&store, 1_000, 1, end);
         let prefix = server.chains(work).await;
