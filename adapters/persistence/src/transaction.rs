@@ -161,25 +161,24 @@ pub(crate) fn write_transaction<T>(
     f: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>,
 ) -> Result<T, DbError> {
     if matches!(conn, AnyConnection::Sqlite(_)) {
-        let guard = lock.acquire()?;
+        // Held until the writer is kept again: the next writer then finds
+        // it rather than taking another connection from the pool.
+        let _writing = lock.acquire()?;
         if let Some(mut writer) = lock.take_writer() {
-            let result = locked_transaction(&mut writer, guard, f);
+            let result = locked_transaction(&mut writer, f);
             lock.keep_writer(writer);
             return result;
         }
-        return locked_transaction(conn, guard, f);
+        return locked_transaction(conn, f);
     }
-    locked_transaction(conn, None, f)
+    locked_transaction(conn, f)
 }
 
-/// [`write_transaction`] on `conn`, with the SQLite write lock `_writing`
-/// already held (until the commit or rollback).
-fn locked_transaction<'a, T>(
+/// [`write_transaction`] on `conn`; the caller holds the SQLite write lock.
+fn locked_transaction<T>(
     conn: &mut AnyConnection,
-    writing: impl Into<Option<WriteGuard<'a>>>,
     f: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>,
 ) -> Result<T, DbError> {
-    let _writing = writing.into();
     match conn {
         AnyConnection::Sqlite(c) => {
             if let Err(e) = AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE") {
