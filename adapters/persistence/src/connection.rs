@@ -600,6 +600,9 @@ mod tests {
             ])
             .status();
         match other {
+            Err(e) if std::env::var("TOKENWARDEN_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+                panic!("python3 (the other process) is required here: {e}")
+            }
             Err(e) => {
                 eprintln!("skipped: no python3 to be the other process ({e})");
                 return;
