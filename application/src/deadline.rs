@@ -109,6 +109,13 @@ pub fn current() -> Option<Instant> {
     DEADLINE.with(Cell::get)
 }
 
+/// The fate this thread's work shares with whoever answers its request, if
+/// any: for an adapter that hands the work to another thread (which then
+/// [`enter_with`]s it), so that the answer and the commit still agree.
+pub fn current_fate() -> Option<Fate> {
+    FATE.with(|f| f.borrow().clone())
+}
+
 /// How long a wait may last: `bound`, or less when this thread's deadline
 /// is nearer (zero once it has passed).
 pub fn remaining(bound: Duration) -> Duration {
@@ -196,6 +203,22 @@ mod tests {
         let _request = enter_with(Some(Instant::now()), fate.clone());
         assert!(!may_commit());
         assert!(fate.abandon(), "the answerer agrees: 503");
+    }
+
+    #[test]
+    fn work_handed_to_another_thread_keeps_its_deadline_and_fate() {
+        let fate = Fate::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let _request = enter_with(Some(deadline), fate.clone());
+        let (handed_deadline, handed_fate) = (current(), current_fate());
+        let claimed = std::thread::spawn(move || {
+            let _work = enter_with(handed_deadline, handed_fate.unwrap_or_default());
+            (current(), may_commit())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(claimed, (Some(deadline), true));
+        assert!(!fate.abandon(), "the other thread claimed the commit");
     }
 
     #[test]

@@ -19,6 +19,10 @@
 //!   sessions in the database (seeded directly; `LOAD_SESSIONS` sets the
 //!   larger count, 0 skips it).
 //!
+//! `LOAD_ONLY` (comma-separated: `references`, `sqlite`, `postgres`,
+//! `refresh`, `dpop`, `bearer`, `login`, `mixed`, `sessions`) runs only what
+//! it names, for a quick look at one figure; the rest of the table is empty.
+//!
 //! References, same run, same cores: an empty actix endpoint under the same
 //! `wrk`; a single-row write transaction on SQLite (WAL,
 //! `synchronous=NORMAL`, one writer) and a single-row `UPDATE` by `pgbench`
@@ -64,6 +68,14 @@ const CHAINS: &str = include_str!("load/chains.lua");
 const LOGIN: &str = include_str!("load/login.lua");
 const BEARER: &str = include_str!("load/bearer.lua");
 const EMPTY: &str = include_str!("load/empty.lua");
+
+/// Whether a scenario runs: all of them unless `LOAD_ONLY` lists some
+/// (comma-separated: `refresh`, `dpop`, `bearer`, `login`, `mixed`,
+/// `sessions`, `references`, `sqlite`, `postgres`), for a quicker look at
+/// one figure (a profile, say); the table then shows the rest as empty.
+fn runs(what: &str) -> bool {
+    std::env::var("LOAD_ONLY").map_or(true, |only| only.split(',').any(|o| o.trim() == what))
+}
 
 fn seconds() -> u64 {
     std::env::var("LOAD_SECONDS")
@@ -479,46 +491,66 @@ async fn measure(name: &'static str, db: &TestDatabase, work: &Path) -> Backend 
     };
     let chain_args = |prefix: &Path| vec![prefix.display().to_string()];
 
-    let prefix = server.chains(work).await;
-    let refresh = wrk_at(CHAINS, chain_args(&prefix), CONNECTIONS)
-        .await
-        .unwrap();
-    println!("[{name}] refresh: {refresh:?}");
+    let mut refresh = Run::default();
+    if runs("refresh") {
+        let prefix = server.chains(work).await;
+        refresh = wrk_at(CHAINS, chain_args(&prefix), CONNECTIONS)
+            .await
+            .unwrap();
+        println!("[{name}] refresh: {refresh:?}");
+    }
 
     // Proofs for 1.5 times the unbound run's refreshes (a bound refresh
     // never costs less), signed now so that the run measures the server.
-    let per_thread = (refresh.rate() * seconds() as f64 * 1.5 / THREADS as f64) as usize + 1_000;
-    let key = ProofKey::new();
-    let prefix = server.bound_chains(work, &key, per_thread).await;
-    let refresh_dpop = wrk_at(CHAINS, chain_args(&prefix), CONNECTIONS)
-        .await
-        .unwrap();
-    println!("[{name}] refresh, DPoP-bound: {refresh_dpop:?}");
+    let mut refresh_dpop = Run::default();
+    if runs("dpop") {
+        let expected = if runs("refresh") {
+            refresh.rate()
+        } else {
+            10_000.0
+        };
+        let per_thread = (expected * seconds() as f64 * 1.5 / THREADS as f64) as usize + 1_000;
+        let key = ProofKey::new();
+        let prefix = server.bound_chains(work, &key, per_thread).await;
+        refresh_dpop = wrk_at(CHAINS, chain_args(&prefix), CONNECTIONS)
+            .await
+            .unwrap();
+        println!("[{name}] refresh, DPoP-bound: {refresh_dpop:?}");
+    }
 
-    let (_, access) = server.login("chain0").await;
-    let bearer = wrk_at(BEARER, vec![access], CONNECTIONS).await.unwrap();
-    println!("[{name}] bearer: {bearer:?}");
+    let mut bearer = Run::default();
+    if runs("bearer") {
+        let (_, access) = server.login("chain0").await;
+        bearer = wrk_at(BEARER, vec![access], CONNECTIONS).await.unwrap();
+        println!("[{name}] bearer: {bearer:?}");
+    }
 
-    let login_args = vec!["login".to_owned(), PASSWORD.to_owned()];
-    let login = wrk_at(LOGIN, login_args, LOGIN_CONNECTIONS).await.unwrap();
-    println!("[{name}] login: {login:?}");
+    let mut login = Run::default();
+    if runs("login") {
+        let login_args = vec!["login".to_owned(), PASSWORD.to_owned()];
+        login = wrk_at(LOGIN, login_args, LOGIN_CONNECTIONS).await.unwrap();
+        println!("[{name}] login: {login:?}");
+    }
 
-    let prefix = server.chains(work).await;
-    let mut mixed_args = chain_args(&prefix);
-    mixed_args.extend([
-        MIX_LOGIN.to_string(),
-        MIX_REFRESH.to_string(),
-        "login".to_owned(),
-        PASSWORD.to_owned(),
-    ]);
-    let mixed = wrk_at(CHAINS, mixed_args, CONNECTIONS).await.unwrap();
-    println!("[{name}] mixed: {mixed:?}");
+    let mut mixed = Run::default();
+    if runs("mixed") {
+        let prefix = server.chains(work).await;
+        let mut mixed_args = chain_args(&prefix);
+        mixed_args.extend([
+            MIX_LOGIN.to_string(),
+            MIX_REFRESH.to_string(),
+            "login".to_owned(),
+            PASSWORD.to_owned(),
+        ]);
+        mixed = wrk_at(CHAINS, mixed_args, CONNECTIONS).await.unwrap();
+        println!("[{name}] mixed: {mixed:?}");
+    }
 
     let many: u64 = std::env::var("LOAD_SESSIONS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let sessions = if many > 1_000 {
+    let sessions = if many > 1_000 && runs("sessions") {
         // Created and ending in the future: live whatever the idle timeout.
         let end = Timestamp::from_millis(
             i64::try_from(
@@ -733,7 +765,17 @@ async fn main() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let refs = references(work.path()).await;
+    let refs = if runs("references") {
+        references(work.path()).await
+    } else {
+        References {
+            empty: Run::default(),
+            sqlite_write: f64::NAN,
+            argon2_verify: f64::NAN,
+            ed25519_sign: f64::NAN,
+            ed25519_verify: f64::NAN,
+        }
+    };
     println!(
         "references: empty actix {:.0}/s, SQLite row write {:.0}/s, argon2 {:.1}/s, \
          Ed25519 sign {:.0}/s verify {:.0}/s",
@@ -744,12 +786,17 @@ async fn main() {
         refs.ed25519_verify
     );
     let mut backends = Vec::new();
-    let sqlite = TestDatabase::sqlite();
-    backends.push(measure("SQLite", &sqlite, work.path()).await);
-    drop(sqlite);
-    if let Some(pg) = TestDatabase::postgres() {
+    if runs("sqlite") {
+        let sqlite = TestDatabase::sqlite();
+        backends.push(measure("SQLite", &sqlite, work.path()).await);
+    }
+    if !runs("postgres") {
+        println!("PostgreSQL skipped: not in LOAD_ONLY");
+    } else if let Some(pg) = TestDatabase::postgres() {
         let mut b = measure("PostgreSQL", &pg, work.path()).await;
-        b.row_writes = pgbench_row_updates(pg.url(), work.path());
+        if runs("references") {
+            b.row_writes = pgbench_row_updates(pg.url(), work.path());
+        }
         backends.push(b);
     } else {
         println!("PostgreSQL skipped: TEST_DATABASE_URL is not set");

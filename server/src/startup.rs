@@ -80,6 +80,15 @@ fn hasher_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
+/// Turns of the password queue per argon2 workspace. A login holds its
+/// turn for all of its work, of which the hash is most but not all: the
+/// database write and the signature after it. With one turn per workspace
+/// a core idled through that part (login at 69–80 % of the raw argon2
+/// rate in the load benchmark); with two, the next request's hash runs
+/// meanwhile. At most one hash per core still runs at once: the hasher
+/// has one workspace per core, and a turn's hash waits for a free one.
+const PASSWORD_TURNS_PER_HASHER: usize = 2;
+
 /// Blocking threads per actix worker; see [`Application::build_with`].
 const BLOCKING_THREADS_PER_WORKER: usize = 16;
 
@@ -236,7 +245,10 @@ pub fn api_state(config: &Config, warden: TokenWarden, keys: KeyStore) -> ApiSta
             public_url: config.public_url.clone(),
         }),
         jwks: Arc::new(Jwks(keys)),
-        password_queue: Arc::new(PasswordQueue::new(hasher_threads(), config.hash_queue)),
+        password_queue: Arc::new(PasswordQueue::new(
+            PASSWORD_TURNS_PER_HASHER * hasher_threads(),
+            config.hash_queue,
+        )),
     }
 }
 

@@ -14,6 +14,7 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool, Po
 use crate::audit::AuditIds;
 use crate::checkpoint::Checkpointer;
 use crate::error::DbError;
+use crate::group_commit::GroupCommit;
 use crate::transaction::{write_transaction, WriteLock};
 
 /// A connection to either backend. One query code path serves both.
@@ -80,6 +81,8 @@ pub struct Database {
     /// The longest wait for a pooled connection (less when the request's
     /// deadline is nearer, see `application::deadline`).
     wait: Duration,
+    /// SQLite only: commits rotations in batches (see `group_commit`).
+    group_commit: Option<Arc<GroupCommit>>,
     /// SQLite only: checkpoints the log while any clone lives.
     _checkpointer: Option<Arc<Checkpointer>>,
     /// SQLite only: the file, whose file system readiness checks for space.
@@ -254,6 +257,10 @@ impl Database {
             Backend::Sqlite => WriteLock::keeping_writer(wait, pool.clone()),
             Backend::Postgres => WriteLock::new(wait),
         });
+        let group_commit = match backend {
+            Backend::Sqlite => GroupCommit::start(Arc::clone(&write_lock), wait).map(Arc::new),
+            Backend::Postgres => None,
+        };
         let checkpointer = match backend {
             Backend::Sqlite => Checkpointer::start(&connection_url, &pragmas).map(Arc::new),
             Backend::Postgres => None,
@@ -264,6 +271,7 @@ impl Database {
             audit_trail: true,
             audit_ids: Arc::default(),
             write_lock,
+            group_commit,
             wait,
             _checkpointer: checkpointer,
             sqlite_path: (backend == Backend::Sqlite).then_some(connection_url),
@@ -299,6 +307,11 @@ impl Database {
     /// Serialises this database's SQLite write transactions.
     pub(crate) fn write_lock(&self) -> &WriteLock {
         &self.write_lock
+    }
+
+    /// The SQLite group commit of rotations, if this database has one.
+    pub(crate) fn group_commit(&self) -> Option<&GroupCommit> {
+        self.group_commit.as_deref()
     }
 
     /// Numbers this database's SQLite audit rows.

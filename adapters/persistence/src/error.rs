@@ -16,6 +16,10 @@ pub(crate) enum DbError {
     /// configured wait): the answer is 503, never a verdict.
     #[error("timed out {0}")]
     Timeout(&'static str),
+    /// The SQLite group commit could not commit a batch (the reason is
+    /// the first error's text): nothing of it was written.
+    #[error("group commit: {0}")]
+    Batch(String),
     /// A stored value that the domain does not accept.
     #[error("corrupt row: {0}")]
     Corrupt(&'static str),

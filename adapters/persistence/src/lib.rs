@@ -24,6 +24,7 @@ mod connection;
 mod dpop;
 mod error;
 mod fixed;
+mod group_commit;
 mod migrations;
 mod revocations;
 mod rotation;

@@ -52,11 +52,28 @@ impl Database {
             .transpose()
     }
 
-    pub(crate) fn rotate_token(&self, request: &RotateRequest) -> Result<RotateOutcome, DbError> {
-        let presented_digest = request.presented.to_hex();
-        let location = &request.location;
+    /// On SQLite, through the group commit ([`crate::group_commit`]): the
+    /// rotations that arrive together commit in one transaction.
+    pub(crate) fn rotate_token(&self, request: RotateRequest) -> Result<RotateOutcome, DbError> {
+        if let Some(group) = self.group_commit() {
+            let db = self.clone();
+            return group.run(Box::new(move |conn| db.rotate_in(conn, &request)));
+        }
         let mut conn = self.conn()?;
         write_transaction(&mut conn, self.write_lock(), |conn| {
+            self.rotate_in(conn, &request)
+        })
+    }
+
+    /// The rotation's work inside its write transaction.
+    fn rotate_in(
+        &self,
+        conn: &mut AnyConnection,
+        request: &RotateRequest,
+    ) -> Result<RotateOutcome, DbError> {
+        let presented_digest = request.presented.to_hex();
+        let location = &request.location;
+        {
             let Some((user, mut row)) = lock_user_and_session(conn, location)? else {
                 self.audit(conn, request, RefreshOutcome::UnknownToken, None, false)?;
                 return Ok(RotateOutcome::UnknownToken);
@@ -127,7 +144,7 @@ impl Database {
                 revoked: parse_ids(revoked)?,
                 event: planned.event.as_ref().map(PlannedEvent::kind),
             })
-        })
+        }
     }
 
     /// Writes the audit row of this rotation (unless the trail is off);

@@ -38,7 +38,7 @@ impl SessionRepository for Database {
     }
 
     fn rotate(&self, request: RotateRequest) -> Result<RotateOutcome, StoreError> {
-        self.rotate_token(&request)
+        self.rotate_token(request)
             .map_err(store("rotate refresh token"))
     }
 

@@ -131,6 +131,29 @@ impl WriteLock {
         }
     }
 
+    /// Runs `f` with the lock held, on the kept writer (or a connection of
+    /// the pool, kept from then on): for the SQLite group commit
+    /// ([`crate::group_commit`]), which manages its own transaction. Waits
+    /// as [`WriteLock::acquire`] does, then for a connection at most the
+    /// lock's bound.
+    pub(crate) fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> T,
+    ) -> Result<T, DbError> {
+        let _writing = self.acquire()?;
+        let mut writer = match self.take_writer() {
+            Some(writer) => writer,
+            None => self
+                .pool
+                .as_ref()
+                .ok_or(DbError::Timeout("no SQLite writer connection"))?
+                .get_timeout(deadline::remaining(self.wait))?,
+        };
+        let out = f(&mut writer);
+        self.keep_writer(writer);
+        Ok(out)
+    }
+
     fn acquire(&self) -> Result<WriteGuard<'_>, DbError> {
         let until = Instant::now() + deadline::remaining(self.wait);
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
@@ -174,22 +197,50 @@ pub(crate) fn write_transaction<T>(
     locked_transaction(conn, f)
 }
 
+/// `BEGIN IMMEDIATE` on an SQLite connection whose caller holds the write
+/// lock (`BEGIN` on PostgreSQL, whose writers lock rows); marks a
+/// connection that cannot write for discarding.
+pub(crate) fn begin_immediate(conn: &mut AnyConnection) -> Result<(), DbError> {
+    let began = match conn {
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN"),
+    };
+    began.map_err(|e| {
+        discard_if_unwritable(conn, &e);
+        e.into()
+    })
+}
+
+/// Commits the transaction [`begin_immediate`] began.
+pub(crate) fn commit(conn: &mut AnyConnection) -> Result<(), DbError> {
+    <AnyConnection as TransactionManager<AnyConnection>>::commit_transaction(conn).map_err(|e| {
+        discard_if_unwritable(conn, &e);
+        e.into()
+    })
+}
+
+/// Rolls back the transaction [`begin_immediate`] began, after `error`.
+pub(crate) fn roll_back(conn: &mut AnyConnection, error: &DbError) {
+    if let Err(rollback) =
+        <AnyConnection as TransactionManager<AnyConnection>>::rollback_transaction(conn)
+    {
+        // The pool discards a connection whose transaction state is
+        // broken, so nothing leaks into the next use.
+        tracing::warn!(error = %rollback, "rollback failed");
+    }
+    if let DbError::Query(e) = error {
+        discard_if_unwritable(conn, e);
+    }
+}
+
 /// [`write_transaction`] on `conn`; the caller holds the SQLite write lock.
 fn locked_transaction<T>(
     conn: &mut AnyConnection,
     f: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>,
 ) -> Result<T, DbError> {
-    match conn {
-        AnyConnection::Sqlite(c) => {
-            if let Err(e) = AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE") {
-                discard_if_unwritable(conn, &e);
-                return Err(e.into());
-            }
-        }
-        AnyConnection::Postgresql(c) => {
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN")?;
-        }
-    }
+    begin_immediate(conn)?;
     let result = f(conn).and_then(|value| {
         if !deadline::may_commit() {
             Err(DbError::Timeout(
@@ -201,25 +252,11 @@ fn locked_transaction<T>(
     });
     match result {
         Ok(value) => {
-            if let Err(e) =
-                <AnyConnection as TransactionManager<AnyConnection>>::commit_transaction(conn)
-            {
-                discard_if_unwritable(conn, &e);
-                return Err(e.into());
-            }
+            commit(conn)?;
             Ok(value)
         }
         Err(error) => {
-            if let Err(rollback) =
-                <AnyConnection as TransactionManager<AnyConnection>>::rollback_transaction(conn)
-            {
-                // The pool discards a connection whose transaction state is
-                // broken, so nothing leaks into the next use.
-                tracing::warn!(error = %rollback, "rollback failed");
-            }
-            if let DbError::Query(e) = &error {
-                discard_if_unwritable(conn, e);
-            }
+            roll_back(conn, &error);
             Err(error)
         }
     }

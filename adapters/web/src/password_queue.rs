@@ -2,8 +2,10 @@
 //! "Password work is bounded").
 //!
 //! A use case that hashes or checks a password runs only once it holds one
-//! of `workers` turns (one per core, as many as the hasher has
-//! workspaces). A request that finds every turn taken waits *here*, as a
+//! of `workers` turns (the server gives two per argon2 workspace, of which
+//! it has one per core: a login's database write and signature then
+//! overlap the next login's hash, while the hasher itself still runs at
+//! most one hash per core). A request that finds every turn taken waits *here*, as a
 //! parked async task, not on a blocking thread; at most `capacity` wait,
 //! and one more gets `503 service_unavailable` with `Retry-After` at once.
 //! The wait ends at the request's deadline (`TOKENWARDEN_DEPENDENCY_TIMEOUT`)
