@@ -373,7 +373,11 @@ pub trait SessionRepository: Send + Sync + 'static {
     ) -> Result<CreatedSession, CreateSessionError>;
 
     /// Where the token with this digest belongs; `None` when it is not on
-    /// record. A plain read: it takes no lock and writes nothing.
+    /// record. A plain read: it takes no lock and writes nothing. What it
+    /// answers never changes once committed, so an adapter may answer from
+    /// memory; a token whose rows another process deleted meanwhile may
+    /// then still be located, and [`SessionRepository::rotate`] finds it
+    /// unknown ([`RotateOutcome::UnknownToken`]).
     ///
     /// # Errors
     /// [`StoreError`] when storage fails.

@@ -123,6 +123,8 @@ impl Database {
             stop,
             AUDIT_TABLES,
         );
+        // Tokens went (or may have, if the pass failed midway).
+        self.locations().forget_all();
         if let AnyConnection::Postgresql(pg) = &mut *conn {
             // A connection that cannot unlock is most likely broken, and
             // its server session (with the lock) ends with it; at worst the

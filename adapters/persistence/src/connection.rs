@@ -15,6 +15,7 @@ use crate::audit::AuditIds;
 use crate::checkpoint::Checkpointer;
 use crate::error::DbError;
 use crate::group_commit::GroupCommit;
+use crate::locations::Locations;
 use crate::transaction::{write_transaction, WriteLock};
 
 /// A connection to either backend. One query code path serves both.
@@ -81,6 +82,8 @@ pub struct Database {
     /// The longest wait for a pooled connection (less when the request's
     /// deadline is nearer, see `application::deadline`).
     wait: Duration,
+    /// Where the successors this process issued are (see `locations`).
+    locations: Arc<Locations>,
     /// SQLite only: commits rotations in batches (see `group_commit`).
     group_commit: Option<Arc<GroupCommit>>,
     /// SQLite only: checkpoints the log while any clone lives.
@@ -271,6 +274,7 @@ impl Database {
             audit_trail: true,
             audit_ids: Arc::default(),
             write_lock,
+            locations: Arc::default(),
             group_commit,
             wait,
             _checkpointer: checkpointer,
@@ -307,6 +311,11 @@ impl Database {
     /// Serialises this database's SQLite write transactions.
     pub(crate) fn write_lock(&self) -> &WriteLock {
         &self.write_lock
+    }
+
+    /// Where the successors this process issued are.
+    pub(crate) fn locations(&self) -> &Locations {
+        &self.locations
     }
 
     /// The SQLite group commit of rotations, if this database has one.

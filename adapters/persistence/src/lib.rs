@@ -25,6 +25,7 @@ mod dpop;
 mod error;
 mod fixed;
 mod group_commit;
+mod locations;
 mod migrations;
 mod revocations;
 mod rotation;

@@ -42,10 +42,16 @@ impl Database {
     /// queue for the write lock. What it reads never changes once committed
     /// (a token's generation and session, a session's user and key), and a
     /// client only ever holds a token whose insert has committed.
+    ///
+    /// A successor that a rotation of this process issued is found in
+    /// memory ([`crate::locations`]) without a query.
     pub(crate) fn locate_token(
         &self,
         digest: &TokenDigest,
     ) -> Result<Option<TokenLocation>, DbError> {
+        if let Some(location) = self.locations().get(digest) {
+            return Ok(Some(location));
+        }
         let mut conn = self.conn()?;
         find_token(&mut conn, &digest.to_hex())?
             .map(|found| found.location())
@@ -54,15 +60,32 @@ impl Database {
 
     /// On SQLite, through the group commit ([`crate::group_commit`]): the
     /// rotations that arrive together commit in one transaction.
+    ///
+    /// Once a rotation has committed, its successor's location is noted in
+    /// memory for the successor's own refresh ([`crate::locations`]).
     pub(crate) fn rotate_token(&self, request: RotateRequest) -> Result<RotateOutcome, DbError> {
-        if let Some(group) = self.group_commit() {
+        let (successor, location) = (request.successor, request.location);
+        let outcome = if let Some(group) = self.group_commit() {
             let db = self.clone();
-            return group.run(Box::new(move |conn| db.rotate_in(conn, &request)));
+            group.run(Box::new(move |conn| db.rotate_in(conn, &request)))?
+        } else {
+            let mut conn = self.conn()?;
+            write_transaction(&mut conn, self.write_lock(), |conn| {
+                self.rotate_in(conn, &request)
+            })?
+        };
+        if let RotateOutcome::Decided {
+            decision: RotationDecision::Rotate { next },
+            ..
+        } = &outcome
+        {
+            let next = TokenLocation {
+                generation: *next,
+                ..location
+            };
+            self.locations().note(&successor, next);
         }
-        let mut conn = self.conn()?;
-        write_transaction(&mut conn, self.write_lock(), |conn| {
-            self.rotate_in(conn, &request)
-        })
+        Ok(outcome)
     }
 
     /// The rotation's work inside its write transaction.

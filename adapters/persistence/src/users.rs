@@ -172,6 +172,7 @@ impl Database {
             }
             if plan.delete {
                 delete_user(conn, &user_id)?;
+                self.locations().forget_all();
             }
             Ok(Ok(AccountUpdated {
                 user: plan.apply(&user),

@@ -20,6 +20,7 @@ on_both_backends!(
     a_password_change_revokes_every_other_session_in_one_transaction,
     disabling_revokes_everything_and_refuses_new_sessions_until_enabled,
     deleting_a_user_removes_sessions_and_tokens_but_keeps_the_trail,
+    a_successor_located_from_memory_after_another_instance_deleted_it_is_unknown,
     a_refused_change_changes_nothing,
     a_role_taken_away_revokes_and_a_role_added_does_not,
     a_login_records_the_last_login,
@@ -332,4 +333,50 @@ fn listing_100_000_users_by_prefix_takes_under_50_ms(db: &TestDatabase) {
     let slowest = timings.iter().max().copied().unwrap_or_default();
     eprintln!("listing 100 000 users: slowest page {slowest:?} of {timings:?}");
     assert!(slowest < Duration::from_millis(50), "{timings:?}");
+}
+
+/// An instance finds the successors it issued without a query; when
+/// another instance has deleted them since, its `locate` may still answer,
+/// and the rotation finds the token unknown: no verdict, nothing written
+/// for a session that is gone.
+fn a_successor_located_from_memory_after_another_instance_deleted_it_is_unknown(
+    test: &TestDatabase,
+) {
+    let (here, elsewhere) = (test.open(2), test.connect(2));
+    let root = admin(&here);
+    let alice = user(&here, "alice");
+    let (_, t1) = login(&here, &alice, at(1));
+    let t2 = digest();
+    here.rotate(rotate_request(&here, t1, t2, at(2), UA))
+        .unwrap();
+    assert!(here.locate(&t2).unwrap().is_some());
+
+    elsewhere
+        .update(change(
+            &alice,
+            Actor::Admin(root.id),
+            vec![AccountChange::Delete],
+        ))
+        .unwrap();
+    assert_eq!(elsewhere.locate(&t2).unwrap(), None);
+    // Still located here, from memory...
+    let request = rotate_request(&here, t2, digest(), at(3), UA);
+    // ...and found unknown by the rotation.
+    assert!(matches!(
+        here.rotate(request).unwrap(),
+        application::ports::RotateOutcome::UnknownToken
+    ));
+    // A deletion by this instance forgets what it knew at once.
+    let bob = user(&here, "bob");
+    let (_, t3) = login(&here, &bob, at(4));
+    let t4 = digest();
+    here.rotate(rotate_request(&here, t3, t4, at(5), UA))
+        .unwrap();
+    here.update(change(
+        &bob,
+        Actor::Admin(root.id),
+        vec![AccountChange::Delete],
+    ))
+    .unwrap();
+    assert_eq!(here.locate(&t4).unwrap(), None);
 }
