@@ -129,3 +129,49 @@ impl Statement for WriteRotation {
         "",
     ];
 }
+
+/// PostgreSQL only: the writes of a successful rotation whose success is
+/// counted in its session's run, in one statement (one round trip instead
+/// of four): spend the presented token, insert the successor, the audit row
+/// (`on_session`), and the session's new state. Data-modifying CTEs all run
+/// (PostgreSQL runs each exactly once, whether or not the outer statement
+/// reads them); the rows they touch are distinct, and the triggers fire as
+/// for the statements one by one.
+#[derive(Debug)]
+pub(crate) struct RotatePostgres;
+
+impl Statement for RotatePostgres {
+    const PIECES: &'static [&'static str] = &[
+        "WITH spent AS (UPDATE refresh_tokens SET used_at = ",
+        " WHERE digest = ",
+        "), successor AS (INSERT INTO refresh_tokens \
+         (digest, session_id, generation, issued_at, expires_at) VALUES (",
+        ", ",
+        ", ",
+        ", ",
+        ", ",
+        ")), audit AS (INSERT INTO refresh_audit \
+         (on_session, at, outcome, user_id, session_id, ip, user_agent, fingerprint) \
+         VALUES (TRUE, ",
+        ", ",
+        ", ",
+        ", ",
+        ", ",
+        ", ",
+        ", ",
+        ")) UPDATE sessions SET generation = ",
+        ", rotated_at = ",
+        ", last_used_at = ",
+        ", rotated_by = ",
+        ", rotated_ip = ",
+        ", last_user_agent = ",
+        ", last_ip = ",
+        ", run_ip = ",
+        ", run_user_agent = ",
+        ", run_attempts = ",
+        ", run_first_at = ",
+        ", run_last_at = ",
+        " WHERE id = ",
+        "",
+    ];
+}

@@ -20,17 +20,17 @@ use application::ports::{
 };
 use diesel::prelude::*;
 use domain::{
-    plan, plan_end, EndDecision, EndVia, Jkt, PlannedEvent, PlannedRevocation, PresentedToken,
-    RefreshAttempt, RefreshOutcome, RevocationScope, RotationDecision, SessionState, Sighting,
-    Timestamp, TokenDigest, TokenFingerprint,
+    plan, plan_end, EndDecision, EndVia, Generation, Jkt, PlannedEvent, PlannedRevocation,
+    PresentedToken, RefreshAttempt, RefreshOutcome, RevocationScope, RotationDecision,
+    SessionState, Sighting, Timestamp, TokenDigest, TokenFingerprint,
 };
 
 use crate::audit::events;
-use crate::audit::{insert_attempt, truncate_user_agent};
+use crate::audit::{insert_attempt, truncate_user_agent, NewAuditRow};
 use crate::connection::{AnyConnection, Database};
 use crate::dpop::spend_proof;
 use crate::error::DbError;
-use crate::fixed::{Bind, Fixed, SpendToken, WriteRotation};
+use crate::fixed::{Bind, Fixed, RotatePostgres, SpendToken, WriteRotation};
 use crate::rows::{generation_to_db, FoundToken, NewTokenRow, SessionRow, UserRow};
 use crate::schema::{refresh_tokens, sessions};
 use crate::sessions::{parse_ids, revoke_session, revoke_user_sessions};
@@ -123,7 +123,18 @@ impl Database {
                 None => Vec::new(),
             };
             row.set_state(&planned.state);
+            let mut audited = false;
             match planned.decision {
+                RotationDecision::Rotate { next }
+                    if on_session
+                        && revoked.is_empty()
+                        && planned.event.is_none()
+                        && matches!(conn, AnyConnection::Postgresql(_)) =>
+                {
+                    count_in_run(&mut row, request);
+                    rotate_in_one_statement(conn, &row, request, &presented_digest, next)?;
+                    audited = true;
+                }
                 RotationDecision::Rotate { next } => {
                     Fixed::<SpendToken>::new(&[Bind::BigInt(now), Bind::Text(&presented_digest)])
                         .execute(conn)?;
@@ -157,7 +168,9 @@ impl Database {
             if let Some(event) = &planned.event {
                 record_event(conn, &row, event, "refresh", revoked.len(), request, now)?;
             }
-            self.audit(conn, request, planned.outcome, Some(&row), on_session)?;
+            if !audited {
+                self.audit(conn, request, planned.outcome, Some(&row), on_session)?;
+            }
             Ok(RotateOutcome::Decided {
                 decision: planned.decision,
                 outcome: planned.outcome,
@@ -281,6 +294,55 @@ fn sighting(request: &RotateRequest) -> Sighting<'_> {
         ip: request.client.ip.as_deref(),
         user_agent: request.client.user_agent.as_deref(),
     }
+}
+
+/// PostgreSQL, a success counted in the session's run (no revocation, no
+/// event): spends the presented token, inserts the successor and the audit
+/// row, and writes the session (`row`, as after the plan and the run count)
+/// in one statement ([`RotatePostgres`]): one round trip where the
+/// statements one by one took four. The same rows as those statements.
+fn rotate_in_one_statement(
+    conn: &mut AnyConnection,
+    row: &SessionRow,
+    request: &RotateRequest,
+    presented_digest: &str,
+    next: Generation,
+) -> Result<(), DbError> {
+    let now = request.now.as_millis();
+    let successor = request.successor.to_hex();
+    let attempt = attempt_of(request, RefreshOutcome::Success, Some(row));
+    let audit = NewAuditRow::of(&attempt);
+    Fixed::<RotatePostgres>::new(&[
+        Bind::BigInt(now),
+        Bind::Text(presented_digest),
+        Bind::Text(&successor),
+        Bind::Text(&row.id),
+        Bind::BigInt(generation_to_db(next)),
+        Bind::BigInt(now),
+        Bind::BigInt(row.expires_at),
+        Bind::BigInt(audit.at),
+        Bind::Text(audit.outcome),
+        Bind::Text(&audit.user_id),
+        Bind::NullableText(audit.session_id.as_deref()),
+        Bind::NullableText(audit.ip),
+        Bind::NullableText(audit.user_agent),
+        Bind::NullableText(audit.fingerprint),
+        Bind::BigInt(row.generation),
+        Bind::BigInt(row.rotated_at),
+        Bind::BigInt(row.last_used_at),
+        Bind::NullableText(row.rotated_by.as_deref()),
+        Bind::NullableText(row.rotated_ip.as_deref()),
+        Bind::NullableText(row.last_user_agent.as_deref()),
+        Bind::NullableText(row.last_ip.as_deref()),
+        Bind::Text(&row.run_ip),
+        Bind::Text(&row.run_user_agent),
+        Bind::BigInt(row.run_attempts),
+        Bind::BigInt(row.run_first_at),
+        Bind::BigInt(row.run_last_at),
+        Bind::Text(&row.id),
+    ])
+    .execute(conn)?;
+    Ok(())
 }
 
 /// Writes what a rotation changed on the session row (`row` is the state

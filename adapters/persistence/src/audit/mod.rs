@@ -22,7 +22,7 @@ use crate::error::store;
 pub(crate) use read::security_event;
 pub(crate) use write::{
     add_throttled, insert_attempt, insert_attempt_alone, insert_event, truncate_user_agent,
-    AuditIds, EventDraft,
+    AuditIds, EventDraft, NewAuditRow,
 };
 
 impl AuditTrail for Database {

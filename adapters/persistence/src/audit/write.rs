@@ -14,14 +14,14 @@ use crate::transaction::{write_transaction, WriteLock};
 
 #[derive(Insertable)]
 #[diesel(table_name = refresh_audit)]
-struct NewAuditRow<'a> {
-    at: i64,
-    outcome: &'a str,
-    user_id: String,
-    session_id: Option<String>,
-    ip: Option<&'a str>,
-    user_agent: Option<&'a str>,
-    fingerprint: Option<&'a str>,
+pub(crate) struct NewAuditRow<'a> {
+    pub(crate) at: i64,
+    pub(crate) outcome: &'a str,
+    pub(crate) user_id: String,
+    pub(crate) session_id: Option<String>,
+    pub(crate) ip: Option<&'a str>,
+    pub(crate) user_agent: Option<&'a str>,
+    pub(crate) fingerprint: Option<&'a str>,
 }
 
 /// Numbers the SQLite audit rows of one [`crate::Database`] and its clones
@@ -177,7 +177,8 @@ pub(crate) fn add_throttled(
 }
 
 impl<'a> NewAuditRow<'a> {
-    fn of(attempt: &'a RefreshAttempt) -> Self {
+    /// The row of `attempt`, as every writer of the trail stores it.
+    pub(crate) fn of(attempt: &'a RefreshAttempt) -> Self {
         Self {
             at: attempt.at.as_millis(),
             outcome: attempt.outcome.as_str(),
