@@ -312,7 +312,7 @@ fn rotate_in_one_statement(
     let successor = request.successor.to_hex();
     let attempt = attempt_of(request, RefreshOutcome::Success, Some(row));
     let audit = NewAuditRow::of(&attempt);
-    Fixed::<RotatePostgres>::new(&[
+    let rows = [
         Bind::BigInt(now),
         Bind::Text(presented_digest),
         Bind::Text(&successor),
@@ -327,21 +327,9 @@ fn rotate_in_one_statement(
         Bind::NullableText(audit.ip),
         Bind::NullableText(audit.user_agent),
         Bind::NullableText(audit.fingerprint),
-        Bind::BigInt(row.generation),
-        Bind::BigInt(row.rotated_at),
-        Bind::BigInt(row.last_used_at),
-        Bind::NullableText(row.rotated_by.as_deref()),
-        Bind::NullableText(row.rotated_ip.as_deref()),
-        Bind::NullableText(row.last_user_agent.as_deref()),
-        Bind::NullableText(row.last_ip.as_deref()),
-        Bind::Text(&row.run_ip),
-        Bind::Text(&row.run_user_agent),
-        Bind::BigInt(row.run_attempts),
-        Bind::BigInt(row.run_first_at),
-        Bind::BigInt(row.run_last_at),
-        Bind::Text(&row.id),
-    ])
-    .execute(conn)?;
+    ];
+    let binds: Vec<Bind<'_>> = rows.into_iter().chain(session_binds(row)).collect();
+    Fixed::<RotatePostgres>::new(&binds).execute(conn)?;
     Ok(())
 }
 
@@ -349,7 +337,14 @@ fn rotate_in_one_statement(
 /// after the plan).
 fn write_rotation(conn: &mut AnyConnection, row: &SessionRow) -> Result<(), DbError> {
     // One fixed text, kept prepared (see `fixed.rs`).
-    Fixed::<WriteRotation>::new(&[
+    Fixed::<WriteRotation>::new(&session_binds(row)).execute(conn)?;
+    Ok(())
+}
+
+/// The binds of a session's new state, in the order of the `SET` clauses
+/// of [`WriteRotation`] and [`RotatePostgres`], then its id.
+fn session_binds(row: &SessionRow) -> [Bind<'_>; 13] {
+    [
         Bind::BigInt(row.generation),
         Bind::BigInt(row.rotated_at),
         Bind::BigInt(row.last_used_at),
@@ -363,9 +358,7 @@ fn write_rotation(conn: &mut AnyConnection, row: &SessionRow) -> Result<(), DbEr
         Bind::BigInt(row.run_first_at),
         Bind::BigInt(row.run_last_at),
         Bind::Text(&row.id),
-    ])
-    .execute(conn)?;
-    Ok(())
+    ]
 }
 
 /// Records the plan's event about `row`'s session.
