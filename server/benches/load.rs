@@ -540,9 +540,7 @@ async fn measure(name: &'static str, db: &TestDatabase, work: &Path) -> Backend 
     if runs("login") {
         // Measured again right before (the server idle): the speed of a
         // shared machine drifts over the minutes of a whole run.
-        argon2_verify = tokio::task::spawn_blocking(argon2_verifies)
-            .await
-            .unwrap();
+        argon2_verify = tokio::task::spawn_blocking(argon2_verifies).await.unwrap();
         let login_args = vec!["login".to_owned(), PASSWORD.to_owned()];
         login = wrk_at(LOGIN, login_args, LOGIN_CONNECTIONS).await.unwrap();
         println!("[{name}] login: {login:?}");
