@@ -108,26 +108,36 @@ impl Statement for SpendToken {
 }
 
 /// What a rotation changes on its session row, by id.
+/// The pieces of a statement that ends by writing a session's new state:
+/// `$before`, whose last piece opens `UPDATE sessions SET generation = `,
+/// then the other columns a rotation changes and `WHERE id = `. Their
+/// binds are `rotation::session_binds`, in this order.
+macro_rules! session_update {
+    ($($before:expr),+ $(,)?) => {
+        [
+            $($before,)+
+            ", rotated_at = ",
+            ", last_used_at = ",
+            ", rotated_by = ",
+            ", rotated_ip = ",
+            ", last_user_agent = ",
+            ", last_ip = ",
+            ", run_ip = ",
+            ", run_user_agent = ",
+            ", run_attempts = ",
+            ", run_first_at = ",
+            ", run_last_at = ",
+            " WHERE id = ",
+            "",
+        ]
+    };
+}
+
 #[derive(Debug)]
 pub(crate) struct WriteRotation;
 
 impl Statement for WriteRotation {
-    const PIECES: &'static [&'static str] = &[
-        "UPDATE sessions SET generation = ",
-        ", rotated_at = ",
-        ", last_used_at = ",
-        ", rotated_by = ",
-        ", rotated_ip = ",
-        ", last_user_agent = ",
-        ", last_ip = ",
-        ", run_ip = ",
-        ", run_user_agent = ",
-        ", run_attempts = ",
-        ", run_first_at = ",
-        ", run_last_at = ",
-        " WHERE id = ",
-        "",
-    ];
+    const PIECES: &'static [&'static str] = &session_update!("UPDATE sessions SET generation = ");
 }
 
 /// PostgreSQL only: the writes of a successful rotation whose success is
@@ -141,7 +151,7 @@ impl Statement for WriteRotation {
 pub(crate) struct RotatePostgres;
 
 impl Statement for RotatePostgres {
-    const PIECES: &'static [&'static str] = &[
+    const PIECES: &'static [&'static str] = &session_update!(
         "WITH spent AS (UPDATE refresh_tokens SET used_at = ",
         " WHERE digest = ",
         "), successor AS (INSERT INTO refresh_tokens \
@@ -159,19 +169,6 @@ impl Statement for RotatePostgres {
         ", ",
         ", ",
         ", ",
-        ")) UPDATE sessions SET generation = ",
-        ", rotated_at = ",
-        ", last_used_at = ",
-        ", rotated_by = ",
-        ", rotated_ip = ",
-        ", last_user_agent = ",
-        ", last_ip = ",
-        ", run_ip = ",
-        ", run_user_agent = ",
-        ", run_attempts = ",
-        ", run_first_at = ",
-        ", run_last_at = ",
-        " WHERE id = ",
-        "",
-    ];
+        ")) UPDATE sessions SET generation = "
+    );
 }

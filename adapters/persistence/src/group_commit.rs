@@ -40,6 +40,7 @@
 //! still takes the write lock itself ([`crate::transaction::write_transaction`]),
 //! which the writer thread takes too, for each batch.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -171,7 +172,14 @@ fn serve(queue: &Receiver<Job>, lock: &WriteLock) {
                 Err(_) => break,
             }
         }
-        commit_batch(lock, batch);
+        // A panic in one batch must not end the thread: every later
+        // rotation would then be refused until a restart. The batch's
+        // answers are dropped with it (their requests hear an error, 503),
+        // its transaction is still open on the writer, which the pool
+        // therefore discards, and the lock's guard is released on unwind.
+        if std::panic::catch_unwind(AssertUnwindSafe(|| commit_batch(lock, batch))).is_err() {
+            tracing::error!("SQLite group commit panicked; its rotations are refused");
+        }
     }
 }
 
@@ -372,6 +380,20 @@ mod tests {
             "its commit was claimed: its client waited for it"
         );
         assert_eq!(probe(&db), before + 1);
+    }
+
+    #[test]
+    fn a_panicking_rotation_fails_its_batch_and_the_writer_carries_on() {
+        let (_test, db) = sqlite();
+        let before = probe(&db);
+        let group = db.group_commit().expect("SQLite has a group commit");
+        let panicked = group.run(Box::new(|conn| {
+            bump(conn)?;
+            panic!("a bug in a rotation");
+        }));
+        assert!(matches!(panicked, Err(DbError::Batch(_))), "{panicked:?}");
+        assert!(group.run(Box::new(bump)).is_ok(), "the writer still runs");
+        assert_eq!(probe(&db), before + 1, "the panicking batch wrote nothing");
     }
 
     #[test]

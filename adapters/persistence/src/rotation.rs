@@ -96,91 +96,89 @@ impl Database {
     ) -> Result<RotateOutcome, DbError> {
         let presented_digest = request.presented.to_hex();
         let location = &request.location;
-        {
-            let Some((user, mut row)) = lock_user_and_session(conn, location)? else {
-                self.audit(conn, request, RefreshOutcome::UnknownToken, None, false)?;
-                return Ok(RotateOutcome::UnknownToken);
-            };
-            let now = request.now.as_millis();
-            let client = sighting(request);
-            let state = row.state()?;
-            let proof_key = proven_key(conn, &state, request.proof.as_ref(), request.now)?;
-            let planned = plan(
-                &state,
-                PresentedToken {
-                    generation: location.generation,
-                    proof_key,
-                },
-                &client,
-                &request.policy,
-                request.now,
-            );
-            // A success is counted in the session's run, which the session
-            // update below writes anyway (see `count_in_run`).
-            let on_session = planned.outcome == RefreshOutcome::Success && self.audit_trail();
-            let revoked = match planned.revoke {
-                Some(revocation) => execute_revocation(conn, &row, revocation, now)?,
-                None => Vec::new(),
-            };
-            row.set_state(&planned.state);
-            let mut audited = false;
-            match planned.decision {
-                RotationDecision::Rotate { next }
-                    if on_session
-                        && revoked.is_empty()
-                        && planned.event.is_none()
-                        && matches!(conn, AnyConnection::Postgresql(_)) =>
-                {
+        let Some((user, mut row)) = lock_user_and_session(conn, location)? else {
+            self.audit(conn, request, RefreshOutcome::UnknownToken, None, false)?;
+            return Ok(RotateOutcome::UnknownToken);
+        };
+        let now = request.now.as_millis();
+        let client = sighting(request);
+        let state = row.state()?;
+        let proof_key = proven_key(conn, &state, request.proof.as_ref(), request.now)?;
+        let planned = plan(
+            &state,
+            PresentedToken {
+                generation: location.generation,
+                proof_key,
+            },
+            &client,
+            &request.policy,
+            request.now,
+        );
+        // A success is counted in the session's run, which the session
+        // update below writes anyway (see `count_in_run`).
+        let on_session = planned.outcome == RefreshOutcome::Success && self.audit_trail();
+        let revoked = match planned.revoke {
+            Some(revocation) => execute_revocation(conn, &row, revocation, now)?,
+            None => Vec::new(),
+        };
+        row.set_state(&planned.state);
+        let mut audited = false;
+        match planned.decision {
+            RotationDecision::Rotate { next }
+                if on_session
+                    && revoked.is_empty()
+                    && planned.event.is_none()
+                    && matches!(conn, AnyConnection::Postgresql(_)) =>
+            {
+                count_in_run(&mut row, request);
+                rotate_in_one_statement(conn, &row, request, &presented_digest, next)?;
+                audited = true;
+            }
+            RotationDecision::Rotate { next } => {
+                Fixed::<SpendToken>::new(&[Bind::BigInt(now), Bind::Text(&presented_digest)])
+                    .execute(conn)?;
+                // Stays until the session's absolute end, like every
+                // token of the session, so a later replay is recognised.
+                diesel::insert_into(refresh_tokens::table)
+                    .values(NewTokenRow {
+                        digest: &request.successor.to_hex(),
+                        session_id: &row.id,
+                        generation: generation_to_db(next),
+                        issued_at: now,
+                        expires_at: row.expires_at,
+                    })
+                    .execute(conn)?;
+                if on_session {
                     count_in_run(&mut row, request);
-                    rotate_in_one_statement(conn, &row, request, &presented_digest, next)?;
-                    audited = true;
                 }
-                RotationDecision::Rotate { next } => {
-                    Fixed::<SpendToken>::new(&[Bind::BigInt(now), Bind::Text(&presented_digest)])
-                        .execute(conn)?;
-                    // Stays until the session's absolute end, like every
-                    // token of the session, so a later replay is recognised.
-                    diesel::insert_into(refresh_tokens::table)
-                        .values(NewTokenRow {
-                            digest: &request.successor.to_hex(),
-                            session_id: &row.id,
-                            generation: generation_to_db(next),
-                            issued_at: now,
-                            expires_at: row.expires_at,
-                        })
-                        .execute(conn)?;
-                    if on_session {
-                        count_in_run(&mut row, request);
-                    }
-                    write_rotation(conn, &row)?;
-                }
-                RotationDecision::GraceReplay | RotationDecision::Retry => {
-                    diesel::update(sessions::table.find(&row.id))
-                        .set(sessions::last_used_at.eq(row.last_used_at))
-                        .execute(conn)?;
-                }
-                RotationDecision::Reuse
-                | RotationDecision::Anomaly
-                | RotationDecision::DpopMismatch
-                | RotationDecision::Expired(_)
-                | RotationDecision::Revoked => {}
+                write_rotation(conn, &row)?;
             }
-            if let Some(event) = &planned.event {
-                record_event(conn, &row, event, "refresh", revoked.len(), request, now)?;
+            RotationDecision::GraceReplay | RotationDecision::Retry => {
+                diesel::update(sessions::table.find(&row.id))
+                    .set(sessions::last_used_at.eq(row.last_used_at))
+                    .execute(conn)?;
             }
-            if !audited {
-                self.audit(conn, request, planned.outcome, Some(&row), on_session)?;
-            }
-            Ok(RotateOutcome::Decided {
-                decision: planned.decision,
-                outcome: planned.outcome,
-                presented: location.generation,
-                session: row.into_session()?,
-                user: user.into_user()?,
-                revoked: parse_ids(revoked)?,
-                event: planned.event.as_ref().map(PlannedEvent::kind),
-            })
+            RotationDecision::Reuse
+            | RotationDecision::Anomaly
+            | RotationDecision::DpopMismatch
+            | RotationDecision::Expired(_)
+            | RotationDecision::Revoked => {}
         }
+        if let Some(event) = &planned.event {
+            record_event(conn, &row, event, "refresh", revoked.len(), request, now)?;
+        }
+        if !audited {
+            self.audit(conn, request, planned.outcome, Some(&row), on_session)?;
+        }
+        Ok(RotateOutcome::Decided {
+            decision: planned.decision,
+            outcome: planned.outcome,
+            presented: location.generation,
+            session: row.into_session()?,
+            user: user.into_user()?,
+            revoked: parse_ids(revoked)?,
+            event: planned.event.as_ref().map(PlannedEvent::kind),
+        })
     }
 
     /// Writes the audit row of this rotation (unless the trail is off);
