@@ -203,12 +203,16 @@ impl PrometheusMetrics {
         gauge!(DB_POOL_UTILISATION).set(f64::from(in_use) / f64::from(pool.max_size.max(1)));
         // Behind the HTTP queue, a request holds its turn for its whole use
         // case (the argon2 computation and the database work around it):
-        // that is what runs; the hasher's own counts cover other callers.
+        // that is what runs, but never more than the hasher's workspaces
+        // at once (there are two turns per workspace, and a turn beyond
+        // them waits for one, counted in the hasher's queue); the hasher's
+        // own counts cover other callers.
         let (queued, running) = self
             .password_queue
             .as_ref()
             .map_or((0, 0), |q| (q.waiting(), q.running()));
         gauge!(ARGON2_QUEUE).set((queued + self.hasher.queue_depth()) as f64);
+        let running = running.min(self.hasher.max_concurrent());
         gauge!(ARGON2_IN_FLIGHT).set(running.max(self.hasher.in_flight()) as f64);
     }
 }

@@ -5,9 +5,10 @@
 //! of `workers` turns (the server gives two per argon2 workspace, of which
 //! it has one per core: a login's database write and signature then
 //! overlap the next login's hash, while the hasher itself still runs at
-//! most one hash per core). A request that finds every turn taken waits *here*, as a
-//! parked async task, not on a blocking thread; at most `capacity` wait,
-//! and one more gets `503 service_unavailable` with `Retry-After` at once.
+//! most one hash per core). A request that finds every turn taken waits
+//! *here*, as a parked async task, not on a blocking thread; at most
+//! `capacity` wait, and one more gets `503 service_unavailable` with
+//! `Retry-After` at once.
 //! The wait ends at the request's deadline (`TOKENWARDEN_DEPENDENCY_TIMEOUT`)
 //! with a 503 too. So a burst costs a few bytes per waiting request, never a
 //! thread or argon2 memory.
