@@ -304,6 +304,14 @@ impl Database {
         self
     }
 
+    /// How many rotations this database wrote in one guarded statement,
+    /// planned from the session row it remembered (PostgreSQL; see
+    /// `locations`). For tests.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn rotations_from_memory(&self) -> u64 {
+        self.locations.guarded()
+    }
+
     pub(crate) fn audit_trail(&self) -> bool {
         self.audit_trail
     }

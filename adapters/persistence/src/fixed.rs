@@ -95,6 +95,45 @@ where
 
 impl<Conn, S> RunQueryDsl<Conn> for Fixed<'_, S> {}
 
+/// A [`Statement`] that returns rows of SQL type `ST`, with its binds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Returning<'a, S, ST> {
+    fixed: Fixed<'a, S>,
+    rows: PhantomData<ST>,
+}
+
+impl<'a, S: Statement, ST> Returning<'a, S, ST> {
+    pub(crate) fn new(binds: &'a [Bind<'a>]) -> Self {
+        Self {
+            fixed: Fixed::new(binds),
+            rows: PhantomData,
+        }
+    }
+}
+
+impl<S: Statement, ST> QueryId for Returning<'_, S, ST> {
+    type QueryId = S;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<DB, S: Statement, ST> QueryFragment<DB> for Returning<'_, S, ST>
+where
+    DB: Backend,
+    for<'a> Fixed<'a, S>: QueryFragment<DB>,
+{
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.fixed.walk_ast(out)
+    }
+}
+
+impl<S: Statement, ST: diesel::sql_types::SqlType> diesel::query_builder::Query
+    for Returning<'_, S, ST>
+{
+    type SqlType = ST;
+}
+
+impl<Conn, S, ST> RunQueryDsl<Conn> for Returning<'_, S, ST> {}
+
 /// Marks a token spent: `used_at`, by digest.
 #[derive(Debug)]
 pub(crate) struct SpendToken;
@@ -108,12 +147,16 @@ impl Statement for SpendToken {
 }
 
 /// What a rotation changes on its session row, by id.
-/// The pieces of a statement that ends by writing a session's new state:
+/// The pieces of a statement that writes a session's new state:
 /// `$before`, whose last piece opens `UPDATE sessions SET generation = `,
-/// then the other columns a rotation changes and `WHERE id = `. Their
-/// binds are `rotation::session_binds`, in this order.
+/// then the other columns a rotation changes and `WHERE id = `, then
+/// `$after` (the rest of the `WHERE` and what follows; nothing when
+/// omitted). Their binds are `rotation::session_binds`, in this order.
 macro_rules! session_update {
     ($($before:expr),+ $(,)?) => {
+        session_update!($($before),+ ; "")
+    };
+    ($($before:expr),+ ; $($after:expr),+ $(,)?) => {
         [
             $($before,)+
             ", rotated_at = ",
@@ -128,7 +171,7 @@ macro_rules! session_update {
             ", run_first_at = ",
             ", run_last_at = ",
             " WHERE id = ",
-            "",
+            $($after,)+
         ]
     };
 }
@@ -170,5 +213,65 @@ impl Statement for RotatePostgres {
         ", ",
         ", ",
         ")) UPDATE sessions SET generation = "
+    );
+}
+
+/// PostgreSQL only: a successful rotation planned from the session row as
+/// this process last committed it ([`crate::locations`]), without a lock
+/// or a read before: one statement in a transaction of its own, which
+/// writes the session's new state *only if the row is still exactly the
+/// one planned from* (every column the plan and the run count read), and
+/// then, only if it did, spends the presented token and inserts the
+/// successor and the audit row, as [`RotatePostgres`] does. It returns the
+/// session's user when it wrote, and no row when the session had changed
+/// (or is gone): then nothing at all was written.
+///
+/// A concurrent writer of the row (a rotation by another instance, a
+/// revocation) either committed before the `UPDATE` reads the row, which
+/// then fails its guard, or waits for this statement's row lock and sees
+/// its result. `READ COMMITTED` re-checks the guard on the newest version
+/// of a row that changed while the `UPDATE` waited for it. The session row
+/// is locked first: the other parts read `s`, so it runs before them.
+#[derive(Debug)]
+pub(crate) struct RotateGuarded;
+
+impl Statement for RotateGuarded {
+    const PIECES: &'static [&'static str] = &session_update!(
+        "WITH s AS (UPDATE sessions SET generation = ";
+        " AND revoked_at IS NULL AND dpop_jkt IS NULL AND user_id = ",
+        " AND generation = ",
+        " AND rotated_at = ",
+        " AND last_used_at = ",
+        " AND expires_at = ",
+        " AND rotated_by IS NOT DISTINCT FROM ",
+        " AND rotated_ip IS NOT DISTINCT FROM ",
+        " AND last_user_agent IS NOT DISTINCT FROM ",
+        " AND last_ip IS NOT DISTINCT FROM ",
+        " AND run_ip = ",
+        " AND run_user_agent = ",
+        " AND run_attempts = ",
+        " AND run_first_at = ",
+        " AND run_last_at = ",
+        " RETURNING user_id), \
+         spent AS (UPDATE refresh_tokens SET used_at = ",
+        " WHERE digest = ",
+        " AND EXISTS (SELECT 1 FROM s)), \
+         successor AS (INSERT INTO refresh_tokens \
+         (digest, session_id, generation, issued_at, expires_at) SELECT ",
+        ", ",
+        ", ",
+        ", ",
+        ", ",
+        " FROM s), audit AS (INSERT INTO refresh_audit \
+         (on_session, at, outcome, user_id, session_id, ip, user_agent, fingerprint) \
+         SELECT TRUE, ",
+        ", ",
+        ", ",
+        ", ",
+        ", ",
+        ", ",
+        ", ",
+        " FROM s) SELECT u.id, u.username, u.roles, u.created_at, u.disabled_at, \
+         u.last_login_at FROM s JOIN users u ON u.id = s.user_id",
     );
 }

@@ -21,6 +21,13 @@
 //! forgets every location, so that its `locate` answers `None` for them at
 //! once; deletions by another instance are found by the rotation.
 //!
+//! On PostgreSQL the entry also keeps the session row as that rotation
+//! committed it: the successor's rotation plans from it and writes only if
+//! the row is still exactly that ([`crate::fixed::RotateGuarded`]), one
+//! statement without a lock or a read before it. A row that changed
+//! meanwhile (another instance, a revocation) fails the guard, and the
+//! rotation runs as without the map.
+//!
 //! Bounded: two generations of at most [`GENERATION`] entries each; when
 //! the newer is full it becomes the older and the older is dropped. A
 //! successor is usually refreshed within an access token's lifetime, long
@@ -28,29 +35,50 @@
 //! not is read from the database as before.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use application::ports::TokenLocation;
 use domain::TokenDigest;
 
+use crate::rows::SessionRow;
+
 /// Entries per generation: at most twice as many are kept (about 100 bytes
-/// each).
+/// each, and on PostgreSQL a session row of a few hundred).
 pub(crate) const GENERATION: usize = 16_384;
 
 #[derive(Debug, Default)]
 pub(crate) struct Locations {
     generations: Mutex<Generations>,
+    /// Rotations written from a noted session row (for tests).
+    guarded: AtomicU64,
 }
 
 #[derive(Debug, Default)]
 struct Generations {
-    newer: HashMap<[u8; 32], TokenLocation>,
-    older: HashMap<[u8; 32], TokenLocation>,
+    newer: HashMap<[u8; 32], Noted>,
+    older: HashMap<[u8; 32], Noted>,
+}
+
+#[derive(Debug, Clone)]
+struct Noted {
+    location: TokenLocation,
+    session: Option<Arc<SessionRow>>,
 }
 
 impl Locations {
     /// Where `digest` is, if a rotation of this process issued it lately.
     pub(crate) fn get(&self, digest: &TokenDigest) -> Option<TokenLocation> {
+        self.noted(digest).map(|noted| noted.location)
+    }
+
+    /// The session row as the rotation that issued `digest` committed it,
+    /// if noted (PostgreSQL).
+    pub(crate) fn session(&self, digest: &TokenDigest) -> Option<Arc<SessionRow>> {
+        self.noted(digest)?.session
+    }
+
+    fn noted(&self, digest: &TokenDigest) -> Option<Noted> {
         let generations = self
             .generations
             .lock()
@@ -60,7 +88,18 @@ impl Locations {
             .newer
             .get(key)
             .or_else(|| generations.older.get(key))
-            .copied()
+            .cloned()
+    }
+
+    /// Counts a rotation written from a noted session row.
+    pub(crate) fn count_guarded(&self) {
+        self.guarded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many rotations were written from a noted session row.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn guarded(&self) -> u64 {
+        self.guarded.load(Ordering::Relaxed)
     }
 
     /// Forgets every location: after tokens were deleted.
@@ -71,9 +110,18 @@ impl Locations {
             .unwrap_or_else(PoisonError::into_inner) = Generations::default();
     }
 
-    /// Notes where `digest` is: call only once the token's insert has
-    /// committed.
-    pub(crate) fn note(&self, digest: &TokenDigest, location: TokenLocation) {
+    /// Notes where `digest` is, and the session row that its rotation
+    /// wrote (if kept): call only once the token's insert has committed.
+    pub(crate) fn note(
+        &self,
+        digest: &TokenDigest,
+        location: TokenLocation,
+        session: Option<SessionRow>,
+    ) {
+        let noted = Noted {
+            location,
+            session: session.map(Arc::new),
+        };
         let mut generations = self
             .generations
             .lock()
@@ -81,7 +129,7 @@ impl Locations {
         if generations.newer.len() >= GENERATION {
             generations.older = std::mem::take(&mut generations.newer);
         }
-        generations.newer.insert(*digest.as_bytes(), location);
+        generations.newer.insert(*digest.as_bytes(), noted);
     }
 }
 
@@ -109,7 +157,7 @@ mod tests {
     #[test]
     fn a_noted_location_is_found_and_others_are_not() {
         let locations = Locations::default();
-        locations.note(&digest(1), location(4));
+        locations.note(&digest(1), location(4), None);
         assert_eq!(locations.get(&digest(1)), Some(location(4)));
         assert_eq!(locations.get(&digest(2)), None);
         locations.forget_all();
@@ -120,7 +168,7 @@ mod tests {
     fn it_keeps_at_most_two_generations() {
         let locations = Locations::default();
         for n in 0..3 * GENERATION {
-            locations.note(&digest(n), location(u32::try_from(n).unwrap()));
+            locations.note(&digest(n), location(u32::try_from(n).unwrap()), None);
         }
         // The newest two generations are kept, the oldest is gone.
         assert_eq!(locations.get(&digest(0)), None);

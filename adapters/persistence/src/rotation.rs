@@ -15,10 +15,12 @@
 //! rolls back leaves its proof unspent, and one that commits, whatever the
 //! plan decided, has spent it.
 
+use application::deadline;
 use application::ports::{
     CheckedProof, EndOutcome, EndRequest, RotateOutcome, RotateRequest, TokenLocation,
 };
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text};
 use domain::{
     plan, plan_end, EndDecision, EndVia, Generation, Jkt, PlannedEvent, PlannedRevocation,
     PresentedToken, RefreshAttempt, RefreshOutcome, RevocationScope, RotationDecision,
@@ -30,7 +32,9 @@ use crate::audit::{insert_attempt, truncate_user_agent, NewAuditRow};
 use crate::connection::{AnyConnection, Database};
 use crate::dpop::spend_proof;
 use crate::error::DbError;
-use crate::fixed::{Bind, Fixed, RotatePostgres, SpendToken, WriteRotation};
+use crate::fixed::{
+    Bind, Fixed, Returning, RotateGuarded, RotatePostgres, SpendToken, WriteRotation,
+};
 use crate::rows::{generation_to_db, FoundToken, NewTokenRow, SessionRow, UserRow};
 use crate::schema::{refresh_tokens, sessions};
 use crate::sessions::{parse_ids, revoke_session, revoke_user_sessions};
@@ -65,14 +69,20 @@ impl Database {
     /// memory for the successor's own refresh ([`crate::locations`]).
     pub(crate) fn rotate_token(&self, request: RotateRequest) -> Result<RotateOutcome, DbError> {
         let (successor, location) = (request.successor, request.location);
-        let outcome = if let Some(group) = self.group_commit() {
+        let (outcome, written) = if let Some(group) = self.group_commit() {
             let db = self.clone();
-            group.run(Box::new(move |conn| db.rotate_in(conn, &request)))?
+            let outcome = group.run(Box::new(move |conn| {
+                db.rotate_in(conn, &request).map(|(outcome, _)| outcome)
+            }))?;
+            (outcome, None)
         } else {
             let mut conn = self.conn()?;
-            write_transaction(&mut conn, self.write_lock(), |conn| {
-                self.rotate_in(conn, &request)
-            })?
+            match self.rotate_guarded(&mut conn, &request)? {
+                Some(done) => done,
+                None => write_transaction(&mut conn, self.write_lock(), |conn| {
+                    self.rotate_in(conn, &request)
+                })?,
+            }
         };
         if let RotateOutcome::Decided {
             decision: RotationDecision::Rotate { next },
@@ -83,22 +93,97 @@ impl Database {
                 generation: *next,
                 ..location
             };
-            self.locations().note(&successor, next);
+            self.locations().note(&successor, next, written);
         }
         Ok(outcome)
     }
 
+    /// PostgreSQL: the rotation of a successor this process issued, planned
+    /// from the session row its rotation wrote ([`crate::locations`]) and
+    /// written in one statement that writes only if the row is unchanged
+    /// ([`RotateGuarded`]): one round trip, no lock held across round
+    /// trips. Only for the common case, a success counted in the session's
+    /// run (no revocation, no event, no DPoP key). `None`: nothing was
+    /// written, rotate as usual (the row changed, or the case is another,
+    /// or nothing was noted).
+    ///
+    /// The statement commits on its own, so the request claims its commit
+    /// before it is sent ([`deadline::may_commit`]); if the guard then
+    /// fails, the usual transaction follows under the same claim, and still
+    /// rolls back if the deadline passes before its commit.
+    fn rotate_guarded(
+        &self,
+        conn: &mut AnyConnection,
+        request: &RotateRequest,
+    ) -> Result<Option<(RotateOutcome, Option<SessionRow>)>, DbError> {
+        let location = &request.location;
+        if location.bound || !self.audit_trail() || !matches!(conn, AnyConnection::Postgresql(_)) {
+            return Ok(None);
+        }
+        let Some(before) = self.locations().session(&request.presented) else {
+            return Ok(None);
+        };
+        let state = before.state()?;
+        if state.bound_to.is_some() {
+            return Ok(None);
+        }
+        let planned = plan(
+            &state,
+            PresentedToken {
+                generation: location.generation,
+                proof_key: None,
+            },
+            &sighting(request),
+            &request.policy,
+            request.now,
+        );
+        let RotationDecision::Rotate { next } = planned.decision else {
+            return Ok(None);
+        };
+        if planned.outcome != RefreshOutcome::Success
+            || planned.revoke.is_some()
+            || planned.event.is_some()
+        {
+            return Ok(None);
+        }
+        let mut row = SessionRow::clone(&before);
+        row.set_state(&planned.state);
+        count_in_run(&mut row, request);
+        if !deadline::may_commit() {
+            return Err(DbError::Timeout(
+                "the request's deadline passed before the commit",
+            ));
+        }
+        let Some(user) = rotate_if_unchanged(conn, &before, &row, request, next)? else {
+            return Ok(None);
+        };
+        self.locations().count_guarded();
+        let outcome = RotateOutcome::Decided {
+            decision: planned.decision,
+            outcome: planned.outcome,
+            presented: location.generation,
+            session: row.clone().into_session()?,
+            user: user.into_user()?,
+            revoked: Vec::new(),
+            event: None,
+        };
+        Ok(Some((outcome, Some(row))))
+    }
+
     /// The rotation's work inside its write transaction.
+    ///
+    /// With the outcome, on PostgreSQL, the session row as a rotation wrote
+    /// it, for the successor's rotation ([`Self::rotate_guarded`]).
     fn rotate_in(
         &self,
         conn: &mut AnyConnection,
         request: &RotateRequest,
-    ) -> Result<RotateOutcome, DbError> {
+    ) -> Result<(RotateOutcome, Option<SessionRow>), DbError> {
         let presented_digest = request.presented.to_hex();
         let location = &request.location;
         let Some((user, mut row)) = lock_user_and_session(conn, location)? else {
             self.audit(conn, request, RefreshOutcome::UnknownToken, None, false)?;
-            return Ok(RotateOutcome::UnknownToken);
+            return Ok((RotateOutcome::UnknownToken, None));
         };
         let now = request.now.as_millis();
         let client = sighting(request);
@@ -170,7 +255,10 @@ impl Database {
         if !audited {
             self.audit(conn, request, planned.outcome, Some(&row), on_session)?;
         }
-        Ok(RotateOutcome::Decided {
+        let written = (matches!(planned.decision, RotationDecision::Rotate { .. })
+            && matches!(conn, AnyConnection::Postgresql(_)))
+        .then(|| row.clone());
+        let outcome = RotateOutcome::Decided {
             decision: planned.decision,
             outcome: planned.outcome,
             presented: location.generation,
@@ -178,7 +266,8 @@ impl Database {
             user: user.into_user()?,
             revoked: parse_ids(revoked)?,
             event: planned.event.as_ref().map(PlannedEvent::kind),
-        })
+        };
+        Ok((outcome, written))
     }
 
     /// Writes the audit row of this rotation (unless the trail is off);
@@ -310,10 +399,73 @@ fn rotate_in_one_statement(
     let successor = request.successor.to_hex();
     let attempt = attempt_of(request, RefreshOutcome::Success, Some(row));
     let audit = NewAuditRow::of(&attempt);
-    let rows = [
+    let rows = successor_binds(now, presented_digest, &successor, row, next, &audit);
+    let binds: Vec<Bind<'_>> = rows.into_iter().chain(session_binds(row)).collect();
+    Fixed::<RotatePostgres>::new(&binds).execute(conn)?;
+    Ok(())
+}
+
+/// [`RotateGuarded`]: writes `after` (the plan's state and run count applied
+/// to `before`) with the rest of a successful rotation if the session row
+/// is still `before`; returns its user then, `None` (nothing written)
+/// otherwise.
+fn rotate_if_unchanged(
+    conn: &mut AnyConnection,
+    before: &SessionRow,
+    after: &SessionRow,
+    request: &RotateRequest,
+    next: Generation,
+) -> Result<Option<UserRow>, DbError> {
+    let AnyConnection::Postgresql(pg) = conn else {
+        return Ok(None);
+    };
+    let now = request.now.as_millis();
+    let presented = request.presented.to_hex();
+    let successor = request.successor.to_hex();
+    let attempt = attempt_of(request, RefreshOutcome::Success, Some(after));
+    let audit = NewAuditRow::of(&attempt);
+    let guard = [
+        Bind::Text(&before.user_id),
+        Bind::BigInt(before.generation),
+        Bind::BigInt(before.rotated_at),
+        Bind::BigInt(before.last_used_at),
+        Bind::BigInt(before.expires_at),
+        Bind::NullableText(before.rotated_by.as_deref()),
+        Bind::NullableText(before.rotated_ip.as_deref()),
+        Bind::NullableText(before.last_user_agent.as_deref()),
+        Bind::NullableText(before.last_ip.as_deref()),
+        Bind::Text(&before.run_ip),
+        Bind::Text(&before.run_user_agent),
+        Bind::BigInt(before.run_attempts),
+        Bind::BigInt(before.run_first_at),
+        Bind::BigInt(before.run_last_at),
+    ];
+    let rest = successor_binds(now, &presented, &successor, after, next, &audit);
+    let binds: Vec<Bind<'_>> = session_binds(after)
+        .into_iter()
+        .chain(guard)
+        .chain(rest)
+        .collect();
+    type UserColumns = (Text, Text, Text, BigInt, Nullable<BigInt>, Nullable<BigInt>);
+    let users: Vec<UserRow> = Returning::<RotateGuarded, UserColumns>::new(&binds).load(pg)?;
+    Ok(users.into_iter().next())
+}
+
+/// The binds of a successful rotation's other writes, in the order of
+/// [`RotatePostgres`] and [`RotateGuarded`]: spend the presented token,
+/// insert the successor into `row`'s session, insert the audit row.
+fn successor_binds<'a>(
+    now: i64,
+    presented: &'a str,
+    successor: &'a str,
+    row: &'a SessionRow,
+    next: Generation,
+    audit: &'a NewAuditRow<'a>,
+) -> [Bind<'a>; 14] {
+    [
         Bind::BigInt(now),
-        Bind::Text(presented_digest),
-        Bind::Text(&successor),
+        Bind::Text(presented),
+        Bind::Text(successor),
         Bind::Text(&row.id),
         Bind::BigInt(generation_to_db(next)),
         Bind::BigInt(now),
@@ -325,10 +477,7 @@ fn rotate_in_one_statement(
         Bind::NullableText(audit.ip),
         Bind::NullableText(audit.user_agent),
         Bind::NullableText(audit.fingerprint),
-    ];
-    let binds: Vec<Bind<'_>> = rows.into_iter().chain(session_binds(row)).collect();
-    Fixed::<RotatePostgres>::new(&binds).execute(conn)?;
-    Ok(())
+    ]
 }
 
 /// Writes what a rotation changed on the session row (`row` is the state

@@ -61,7 +61,7 @@ pub(crate) struct NewUserRow<'a> {
     pub created_at: i64,
 }
 
-#[derive(Debug, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = sessions)]
 pub(crate) struct SessionRow {
     pub id: String,

@@ -14,6 +14,9 @@ on_both_backends!(
     logout_with_a_rotated_token_ends_the_session_without_a_theft_response,
     a_login_carrying_a_rotated_token_is_reuse,
     a_login_carrying_a_current_token_ends_only_that_session,
+    a_chain_rotated_from_memory_is_what_a_fresh_instance_finds,
+    a_session_revoked_elsewhere_is_not_rotated_from_memory,
+    a_session_rotated_elsewhere_is_not_rotated_from_memory,
 );
 
 fn the_current_token_rotates_into_the_next_generation(db: &TestDatabase) {
@@ -434,5 +437,129 @@ fn a_login_carrying_a_current_token_ends_only_that_session(db: &TestDatabase) {
     assert_eq!(
         db.status(bobs_other.id, idle(), at(103)).unwrap(),
         SessionStatus::Live
+    );
+}
+
+/// On PostgreSQL a successor's rotation is planned from the session row its
+/// own rotation wrote and written in one guarded statement; what it writes
+/// is what the transaction would have: a fresh instance finds the chain,
+/// the spent tokens and the session as after three rotations.
+fn a_chain_rotated_from_memory_is_what_a_fresh_instance_finds(db: &TestDatabase) {
+    let here = db.open(2);
+    let alice = user(&here, "alice");
+    let (session, t0) = login(&here, &alice, at(0));
+    let (t1, t2, t3) = (digest(), digest(), digest());
+    for (presented, successor, now, next) in [(t0, t1, 1, 1), (t1, t2, 2, 2), (t2, t3, 3, 3)] {
+        let outcome = rotate(&here, presented, successor, at(now), UA);
+        assert_eq!(
+            decision(&outcome),
+            RotationDecision::Rotate {
+                next: Generation::new(next)
+            }
+        );
+        let RotateOutcome::Decided {
+            session: s, user, ..
+        } = outcome
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            (s.id, s.last_used_at, user.id),
+            (session.id, at(now), alice.id)
+        );
+    }
+    let expected = match here.backend() {
+        persistence::Backend::Postgres => 2,
+        persistence::Backend::Sqlite => 0,
+    };
+    assert_eq!(
+        here.rotations_from_memory(),
+        expected,
+        "the successors' rotations"
+    );
+
+    let fresh = db.connect(2);
+    let live = fresh.list_live(alice.id, idle(), at(4)).unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(
+        (live[0].generation, live[0].last_used_at),
+        (Generation::new(3), at(3))
+    );
+    assert_eq!(
+        fresh.locate(&t3).unwrap().unwrap().generation,
+        Generation::new(3)
+    );
+    // t2 was spent by the last rotation: inside the grace window it is a
+    // grace replay, and t3 rotates on.
+    assert_eq!(
+        decision(&rotate(&fresh, t2, digest(), at(4), UA)),
+        RotationDecision::GraceReplay
+    );
+    assert_eq!(
+        decision(&rotate(&fresh, t3, digest(), at(5), UA)),
+        RotationDecision::Rotate {
+            next: Generation::new(4)
+        }
+    );
+}
+
+/// A session revoked by another instance after this one rotated it: the
+/// row this instance remembers is stale, and the successor is refused.
+fn a_session_revoked_elsewhere_is_not_rotated_from_memory(db: &TestDatabase) {
+    let (here, elsewhere) = (db.open(2), db.connect(2));
+    let alice = user(&here, "alice");
+    let (session, t0) = login(&here, &alice, at(0));
+    let t1 = digest();
+    rotate(&here, t0, t1, at(1), UA);
+    assert!(matches!(
+        end(
+            &elsewhere,
+            t1,
+            EndReason::Logout,
+            ReuseResponse::RevokeAll,
+            at(2)
+        ),
+        EndOutcome::Ended { .. }
+    ));
+
+    let t2 = digest();
+    assert_eq!(
+        decision(&rotate(&here, t1, t2, at(3), UA)),
+        RotationDecision::Revoked
+    );
+    assert_eq!(here.rotations_from_memory(), 0);
+    assert_eq!(elsewhere.locate(&t2).unwrap(), None, "no successor");
+    assert_eq!(
+        elsewhere.status(session.id, idle(), at(4)).unwrap(),
+        SessionStatus::Revoked
+    );
+}
+
+/// A session another instance rotated on: the token this instance issued
+/// has been spent there, and presenting it again after the grace window is
+/// reuse, not a rotation from the stale row.
+fn a_session_rotated_elsewhere_is_not_rotated_from_memory(db: &TestDatabase) {
+    let (here, elsewhere) = (db.open(2), db.connect(2));
+    let alice = user(&here, "alice");
+    let (session, t0) = login(&here, &alice, at(0));
+    let t1 = digest();
+    rotate(&here, t0, t1, at(1), UA);
+    assert_eq!(
+        decision(&rotate(&elsewhere, t1, digest(), at(2), UA)),
+        RotationDecision::Rotate {
+            next: Generation::new(2)
+        }
+    );
+
+    let t3 = digest();
+    assert_eq!(
+        decision(&rotate(&here, t1, t3, at(30), UA)),
+        RotationDecision::Reuse
+    );
+    assert_eq!(here.rotations_from_memory(), 0);
+    assert_eq!(elsewhere.locate(&t3).unwrap(), None, "no successor");
+    assert_eq!(
+        elsewhere.status(session.id, idle(), at(31)).unwrap(),
+        SessionStatus::Revoked
     );
 }
