@@ -2,13 +2,12 @@
 //! accepted, shared by every instance on the database.
 
 use application::ports::{CheckedProof, DpopReplayStore, StoreError};
-use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
 use domain::{Jkt, Timestamp};
 use sha2::{Digest, Sha256};
 
 use crate::connection::{AnyConnection, Database};
 use crate::error::{store, DbError};
+use crate::fixed::{Bind, Fixed, RecordProof};
 use crate::transaction::write_transaction;
 
 /// The row key of a proof id: hex SHA-256 of the key's thumbprint and the
@@ -56,26 +55,14 @@ pub(crate) fn record_proof_id(
     until: Timestamp,
     now: Timestamp,
 ) -> Result<bool, DbError> {
-    let sql = |p: [&str; 3]| {
-        format!(
-            "INSERT INTO dpop_proofs (key, expires_at) VALUES ({}, {}) \
-             ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at \
-             WHERE dpop_proofs.expires_at < {}",
-            p[0], p[1], p[2]
-        )
-    };
-    let affected = match conn {
-        AnyConnection::Postgresql(pg) => diesel::sql_query(sql(["$1", "$2", "$3"]))
-            .bind::<Text, _>(key)
-            .bind::<BigInt, _>(until.as_millis())
-            .bind::<BigInt, _>(now.as_millis())
-            .execute(pg)?,
-        AnyConnection::Sqlite(sqlite) => diesel::sql_query(sql(["?", "?", "?"]))
-            .bind::<Text, _>(key)
-            .bind::<BigInt, _>(until.as_millis())
-            .bind::<BigInt, _>(now.as_millis())
-            .execute(sqlite)?,
-    };
+    // A prepared statement (`Fixed`): a bound refresh runs it in its
+    // rotation's transaction.
+    let affected = Fixed::<RecordProof>::new(&[
+        Bind::Text(key),
+        Bind::BigInt(until.as_millis()),
+        Bind::BigInt(now.as_millis()),
+    ])
+    .execute(conn)?;
     Ok(affected == 1)
 }
 

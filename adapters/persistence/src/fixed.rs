@@ -146,6 +146,21 @@ impl Statement for SpendToken {
     ];
 }
 
+/// Records a DPoP proof id until a time: inserts it, or takes over a row
+/// whose time has passed (`record_proof_id`). Binds: key, until, now.
+#[derive(Debug)]
+pub(crate) struct RecordProof;
+
+impl Statement for RecordProof {
+    const PIECES: &'static [&'static str] = &[
+        "INSERT INTO dpop_proofs (key, expires_at) VALUES (",
+        ", ",
+        ") ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at \
+         WHERE dpop_proofs.expires_at < ",
+        "",
+    ];
+}
+
 /// What a rotation changes on its session row, by id.
 /// The pieces of a statement that writes a session's new state:
 /// `$before`, whose last piece opens `UPDATE sessions SET generation = `,
