@@ -167,8 +167,11 @@ impl TokenWarden {
                     policy: self.settings.rotation_policy(),
                     client: input.client.clone(),
                     now,
-                    // A fresh authentication: the binding does not apply.
+                    // The login's own proof, recorded when it was admitted:
+                    // a bound session ends only if it is by the session's
+                    // key (the password may be another account's).
                     proof: None,
+                    recorded_key: dpop_jkt.clone(),
                 })
                 .map_err(Unexpected::from)?;
             self.publish_ended(&ended, now);
@@ -331,6 +334,38 @@ mod tests {
             .unwrap();
 
         assert!(issued.dpop_bound);
+    }
+
+    #[test]
+    fn a_login_with_a_proof_ends_its_old_cookies_session_with_the_proven_key() {
+        for (proof, key) in [(Some(proof_input()), Some(proof_key())), (None, None)] {
+            let mut m = valid_credentials();
+            m.sessions
+                .expect_end_by_token()
+                .withf(move |r| r.recorded_key == key && r.proof.is_none())
+                .times(1)
+                .returning(|_| {
+                    let old = session_of(&alice());
+                    Ok(EndOutcome::DpopMismatch {
+                        session: old.id,
+                        user: old.user_id,
+                    })
+                });
+            m.sessions
+                .expect_create()
+                .times(1)
+                .returning(|new, _, _| Ok(stored(&new)));
+            let warden = with_dpop(m.build(), DpopMode::Optional, Ok(()));
+
+            // The old session kept for want of its key: the login itself
+            // still succeeds.
+            assert!(warden
+                .login(LoginInput {
+                    dpop: proof,
+                    ..with_previous(presented_token().expose())
+                })
+                .is_ok());
+        }
     }
 
     #[test]

@@ -313,6 +313,9 @@ pub struct EndRequest {
     /// bound session its `jti` is recorded in the transaction (a `jti`
     /// seen before counts as no proof); an unbound session ignores it.
     pub proof: Option<CheckedProof>,
+    /// The key of a proof this request has already had recorded (a login's,
+    /// when it was admitted): proven without recording it again.
+    pub recorded_key: Option<Jkt>,
 }
 
 /// The result of [`SessionRepository::end_by_token`].

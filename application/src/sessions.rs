@@ -80,6 +80,7 @@ impl TokenWarden {
                 client: client.clone(),
                 now,
                 proof: proof.clone(),
+                recorded_key: None,
             });
             let outcome = outcome.map_err(Unexpected::from)?;
             self.publish_ended(&outcome, now);

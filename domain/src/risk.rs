@@ -57,7 +57,7 @@ pub struct ActivitySummary {
     pub reuse_events: u64,
     pub anomaly_events: u64,
     /// Security events of kind `reuse_after_end`: a rotated token of a
-    /// session that was logged out after that rotation (steal-then-logout).
+    /// session that was ended after that rotation (steal-then-logout).
     pub reuse_after_end_events: u64,
     /// Security events of kind `dpop_mismatch`: a bound session's token
     /// without a proof by its key (refused, nothing spent).

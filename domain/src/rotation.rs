@@ -14,8 +14,8 @@
 //!
 //! Order of the rules (see `docs/rotation.md`):
 //! 1. an ended session answers `Revoked` and never triggers a new theft
-//!    response (a rotated token of a session ended by logout is recorded as
-//!    `reuse_after_end`);
+//!    response (a rotated token of a session ended other than by a theft
+//!    response is recorded as `reuse_after_end`);
 //! 2. past the absolute lifetime everything is `Expired(Absolute)`;
 //! 3. a session bound to a DPoP key needs a proof by that key, else
 //!    `DpopMismatch`: refused, nothing spent, nothing revoked;
@@ -315,7 +315,9 @@ enum Use {
     /// A refresh: every rule.
     Refresh,
     /// A login ending the session of its old cookie: a fresh
-    /// authentication, so neither the key binding nor the anomaly rule.
+    /// authentication, so not the anomaly rule; but the key binding holds
+    /// (the password may be another account's: a stolen bound cookie must
+    /// not end its victim's session).
     Login,
 }
 
@@ -334,9 +336,7 @@ fn decide(
     if now >= state.expires_at {
         return (RotationDecision::Expired(ExpiryKind::Absolute), None);
     }
-    if use_ == Use::Refresh
-        && binding_verdict(state.bound_to.as_ref(), token.proof_key) == BindingVerdict::Mismatch
-    {
+    if binding_verdict(state.bound_to.as_ref(), token.proof_key) == BindingVerdict::Mismatch {
         return (RotationDecision::DpopMismatch, None);
     }
     let current_alive = now < state.rotated_at.plus(policy.idle_ttl);
@@ -358,9 +358,9 @@ fn decide(
         };
         return (decision, anomaly);
     }
-    // Past the binding check, a refresh of a bound session carries a proof
-    // by its key.
-    let proved_key = use_ == Use::Refresh && state.bound_to.is_some();
+    // Past the binding check, a use of a bound session carries a proof by
+    // its key.
+    let proved_key = state.bound_to.is_some();
     if token.generation.is_parent_of(state.generation)
         && current_alive
         && state.rotated_by_same_client(client, proved_key)
@@ -382,13 +382,18 @@ fn decide(
 fn reuse_after_end(state: &SessionState, token: PresentedToken<'_>) -> Option<PlannedEvent> {
     let ended = state.ended?;
     let rotated = token.generation < state.generation;
-    (ended.reason == Some(RevocationReason::Logout) && rotated).then_some(
-        PlannedEvent::ReuseAfterEnd {
-            presented: token.generation,
-            current: state.generation,
-            ended_at: ended.at,
-        },
-    )
+    // Whoever ended the session (a logout, the user's own revocation, a
+    // login, an admin), someone else still held an older token of it. A
+    // theft response already recorded its own event.
+    let by_theft_response = matches!(
+        ended.reason,
+        Some(RevocationReason::TokenReuse | RevocationReason::Anomaly)
+    );
+    (!by_theft_response && rotated).then_some(PlannedEvent::ReuseAfterEnd {
+        presented: token.generation,
+        current: state.generation,
+        ended_at: ended.at,
+    })
 }
 
 /// The `dpop_mismatch` event of a bound session's `token` presented without
@@ -477,8 +482,9 @@ pub enum EndVia {
     /// session bound to a DPoP key only with a proof by that key.
     Logout,
     /// A successful login carried this old token: the session ends, but an
-    /// already rotated token (outside grace and retry) is reuse. The login
-    /// is a fresh authentication: the key binding does not apply.
+    /// already rotated token (outside grace and retry) is reuse. A session
+    /// bound to a DPoP key ends only if the login's proof is by that key
+    /// (else `DpopMismatch`: the login may be to the thief's own account).
     ReplacedByLogin,
 }
 
@@ -490,9 +496,10 @@ pub enum EndDecision {
     AlreadyEnded,
     /// A rotated token came with a login: theft response.
     Reused,
-    /// A logout of a live session bound to a DPoP key, without a proof by
-    /// that key: refused, nothing ends (the holder of a stolen bound token
-    /// cannot log its victim out), a `dpop_mismatch` event is recorded.
+    /// A logout, or a login's old cookie, of a live session bound to a DPoP
+    /// key without a proof by that key: refused, nothing ends (the holder
+    /// of a stolen bound token cannot log its victim out), a
+    /// `dpop_mismatch` event is recorded.
     DpopMismatch,
 }
 
@@ -560,8 +567,12 @@ pub fn plan_end(
             RotationDecision::Rotate { .. }
             | RotationDecision::GraceReplay
             | RotationDecision::Retry
-            | RotationDecision::Anomaly
-            | RotationDecision::DpopMismatch => end(RevocationReason::ReplacedByLogin),
+            | RotationDecision::Anomaly => end(RevocationReason::ReplacedByLogin),
+            RotationDecision::DpopMismatch => EndPlan {
+                decision: EndDecision::DpopMismatch,
+                revoke: None,
+                event: Some(dpop_mismatch(token)),
+            },
             RotationDecision::Revoked => already(reuse_after_end(state, token)),
             RotationDecision::Expired(_) => already(None),
         },

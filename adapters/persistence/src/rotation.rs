@@ -308,7 +308,10 @@ impl Database {
                 user_agent: request.client.user_agent.as_deref(),
             };
             let state = row.state()?;
-            let proof_key = proven_key(conn, &state, request.proof.as_ref(), request.now)?;
+            let proof_key = match &request.recorded_key {
+                Some(key) => Some(key),
+                None => proven_key(conn, &state, request.proof.as_ref(), request.now)?,
+            };
             let planned = plan_end(
                 &state,
                 PresentedToken {

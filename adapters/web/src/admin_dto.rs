@@ -92,8 +92,8 @@ pub struct AnalysisBody {
     pub sessions_seen: u64,
     pub reuse_events: u64,
     pub anomaly_events: u64,
-    /// `reuse_after_end` events: a rotated token of a session logged out
-    /// after that rotation (makes the risk `high`).
+    /// `reuse_after_end` events: a rotated token of a session ended (other
+    /// than by a theft response) after that rotation (makes the risk `high`).
     pub reuse_after_end_events: u64,
     /// `dpop_mismatch` events: a bound session's token without a proof by
     /// its key (refused, nothing spent).

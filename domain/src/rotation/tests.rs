@@ -280,6 +280,31 @@ fn a_rotated_token_of_a_session_ended_by_logout_is_recorded_as_reuse_after_end()
 }
 
 #[test]
+fn a_rotated_token_of_a_session_ended_any_way_but_by_a_theft_response_is_reuse_after_end() {
+    let ended_by = |reason| SessionState {
+        ended: Some(Ended {
+            at: at(3),
+            reason: Some(reason),
+        }),
+        ..rotated_at(1)
+    };
+    for reason in RevocationReason::ALL {
+        let p = plan(&ended_by(reason), token(0), &home(), &policy(), at(4));
+        assert_eq!(p.decision, RotationDecision::Revoked);
+        assert_eq!(p.revoke, None, "{reason:?}: no further revocation");
+        let theft_response = matches!(
+            reason,
+            RevocationReason::TokenReuse | RevocationReason::Anomaly
+        );
+        assert_eq!(
+            p.event.map(|e| e.kind()),
+            (!theft_response).then_some(SecurityEventKind::ReuseAfterEnd),
+            "{reason:?}"
+        );
+    }
+}
+
+#[test]
 fn an_anomaly_under_revoke_is_a_theft_response() {
     let p = RotationPolicy {
         anomaly: AnomalyPolicy {
@@ -541,24 +566,44 @@ fn a_logout_of_an_ended_bound_session_without_its_key_is_already_ended() {
 }
 
 #[test]
-fn a_login_ends_the_bound_session_of_its_old_cookie_without_the_key() {
+fn a_login_ends_the_bound_session_of_its_old_cookie_only_with_the_key() {
     let s = SessionState {
         bound_to: Some(key(1)),
         ..rotated_at(1)
     };
-    let p = plan_end(
-        &s,
-        token(1),
-        &home(),
-        EndVia::ReplacedByLogin,
-        &policy(),
-        at(5),
-    );
-    assert_eq!(p.decision, EndDecision::Ended);
+    let login = |generation, proof: Option<&Jkt>| {
+        let presented = PresentedToken {
+            generation: Generation::new(generation),
+            proof_key: proof,
+        };
+        plan_end(
+            &s,
+            presented,
+            &home(),
+            EndVia::ReplacedByLogin,
+            &policy(),
+            at(5),
+        )
+    };
+    let with_key = login(1, Some(&key(1)));
+    assert_eq!(with_key.decision, EndDecision::Ended);
     assert_eq!(
-        p.revoke.map(|r| r.reason),
+        with_key.revoke.map(|r| r.reason),
         Some(RevocationReason::ReplacedByLogin)
     );
+    // The password may be the thief's own account's: a stolen bound cookie,
+    // current or rotated, neither logs its victim out nor counts as reuse.
+    for generation in [0, 1] {
+        for proof in [None, Some(&key(2))] {
+            let without = login(generation, proof);
+            assert_eq!(without.decision, EndDecision::DpopMismatch);
+            assert_eq!(without.revoke, None);
+            assert_eq!(
+                without.event.map(|e| e.kind()),
+                Some(SecurityEventKind::DpopMismatch)
+            );
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -814,23 +859,42 @@ proptest! {
         }
     }
 
-    /// A login ending its old cookie's session never asks for the key.
+    /// A login ends its old cookie's bound session only with a proof by the
+    /// session's key: without one nothing is revoked, nothing is reuse, and
+    /// a refusal plans a `dpop_mismatch` event. An unbound session never
+    /// asks for the key.
     #[test]
-    fn a_login_never_refuses_to_end_for_want_of_the_key(
+    fn a_login_ends_a_bound_session_only_with_its_key(
         steps in prop::collection::vec(step(), 1..40),
         p in policy_strategy(),
+        bound in any::<bool>(),
         ends_with in 0u32..6,
         proof in prop::option::of(1u8..3),
     ) {
         let k = proof.map(key);
-        run(&steps, &p, true, |_, st, now, planned| {
+        let holder = !bound || proof == Some(1);
+        run(&steps, &p, bound, |_, st, now, planned| {
             let presented = PresentedToken {
                 generation: Generation::new(ends_with),
                 proof_key: k.as_ref(),
             };
             let c = Sighting { at: now, ip: Some(st.ip), user_agent: Some(st.ua) };
             let end = plan_end(&planned.state, presented, &c, EndVia::ReplacedByLogin, &p, now);
-            prop_assert_ne!(end.decision, EndDecision::DpopMismatch);
+            if holder {
+                prop_assert_ne!(end.decision, EndDecision::DpopMismatch);
+            } else {
+                prop_assert!(matches!(
+                    end.decision,
+                    EndDecision::DpopMismatch | EndDecision::AlreadyEnded
+                ));
+                prop_assert_eq!(end.revoke, None);
+            }
+            if end.decision == EndDecision::DpopMismatch {
+                prop_assert_eq!(
+                    end.event.as_ref().map(PlannedEvent::kind),
+                    Some(SecurityEventKind::DpopMismatch)
+                );
+            }
             Ok(())
         })?;
     }

@@ -21,6 +21,7 @@ on_both_backends!(
     every_bad_proof_at_login_is_400_invalid_dpop_proof_and_starts_nothing,
     every_bad_proof_at_refresh_and_logout_is_401_invalid_dpop_proof_and_spends_nothing,
     a_bound_token_is_revoked_only_by_its_key_holder,
+    a_login_with_a_stolen_bound_cookie_ends_nothing_without_the_key,
 );
 
 async fn login_with_proof(app: &TestApp, username: &str, proof: Option<String>) -> Response {
@@ -494,5 +495,91 @@ async fn a_bound_token_is_revoked_only_by_its_key_holder(backend: Backend) {
         StatusCode::OK
     );
     let r = app.refresh_cookie(&plain.refresh).await;
+    assert_problem(r, StatusCode::UNAUTHORIZED, "session_revoked").await;
+}
+
+async fn a_login_with_a_stolen_bound_cookie_ends_nothing_without_the_key(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let admin = app.admin("boss").await;
+    assert_eq!(app.register("vic").await.status(), StatusCode::CREATED);
+    assert_eq!(app.register("thief").await.status(), StatusCode::CREATED);
+    let key = DpopKey::es256();
+    let first = bound_login(&app, "vic", &key).await;
+    let refresh_url = app.url("/auth/refresh");
+    let r = post_with_proofs(
+        &app,
+        "/auth/refresh",
+        &first.refresh,
+        &[key.proof("POST", &refresh_url, None)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let current = tokens_from_cookie(r).await;
+    let other = bound_login(&app, "vic", &key).await;
+
+    // The thief logs in to their own account carrying the victim's cookie,
+    // the current one and a rotated one, without a proof or with their own
+    // key: the login succeeds, the victim's sessions stay.
+    let login_url = app.url("/auth/login");
+    for cookie in [&current.refresh, &first.refresh] {
+        for proof in [None, Some(DpopKey::es256().proof("POST", &login_url, None))] {
+            let mut request = app
+                .client
+                .post(&login_url)
+                .header(USER_AGENT, UA)
+                .header(COOKIE, format!("refresh_token={cookie}"))
+                .json(&json!({"username": "thief", "password": PASSWORD}));
+            if let Some(proof) = proof {
+                request = request.header("DPoP", proof);
+            }
+            assert_eq!(request.send().await.unwrap().status(), StatusCode::OK);
+        }
+    }
+    // Two of the victim's, and the one `live_sessions` adds.
+    assert_eq!(live_sessions(&app, "vic").await, 3, "nothing ended");
+    let id = current.body["user"]["id"].as_str().unwrap();
+    let events = app
+        .admin_get(
+            &format!("/admin/security-events?user_id={id}&limit=50"),
+            &admin.access,
+        )
+        .await;
+    let kinds: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["dpop_mismatch"; 4], "no reuse, no revocation");
+    let r = post_with_proofs(
+        &app,
+        "/auth/refresh",
+        &current.refresh,
+        &[key.proof("POST", &refresh_url, None)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK, "the victim carries on");
+
+    // The key holder's own login with the old cookie ends that session.
+    let r = app
+        .client
+        .post(&login_url)
+        .header(USER_AGENT, UA)
+        .header(COOKIE, format!("refresh_token={}", other.refresh))
+        .header("DPoP", key.proof("POST", &login_url, None))
+        .json(&json!({"username": "vic", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = post_with_proofs(
+        &app,
+        "/auth/refresh",
+        &other.refresh,
+        &[key.proof("POST", &refresh_url, None)],
+    )
+    .await;
     assert_problem(r, StatusCode::UNAUTHORIZED, "session_revoked").await;
 }

@@ -64,38 +64,91 @@ async fn a_lost_response_is_retried_from_the_same_network_and_theft_from_another
     );
 }
 
+/// How a thief who refreshed a stolen token ends the session afterwards.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Logout,
+    DeleteSession,
+    LogoutAll,
+    LoginToOwnAccount,
+}
+
 async fn a_rotated_token_after_a_logout_is_reuse_after_end_and_high_risk(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
     let admin = app.admin("boss").await;
-    let victim = app.signed_up("vera").await;
-    // A thief uses the stolen token, then logs the session out.
-    let r = app.refresh_cookie(&victim.refresh).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let stolen = cookie_value(r.headers()).unwrap();
-    let r = app
-        .client
-        .post(app.url("/auth/logout"))
-        .header(COOKIE, format!("refresh_token={stolen}"))
-        .send()
-        .await
+    assert_eq!(app.register("thief").await.status(), StatusCode::CREATED);
+    for (i, how) in [
+        End::Logout,
+        End::DeleteSession,
+        End::LogoutAll,
+        End::LoginToOwnAccount,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let victim = app.signed_up(&format!("vera{i}")).await;
+        // A thief uses the stolen token, then ends the session.
+        let r = app.refresh_cookie(&victim.refresh).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let stolen = tokens_from_cookie(r).await;
+        let sid = stolen.body["session_id"].as_str().unwrap().to_owned();
+        let r = match how {
+            End::Logout => {
+                app.client
+                    .post(app.url("/auth/logout"))
+                    .header(COOKIE, format!("refresh_token={}", stolen.refresh))
+                    .send()
+                    .await
+            }
+            End::DeleteSession => {
+                app.client
+                    .delete(app.url(&format!("/auth/sessions/{sid}")))
+                    .bearer_auth(&stolen.access)
+                    .send()
+                    .await
+            }
+            End::LogoutAll => {
+                app.client
+                    .post(app.url("/auth/logout-all"))
+                    .bearer_auth(&stolen.access)
+                    .send()
+                    .await
+            }
+            End::LoginToOwnAccount => {
+                app.client
+                    .post(app.url("/auth/login"))
+                    .header(COOKIE, format!("refresh_token={}", stolen.refresh))
+                    .json(&json!({"username": "thief", "password": PASSWORD}))
+                    .send()
+                    .await
+            }
+        }
         .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    // The victim comes back with the rotated token.
-    let back = app.refresh_cookie(&victim.refresh).await;
-    assert_problem(back, StatusCode::UNAUTHORIZED, "session_revoked").await;
-    let a = analysis(&app, &admin, &victim).await;
-    assert_eq!(a["reuse_after_end_events"], 1);
-    assert_eq!(a["risk"]["level"], "high");
-    let events = app
-        .admin_get("/admin/security-events?limit=50", &admin.access)
-        .await;
-    assert!(events["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["kind"] == "reuse_after_end"));
+        assert!(r.status().is_success(), "{how:?}: {}", r.status());
+        // The victim comes back with the rotated token.
+        let back = app.refresh_cookie(&victim.refresh).await;
+        assert_problem(back, StatusCode::UNAUTHORIZED, "session_revoked").await;
+        let a = analysis(&app, &admin, &victim).await;
+        assert_eq!(a["reuse_after_end_events"], 1, "{how:?}");
+        assert_eq!(a["risk"]["level"], "high", "{how:?}");
+        let id = victim.body["user"]["id"].as_str().unwrap();
+        let events = app
+            .admin_get(
+                &format!("/admin/security-events?user_id={id}&limit=50"),
+                &admin.access,
+            )
+            .await;
+        assert!(
+            events["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "reuse_after_end"),
+            "{how:?}"
+        );
+    }
 }
 
 async fn refresh_with_proof(app: &TestApp, refresh: &str, proof: Option<String>) -> Response {

@@ -206,6 +206,7 @@ pub fn end(
         client: client(UA),
         now,
         proof: None,
+        recorded_key: None,
     })
     .unwrap()
 }

@@ -31,6 +31,7 @@ on_both_backends!(
     an_unbound_session_records_no_proof_id,
     one_proof_raced_on_two_instances_is_taken_once,
     a_logout_of_a_bound_session_needs_a_fresh_proof_by_its_key,
+    a_login_ends_its_old_cookies_bound_session_only_with_the_key_it_proved,
 );
 
 fn key(name: &str) -> Jkt {
@@ -262,6 +263,7 @@ fn end_with(db: &Database, token: TokenDigest, proof: Option<CheckedProof>) -> E
         client: client(UA),
         now: at(1),
         proof,
+        recorded_key: None,
     })
     .unwrap()
 }
@@ -306,6 +308,57 @@ fn a_logout_of_a_bound_session_needs_a_fresh_proof_by_its_key(db: &TestDatabase)
         }
     );
     assert!(!unspent(&db, &k, "good"), "spent by the logout");
+    assert_eq!(
+        db.status(session.id, idle(), at(2)).unwrap(),
+        SessionStatus::Revoked
+    );
+}
+
+fn a_login_ends_its_old_cookies_bound_session_only_with_the_key_it_proved(db: &TestDatabase) {
+    let db = db.open(2);
+    let owner = user(&db, "bound");
+    let k = key("k");
+    let (session, token) = bound_login(&db, &owner, &k);
+    let login = |recorded_key: Option<Jkt>| {
+        db.end_by_token(EndRequest {
+            token,
+            reason: EndReason::ReplacedByLogin,
+            policy: policy(),
+            client: client(UA),
+            now: at(1),
+            proof: None,
+            recorded_key,
+        })
+        .unwrap()
+    };
+    for thief in [None, Some(key("thief"))] {
+        assert_eq!(
+            login(thief),
+            EndOutcome::DpopMismatch {
+                session: session.id,
+                user: owner.id,
+            }
+        );
+    }
+    assert_eq!(
+        db.status(session.id, idle(), at(2)).unwrap(),
+        SessionStatus::Live,
+        "a login without the key ends nothing"
+    );
+    let events = db.security_events(Some(owner.id), None, 10).unwrap();
+    assert_eq!(events.len(), 2);
+    let details: Value = serde_json::from_str(&events[0].details).unwrap();
+    assert_eq!(details["via"], "login");
+
+    // The key the login proved (its proof id recorded at admission) is no
+    // second proof to record: it ends the session.
+    assert_eq!(
+        login(Some(k)),
+        EndOutcome::Ended {
+            session: session.id,
+            user: owner.id,
+        }
+    );
     assert_eq!(
         db.status(session.id, idle(), at(2)).unwrap(),
         SessionStatus::Revoked
