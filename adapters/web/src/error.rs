@@ -17,6 +17,21 @@ pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
 /// we accept.
 pub const DPOP_CHALLENGE: &str = "DPoP error=\"invalid_dpop_proof\", algs=\"ES256 EdDSA\"";
 
+/// The challenge of an access token refused under the `DPoP` scheme
+/// (RFC 9449 §7.1).
+pub const DPOP_INVALID_TOKEN: &str = "DPoP error=\"invalid_token\", algs=\"ES256 EdDSA\"";
+
+/// Which `WWW-Authenticate` challenge a token failure carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// None: the refresh endpoints (their token is no access token).
+    None,
+    /// `Bearer` (RFC 6750 §3.1): a resource request.
+    Bearer,
+    /// `DPoP` (RFC 9449 §7.1): a resource request under the `DPoP` scheme.
+    Dpop,
+}
+
 /// One invalid field of a request body.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
@@ -43,17 +58,18 @@ pub enum ApiError {
     UsernameTaken,
     #[error("invalid credentials")]
     InvalidCredentials,
-    /// No credentials at all. `bearer` selects the `WWW-Authenticate` form.
+    /// No credentials at all. `challenge` selects the `WWW-Authenticate`
+    /// form.
     #[error("missing token")]
-    MissingToken { bearer: bool },
+    MissingToken { challenge: Challenge },
     #[error("invalid token")]
-    InvalidToken { bearer: bool },
+    InvalidToken { challenge: Challenge },
     #[error("token expired")]
-    TokenExpired { bearer: bool },
+    TokenExpired { challenge: Challenge },
     #[error("token reused")]
     TokenReused,
     #[error("session revoked")]
-    SessionRevoked { bearer: bool },
+    SessionRevoked { challenge: Challenge },
     /// A DPoP proof is missing where the token needs one, malformed, or
     /// not valid for this request (RFC 9449 §7.1). 400 on login (the
     /// proof is a request parameter there), 401 elsewhere.
@@ -193,15 +209,44 @@ impl ApiError {
         }
     }
 
-    /// The `WWW-Authenticate` challenge of a Bearer failure (RFC 6750 §3.1).
+    /// The `WWW-Authenticate` challenge of a failed resource request: the
+    /// scheme the credentials came in (RFC 6750 §3.1, RFC 9449 §7.1).
     fn challenge(&self) -> Option<&'static str> {
         match self {
-            Self::MissingToken { bearer: true } => Some("Bearer"),
-            Self::InvalidToken { bearer: true }
-            | Self::TokenExpired { bearer: true }
-            | Self::SessionRevoked { bearer: true } => Some("Bearer error=\"invalid_token\""),
+            Self::MissingToken {
+                challenge: Challenge::Bearer,
+            } => Some("Bearer"),
+            Self::InvalidToken { challenge }
+            | Self::TokenExpired { challenge }
+            | Self::SessionRevoked { challenge } => match challenge {
+                Challenge::None => None,
+                Challenge::Bearer => Some("Bearer error=\"invalid_token\""),
+                Challenge::Dpop => Some(DPOP_INVALID_TOKEN),
+            },
             Self::InvalidDpopProof { .. } => Some(DPOP_CHALLENGE),
             _ => None,
+        }
+    }
+
+    /// This error as the answer to a request whose access token came under
+    /// the `DPoP` scheme: its challenge is a `DPoP` one (RFC 9449 §7.1).
+    #[must_use]
+    pub fn under_dpop(self) -> Self {
+        let dpop = |challenge| match challenge {
+            Challenge::Bearer => Challenge::Dpop,
+            other => other,
+        };
+        match self {
+            Self::InvalidToken { challenge } => Self::InvalidToken {
+                challenge: dpop(challenge),
+            },
+            Self::TokenExpired { challenge } => Self::TokenExpired {
+                challenge: dpop(challenge),
+            },
+            Self::SessionRevoked { challenge } => Self::SessionRevoked {
+                challenge: dpop(challenge),
+            },
+            other => other,
         }
     }
 }

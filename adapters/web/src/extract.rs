@@ -12,7 +12,7 @@ use application::{AccessCredentials, AuthError, AuthScheme, Principal};
 use domain::Role;
 
 use crate::dpop::dpop_input;
-use crate::error::ApiError;
+use crate::error::{ApiError, Challenge};
 use crate::{ApiState, IpNet};
 
 /// Longest `Authorization` header value looked at; anything longer is invalid.
@@ -37,24 +37,30 @@ impl Authenticated {
 /// `Authorization: DPoP <token>` header.
 fn authorization(req: &HttpRequest) -> Result<(AuthScheme, String), ApiError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return Err(ApiError::MissingToken { bearer: true });
+        return Err(ApiError::MissingToken {
+            challenge: Challenge::Bearer,
+        });
     };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::InvalidToken { bearer: true })?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or(ApiError::InvalidToken { bearer: true })?;
+    let value = value.to_str().map_err(|_| ApiError::InvalidToken {
+        challenge: Challenge::Bearer,
+    })?;
+    let (scheme, token) = value.split_once(' ').ok_or(ApiError::InvalidToken {
+        challenge: Challenge::Bearer,
+    })?;
     let token = token.trim();
     let scheme = if scheme.eq_ignore_ascii_case("bearer") {
         AuthScheme::Bearer
     } else if scheme.eq_ignore_ascii_case("dpop") {
         AuthScheme::Dpop
     } else {
-        return Err(ApiError::InvalidToken { bearer: true });
+        return Err(ApiError::InvalidToken {
+            challenge: Challenge::Bearer,
+        });
     };
     if token.is_empty() || token.len() > MAX_BEARER_LEN {
-        return Err(ApiError::InvalidToken { bearer: true });
+        return Err(ApiError::InvalidToken {
+            challenge: Challenge::Bearer,
+        });
     }
     Ok((scheme, token.to_owned()))
 }
@@ -85,15 +91,29 @@ impl From<AuthError> for ApiError {
         match e {
             // A revoked access token: its session may be live, so the
             // client should refresh rather than log in again.
-            AuthError::Invalid | AuthError::TokenRevoked => ApiError::InvalidToken { bearer: true },
-            AuthError::Expired => ApiError::TokenExpired { bearer: true },
-            AuthError::SessionRevoked => ApiError::SessionRevoked { bearer: true },
+            AuthError::Invalid | AuthError::TokenRevoked => ApiError::InvalidToken {
+                challenge: Challenge::Bearer,
+            },
+            AuthError::Expired => ApiError::TokenExpired {
+                challenge: Challenge::Bearer,
+            },
+            AuthError::SessionRevoked => ApiError::SessionRevoked {
+                challenge: Challenge::Bearer,
+            },
             AuthError::InvalidDpopProof(why) => {
                 tracing::info!(reason = %why, "DPoP proof refused");
                 ApiError::InvalidDpopProof { login: false }
             }
             AuthError::Unexpected(e) => e.into(),
         }
+    }
+}
+
+/// `error`, answered in the challenge of the scheme the token came in.
+pub(crate) fn with_scheme(error: ApiError, scheme: AuthScheme) -> ApiError {
+    match scheme {
+        AuthScheme::Bearer => error,
+        AuthScheme::Dpop => error.under_dpop(),
     }
 }
 
@@ -108,9 +128,11 @@ impl FromRequest for Authenticated {
         let credentials = access_credentials(req, &state.config.trusted_proxies);
         Box::pin(async move {
             let credentials = credentials?;
+            let scheme = credentials.scheme;
             let principal =
                 crate::handlers::blocking(move || state.warden.authenticate_request(&credentials))
-                    .await??;
+                    .await?
+                    .map_err(|e| with_scheme(e.into(), scheme))?;
             crate::middleware::record_principal(principal.user_id, principal.session_id);
             Ok(Authenticated(principal))
         })

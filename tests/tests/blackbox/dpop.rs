@@ -22,6 +22,7 @@ on_both_backends!(
     every_bad_proof_at_refresh_and_logout_is_401_invalid_dpop_proof_and_spends_nothing,
     a_bound_token_is_revoked_only_by_its_key_holder,
     a_login_with_a_stolen_bound_cookie_ends_nothing_without_the_key,
+    a_token_refused_under_the_dpop_scheme_gets_a_dpop_challenge,
 );
 
 async fn login_with_proof(app: &TestApp, username: &str, proof: Option<String>) -> Response {
@@ -581,5 +582,59 @@ async fn a_login_with_a_stolen_bound_cookie_ends_nothing_without_the_key(backend
         &[key.proof("POST", &refresh_url, None)],
     )
     .await;
+    assert_problem(r, StatusCode::UNAUTHORIZED, "session_revoked").await;
+}
+
+fn challenge(r: &Response) -> String {
+    r.headers()
+        .get(WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+async fn a_token_refused_under_the_dpop_scheme_gets_a_dpop_challenge(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    assert_eq!(app.register("dora").await.status(), StatusCode::CREATED);
+    let key = DpopKey::es256();
+    let t = bound_login(&app, "dora", &key).await;
+    let me_url = app.url("/api/me");
+    const DPOP_INVALID_TOKEN: &str = "DPoP error=\"invalid_token\", algs=\"ES256 EdDSA\"";
+
+    let garbage = "garbage.token.x";
+    let r = me_with(
+        &app,
+        "DPoP",
+        garbage,
+        Some(key.proof("GET", &me_url, Some(garbage))),
+    )
+    .await;
+    assert_eq!(challenge(&r), DPOP_INVALID_TOKEN);
+    assert_problem(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
+
+    // The same failure under the Bearer scheme keeps its Bearer challenge.
+    let r = me_with(&app, "Bearer", garbage, None).await;
+    assert_eq!(challenge(&r), "Bearer error=\"invalid_token\"");
+    assert_problem(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
+
+    // A bound token of a session that has ended.
+    let r = post_with_proofs(
+        &app,
+        "/auth/logout",
+        &t.refresh,
+        &[key.proof("POST", &app.url("/auth/logout"), None)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = me_with(
+        &app,
+        "DPoP",
+        &t.access,
+        Some(key.proof("GET", &me_url, Some(&t.access))),
+    )
+    .await;
+    assert_eq!(challenge(&r), DPOP_INVALID_TOKEN);
     assert_problem(r, StatusCode::UNAUTHORIZED, "session_revoked").await;
 }

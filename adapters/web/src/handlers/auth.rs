@@ -18,7 +18,7 @@ use crate::dpop::dpop_input;
 use crate::dto::{
     LoginRequest, RefreshRequest, RegisterRequest, TokenDelivery, TokenResponse, UserBody,
 };
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, Challenge, FieldError};
 #[allow(unused_imports, reason = "named by the OpenAPI attributes")]
 use crate::openapi::Problem;
 use crate::{ApiState, WebConfig};
@@ -281,7 +281,9 @@ async fn refresh_inner(
             Presented::One(t) => (Some(t), TokenDelivery::Cookie),
             Presented::None => (None, TokenDelivery::Cookie),
             Presented::Several(_) => {
-                let refusal = ApiError::InvalidToken { bearer: false };
+                let refusal = ApiError::InvalidToken {
+                    challenge: Challenge::None,
+                };
                 let rejection = RefreshRejection::DuplicateCookies;
                 return Err(Refused {
                     error: rejected(&state, rejection, None, client, refusal).await,
@@ -334,11 +336,19 @@ async fn refresh_inner(
 /// The answer to a refresh the use case refused.
 fn refresh_error(e: RefreshError) -> ApiError {
     match e {
-        RefreshError::Missing => ApiError::MissingToken { bearer: false },
-        RefreshError::Invalid => ApiError::InvalidToken { bearer: false },
-        RefreshError::Expired { .. } => ApiError::TokenExpired { bearer: false },
+        RefreshError::Missing => ApiError::MissingToken {
+            challenge: Challenge::None,
+        },
+        RefreshError::Invalid => ApiError::InvalidToken {
+            challenge: Challenge::None,
+        },
+        RefreshError::Expired { .. } => ApiError::TokenExpired {
+            challenge: Challenge::None,
+        },
         RefreshError::Reused { .. } | RefreshError::Anomaly { .. } => ApiError::TokenReused,
-        RefreshError::Revoked { .. } => ApiError::SessionRevoked { bearer: false },
+        RefreshError::Revoked { .. } => ApiError::SessionRevoked {
+            challenge: Challenge::None,
+        },
         RefreshError::DpopMismatch { .. } => ApiError::InvalidDpopProof { login: false },
         RefreshError::Unexpected(e) => e.into(),
     }

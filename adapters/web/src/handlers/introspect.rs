@@ -17,7 +17,7 @@ use crate::body::{parse_json, read_body};
 use crate::client::client_info;
 use crate::dpop::dpop_input;
 use crate::error::{ApiError, FieldError};
-use crate::extract::access_credentials;
+use crate::extract::{access_credentials, with_scheme};
 use crate::openapi::Problem;
 use crate::ApiState;
 
@@ -120,7 +120,10 @@ async fn authorize(req: &HttpRequest, state: &web::Data<ApiState>) -> Result<(),
         }
     }
     let warden = state.warden.clone();
-    let principal = blocking(move || warden.authenticate_request(&presented)).await??;
+    let scheme = presented.scheme;
+    let principal = blocking(move || warden.authenticate_request(&presented))
+        .await?
+        .map_err(|e| with_scheme(e.into(), scheme))?;
     if principal.has_role(&Role::admin()) {
         Ok(())
     } else {

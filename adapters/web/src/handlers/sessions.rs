@@ -7,7 +7,7 @@ use domain::SessionId;
 
 use super::blocking;
 use crate::dto::{MeBody, SessionBody};
-use crate::error::ApiError;
+use crate::error::{ApiError, Challenge};
 #[allow(unused_imports, reason = "named by the OpenAPI attributes")]
 use crate::openapi::Problem;
 use crate::{ApiState, Authenticated};
@@ -97,9 +97,12 @@ pub async fn delete(
 #[get("/api/me")]
 pub async fn me(auth: Authenticated, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let principal = auth.0.clone();
-    let user = blocking(move || state.warden.me(&auth.0))
-        .await??
-        .ok_or(ApiError::InvalidToken { bearer: true })?;
+    let user =
+        blocking(move || state.warden.me(&auth.0))
+            .await??
+            .ok_or(ApiError::InvalidToken {
+                challenge: Challenge::Bearer,
+            })?;
     Ok(HttpResponse::Ok().json(MeBody {
         id: user.id.to_string(),
         username: user.username.to_string(),

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::*;
-use crate::error::ApiError;
+use crate::error::{ApiError, Challenge};
 
 /// The document of a port that serves `/metrics`, with the default cookie.
 fn served_document() -> Value {
@@ -70,11 +70,19 @@ fn every_api_error() -> Vec<ApiError> {
         ApiError::PayloadTooLarge,
         ApiError::UsernameTaken,
         ApiError::InvalidCredentials,
-        ApiError::MissingToken { bearer: true },
-        ApiError::InvalidToken { bearer: true },
-        ApiError::TokenExpired { bearer: true },
+        ApiError::MissingToken {
+            challenge: Challenge::Bearer,
+        },
+        ApiError::InvalidToken {
+            challenge: Challenge::Bearer,
+        },
+        ApiError::TokenExpired {
+            challenge: Challenge::Bearer,
+        },
         ApiError::TokenReused,
-        ApiError::SessionRevoked { bearer: true },
+        ApiError::SessionRevoked {
+            challenge: Challenge::Bearer,
+        },
         ApiError::InvalidDpopProof { login: false },
         ApiError::DpopRequired,
         ApiError::Forbidden,
