@@ -15,8 +15,10 @@ pub const DPOP_HEADER: &str = "DPoP";
 pub const MAX_DPOP_HEADER: usize = 4 * 1024;
 
 /// The request's proof, if it sent one, with the method and the URI the
-/// client addressed (scheme and host as in the Origin check, [`own_origin`]:
-/// forwarded headers count only from `trusted` proxies; the path as sent).
+/// client addressed: `TOKENWARDEN_PUBLIC_URL` and the path when it is set
+/// (a proof made for another host is refused, whatever `Host` says); else
+/// scheme and host as in the Origin check, [`own_origin`] (forwarded
+/// headers count only from `trusted` proxies), and the path as sent.
 ///
 /// # Errors
 /// [`ProofRejection::Malformed`] for more than one `DPoP` header, one that
@@ -25,6 +27,7 @@ pub const MAX_DPOP_HEADER: usize = 4 * 1024;
 pub fn dpop_input(
     req: &HttpRequest,
     trusted: &[IpNet],
+    public_url: Option<&str>,
 ) -> Result<Option<DpopInput>, ProofRejection> {
     let mut values = req.headers().get_all(DPOP_HEADER);
     let Some(value) = values.next() else {
@@ -38,7 +41,11 @@ pub fn dpop_input(
         .map_err(|_| ProofRejection::Malformed)?
         .trim()
         .to_owned();
-    let (uri, _) = HttpUri::parse(&format!("{}{}", own_origin(req, trusted), req.path()))
+    let origin = match public_url {
+        Some(public) => public.to_owned(),
+        None => own_origin(req, trusted),
+    };
+    let (uri, _) = HttpUri::parse(&format!("{origin}{}", req.path()))
         .map_err(|_| ProofRejection::Malformed)?;
     Ok(Some(DpopInput {
         proof,
@@ -60,7 +67,7 @@ mod tests {
             .insert_header((DPOP_HEADER, "a.b.c"))
             .to_http_request();
 
-        let input = dpop_input(&req, &[]).unwrap().unwrap();
+        let input = dpop_input(&req, &[], None).unwrap().unwrap();
 
         assert_eq!(input.proof, "a.b.c");
         assert_eq!(input.method, "POST");
@@ -71,9 +78,27 @@ mod tests {
     }
 
     #[test]
+    fn with_a_public_url_the_uri_is_the_public_one_whatever_the_host() {
+        let req = TestRequest::post()
+            .uri("/auth/refresh")
+            .insert_header(("Host", "evil.example"))
+            .insert_header((DPOP_HEADER, "a.b.c"))
+            .to_http_request();
+
+        let input = dpop_input(&req, &[], Some("https://auth.example.com"))
+            .unwrap()
+            .unwrap();
+
+        assert_eq!(
+            input.uri,
+            HttpUri::new("https", "auth.example.com", 443, "/auth/refresh").unwrap()
+        );
+    }
+
+    #[test]
     fn no_header_is_no_proof() {
         let req = TestRequest::post().to_http_request();
-        assert_eq!(dpop_input(&req, &[]), Ok(None));
+        assert_eq!(dpop_input(&req, &[], None), Ok(None));
     }
 
     #[test]
@@ -82,11 +107,14 @@ mod tests {
             .append_header((DPOP_HEADER, "a.b.c"))
             .append_header((DPOP_HEADER, "d.e.f"))
             .to_http_request();
-        assert_eq!(dpop_input(&twice, &[]), Err(ProofRejection::Malformed));
+        assert_eq!(
+            dpop_input(&twice, &[], None),
+            Err(ProofRejection::Malformed)
+        );
         let long = TestRequest::post()
             .insert_header((DPOP_HEADER, "a".repeat(MAX_DPOP_HEADER + 1)))
             .to_http_request();
-        assert_eq!(dpop_input(&long, &[]), Err(ProofRejection::Malformed));
+        assert_eq!(dpop_input(&long, &[], None), Err(ProofRejection::Malformed));
     }
 
     #[test]
@@ -103,10 +131,10 @@ mod tests {
         };
         let proxy: IpNet = "10.0.0.0/8".parse().unwrap();
 
-        let untrusted = dpop_input(&forwarded("192.0.2.7"), &[proxy])
+        let untrusted = dpop_input(&forwarded("192.0.2.7"), &[proxy], None)
             .unwrap()
             .unwrap();
-        let trusted = dpop_input(&forwarded("10.1.2.3"), &[proxy])
+        let trusted = dpop_input(&forwarded("10.1.2.3"), &[proxy], None)
             .unwrap()
             .unwrap();
 

@@ -13,7 +13,7 @@ use domain::Role;
 
 use crate::dpop::dpop_input;
 use crate::error::{ApiError, Challenge};
-use crate::{ApiState, IpNet};
+use crate::{ApiState, WebConfig};
 
 /// Longest `Authorization` header value looked at; anything longer is invalid.
 const MAX_BEARER_LEN: usize = 8 * 1024;
@@ -72,10 +72,11 @@ fn authorization(req: &HttpRequest) -> Result<(AuthScheme, String), ApiError> {
 /// cannot be read.
 pub fn access_credentials(
     req: &HttpRequest,
-    trusted: &[IpNet],
+    config: &WebConfig,
 ) -> Result<AccessCredentials, ApiError> {
     let (scheme, token) = authorization(req)?;
-    let proof = dpop_input(req, trusted).map_err(|why| {
+    let trusted = &config.trusted_proxies;
+    let proof = dpop_input(req, trusted, config.public_url.as_deref()).map_err(|why| {
         tracing::info!(reason = %why, "DPoP header refused");
         ApiError::InvalidDpopProof { login: false }
     })?;
@@ -125,7 +126,7 @@ impl FromRequest for Authenticated {
         let Some(state) = req.app_data::<web::Data<ApiState>>().cloned() else {
             return Box::pin(async { Err(ApiError::Internal("ApiState missing".to_owned())) });
         };
-        let credentials = access_credentials(req, &state.config.trusted_proxies);
+        let credentials = access_credentials(req, &state.config);
         Box::pin(async move {
             let credentials = credentials?;
             let scheme = credentials.scheme;

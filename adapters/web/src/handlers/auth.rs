@@ -150,7 +150,12 @@ pub async fn login(
         }]));
     }
     let delivery = body.token_delivery;
-    let dpop = dpop_input(&req, &state.config.trusted_proxies).map_err(|why| {
+    let dpop = dpop_input(
+        &req,
+        &state.config.trusted_proxies,
+        state.config.public_url.as_deref(),
+    )
+    .map_err(|why| {
         tracing::info!(reason = %why, "DPoP header refused");
         ApiError::InvalidDpopProof { login: true }
     })?;
@@ -294,7 +299,12 @@ async fn refresh_inner(
     };
     // An unusable `DPoP` header is no proof: a bound session then refuses
     // the refresh, an unbound one never looks.
-    let dpop = dpop_input(req, &state.config.trusted_proxies).unwrap_or_else(|why| {
+    let dpop = dpop_input(
+        req,
+        &state.config.trusted_proxies,
+        state.config.public_url.as_deref(),
+    )
+    .unwrap_or_else(|why| {
         tracing::info!(reason = %why, "DPoP header refused");
         None
     });
@@ -400,7 +410,12 @@ pub async fn logout(
     };
     // An unusable `DPoP` header is no proof: a bound session then refuses
     // the logout, an unbound one ignores it.
-    let dpop = dpop_input(&req, &state.config.trusted_proxies).unwrap_or_else(|why| {
+    let dpop = dpop_input(
+        &req,
+        &state.config.trusted_proxies,
+        state.config.public_url.as_deref(),
+    )
+    .unwrap_or_else(|why| {
         tracing::info!(reason = %why, "DPoP header refused");
         None
     });

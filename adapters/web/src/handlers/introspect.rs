@@ -113,7 +113,7 @@ struct Inactive {
 /// The caller must present the introspection secret or an admin's access
 /// token: 401 without valid credentials, 403 for a valid non-admin token.
 async fn authorize(req: &HttpRequest, state: &web::Data<ApiState>) -> Result<(), ApiError> {
-    let presented = access_credentials(req, &state.config.trusted_proxies)?;
+    let presented = access_credentials(req, &state.config)?;
     if let Some(secret) = &state.config.introspection_secret {
         if presented.scheme == AuthScheme::Bearer && secret.matches(&presented.token) {
             return Ok(());
@@ -221,7 +221,12 @@ pub async fn revoke(
     let token = token_field(&req, &read_body(&req, &mut payload).await?)?;
     let client = client_info(&req, &state.config);
     // An unusable `DPoP` header is no proof: a bound token then stays.
-    let dpop = dpop_input(&req, &state.config.trusted_proxies).unwrap_or_else(|why| {
+    let dpop = dpop_input(
+        &req,
+        &state.config.trusted_proxies,
+        state.config.public_url.as_deref(),
+    )
+    .unwrap_or_else(|why| {
         tracing::info!(reason = %why, "DPoP header refused");
         None
     });
