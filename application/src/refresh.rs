@@ -108,8 +108,32 @@ impl TokenWarden {
             Err(e) => return Err(failed(None, e.into())),
         };
         let sid = location.session;
-        // Checked here (no I/O); its `jti` is recorded by the rotation.
-        let proof = self.proof_or_none(dpop.filter(|_| location.bound), "refresh", now);
+        // Checked here (no I/O); for a bound session its `jti` is recorded
+        // by the rotation, and a refused one is no proof (the plan decides).
+        // An unbound session binds to nothing, but a proof that came with
+        // it must still be valid (RFC 9449 §5): a bad one is refused
+        // before anything is spent.
+        let proof = match dpop {
+            Some(input) if location.bound => self.proof_or_none(Some(input), "refresh", now),
+            Some(input) => {
+                if let Err(why) = self.check_proof_input(input, None, now) {
+                    tracing::info!(reason = %why, "DPoP proof refused at the refresh of an unbound session");
+                    self.record_located(
+                        RefreshOutcome::DpopMismatch,
+                        Some(&location),
+                        &fingerprint,
+                        &client,
+                        now,
+                    )?;
+                    return Err(RefreshError::DpopMismatch {
+                        session: sid,
+                        user: location.user,
+                    });
+                }
+                None
+            }
+            None => None,
+        };
         // Asked before the rotation, so that a list that cannot answer
         // (Redis down under `fail_closed`) refuses without spending. A
         // session on the list still goes through the plan, which finds it
@@ -909,7 +933,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unbound_session_never_reads_a_proof() {
+    fn an_unbound_session_rotates_with_a_valid_proof_and_records_no_jti() {
         let mut m = Mocks::new().signing_anything();
         located(&mut m);
         m.sessions
@@ -917,8 +941,7 @@ mod tests {
             .withf(|r| r.proof.is_none())
             .times(1)
             .return_const(Ok(decided(rotate(), rotated_session(), alice())));
-        // A reader that refuses everything would turn a read into a refusal.
-        let warden = with_dpop_in_the_transaction(m.build(), Err(ProofRejection::BadSignature));
+        let warden = with_dpop_in_the_transaction(m.build(), Ok(()));
 
         assert!(warden
             .refresh(
@@ -927,5 +950,28 @@ mod tests {
                 client()
             )
             .is_ok());
+    }
+
+    #[test]
+    fn an_unbound_session_refuses_a_bad_proof_before_spending_anything() {
+        let mut m = Mocks::new();
+        located(&mut m);
+        m.sessions.expect_rotate().never();
+        m.audit
+            .expect_record_refresh()
+            .withf(|a| a.outcome == RefreshOutcome::DpopMismatch && a.session_id.is_some())
+            .times(1)
+            .return_const(Ok(()));
+        m.signer.expect_sign().never();
+        let warden = with_dpop_in_the_transaction(m.build(), Err(ProofRejection::BadSignature));
+
+        assert!(matches!(
+            warden.refresh(
+                Some(presented_token().expose()),
+                Some(&proof_input()),
+                client()
+            ),
+            Err(RefreshError::DpopMismatch { .. })
+        ));
     }
 }

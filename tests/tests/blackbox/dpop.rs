@@ -23,6 +23,7 @@ on_both_backends!(
     a_bound_token_is_revoked_only_by_its_key_holder,
     a_login_with_a_stolen_bound_cookie_ends_nothing_without_the_key,
     a_token_refused_under_the_dpop_scheme_gets_a_dpop_challenge,
+    an_unbound_refresh_with_a_bad_proof_is_refused_and_spends_nothing,
 );
 
 async fn login_with_proof(app: &TestApp, username: &str, proof: Option<String>) -> Response {
@@ -637,4 +638,35 @@ async fn a_token_refused_under_the_dpop_scheme_gets_a_dpop_challenge(backend: Ba
     .await;
     assert_eq!(challenge(&r), DPOP_INVALID_TOKEN);
     assert_problem(r, StatusCode::UNAUTHORIZED, "session_revoked").await;
+}
+
+async fn an_unbound_refresh_with_a_bad_proof_is_refused_and_spends_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.signed_up("una").await;
+    let refresh_url = app.url("/auth/refresh");
+    let key = DpopKey::es256();
+    for bad in [
+        "garbage".to_owned(),
+        key.proof("POST", &app.url("/auth/logout"), None),
+    ] {
+        let r = post_with_proofs(&app, "/auth/refresh", &t.refresh, &[bad]).await;
+        assert_refused_keeping_the_cookie(r, "unbound, bad proof").await;
+    }
+    // Nothing was spent; a valid proof does not bind an unbound session.
+    let r = post_with_proofs(
+        &app,
+        "/auth/refresh",
+        &t.refresh,
+        &[key.proof("POST", &refresh_url, None)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let next = tokens_from_cookie(r).await;
+    assert_eq!(next.body["token_type"], "Bearer");
+    assert_eq!(
+        app.refresh_cookie(&next.refresh).await.status(),
+        StatusCode::OK
+    );
 }
