@@ -35,6 +35,29 @@ pub fn security_headers() -> DefaultHeaders {
         .fold(DefaultHeaders::new(), |headers, header| headers.add(header))
 }
 
+/// The policy of HTML that sets none of its own (Swagger UI's pages under
+/// `/docs`): scripts only from this origin, never inline; inline styles,
+/// which Swagger UI's markup uses; no framing.
+pub const DOCS_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Gives an HTML response without a Content-Security-Policy
+/// [`DOCS_CONTENT_SECURITY_POLICY`] (the pages of `crate::pages` set their
+/// own, stricter one).
+fn html_policy(headers: &mut header::HeaderMap) {
+    let html = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if html && !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(DOCS_CONTENT_SECURITY_POLICY),
+        );
+    }
+}
+
 /// One documented path: its segments (`None` for a `{parameter}`) and
 /// the methods it answers.
 struct Route {
@@ -129,9 +152,10 @@ pub async fn problems(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let res = next.call(req).await?.map_into_boxed_body();
+    let mut res = next.call(req).await?.map_into_boxed_body();
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error()) {
+        html_policy(res.headers_mut());
         return Ok(res);
     }
     // A 404 or 405 for a method the path does not have: handlers only

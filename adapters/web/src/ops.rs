@@ -81,6 +81,18 @@ impl OpenApiFactory for SwaggerUiFiles {
     }
 }
 
+/// `405 method_not_allowed` with `Allow: GET`: a method `/metrics` does not
+/// answer, on the separate metrics listener.
+async fn metrics_method_not_allowed() -> actix_web::HttpResponse {
+    use actix_web::ResponseError as _;
+    let mut answer = crate::error::ApiError::MethodNotAllowed.error_response();
+    answer.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static("GET"),
+    );
+    answer
+}
+
 /// The only route of a separate metrics listener (`TOKENWARDEN_METRICS_BIND`).
 #[expect(
     clippy::disallowed_methods,
@@ -90,6 +102,8 @@ pub fn configure_metrics_only(source: Arc<dyn MetricsSource>) -> impl FnOnce(&mu
     move |cfg: &mut ServiceConfig| {
         cfg.app_data(web::Data::new(OpsState::new(Vec::new(), Some(source))))
             .service(handlers::metrics)
+            // Any other method on the one path.
+            .route("/metrics", web::to(metrics_method_not_allowed))
             .default_service(web::to(crate::handlers::not_found));
     }
 }

@@ -190,6 +190,14 @@ async fn metrics_can_live_on_their_own_listener_only() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.text().await.unwrap().contains("tokenwarden_"));
+    let r = app
+        .client
+        .post(format!("{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["allow"], "GET");
+    assert_problem(r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
     for path in ["/healthz", "/auth/login", "/openapi.json"] {
         let r = app
             .client
@@ -268,8 +276,16 @@ async fn the_openapi_document_and_swagger_ui_are_served_from_the_binary() {
         .to_str()
         .unwrap()
         .starts_with("text/html"));
+    // An HTML page: a policy without inline scripts that forbids framing.
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("script-src 'self';"), "{csp}");
     let page = r.text().await.unwrap();
     assert!(page.contains("swagger-ui"), "{page}");
+    assert!(!page.contains("<script>"), "no inline script: {page}");
     assert!(
         !page.contains("https://"),
         "no CDN: every asset comes from the binary"
