@@ -103,6 +103,15 @@ impl TokenWarden {
         })
     }
 
+    /// Gives back the username reservation of an admitted login that is
+    /// refused before its password is checked (no password worker in time):
+    /// it was no failed login.
+    pub fn abandon_login(&self, admitted: AdmittedLogin) {
+        if let Some(key) = &admitted.limit_key {
+            self.login_limiter.release(key);
+        }
+    }
+
     /// Checks the password of an admitted login (the argon2 work) and
     /// starts the session.
     ///
@@ -117,12 +126,20 @@ impl TokenWarden {
             dpop_jkt,
         } = admitted;
         let password = Password::parse(input.password).ok();
+        // A failure before the password is checked is no failed login: its
+        // reservation is given back.
+        let unchecked = |e: Unexpected| {
+            if let Some(key) = &limit_key {
+                self.login_limiter.release(key);
+            }
+            LoginError::from(e)
+        };
         let found = match &username {
             Some(name) => self
                 .ports
                 .users
                 .find_credentials(name)
-                .map_err(Unexpected::from)?,
+                .map_err(|e| unchecked(e.into()))?,
             None => None,
         };
         let verified = match &password {
@@ -130,7 +147,7 @@ impl TokenWarden {
                 .ports
                 .hasher
                 .verify(p, found.as_ref().map(|(_, hash)| hash))
-                .map_err(Unexpected::from)?,
+                .map_err(|e| unchecked(e.into()))?,
             None => {
                 // Spend the same work on a password that cannot be valid.
                 let filler = Password::parse("x".repeat(Password::MIN_LEN))
@@ -500,6 +517,43 @@ mod tests {
             limited_by(limiter, m).login(alice_logs_in()).unwrap_err(),
             LoginError::InvalidCredentials
         );
+    }
+
+    #[test]
+    fn a_login_that_fails_before_its_password_is_checked_gives_its_reservation_back() {
+        let mut limiter = admitting();
+        limiter
+            .expect_release()
+            .withf(|user| user == "alice")
+            .times(1)
+            .return_const(());
+        limiter.expect_reset().never();
+        let mut m = Mocks::new();
+        m.users
+            .expect_find_credentials()
+            .times(1)
+            .returning(|_| Err(store_down()));
+        m.hasher.expect_verify().never();
+        no_session_is_started(&mut m);
+
+        assert_eq!(
+            limited_by(limiter, m).login(alice_logs_in()).unwrap_err(),
+            LoginError::Unexpected(Unexpected::Store(store_down()))
+        );
+    }
+
+    #[test]
+    fn an_abandoned_login_gives_its_reservation_back() {
+        let mut limiter = admitting();
+        limiter
+            .expect_release()
+            .withf(|user| user == "alice")
+            .times(1)
+            .return_const(());
+        let warden = limited_by(limiter, Mocks::new());
+
+        let admitted = warden.admit_login(alice_logs_in()).unwrap();
+        warden.abandon_login(admitted);
     }
 
     #[test]

@@ -99,6 +99,11 @@ pub trait LoginRateLimiter: Send + Sync + 'static {
     /// Forgets the failures of `user`, the current reservation included
     /// (after a successful login).
     fn reset(&self, user: &str);
+
+    /// Gives back one reservation of `user` whose password was never
+    /// checked (the login was refused 503 before its password work ran): it
+    /// was no failed login. The address's count keeps the attempt.
+    fn release(&self, user: &str);
 }
 
 /// The per-IP budgets besides login.
@@ -194,6 +199,7 @@ impl LoginRateLimiter for Unlimited {
         Admission::Allowed
     }
     fn reset(&self, _: &str) {}
+    fn release(&self, _: &str) {}
 }
 
 impl IpRateLimiter for Unlimited {

@@ -377,4 +377,8 @@ impl LoginRateLimiter for MeteredLimiter {
     fn reset(&self, user: &str) {
         self.0.reset(user);
     }
+
+    fn release(&self, user: &str) {
+        self.0.release(user);
+    }
 }

@@ -146,6 +146,12 @@ impl LoginRateLimiter for InProcessLoginLimiter {
     fn reset(&self, user: &str) {
         lock(&self.state).users.0.remove(user);
     }
+
+    fn release(&self, user: &str) {
+        if let Some(window) = lock(&self.state).users.0.get_mut(user) {
+            window.count = window.count.saturating_sub(1);
+        }
+    }
 }
 
 /// Per-IP budgets (registrations, failed refreshes) counted in process.

@@ -71,6 +71,20 @@ fn a_success_forgets_the_failures() {
 }
 
 #[test]
+fn a_released_reservation_gives_back_one_place() {
+    let l = limiter(2, 1000);
+    l.release("alice");
+    l.reserve(Some("alice"), None, at(0));
+    l.reserve(Some("alice"), None, at(0));
+    l.release("alice");
+    assert_eq!(l.reserve(Some("alice"), None, at(1)), Admission::Allowed);
+    assert!(matches!(
+        l.reserve(Some("alice"), None, at(1)),
+        Admission::Limited { .. }
+    ));
+}
+
+#[test]
 fn every_attempt_counts_against_the_ip_and_a_limited_ip_reserves_nothing() {
     let l = limiter(100, 3);
     for s in 0..3 {

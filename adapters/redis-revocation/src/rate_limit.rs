@@ -61,6 +61,13 @@ end
 return 0
 ";
 
+/// Gives back one counted event, if any. KEYS: the counter.
+const RELEASE_SCRIPT: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+";
+
 /// Counts one event. KEYS: the counter. ARGV: limit, window (ms). Returns
 /// the milliseconds to wait when over the limit, else 0.
 const COUNT_SCRIPT: &str = r"
@@ -263,6 +270,13 @@ impl LoginRateLimiter for RedisLimiter {
             Some(wait) => admission(wait),
             None => self.fallback.login.reserve(user, ip, now),
         }
+    }
+
+    fn release(&self, user: &str) {
+        self.fallback.login.release(user);
+        let key = self.key("user", user);
+        // A Redis failure is noted by `eval`; nothing else to give back.
+        let _ = self.eval(RELEASE_SCRIPT, &[&key], &[]);
     }
 
     fn reset(&self, user: &str) {

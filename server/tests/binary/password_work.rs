@@ -294,6 +294,74 @@ async fn a_request_finding_the_password_queue_full_gets_503_with_retry_after_at_
     );
 }
 
+/// A login refused 503 because no password worker was free never had its
+/// password checked: it is no failed login, and does not count against the
+/// username's budget (`TOKENWARDEN_LOGIN_RATE_USER`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_refused_for_want_of_a_password_worker_is_no_failed_login() {
+    let db = TestDatabase::sqlite();
+    let keys = tempfile::tempdir().unwrap();
+    let env = [
+        ("TOKENWARDEN_LOGIN_RATE_USER", "3/min"),
+        ("TOKENWARDEN_LOGIN_RATE_IP", "100000/min"),
+        ("TOKENWARDEN_REGISTER_RATE_IP", "100000/hour"),
+        ("TOKENWARDEN_HASH_QUEUE", "1"),
+        ("TOKENWARDEN_DEPENDENCY_TIMEOUT", "60s"),
+    ];
+    let server = serve(db.url(), keys.path(), &env).await;
+    let client = client();
+    assert_eq!(
+        post(&client, &server, "/auth/register", "alice")
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+
+    // Registrations, 32 at a time, keep the workers and the queue of one
+    // busy while alice logs in, one login after the other.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = (0..32).map(|i| {
+        let (client, server, stop) = (&client, &server, Arc::clone(&stop));
+        async move {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                post(client, server, "/auth/register", &format!("u{i}x{n}")).await;
+                n += 1;
+            }
+        }
+    });
+    let alice = async {
+        let mut statuses = Vec::new();
+        for _ in 0..12 {
+            statuses.push(
+                post(&client, &server, "/auth/login", "alice")
+                    .await
+                    .status(),
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.store(true, Ordering::SeqCst);
+        statuses
+    };
+    let (statuses, _) = tokio::join!(alice, join_all(flood));
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    eprintln!("alice's logins during the flood: {statuses:?}");
+    assert!(refused >= 4, "the queue was full for alice: {statuses:?}");
+    assert!(
+        !statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "a 503 is no failed login: {statuses:?}"
+    );
+    assert_eq!(
+        post(&client, &server, "/auth/login", "alice")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
 /// Logins per second of the server against argon2 verifies per second on
 /// the same cores, measured one after the other in this run. Timing on a
 /// shared machine: not part of the default run.

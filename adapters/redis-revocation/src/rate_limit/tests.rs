@@ -141,6 +141,22 @@ fn a_success_on_any_instance_forgets_the_failures() {
 }
 
 #[test]
+fn a_released_reservation_gives_back_one_place_on_every_instance() {
+    let Some(url) = redis_url() else { return };
+    let (a, b) = pair(&url, limits(2, 1000, Duration::from_secs(60)));
+    // Nothing to give back: the count does not go below zero.
+    a.release("alice");
+    a.reserve(Some("alice"), None, T0);
+    a.reserve(Some("alice"), None, T0);
+    b.release("alice");
+    assert_eq!(a.reserve(Some("alice"), None, T0), Admission::Allowed);
+    assert!(matches!(
+        b.reserve(Some("alice"), None, T0),
+        Admission::Limited { .. }
+    ));
+}
+
+#[test]
 fn every_attempt_counts_against_the_address_on_every_instance() {
     let Some(url) = redis_url() else { return };
     let (a, b) = pair(&url, limits(100, 4, Duration::from_secs(60)));

@@ -171,10 +171,25 @@ pub async fn login(
     // Limits and proof first: a refused login never waits for password work.
     let admit = state.clone();
     let issued = match blocking(move || admit.warden.admit_login(input)).await? {
-        Ok(admitted) => {
-            let work = state.clone();
-            password_work(&state, move || work.warden.complete_login(admitted)).await?
-        }
+        Ok(admitted) => match state.password_queue.turn().await {
+            Ok(turn) => {
+                let work = state.clone();
+                blocking(move || {
+                    let _turn = turn;
+                    work.warden.complete_login(admitted)
+                })
+                .await?
+            }
+            // No password worker in time: the password was never checked,
+            // so the username's reservation is given back (the address
+            // keeps the attempt). Past the request's deadline, off the
+            // async workers all the same (Redis may be asked).
+            Err(busy) => {
+                let giver = state.clone();
+                let _ = web::block(move || giver.warden.abandon_login(admitted)).await;
+                return Err(busy);
+            }
+        },
         Err(refused) => Err(refused),
     }
     .map_err(|e| match e {
