@@ -20,7 +20,8 @@
 //! 3. a session bound to a DPoP key needs a proof by that key, else
 //!    `DpopMismatch`: refused, nothing spent, nothing revoked;
 //! 4. the current token rotates, unless its idle deadline has passed, or the
-//!    anomaly rule flags the request (`Anomaly`, a theft response);
+//!    anomaly rule flags the request of an unbound session (`Anomaly`, a
+//!    theft response);
 //! 5. the immediate parent of the current token, replayed from the network
 //!    (any network, for a bound session's key holder) and user-agent family
 //!    of the request that rotated it, while the
@@ -345,7 +346,12 @@ fn decide(
             return (RotationDecision::Expired(ExpiryKind::Idle), None);
         }
         let here = Sighting { at: now, ..*client };
+        // Past the binding check, a bound session's request carries a proof
+        // by its key: a new network and device are the key holder's, no
+        // sign of a copied token (a phone that changed networks while its
+        // app updated).
         let anomaly = (use_ == Use::Refresh
+            && state.bound_to.is_none()
             && policy
                 .anomaly
                 .is_anomalous(&state.last_use.sighting(), &here))

@@ -327,6 +327,29 @@ fn an_anomaly_under_revoke_is_a_theft_response() {
 }
 
 #[test]
+fn a_bound_session_s_key_holder_is_never_an_anomaly() {
+    let p = RotationPolicy {
+        anomaly: AnomalyPolicy {
+            window: Duration::from_secs(600),
+            response: AnomalyResponse::Revoke,
+        },
+        ..policy()
+    };
+    let bound = SessionState {
+        bound_to: Some(key(1)),
+        ..fresh(0)
+    };
+    let holder = PresentedToken {
+        generation: Generation::new(0),
+        proof_key: Some(&key(1)),
+    };
+    let plan = plan(&bound, holder, &client(AWAY, CURL), &p, at(1));
+    assert!(matches!(plan.decision, RotationDecision::Rotate { .. }));
+    assert_eq!(plan.outcome, RefreshOutcome::Success);
+    assert_eq!((plan.revoke, plan.event), (None, None));
+}
+
+#[test]
 fn an_anomaly_under_log_only_rotates_and_is_recorded() {
     let p = RotationPolicy {
         anomaly: AnomalyPolicy {
