@@ -103,9 +103,44 @@ pub struct HttpUri {
 #[error("not an http(s) URI")]
 pub struct HttpUriError;
 
+/// RFC 3986 §6.2.2.2: `%XX` of an unreserved character is the character,
+/// any other `%xx` upper case; everything else as it is.
+fn normalize_percent_encoding(path: &str) -> String {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if let (b'%', Some(&h), Some(&l)) = (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            if let (Some(h), Some(l)) = (hex(h), hex(l)) {
+                // Two hex digits: at most 0xff.
+                let value = u8::try_from(h * 16 + l).unwrap_or(u8::MAX);
+                if value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~') {
+                    out.push(char::from(value));
+                } else {
+                    out.push('%');
+                    out.push_str(&format!("{value:02X}"));
+                }
+                i += 3;
+                continue;
+            }
+        }
+        // `i` is at a char boundary: only ASCII is ever skipped past.
+        let c = path[i..]
+            .chars()
+            .next()
+            .unwrap_or(char::REPLACEMENT_CHARACTER);
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
 impl HttpUri {
     /// Scheme and host are compared case-insensitively (RFC 3986 §6.2.2.1),
-    /// the path exactly; an empty path is `/`.
+    /// the path after percent-encoding normalisation (§6.2.2.2: unreserved
+    /// characters decoded, the hex digits of the others upper case); an
+    /// empty path is `/`.
     pub fn new(scheme: &str, host: &str, port: u16, path: &str) -> Result<Self, HttpUriError> {
         let scheme = scheme.to_ascii_lowercase();
         if !matches!(scheme.as_str(), "http" | "https") || host.is_empty() {
@@ -115,7 +150,11 @@ impl HttpUri {
             scheme,
             host: host.to_ascii_lowercase(),
             port,
-            path: if path.is_empty() { "/" } else { path }.to_owned(),
+            path: if path.is_empty() {
+                "/".to_owned()
+            } else {
+                normalize_percent_encoding(path)
+            },
         })
     }
 
@@ -410,6 +449,31 @@ mod tests {
         );
         assert_eq!(HttpUri::parse("/auth/refresh"), Err(HttpUriError));
         assert_eq!(HttpUri::parse("mailto:a@b"), Err(HttpUriError));
+    }
+
+    #[test]
+    fn paths_compare_after_percent_encoding_normalisation() {
+        let plain = HttpUri::new("http", "a", 80, "/auth/login");
+        assert_eq!(HttpUri::new("http", "a", 80, "/auth/%6Cogin"), plain);
+        assert_eq!(HttpUri::new("http", "a", 80, "/auth/%6cogin"), plain);
+        assert_eq!(
+            HttpUri::parse("http://a/auth/%6Cogin").unwrap().0,
+            plain.unwrap()
+        );
+        // Reserved and other characters stay encoded, hex digits upper case.
+        assert_eq!(
+            HttpUri::new("http", "a", 80, "/a%2fb%c3%A9"),
+            HttpUri::new("http", "a", 80, "/a%2Fb%C3%A9")
+        );
+        assert_ne!(
+            HttpUri::new("http", "a", 80, "/a%2Fb"),
+            HttpUri::new("http", "a", 80, "/a/b")
+        );
+        // Stray percent signs and non-ASCII text are left as they are.
+        assert_eq!(
+            HttpUri::new("http", "a", 80, "/%zz/%4/é%").unwrap().path,
+            "/%zz/%4/é%"
+        );
     }
 
     #[test]
