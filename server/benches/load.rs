@@ -27,9 +27,10 @@
 //! `wrk`; a single-row write transaction on SQLite (WAL,
 //! `synchronous=NORMAL`, one writer) and a single-row `UPDATE` by `pgbench`
 //! on the same PostgreSQL (32 clients); argon2id verifies with the server's
-//! parameters (at the start, and again right before each login scenario,
-//! which is compared with the latter: a shared machine's speed drifts over
-//! a run) and Ed25519 signatures and verifications, one thread per core.
+//! parameters (at the start, and alternated with the rounds of each login
+//! scenario, which is compared with their mean: a shared machine's speed
+//! drifts over a run, `LOAD_LOGIN_ROUNDS`) and Ed25519 signatures and
+//! verifications, one thread per core.
 //! Prints a Markdown table with each figure as a ratio to its reference and
 //! the server's peak RSS (`VmHWM`), and writes it to `target/load-report.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -101,6 +102,29 @@ impl Run {
     fn rate(&self) -> f64 {
         self.requests as f64 / self.duration.as_secs_f64()
     }
+
+    /// Two runs of one scenario as one: their requests over their time;
+    /// the slower of their percentiles (a bound, not a merge).
+    fn and(self, other: Run) -> Run {
+        Run {
+            requests: self.requests + other.requests,
+            duration: self.duration + other.duration,
+            errors: self.errors + other.errors,
+            p50_us: self.p50_us.max(other.p50_us),
+            p99_us: self.p99_us.max(other.p99_us),
+            p999_us: self.p999_us.max(other.p999_us),
+        }
+    }
+}
+
+/// How many times the login scenario alternates with its argon2 reference
+/// (`LOAD_LOGIN_ROUNDS`, default 3).
+fn login_rounds() -> usize {
+    std::env::var("LOAD_LOGIN_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(3)
 }
 
 /// Runs wrk with `script` (plus the report function) against `url`.
@@ -476,7 +500,8 @@ struct Backend {
     bearer: Run,
     login: Run,
     mixed: Run,
-    /// Raw argon2id verifies a second, measured right before `login`.
+    /// Raw argon2id verifies a second, the mean of the references
+    /// alternated with the rounds of `login`.
     argon2_verify: f64,
     /// Refresh with 10^3 and with `LOAD_SESSIONS` live sessions.
     sessions: Option<(u64, Run, Run)>,
@@ -538,12 +563,27 @@ async fn measure(name: &'static str, db: &TestDatabase, work: &Path) -> Backend 
     let mut login = Run::default();
     let mut argon2_verify = f64::NAN;
     if runs("login") {
-        // Measured again right before (the server idle): the speed of a
-        // shared machine drifts over the minutes of a whole run.
-        argon2_verify = tokio::task::spawn_blocking(argon2_verifies).await.unwrap();
+        // Alternated with argon2 on the idle server, reference first and
+        // last: the speed of a shared machine drifts over seconds, and a
+        // reference taken once before the scenario measured the drift as
+        // much as the server. Login over all rounds against the mean of
+        // the references around them.
         let login_args = vec!["login".to_owned(), PASSWORD.to_owned()];
-        login = wrk_at(LOGIN, login_args, LOGIN_CONNECTIONS).await.unwrap();
-        println!("[{name}] login: {login:?}");
+        let mut references = Vec::new();
+        for _ in 0..login_rounds() {
+            references.push(tokio::task::spawn_blocking(argon2_verifies).await.unwrap());
+            let round = wrk_at(LOGIN, login_args.clone(), LOGIN_CONNECTIONS)
+                .await
+                .unwrap();
+            println!(
+                "[{name}] login round: {round:?}, argon2 before: {:.1}/s",
+                references[references.len() - 1]
+            );
+            login = login.and(round);
+        }
+        references.push(tokio::task::spawn_blocking(argon2_verifies).await.unwrap());
+        argon2_verify = references.iter().sum::<f64>() / references.len() as f64;
+        println!("[{name}] login: {login:?}, argon2 references: {references:.1?}");
     }
 
     let mut mixed = Run::default();
@@ -727,7 +767,7 @@ fn report(refs: &References, backends: &[Backend]) -> String {
             b.name,
             &b.login,
             format!(
-                "argon2id verifies right before: {}/s (at the start: {}/s)",
+                "argon2id verifies alternated with it: {}/s (at the start: {}/s)",
                 rate(b.argon2_verify),
                 rate(refs.argon2_verify)
             ),
