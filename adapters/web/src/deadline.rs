@@ -13,7 +13,9 @@
 //! ([`restart`]) when the body is done: the time a client takes to upload,
 //! bounded on its own by `TOKENWARDEN_REQUEST_TIMEOUT`, never uses up the
 //! time the dependencies get. (Work done before the body is read, such as
-//! checking a Bearer token, runs under the clock started with the headers.) `blocking` answers `503 service_unavailable` with `Retry-After`
+//! checking a Bearer token, runs under the clock started with the headers.)
+//!
+//! `blocking` answers `503 service_unavailable` with `Retry-After`
 //! when the work is not done by the deadline, and hands the deadline to the
 //! thread that does it (`application::deadline`), so that the storage
 //! adapters wait no longer than that for a connection or a lock, and roll
