@@ -20,6 +20,8 @@ pub enum RefreshRejection {
     InvalidRequest,
     /// The body is too large.
     PayloadTooLarge,
+    /// The body did not arrive within the request timeout.
+    RequestTimeout,
     /// The `Origin` is not allowed; nothing was spent.
     ForbiddenOrigin,
     /// Several refresh cookies; none was looked at.
@@ -32,6 +34,7 @@ impl RefreshRejection {
             Self::MalformedRequest => RefreshOutcome::MalformedRequest,
             Self::InvalidRequest => RefreshOutcome::InvalidRequest,
             Self::PayloadTooLarge => RefreshOutcome::PayloadTooLarge,
+            Self::RequestTimeout => RefreshOutcome::RequestTimeout,
             Self::ForbiddenOrigin => RefreshOutcome::ForbiddenOrigin,
             Self::DuplicateCookies => RefreshOutcome::DuplicateCookies,
         }
@@ -132,6 +135,10 @@ mod tests {
             (
                 RefreshRejection::PayloadTooLarge,
                 RefreshOutcome::PayloadTooLarge,
+            ),
+            (
+                RefreshRejection::RequestTimeout,
+                RefreshOutcome::RequestTimeout,
             ),
         ] {
             let mut m = Mocks::new();

@@ -48,6 +48,8 @@ pub enum RefreshOutcome {
     InvalidRequest,
     /// The body exceeds the limit (413).
     PayloadTooLarge,
+    /// The body did not arrive within the request timeout (408).
+    RequestTimeout,
     /// Refused by the origin check (403); nothing was spent.
     ForbiddenOrigin,
     /// Several refresh cookies (401): none was looked at or spent.
@@ -60,7 +62,7 @@ pub enum RefreshOutcome {
 }
 
 impl RefreshOutcome {
-    pub const ALL: [RefreshOutcome; 19] = [
+    pub const ALL: [RefreshOutcome; 20] = [
         Self::Success,
         Self::GraceReplay,
         Self::Retry,
@@ -76,6 +78,7 @@ impl RefreshOutcome {
         Self::MalformedRequest,
         Self::InvalidRequest,
         Self::PayloadTooLarge,
+        Self::RequestTimeout,
         Self::ForbiddenOrigin,
         Self::DuplicateCookies,
         Self::RateLimited,
@@ -100,6 +103,7 @@ impl RefreshOutcome {
             Self::MalformedRequest => "malformed_request",
             Self::InvalidRequest => "invalid_request",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::ForbiddenOrigin => "forbidden_origin",
             Self::DuplicateCookies => "duplicate_cookies",
             Self::RateLimited => "rate_limited",

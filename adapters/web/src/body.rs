@@ -24,6 +24,11 @@ pub const DEFAULT_BODY_DEADLINE: std::time::Duration = std::time::Duration::from
 /// arrived within the [`BodyDeadline`] (a client dripping one byte at a
 /// time must not hold the connection). Actix closes the connection after
 /// such an answer, since the body was not read to its end.
+///
+/// When the reading ends, whichever way, the request has arrived: its
+/// dependency deadline starts then ([`crate::deadline::restart`]), so that
+/// a slow upload within the request timeout is served like a fast one, and
+/// a refused one can still be recorded (a refresh's audit row).
 pub async fn read_body(
     req: &HttpRequest,
     payload: &mut actix_web::web::Payload,
@@ -31,9 +36,11 @@ pub async fn read_body(
     let deadline = req
         .app_data::<BodyDeadline>()
         .map_or(DEFAULT_BODY_DEADLINE, |d| d.0);
-    actix_web::rt::time::timeout(deadline, read_body_unbounded(req, payload))
+    let body = actix_web::rt::time::timeout(deadline, read_body_unbounded(req, payload))
         .await
-        .unwrap_or(Err(ApiError::RequestTimeout))
+        .unwrap_or(Err(ApiError::RequestTimeout));
+    crate::deadline::restart();
+    body
 }
 
 async fn read_body_unbounded(

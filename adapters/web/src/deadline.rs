@@ -4,17 +4,29 @@
 //! [`bound_requests`] wraps every route: it starts the request's clock,
 //! makes the deadline known to [`crate::handlers::blocking`] (a task-local,
 //! since handlers are plain functions) and counts the request while it
-//! runs. `blocking` answers `503 service_unavailable` with `Retry-After`
+//! runs.
+//!
+//! A request *arrives* when its body has been read to its end (or the
+//! reading has ended otherwise: 408, 413, a broken connection); a request
+//! without a body, when its handler starts. The middleware starts the clock
+//! when the headers are in, and [`crate::body::read_body`] starts it again
+//! ([`restart`]) when the body is done: the time a client takes to upload,
+//! bounded on its own by `TOKENWARDEN_REQUEST_TIMEOUT`, never uses up the
+//! time the dependencies get. (Work done before the body is read, such as
+//! checking a Bearer token, runs under the clock started with the headers.)
+//!
+//! `blocking` answers `503 service_unavailable` with `Retry-After`
 //! when the work is not done by the deadline, and hands the deadline to the
 //! thread that does it (`application::deadline`), so that the storage
 //! adapters wait no longer than that for a connection or a lock, and roll
 //! back rather than commit work whose client has been told 503.
 //!
-//! A `503` says how long the server spent on the request, from the
-//! middleware's start to the answer, in a `Server-Timing: total;dur=<ms>`
+//! A `503` says how long the server spent on the request, from its
+//! arrival to the answer, in a `Server-Timing: total;dur=<ms>`
 //! header: the wait that the contract bounds by the timeout plus 100 ms,
 //! as the server saw it (a client's own clock adds its scheduling).
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,8 +36,15 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::Error;
 
+/// The running request's clock: when it arrived (see the module's
+/// documentation) and how long its dependencies may take from then.
+struct Clock {
+    arrived: Cell<Instant>,
+    timeout: Duration,
+}
+
 tokio::task_local! {
-    static DEADLINE: Instant;
+    static CLOCK: Clock;
 }
 
 /// How much later than the deadline `blocking` gives up waiting for its
@@ -36,7 +55,19 @@ pub const SLACK: Duration = Duration::from_millis(50);
 
 /// The current request's deadline, when running inside [`bound_requests`].
 pub fn current() -> Option<Instant> {
-    DEADLINE.try_with(|d| *d).ok()
+    CLOCK.try_with(|c| c.arrived.get() + c.timeout).ok()
+}
+
+/// The request has arrived now (its body is read): its deadline is
+/// `TOKENWARDEN_DEPENDENCY_TIMEOUT` from here. Outside [`bound_requests`],
+/// nothing.
+pub fn restart() {
+    let _ = CLOCK.try_with(|c| c.arrived.set(Instant::now()));
+}
+
+/// When the current request arrived, as its clock says now.
+fn arrived() -> Option<Instant> {
+    CLOCK.try_with(|c| c.arrived.get()).ok()
 }
 
 /// The requests running now, shared between the middleware and whoever
@@ -87,18 +118,21 @@ pub fn bound_requests<B: MessageBody + 'static>(
 ) -> impl Fn(ServiceRequest, Next<B>) -> Answer<B> + Clone + 'static {
     move |req: ServiceRequest, next: Next<B>| {
         let guard = in_flight.enter();
-        let deadline = Instant::now() + timeout;
-        Box::pin(async move {
-            let started = Instant::now();
-            let mut result = DEADLINE.scope(deadline, next.call(req)).await;
+        let clock = Clock {
+            arrived: Cell::new(Instant::now()),
+            timeout,
+        };
+        Box::pin(CLOCK.scope(clock, async move {
+            let mut result = next.call(req).await;
             drop(guard);
             if let Ok(answer) = &mut result {
                 if answer.status() == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
-                    add_server_timing(answer.headers_mut(), started.elapsed());
+                    let spent = arrived().map_or(Duration::ZERO, |at| at.elapsed());
+                    add_server_timing(answer.headers_mut(), spent);
                 }
             }
             result
-        })
+        }))
     }
 }
 
@@ -124,6 +158,14 @@ mod tests {
         .map(|()| HttpResponse::Ok().finish())
     }
 
+    /// A request whose body takes 300 ms to arrive (longer than the
+    /// timeout), then needs 100 ms of work.
+    async fn slow_upload() -> Result<HttpResponse, crate::error::ApiError> {
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        restart();
+        work(100, true).await
+    }
+
     #[expect(
         clippy::disallowed_methods,
         reason = "a stand-in app for the middleware, not the API"
@@ -133,7 +175,8 @@ mod tests {
             App::new()
                 .wrap(from_fn(bound_requests(TIMEOUT, InFlight::default())))
                 .route("/slow", web::get().to(|| work(600, false)))
-                .route("/committing", web::get().to(|| work(400, true))),
+                .route("/committing", web::get().to(|| work(400, true)))
+                .route("/slow-upload", web::get().to(slow_upload)),
         )
         .await;
         let started = Instant::now();
@@ -166,5 +209,18 @@ mod tests {
         assert_eq!(status, actix_web::http::StatusCode::OK, "its own answer");
         assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
         assert_eq!(timing, None, "no Server-Timing on a 200");
+    }
+
+    #[actix_web::test]
+    async fn the_deadline_counts_from_the_arrival_of_the_body() {
+        let (status, timing, elapsed) = call("/slow-upload").await;
+        assert_eq!(status, actix_web::http::StatusCode::OK, "{timing:?}");
+        assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
+    }
+
+    #[actix_web::test]
+    async fn outside_the_middleware_there_is_no_deadline() {
+        restart();
+        assert_eq!(current(), None);
     }
 }

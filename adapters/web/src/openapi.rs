@@ -53,7 +53,12 @@ pub const REFRESH_COOKIE: &str = "refresh_cookie";
                        request line or header (400 `malformed_request`), a header section \
                        over 96 headers or 128 KiB (431 `headers_too_large`), a head not \
                        received within the request timeout (408 `request_timeout`); the \
-                       connection is closed after them. Every response carries \
+                       connection is closed after them. A body not received within the \
+                       request timeout is 408 `request_timeout` too, and the connection is \
+                       closed. A `503 service_unavailable` for a dependency that did not \
+                       answer comes within the dependency timeout of the request's arrival, \
+                       which is when its body has been read: a slow upload does not use it \
+                       up. Every response carries \
                        `X-Request-Id` (the caller's, when it is 1-128 characters of \
                        `[A-Za-z0-9._:-]`, else a fresh one).",
         license(name = "MIT OR Apache-2.0"),
@@ -220,9 +225,10 @@ impl Modify for RetryAfter {
                                                 .pattern(Some(r"^total;dur=[0-9]+(\.[0-9]+)?$")),
                                         ))
                                         .description(Some(
-                                            "How long the server spent on the request, in \
-                                             milliseconds by its own clock (W3C Server Timing), \
-                                             for example `total;dur=1003.2`",
+                                            "How long the server spent on the request since \
+                                             it arrived (its body read), in milliseconds by its \
+                                             own clock (W3C Server Timing), for example \
+                                             `total;dur=1003.2`",
                                         ))
                                         .build(),
                                 )

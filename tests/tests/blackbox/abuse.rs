@@ -20,6 +20,8 @@ on_both_backends!(
     duplicate_refresh_cookies_spend_nothing_and_clear_nothing,
     forwarded_headers_count_only_from_trusted_proxies,
     stored_text_is_cleaned_for_display,
+    a_slow_body_within_the_request_timeout_is_served_normally,
+    a_refresh_body_that_never_completes_is_a_408_with_its_audit_row,
 );
 
 /// The security headers every answer carries.
@@ -277,6 +279,108 @@ async fn answer_to(port: u16, request: &str) -> (String, Value) {
         .unwrap_or_else(|| panic!("no complete head: {answer:?}"));
     let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"));
     (head.to_ascii_lowercase(), body)
+}
+
+/// Sends a `POST` of `body` to `path` with `Connection: close`, the head at
+/// once and the body in five pieces spread over `over`, and returns the
+/// answer as [`answer_to`] does.
+async fn post_slowly(port: u16, path: &str, body: &str, over: Duration) -> (String, Value) {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut s = connect_and_send(port, &head).await;
+    let pieces = 5;
+    let step = body.len().div_ceil(pieces);
+    for piece in body.as_bytes().chunks(step) {
+        tokio::time::sleep(over / pieces as u32).await;
+        s.write_all(piece).await.unwrap();
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes the connection")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no complete head: {answer:?}"));
+    let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    (head.to_ascii_lowercase(), body)
+}
+
+/// The dependency deadline counts from the request's arrival, when its
+/// body is complete: a client that takes three times the dependency
+/// timeout to upload, but stays within the request timeout, is served as
+/// if it had sent at once (before, its time to upload used the deadline
+/// up: 503).
+async fn a_slow_body_within_the_request_timeout_is_served_normally(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |c| {
+        c.dependency_timeout = Duration::from_millis(500);
+        c.request_timeout = Duration::from_secs(5);
+    })
+    .await
+    else {
+        return;
+    };
+    let port = port_of(&app);
+    let upload = Duration::from_millis(1_500);
+    app.signed_up("slowpoke").await;
+
+    let login =
+        json!({"username": "slowpoke", "password": PASSWORD, "token_delivery": "body"}).to_string();
+    let (head, body) = post_slowly(port, "/auth/login", &login, upload).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}\n{body}");
+    let refresh_token = body["refresh_token"].as_str().unwrap().to_owned();
+
+    let refresh = json!({ "refresh_token": refresh_token }).to_string();
+    let (head, body) = post_slowly(port, "/auth/refresh", &refresh, upload).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}\n{body}");
+    assert!(body["refresh_token"].is_string(), "{body}");
+    assert_eq!(app.audit_outcomes().await.get("success"), Some(&1));
+}
+
+/// A refresh whose body never completes is answered `408 request_timeout`
+/// when the request timeout ends (not 503: the dependency deadline starts
+/// when the reading ends), and leaves its one audit row, outcome
+/// `request_timeout` (before, the row was written under an expired
+/// deadline: 503 and no row).
+async fn a_refresh_body_that_never_completes_is_a_408_with_its_audit_row(backend: Backend) {
+    let request_timeout = Duration::from_millis(1_000);
+    let Some(app) = TestApp::spawn_with(backend, |c| {
+        c.dependency_timeout = Duration::from_millis(300);
+        c.request_timeout = request_timeout;
+    })
+    .await
+    else {
+        return;
+    };
+    let started = Instant::now();
+    let (head, body) = answer_to(
+        port_of(&app),
+        "POST /auth/refresh HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{\"refresh_token\": \"",
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 408"), "{head}\n{body}");
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{head}"
+    );
+    assert_eq!(body["code"], "request_timeout", "{body}");
+    assert!(
+        started.elapsed() >= request_timeout,
+        "{:?}",
+        started.elapsed()
+    );
+
+    let outcomes = app.audit_outcomes().await;
+    assert_eq!(
+        outcomes,
+        std::collections::BTreeMap::from([("request_timeout".to_owned(), 1)]),
+        "exactly one row, naming the timeout"
+    );
 }
 
 /// What Actix's HTTP/1 parser answers before any application code runs

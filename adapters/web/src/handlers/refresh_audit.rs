@@ -1,6 +1,9 @@
 //! The audit record of a refresh request refused before the use case ran
-//! (foreign origin, unreadable body): written before the response leaves,
-//! so that every request to `/auth/refresh` leaves exactly one record.
+//! (foreign origin, unreadable body, a body that did not arrive in time):
+//! written before the response leaves, so that every request to
+//! `/auth/refresh` leaves exactly one record. It is written under the
+//! request's dependency deadline, which starts once the body reading has
+//! ended (see [`crate::deadline`]).
 
 use actix_web::web;
 
@@ -39,6 +42,7 @@ pub(super) async fn rejected(
 pub(super) fn rejection_of(error: &ApiError) -> RefreshRejection {
     match error {
         ApiError::PayloadTooLarge => RefreshRejection::PayloadTooLarge,
+        ApiError::RequestTimeout => RefreshRejection::RequestTimeout,
         ApiError::InvalidInput(_) => RefreshRejection::InvalidRequest,
         _ => RefreshRejection::MalformedRequest,
     }
