@@ -5,11 +5,20 @@
 //! Refusals of refreshes are audited as one row per client IP and minute
 //! (outcome `rate_limited`) with a `count` of the requests it stands for,
 //! not one row per request: a flood must not fill the disk, nor cost a
-//! database write per request. The first refusal of an IP in a minute
-//! writes the row; later ones are counted in process ([`ThrottleLog`]) and
-//! added to the row's count by [`TokenWarden::flush_throttled_refreshes`],
-//! which the server calls every second and at shutdown. Several instances
-//! write one row each per IP and minute; their counts add up.
+//! database write per request. The first refusal of an IP in a minute in
+//! this process writes to the row at once; later ones are counted in
+//! process ([`ThrottleLog`]) and added to the row's count by
+//! [`TokenWarden::flush_throttled_refreshes`], which the server calls every
+//! second and at shutdown. Every write is an atomic upsert keyed by client
+//! IP and minute ([`crate::ports::AuditTrail::add_throttled_refreshes`]),
+//! so several instances add to one row.
+//!
+//! Every refresh attempt reserves one failure of its address's budget
+//! when it arrives ([`TokenWarden::admit_refresh`], atomic in the limiter),
+//! before any token, body or origin is looked at, and a refresh that did
+//! not fail gives it back ([`TokenWarden::settle_refresh`]): of N
+//! simultaneous bad refreshes at most the budget get an answer other than
+//! 429, whatever they are refused for.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,7 +28,7 @@ use domain::{RefreshAttempt, RefreshOutcome, Timestamp};
 
 use crate::ports::ClientInfo;
 use crate::rate_limit::{ip_key, Admission, IpBudget};
-use crate::{TokenWarden, Unexpected};
+use crate::{RefreshError, RefreshRejection, TokenWarden, Unexpected};
 
 /// At most this many addresses are remembered; past it the memory is
 /// cleared (counts not yet flushed are lost: a few requests missing from
@@ -185,9 +194,12 @@ impl TokenWarden {
         )
     }
 
-    /// Whether a refresh from `client` may go ahead: not once its address
-    /// has used up its failed-refresh budget. A refusal is audited (one row
-    /// per address and minute).
+    /// Reserves one failed refresh of `client`'s address: the attempt may
+    /// go ahead unless the address has used up its failed-refresh budget
+    /// (it then counts only in the aggregated audit row of its IP and
+    /// minute). Call [`TokenWarden::settle_refresh`] with the outcome of an
+    /// admitted refresh, or [`TokenWarden::reject_refresh`] instead of this
+    /// for a request refused before the use case.
     ///
     /// # Errors
     /// `Ok(Err(wait))` when refused; `Err` only when the audit row of the
@@ -198,11 +210,59 @@ impl TokenWarden {
         };
         let now = self.ports.clock.now();
         let key = ip_key(ip);
-        let verdict = refused(self.ip_limiter.check(IpBudget::RefreshFailure, &key, now));
+        let verdict = refused(self.ip_limiter.count(IpBudget::RefreshFailure, &key, now));
         if verdict.is_err() && self.throttled_refreshes.refused(&key, ip, now) {
-            self.record_refresh_attempt(RefreshOutcome::RateLimited, None, client, now)?;
+            let attempt = throttled_attempt(now, ip);
+            if let Err(e) = self.ports.audit.add_throttled_refreshes(attempt.clone(), 1) {
+                // Counted by the next flush instead.
+                self.throttled_refreshes.restore(&attempt, 1);
+                return Err(e.into());
+            }
         }
         Ok(verdict)
+    }
+
+    /// Gives back the failure [`TokenWarden::admit_refresh`] reserved when
+    /// the refresh did not fail as a flood does: a success, a theft
+    /// response (evidence, not guessing), or a fault of the server. Missing,
+    /// malformed, unknown, expired and revoked tokens and missing DPoP
+    /// proofs stay counted.
+    pub fn settle_refresh<T>(&self, client: &ClientInfo, outcome: &Result<T, RefreshError>) {
+        let failed = matches!(
+            outcome,
+            Err(RefreshError::Missing
+                | RefreshError::Invalid
+                | RefreshError::Expired { .. }
+                | RefreshError::Revoked { .. }
+                | RefreshError::DpopMismatch { .. })
+        );
+        if let (false, Some(ip)) = (failed, client.ip.as_deref()) {
+            let now = self.ports.clock.now();
+            self.ip_limiter
+                .refund(IpBudget::RefreshFailure, &ip_key(ip), now);
+        }
+    }
+
+    /// A refresh request the HTTP adapter refused before the use case ran
+    /// (origin, body, duplicate cookies): a failed attempt like any other.
+    /// Within the budget it is recorded with its own audit row
+    /// ([`TokenWarden::record_refresh_rejection`]); over it, only counted in
+    /// the aggregated row.
+    ///
+    /// # Errors
+    /// `Ok(Err(wait))` when the address is over its budget (answer 429);
+    /// `Err` when the audit could not be written.
+    pub fn reject_refresh(
+        &self,
+        rejection: RefreshRejection,
+        token: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<Result<(), Duration>, Unexpected> {
+        if let Err(wait) = self.admit_refresh(client)? {
+            return Ok(Err(wait));
+        }
+        self.record_refresh_rejection(rejection, token, client)?;
+        Ok(Ok(()))
     }
 
     /// Whether throttled refreshes wait for [`TokenWarden::flush_throttled_refreshes`]
@@ -241,16 +301,6 @@ impl TokenWarden {
         match failure {
             Some(e) => Err(e.into()),
             None => Ok(added),
-        }
-    }
-
-    /// Counts a failed refresh (missing, malformed, unknown, expired or
-    /// revoked token) from `client`.
-    pub fn refresh_failed(&self, client: &ClientInfo) {
-        if let Some(ip) = client.ip.as_deref() {
-            let now = self.ports.clock.now();
-            self.ip_limiter
-                .count(IpBudget::RefreshFailure, &ip_key(ip), now);
         }
     }
 }
@@ -311,5 +361,93 @@ mod tests {
         log.restore(&pending[0].0, pending[0].1);
         assert!(log.has_pending());
         assert_eq!(log.take_pending(t)[0].1, 1);
+    }
+
+    mod budget {
+        use std::sync::Arc;
+
+        use super::*;
+        use crate::rate_limit::MockIpRateLimiter;
+        use crate::test_support::{client, Mocks};
+
+        const LIMITED: Admission = Admission::Limited {
+            retry_after: Duration::from_secs(30),
+        };
+
+        fn warden(m: Mocks, limiter: MockIpRateLimiter) -> TokenWarden {
+            m.build().with_ip_limiter(Arc::new(limiter))
+        }
+
+        #[test]
+        fn every_refresh_reserves_a_failure_when_it_arrives() {
+            let mut limiter = MockIpRateLimiter::new();
+            limiter
+                .expect_count()
+                .withf(|b, _, _| *b == IpBudget::RefreshFailure)
+                .times(1)
+                .return_const(Admission::Allowed);
+            let w = warden(Mocks::new(), limiter);
+            assert_eq!(w.admit_refresh(&client()).unwrap(), Ok(()));
+        }
+
+        #[test]
+        fn a_success_or_a_theft_response_gives_the_failure_back_and_a_bad_token_does_not() {
+            let mut limiter = MockIpRateLimiter::new();
+            limiter.expect_refund().times(2).return_const(());
+            let w = warden(Mocks::new(), limiter);
+            let session = domain::SessionId::from_random_bytes([0x5e; 16]);
+            let user = domain::UserId::from_random_bytes([0xa1; 16]);
+            w.settle_refresh::<()>(&client(), &Ok(()));
+            w.settle_refresh::<()>(&client(), &Err(RefreshError::Reused { session, user }));
+            for counted in [
+                RefreshError::Missing,
+                RefreshError::Invalid,
+                RefreshError::Revoked { session, user },
+                RefreshError::DpopMismatch { session, user },
+            ] {
+                w.settle_refresh::<()>(&client(), &Err(counted));
+            }
+        }
+
+        #[test]
+        fn a_rejected_request_over_the_budget_is_only_counted_in_the_aggregated_row() {
+            let mut limiter = MockIpRateLimiter::new();
+            limiter.expect_count().times(3).return_const(LIMITED);
+            let mut m = Mocks::new();
+            m.audit.expect_record_refresh().never();
+            m.audit
+                .expect_add_throttled_refreshes()
+                .withf(|a, n| a.outcome == RefreshOutcome::RateLimited && *n == 1)
+                .times(1)
+                .returning(|_, _| Ok(()));
+            let w = warden(m, limiter);
+            for _ in 0..3 {
+                let verdict = w
+                    .reject_refresh(RefreshRejection::MalformedRequest, None, &client())
+                    .unwrap();
+                assert_eq!(verdict, Err(Duration::from_secs(30)));
+            }
+            assert!(w.throttled_refreshes_pending(), "two wait for the flush");
+        }
+
+        #[test]
+        fn a_rejected_request_within_the_budget_counts_and_keeps_its_own_row() {
+            let mut limiter = MockIpRateLimiter::new();
+            limiter
+                .expect_count()
+                .times(1)
+                .return_const(Admission::Allowed);
+            let mut m = Mocks::new();
+            m.audit
+                .expect_record_refresh()
+                .withf(|a| a.outcome == RefreshOutcome::DuplicateCookies)
+                .times(1)
+                .returning(|_| Ok(()));
+            let w = warden(m, limiter);
+            let verdict = w
+                .reject_refresh(RefreshRejection::DuplicateCookies, None, &client())
+                .unwrap();
+            assert_eq!(verdict, Ok(()));
+        }
     }
 }

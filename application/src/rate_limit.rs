@@ -17,8 +17,13 @@
 //! * **login, per client IP**: every attempt, successful or not.
 //! * **registration, per client IP**: every registration attempt.
 //! * **failed refreshes, per client IP**: refreshes that failed (missing,
-//!   malformed, unknown, expired or revoked token). Once over, every refresh
-//!   from that address is refused until the window closes.
+//!   malformed, unknown, expired or revoked token, an unreadable or
+//!   oversized body, a refused origin, duplicate cookies, no DPoP proof by
+//!   a bound session's key). Like a login, an attempt *reserves* one failure
+//!   when it arrives, so of N simultaneous bad refreshes at most the budget
+//!   are looked at; a successful refresh (and a theft response, which is no
+//!   flood) gives it back ([`IpRateLimiter::refund`]). Once over, every
+//!   refresh from that address is refused until the window closes.
 //!
 //! IPv6 clients count per /64 ([`ip_key`]), the smallest block a single
 //! client usually controls.
@@ -163,8 +168,11 @@ pub trait IpRateLimiter: Send + Sync + 'static {
     /// it is over the budget.
     fn count(&self, budget: IpBudget, ip: &str, now: Timestamp) -> Admission;
 
-    /// Whether `ip` has used up `budget`, without counting anything.
-    fn check(&self, budget: IpBudget, ip: &str, now: Timestamp) -> Admission;
+    /// Gives back one event of `budget` counted for `ip` by
+    /// [`IpRateLimiter::count`] in the window still open (a reserved
+    /// failure that turned out a success); nothing when the window has
+    /// closed or holds no event.
+    fn refund(&self, budget: IpBudget, ip: &str, now: Timestamp);
 }
 
 /// The rate-limit key of a username: case-insensitive, like usernames.
@@ -206,9 +214,7 @@ impl IpRateLimiter for Unlimited {
     fn count(&self, _: IpBudget, _: &str, _: Timestamp) -> Admission {
         Admission::Allowed
     }
-    fn check(&self, _: IpBudget, _: &str, _: Timestamp) -> Admission {
-        Admission::Allowed
-    }
+    fn refund(&self, _: IpBudget, _: &str, _: Timestamp) {}
 }
 
 #[cfg(test)]
@@ -242,8 +248,9 @@ mod tests {
             Unlimited.reserve(Some("alice"), Some("192.0.2.1"), T0),
             Admission::Allowed
         );
+        Unlimited.refund(IpBudget::RefreshFailure, "192.0.2.1", T0);
         assert_eq!(
-            Unlimited.check(IpBudget::RefreshFailure, "192.0.2.1", T0),
+            Unlimited.count(IpBudget::RefreshFailure, "192.0.2.1", T0),
             Admission::Allowed
         );
     }

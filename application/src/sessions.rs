@@ -40,9 +40,10 @@ pub enum DeleteSessionError {
 }
 
 impl TokenWarden {
-    /// Ends the sessions of `tokens`: normally one; several when a browser
-    /// sent duplicate cookies, one of which may have been planted, and
-    /// which is its own cannot be told. Idempotent: no token, or a
+    /// Ends the sessions of `tokens`: normally one. (A request with
+    /// duplicate refresh cookies, one of which may have been planted, is
+    /// refused by the HTTP adapter before it gets here: API.md "Duplicate
+    /// refresh cookies".) Idempotent: no token, or a
     /// malformed, unknown or dead one, is not an error. Never triggers the
     /// theft response.
     ///

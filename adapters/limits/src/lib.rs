@@ -183,9 +183,13 @@ impl IpRateLimiter for InProcessIpLimiter {
         admission(lock(self.table(budget)).count_over(ip, limit, now))
     }
 
-    fn check(&self, budget: IpBudget, ip: &str, now: Timestamp) -> Admission {
+    fn refund(&self, budget: IpBudget, ip: &str, now: Timestamp) {
         let limit = self.limits.of(budget);
-        admission(lock(self.table(budget)).wait_if_full(ip, limit, now))
+        let mut table = lock(self.table(budget));
+        if let Some(w) = table.open(ip, limit, now) {
+            let count = w.count.saturating_sub(1);
+            table.0.insert(ip.to_owned(), Window { count, ..w });
+        }
     }
 }
 

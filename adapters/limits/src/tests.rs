@@ -145,7 +145,7 @@ fn ip_limiter() -> InProcessIpLimiter {
 }
 
 #[test]
-fn ip_budgets_count_and_check_separately() {
+fn ip_budgets_count_and_refund_separately() {
     let l = ip_limiter();
     let ip = "198.51.100.1";
     assert_eq!(
@@ -162,22 +162,47 @@ fn ip_budgets_count_and_check_separately() {
             retry_after: Duration::from_secs(3500)
         }
     );
-    assert_eq!(
-        l.check(IpBudget::RefreshFailure, ip, at(100)),
-        Admission::Allowed,
-        "another budget"
-    );
     for s in 0..3 {
-        l.count(IpBudget::RefreshFailure, ip, at(s));
+        assert_eq!(
+            l.count(IpBudget::RefreshFailure, ip, at(s)),
+            Admission::Allowed,
+            "another budget"
+        );
     }
+    l.refund(IpBudget::RefreshFailure, ip, at(5));
     assert_eq!(
-        l.check(IpBudget::RefreshFailure, ip, at(10)),
+        l.count(IpBudget::RefreshFailure, ip, at(6)),
+        Admission::Allowed,
+        "a refund makes room for one more"
+    );
+    assert_eq!(
+        l.count(IpBudget::RefreshFailure, ip, at(10)),
         Admission::Limited {
             retry_after: Duration::from_secs(50)
         }
     );
+    l.refund(IpBudget::RefreshFailure, ip, at(70));
     assert_eq!(
-        l.check(IpBudget::RefreshFailure, ip, at(60)),
-        Admission::Allowed
+        l.count(IpBudget::RefreshFailure, ip, at(70)),
+        Admission::Allowed,
+        "a new window"
     );
+}
+
+#[test]
+fn concurrent_reservations_of_an_ip_budget_are_exact() {
+    let l = std::sync::Arc::new(ip_limiter());
+    let allowed: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..40)
+            .map(|_| {
+                let l = l.clone();
+                scope.spawn(move || l.count(IpBudget::RefreshFailure, "198.51.100.9", at(0)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().map_or(0, |a| usize::from(a == Admission::Allowed)))
+            .sum()
+    });
+    assert_eq!(allowed, 3);
 }

@@ -81,11 +81,11 @@ if n > tonumber(ARGV[1]) then return math.max(ttl, 1) end
 return 0
 ";
 
-/// Whether a budget is used up, counting nothing. KEYS: the counter.
-/// ARGV: limit. Returns the milliseconds to wait, else 0.
-const CHECK_SCRIPT: &str = r"
+/// Gives back one counted event, within the window still open (the key
+/// keeps its expiry). KEYS: the counter. Returns 0.
+const REFUND_SCRIPT: &str = r"
 local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n >= tonumber(ARGV[1]) then return math.max(redis.call('PTTL', KEYS[1]), 1) end
+if n > 0 then redis.call('DECR', KEYS[1]) end
 return 0
 ";
 
@@ -311,12 +311,10 @@ impl IpRateLimiter for RedisLimiter {
         }
     }
 
-    fn check(&self, budget: IpBudget, ip: &str, now: Timestamp) -> Admission {
-        let limit = self.ip.of(budget);
+    fn refund(&self, budget: IpBudget, ip: &str, now: Timestamp) {
         let key = self.ip_key(budget, ip);
-        match self.eval(CHECK_SCRIPT, &[&key], &[u64::from(limit.count)]) {
-            Some(wait) => admission(wait),
-            None => self.fallback.ip.check(budget, ip, now),
+        if self.eval(REFUND_SCRIPT, &[&key], &[]).is_none() {
+            self.fallback.ip.refund(budget, ip, now);
         }
     }
 }

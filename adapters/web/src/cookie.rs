@@ -51,9 +51,10 @@ pub enum Presented {
     None,
     One(String),
     /// Several cookies of our name: one may have been planted (by a sibling
-    /// subdomain, say), and which is the client's own cannot be told. The
-    /// values are kept only so that logout can end every one of them.
-    Several(Vec<String>),
+    /// subdomain, say), and which is the client's own cannot be told: refresh
+    /// and logout refuse the request without spending or ending any, and
+    /// login ends no old session.
+    Several,
 }
 
 /// Every refresh cookie of the request (empty or oversized values count as
@@ -72,7 +73,7 @@ pub fn presented(req: &HttpRequest, config: &WebConfig) -> Presented {
     match values.len() {
         0 => Presented::None,
         1 => Presented::One(values.remove(0)),
-        _ => Presented::Several(values),
+        _ => Presented::Several,
     }
 }
 
@@ -80,7 +81,7 @@ pub fn presented(req: &HttpRequest, config: &WebConfig) -> Presented {
 pub fn read(req: &HttpRequest, config: &WebConfig) -> Option<String> {
     match presented(req, config) {
         Presented::One(value) => Some(value),
-        Presented::None | Presented::Several(_) => None,
+        Presented::None | Presented::Several => None,
     }
 }
 
@@ -135,10 +136,7 @@ mod tests {
             .insert_header(("Cookie", "refresh_token=a; other=x; refresh_token=b"))
             .to_http_request();
         let config = WebConfig::default();
-        assert_eq!(
-            presented(&req, &config),
-            Presented::Several(vec!["a".to_owned(), "b".to_owned()])
-        );
+        assert_eq!(presented(&req, &config), Presented::Several);
         assert_eq!(read(&req, &config), None);
     }
 

@@ -36,9 +36,10 @@ pub trait AuditTrail: Send + Sync + 'static {
 
     /// Adds `extra` requests to the count of the audit row of refreshes
     /// throttled from `attempt`'s client IP in `attempt`'s minute (outcome
-    /// [`domain::RefreshOutcome::RateLimited`], recorded with
-    /// [`AuditTrail::record_refresh`] for the first of them). Without such
-    /// a row, `attempt` is recorded standing for `extra` requests.
+    /// [`domain::RefreshOutcome::RateLimited`]); without such a row,
+    /// `attempt` is recorded standing for `extra` requests. Atomic: every
+    /// instance sharing the store adds to the same row, one per client IP
+    /// and minute.
     ///
     /// # Errors
     /// [`StoreError`] when storage fails; nothing is then counted.

@@ -64,17 +64,51 @@ async fn duplicate_refresh_cookies_spend_nothing_and_clear_nothing(backend: Back
         app.refresh_cookie(&planted.refresh).await.status(),
         StatusCode::OK
     );
-    // A login carrying two cookies ends neither old session.
+    // A logout carrying two cookies (one planted) ends neither session and
+    // leaves the cookie alone: refused `invalid_token`.
+    let victim = app.login("victim").await;
+    let planted = app.login("planter").await;
+    for cookies in [
+        format!(
+            "refresh_token={}; refresh_token={}",
+            planted.refresh, victim.refresh
+        ),
+        format!("refresh_token={}; refresh_token=garbage", victim.refresh),
+    ] {
+        let r = app
+            .client
+            .post(app.url("/auth/logout"))
+            .header(USER_AGENT, UA)
+            .header(COOKIE, cookies)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(set_cookie(r.headers()), None, "the cookie is not cleared");
+        assert_problem(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    }
+    assert_eq!(app.me_status(&victim.access).await, StatusCode::OK);
+    assert_eq!(app.me_status(&planted.access).await, StatusCode::OK);
+    let victim = tokens_from_cookie(app.refresh_cookie(&victim.refresh).await).await;
+    let planted = tokens_from_cookie(app.refresh_cookie(&planted.refresh).await).await;
+    // A login carrying two live cookies ends neither old session (the
+    // login itself goes ahead).
     let r = app
         .client
         .post(app.url("/auth/login"))
-        .header(COOKIE, "refresh_token=a; refresh_token=b")
+        .header(
+            COOKIE,
+            format!(
+                "refresh_token={}; refresh_token={}",
+                planted.refresh, victim.refresh
+            ),
+        )
         .json(&json!({"username": "victim", "password": PASSWORD}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(app.me_status(&victim.access).await, StatusCode::OK);
+    assert_eq!(app.me_status(&planted.access).await, StatusCode::OK);
 }
 
 async fn forwarded_headers_count_only_from_trusted_proxies(backend: Backend) {

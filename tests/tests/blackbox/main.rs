@@ -17,6 +17,7 @@ mod lifecycle;
 mod operations;
 mod races;
 mod rate_limits;
+mod refresh_flood;
 mod revocation;
 mod rotation_rules;
 mod tokens;

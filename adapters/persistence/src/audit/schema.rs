@@ -17,7 +17,9 @@ diesel::table! {
         /// Counted in its session's run, not by the daily trigger.
         on_session -> Bool,
         /// How many requests the row stands for: 1, except for the row of
-        /// throttled refreshes of one IP and minute (`…000013…`).
+        /// throttled refreshes of one IP and minute (`…000013…`; its key
+        /// `(ip, throttle_minute)`, `…000014…`, is only written by SQL of
+        /// its own in `write.rs`).
         count -> BigInt,
     }
 }

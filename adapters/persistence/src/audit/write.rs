@@ -119,10 +119,10 @@ pub(crate) fn insert_attempt(
 }
 
 /// Adds `extra` requests to the `rate_limited` row of `attempt`'s client IP
-/// and minute: the earliest such row (several instances may each have
-/// written one; the extras of all go to the same row, so the counts add up
-/// to the requests). Without one (its insert failed, or cleanup removed
-/// it), `attempt` is inserted standing for `extra` requests.
+/// and minute, creating it (at `attempt`'s time, standing for `extra`)
+/// when there is none: one atomic upsert on the row's key `(ip,
+/// throttle_minute)` (`migrations/*/…000014…`), so every instance sharing
+/// the database adds to the same row.
 pub(crate) fn add_throttled(
     conn: &mut AnyConnection,
     lock: &WriteLock,
@@ -130,48 +130,45 @@ pub(crate) fn add_throttled(
     attempt: &RefreshAttempt,
     extra: u64,
 ) -> Result<(), DbError> {
+    use diesel::sql_types::{BigInt, Nullable, Text};
     const MINUTE_MS: i64 = 60_000;
     let extra = i64::try_from(extra).unwrap_or(i64::MAX);
-    let start = attempt.at.as_millis().div_euclid(MINUTE_MS) * MINUTE_MS;
+    let at = attempt.at.as_millis();
+    let minute = at.div_euclid(MINUTE_MS);
+    let outcome = attempt.outcome.as_str();
+    let ip = attempt.ip.as_deref();
+    // One statement: on SQLite in a write transaction of its own (see
+    // `transaction.rs`), so the upsert never waits on a read lock upgrade.
     write_transaction(conn, lock, |conn| {
-        let row: Option<(String, i64, i64)> = refresh_audit::table
-            .filter(refresh_audit::user_id.eq(""))
-            .filter(refresh_audit::at.ge(start))
-            .filter(refresh_audit::at.lt(start + MINUTE_MS))
-            .filter(refresh_audit::outcome.eq(attempt.outcome.as_str()))
-            .filter(refresh_audit::ip.eq(attempt.ip.as_deref()))
-            .order((refresh_audit::at.asc(), refresh_audit::id.asc()))
-            .select((refresh_audit::user_id, refresh_audit::at, refresh_audit::id))
-            .first(conn)
-            .optional()?;
-        let (user_id, at, id) = match row {
-            Some(key) => key,
-            None => {
-                insert_attempt(conn, ids, attempt, false)?;
-                if extra == 1 {
-                    return Ok(());
-                }
-                return diesel::update(
-                    refresh_audit::table
-                        .filter(refresh_audit::user_id.eq(""))
-                        .filter(refresh_audit::at.eq(attempt.at.as_millis()))
-                        .filter(refresh_audit::outcome.eq(attempt.outcome.as_str()))
-                        .filter(refresh_audit::ip.eq(attempt.ip.as_deref())),
-                )
-                .set(refresh_audit::count.eq(extra))
-                .execute(conn)
-                .map(drop)
-                .map_err(DbError::from);
-            }
+        match conn {
+            AnyConnection::Postgresql(pg) => diesel::sql_query(
+                "INSERT INTO refresh_audit \
+                     (user_id, at, outcome, ip, on_session, count, throttle_minute) \
+                 VALUES ('', $1, $2, $3, FALSE, $4, $5) \
+                 ON CONFLICT (ip, throttle_minute) WHERE throttle_minute IS NOT NULL \
+                 DO UPDATE SET count = refresh_audit.count + excluded.count",
+            )
+            .bind::<BigInt, _>(at)
+            .bind::<Text, _>(outcome)
+            .bind::<Nullable<Text>, _>(ip)
+            .bind::<BigInt, _>(extra)
+            .bind::<BigInt, _>(minute)
+            .execute(pg)?,
+            AnyConnection::Sqlite(sqlite) => diesel::sql_query(
+                "INSERT INTO refresh_audit \
+                     (user_id, at, id, outcome, ip, on_session, count, throttle_minute) \
+                 VALUES ('', ?, ?, ?, ?, 0, ?, ?) \
+                 ON CONFLICT (ip, throttle_minute) WHERE throttle_minute IS NOT NULL \
+                 DO UPDATE SET count = refresh_audit.count + excluded.count",
+            )
+            .bind::<BigInt, _>(at)
+            .bind::<BigInt, _>(ids.next())
+            .bind::<Text, _>(outcome)
+            .bind::<Nullable<Text>, _>(ip)
+            .bind::<BigInt, _>(extra)
+            .bind::<BigInt, _>(minute)
+            .execute(sqlite)?,
         };
-        diesel::update(
-            refresh_audit::table
-                .filter(refresh_audit::user_id.eq(user_id))
-                .filter(refresh_audit::at.eq(at))
-                .filter(refresh_audit::id.eq(id)),
-        )
-        .set(refresh_audit::count.eq(refresh_audit::count + extra))
-        .execute(conn)?;
         Ok(())
     })
 }

@@ -28,6 +28,7 @@ on_both_backends!(
     revoke_all_records_who_asked_for_it,
     refresh_logs_page_newest_first_without_gaps_or_repeats,
     two_writers_on_one_database_keep_every_row_of_one_millisecond,
+    throttled_refreshes_of_two_writers_add_up_in_one_row_per_address_and_minute,
     security_events_page_per_user_and_for_everyone,
     activity_aggregates_the_window_by_day,
     successes_counted_on_their_session_reach_the_analysis_and_outlive_it,
@@ -536,6 +537,44 @@ fn two_writers_on_one_database_keep_every_row_of_one_millisecond(db: &TestDataba
     // The daily aggregates count them all too (from midnight before `at(0)`).
     let midnight = Timestamp::from_millis(1_699_920_000_000);
     assert_eq!(second.activity(alice.id, midnight).unwrap().total(), 6);
+}
+
+fn throttled_refreshes_of_two_writers_add_up_in_one_row_per_address_and_minute(db: &TestDatabase) {
+    let (first, second) = (db.open(2), db.connect(2));
+    let throttled = |ip: &str, when: Timestamp| RefreshAttempt {
+        at: when,
+        outcome: RefreshOutcome::RateLimited,
+        user_id: None,
+        session_id: None,
+        ip: Some(ip.to_owned()),
+        user_agent: None,
+        fingerprint: None,
+    };
+    // `at(0)` is 20 s into its minute: `at(30)` is the same one, `at(45)`
+    // the next.
+    let minute_start = at(0).as_millis() - at(0).as_millis() % 60_000;
+    assert!(at(30).as_millis() < minute_start + 60_000);
+    assert!(at(45).as_millis() >= minute_start + 60_000);
+    for (i, (ip, when, extra)) in [
+        ("192.0.2.1", at(0), 1),
+        ("192.0.2.1", at(1), 1),
+        ("192.0.2.1", at(2), 40),
+        ("192.0.2.1", at(30), 3),
+        ("192.0.2.2", at(3), 7),
+        ("192.0.2.1", at(45), 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let writer = if i % 2 == 0 { &first } else { &second };
+        writer
+            .add_throttled_refreshes(throttled(ip, when), extra)
+            .unwrap();
+    }
+    let rows = first.refresh_audit_outcomes().unwrap();
+    assert_eq!(rows.get("rate_limited"), Some(&3), "{rows:?}");
+    let requests = second.refresh_audit_requests().unwrap();
+    assert_eq!(requests.get("rate_limited"), Some(&54), "{requests:?}");
 }
 
 fn security_events_page_per_user_and_for_everyone(db: &TestDatabase) {

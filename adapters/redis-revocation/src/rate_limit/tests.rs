@@ -175,27 +175,30 @@ fn every_attempt_counts_against_the_address_on_every_instance() {
 }
 
 #[test]
-fn ip_budgets_are_shared_and_checked_without_counting() {
+fn ip_budgets_are_shared_and_refunds_make_room() {
     let Some(url) = redis_url() else { return };
     let (a, b) = pair(&url, LoginLimits::default());
     let ip = "198.51.100.4";
-    assert_eq!(
-        b.check(IpBudget::RefreshFailure, ip, T0),
-        Admission::Allowed
-    );
+    b.refund(IpBudget::RefreshFailure, ip, T0);
     assert_eq!(
         a.count(IpBudget::RefreshFailure, ip, T0),
-        Admission::Allowed
+        Admission::Allowed,
+        "a refund of nothing gives nothing"
     );
     assert_eq!(
         b.count(IpBudget::RefreshFailure, ip, T0),
         Admission::Allowed
     );
+    a.refund(IpBudget::RefreshFailure, ip, T0);
+    assert_eq!(
+        a.count(IpBudget::RefreshFailure, ip, T0),
+        Admission::Allowed,
+        "the refund of another instance's count"
+    );
     assert!(matches!(
-        a.check(IpBudget::RefreshFailure, ip, T0),
+        b.count(IpBudget::RefreshFailure, ip, T0),
         Admission::Limited { .. }
     ));
-    assert_eq!(a.check(IpBudget::Registration, ip, T0), Admission::Allowed);
     assert_eq!(a.count(IpBudget::Registration, ip, T0), Admission::Allowed);
     assert_eq!(b.count(IpBudget::Registration, ip, T0), Admission::Allowed);
     assert!(matches!(
@@ -278,9 +281,31 @@ fn a_frozen_redis_costs_one_timeout_then_nothing_while_backing_off() {
     let started = Instant::now();
     for _ in 0..10 {
         l.reserve(Some("bob"), None, T0);
-        l.check(IpBudget::RefreshFailure, "192.0.2.1", T0);
+        l.refund(IpBudget::RefreshFailure, "192.0.2.1", T0);
     }
     let next = started.elapsed();
     assert!(next < Duration::from_millis(50), "{next:?}");
     drop(frozen);
+}
+
+#[test]
+fn concurrent_reservations_of_an_ip_budget_are_exact_across_instances() {
+    let Some(url) = redis_url() else { return };
+    let (a, b) = pair(&url, LoginLimits::default());
+    let (a, b) = (&a, &b);
+    let allowed: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..40)
+            .map(|i| {
+                scope.spawn(move || {
+                    let l = if i % 2 == 0 { a } else { b };
+                    l.count(IpBudget::RefreshFailure, "198.51.100.5", T0)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().map_or(0, |a| usize::from(a == Admission::Allowed)))
+            .sum()
+    });
+    assert_eq!(allowed, 2);
 }

@@ -104,7 +104,8 @@ fn register_error(e: RegisterError) -> ApiError {
     tag = "auth",
     description = "Verifies the password and starts a session. The refresh token is set as a cookie, \
                    or returned in the body for `\"token_delivery\": \"body\"`. A refresh cookie \
-                   still present ends its old session once the login succeeds. With a valid `DPoP` \
+                   still present ends its old session once the login succeeds; with several refresh cookies \
+                   (one may be planted) none is ended, the login itself goes ahead. With a valid `DPoP` \
                    proof header (RFC 9449: ES256 or EdDSA, `htm` POST, `htu` this URL) the session \
                    is bound to the proof's key: `token_type` is `DPoP`, the access token carries \
                    `cnf.jkt`, and every refresh needs a proof by that key.",
@@ -216,7 +217,11 @@ pub async fn login(
                    rotated token is theft evidence: the user's sessions are revoked and the answer is \
                    `token_reused`. A session bound to a DPoP key (login with a `DPoP` proof) needs a \
                    `DPoP` proof by that key (`htm` POST, `htu` this URL) on every refresh. A refused \
-                   refresh spends nothing. Every 401 clears the cookie, except `invalid_dpop_proof`.",
+                   refresh spends nothing. Every 401 clears the cookie, except `invalid_dpop_proof` and \
+                   `invalid_token` for several refresh cookies (one may be planted: none is spent). Failed \
+                   attempts (any 400, 401 but `token_reused`, 403, 413 or 422) count per client IP against \
+                   `TOKENWARDEN_REFRESH_FAIL_RATE_IP`; over it every refresh from that address is answered \
+                   429, even with a valid token, and audited in one `rate_limited` row per IP and minute.",
     request_body(content = Option<RefreshRequest>,
                  description = "Optional: native clients send the token here; browsers send nothing"),
     security(("refresh_cookie" = []), ()),
@@ -232,6 +237,8 @@ pub async fn login(
         (status = 403, description = "`forbidden_origin`: nothing changes, no token is spent", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_input`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many failed refreshes from this address; refused whatever the token",
+         body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds until the window closes"))),
         (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -300,7 +307,7 @@ async fn refresh_inner(
         None => match cookie::presented(req, &state.config) {
             Presented::One(t) => (Some(t), TokenDelivery::Cookie),
             Presented::None => (None, TokenDelivery::Cookie),
-            Presented::Several(_) => {
+            Presented::Several => {
                 let refusal = ApiError::InvalidToken {
                     challenge: Challenge::None,
                 };
@@ -323,6 +330,8 @@ async fn refresh_inner(
         tracing::info!(reason = %why, "DPoP header refused");
         None
     });
+    // The attempt reserves one failure of the client's budget before any
+    // token is looked at; a refresh that did not fail gives it back.
     let issued = blocking(move || {
         if let Err(wait) = state.warden.admit_refresh(&client)? {
             return Ok(Err(ApiError::rate_limited(wait)));
@@ -330,15 +339,7 @@ async fn refresh_inner(
         let result = state
             .warden
             .refresh(token.as_deref(), dpop.as_ref(), client.clone());
-        if let Err(
-            RefreshError::Missing
-            | RefreshError::Invalid
-            | RefreshError::Expired { .. }
-            | RefreshError::Revoked { .. },
-        ) = &result
-        {
-            state.warden.refresh_failed(&client);
-        }
+        state.warden.settle_refresh(&client, &result);
         Ok::<_, application::Unexpected>(Ok(result))
     })
     .await?
@@ -386,8 +387,9 @@ fn refresh_error(e: RefreshError) -> ApiError {
                    A session bound to a DPoP key ends only with a `DPoP` proof by that key (`htm` POST, \
                    `htu` this URL): a stolen bound token cannot log its victim out. Without one the answer is \
                    `401 invalid_dpop_proof`, nothing ends, the cookie is kept and a `dpop_mismatch` security \
-                   event is recorded. With several refresh cookies (one may be planted) each is ended that can \
-                   be; the answer is 401 only if a bound one was refused and none ended.",
+                   event is recorded. With several refresh cookies (one may be planted by a sibling subdomain) \
+                   and no token in the body, the answer is `401 invalid_token`: nothing ends and the cookie \
+                   is kept, so a planted cookie cannot log its victim out.",
     request_body(content = Option<RefreshRequest>,
                  description = "Optional: native clients send the token here"),
     security(("refresh_cookie" = []), ()),
@@ -397,7 +399,8 @@ fn refresh_error(e: RefreshError) -> ApiError {
         (status = 400, description = "`malformed_request`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_dpop_proof`: the session is bound to a DPoP key and no valid proof by it \
                                       came with the token (with `WWW-Authenticate: DPoP error=\"invalid_dpop_proof\"`); \
-                                      nothing ended and the cookie is kept", body = Problem, content_type = "application/problem+json"),
+                                      `invalid_token`: several refresh cookies. Nothing ended and the cookie is kept",
+         body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden_origin`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_input`", body = Problem, content_type = "application/problem+json"),
@@ -413,14 +416,18 @@ pub async fn logout(
     check_origin(&req, &state.config)?;
     let body: Option<RefreshRequest> = parse_optional_json(&read_body(&req, &mut payload).await?)?;
     // Several cookies (one may be planted): which is the client's cannot be
-    // told, so every one of them ends that can; the planter loses its own
-    // session.
+    // told, so none ends and the cookie stays (ending them all would let a
+    // planted cookie log its victim out).
     let tokens = match body.and_then(|b| b.refresh_token) {
         Some(t) => vec![t],
         None => match cookie::presented(&req, &state.config) {
             Presented::None => Vec::new(),
             Presented::One(t) => vec![t],
-            Presented::Several(ts) => ts,
+            Presented::Several => {
+                return Err(ApiError::InvalidToken {
+                    challenge: Challenge::None,
+                })
+            }
         },
     };
     // An unusable `DPoP` header is no proof: a bound session then refuses
