@@ -235,6 +235,8 @@ pub async fn login(
                                       `WWW-Authenticate: DPoP error=\"invalid_dpop_proof\"`); nothing is spent or \
                                       revoked and the cookie is kept", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden_origin`: nothing changes, no token is spent", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "`request_timeout`: the body did not arrive within `TOKENWARDEN_REQUEST_TIMEOUT`; \
+                                      nothing is spent, the audit row says `request_timeout`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_input`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`: too many failed refreshes from this address; refused whatever the token",
