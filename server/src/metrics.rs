@@ -204,7 +204,7 @@ impl PrometheusMetrics {
         // Behind the HTTP queue, a request holds its turn for its whole use
         // case (the argon2 computation and the database work around it):
         // that is what runs, but never more than the hasher's workspaces
-        // at once (there are two turns per workspace, and a turn beyond
+        // at once (there are three turns per workspace, and a turn beyond
         // them waits for one, counted in the hasher's queue); the hasher's
         // own counts cover other callers.
         let (queued, running) = self

@@ -82,12 +82,15 @@ fn hasher_threads() -> usize {
 
 /// Turns of the password queue per argon2 workspace. A login holds its
 /// turn for all of its work, of which the hash is most but not all: the
-/// database write and the signature after it. With one turn per workspace
-/// a core idled through that part (login at 69–80 % of the raw argon2
-/// rate in the load benchmark); with two, the next request's hash runs
-/// meanwhile. At most one hash per core still runs at once: the hasher
-/// has one workspace per core, and a turn's hash waits for a free one.
-const PASSWORD_TURNS_PER_HASHER: usize = 2;
+/// user's lookup before it, the database write and the signature after it.
+/// With one turn per workspace a core idled through that part (login at
+/// 69–80 % of the raw argon2 rate in the load benchmark); with two, the next
+/// request's hash ran meanwhile, but a workspace still idled when both other
+/// turns were between hashes (87–90 %); with three, 90–94 % (A/B in the
+/// same minutes, `docs/performance.md`). At most one hash per core still
+/// runs at once: the hasher has one workspace per core, and a turn's hash
+/// waits for a free one.
+const PASSWORD_TURNS_PER_HASHER: usize = 3;
 
 /// Blocking threads per actix worker; see [`Application::build_with`].
 const BLOCKING_THREADS_PER_WORKER: usize = 16;

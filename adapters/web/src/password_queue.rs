@@ -2,7 +2,7 @@
 //! "Password work is bounded").
 //!
 //! A use case that hashes or checks a password runs only once it holds one
-//! of `workers` turns (the server gives two per argon2 workspace, of which
+//! of `workers` turns (the server gives three per argon2 workspace, of which
 //! it has one per core: a login's database write and signature then
 //! overlap the next login's hash, while the hasher itself still runs at
 //! most one hash per core). A request that finds every turn taken waits
