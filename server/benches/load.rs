@@ -703,6 +703,10 @@ fn report(refs: &References, backends: &[Backend]) -> String {
     .unwrap();
     writeln!(t, "|---|---|---|---|---|---|---|---|---|").unwrap();
     let row = |t: &mut String, what: &str, b: &str, r: &Run, reference: String, ratio: f64| {
+        // A scenario `LOAD_ONLY` left out has no row.
+        if r.requests == 0 && r.duration.is_zero() {
+            return;
+        }
         writeln!(
             t,
             "| {what} | {b} | {} | {} | {} | {} | {} | {reference} | {:.0} % |",
