@@ -411,10 +411,10 @@ impl Application {
             // as a parked task, so a few threads per worker keep the cores
             // busy, and a burst cannot make the process grow hundreds of them.
             .worker_max_blocking_threads(BLOCKING_THREADS_PER_WORKER)
-            // Slow clients: the head must arrive within the request timeout
-            // (`connections`; the body's own deadline is in the handlers' body
-            // reader), idle keep-alive connections close, and open
-            // connections are capped.
+            // Slow clients: each request, head and body, must arrive within
+            // the request timeout (`connections`, enforced on each
+            // connection by `web::wire`), idle keep-alive connections close,
+            // and open connections are capped.
             .max_concurrent_connections(config.max_connections.div_ceil(workers).max(1))
             .shutdown_timeout(timeout)
             .shutdown_signal({

@@ -21,9 +21,11 @@ pub const DEFAULT_BODY_DEADLINE: std::time::Duration = std::time::Duration::from
 
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] without
 /// buffering it, and answering 408 `request_timeout` when it has not
-/// arrived within the [`BodyDeadline`] (a client dripping one byte at a
-/// time must not hold the connection). Actix closes the connection after
-/// such an answer, since the body was not read to its end.
+/// arrived within the [`BodyDeadline`] of the handler's start. On the real
+/// server the connection's own deadline ([`crate::wire`], the same timeout
+/// from the request's first bytes) comes first and ends the connection;
+/// this one bounds the handler wherever there is no such connection (an
+/// in-process app).
 ///
 /// When the reading ends, whichever way, the request has arrived: its
 /// dependency deadline starts then ([`crate::deadline::restart`]), so that

@@ -2,7 +2,9 @@
 //! does (actix-server accepting, actix-http's HTTP/1 service on each
 //! connection), except that each connection is wrapped in a
 //! [`ProblemStream`], so that the answers the HTTP parser writes by itself
-//! are problem+json too. `HttpServer` has no way to wrap a connection.
+//! are problem+json too, and every request on it (head and body, on a fresh
+//! or a kept-alive connection) must arrive within the request timeout.
+//! `HttpServer` has no way to wrap a connection.
 //!
 //! ```ignore
 //! let builder = web::listener::Server::build().workers(2);
@@ -31,8 +33,11 @@ use crate::wire::ProblemStream;
 /// Per-connection settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Connections {
-    /// A request head must arrive within this (`TOKENWARDEN_REQUEST_TIMEOUT`),
-    /// else 408 and the connection is closed.
+    /// A whole request (head and body) must arrive within this, counted from
+    /// its first bytes (`TOKENWARDEN_REQUEST_TIMEOUT`), else 408 and the
+    /// connection is closed. The dispatcher's own head timer, with the same
+    /// setting, also counts from the connection's opening: it closes a
+    /// connection on which nothing arrives.
     pub request_timeout: Duration,
     /// Idle keep-alive connections close after this (`TOKENWARDEN_KEEP_ALIVE`).
     pub keep_alive: Duration,
@@ -83,10 +88,10 @@ where
             .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
             .local_addr(addr)
             .h1(map_config(app, move |()| app_config(addr)));
-        fn_service(|io: TcpStream| {
+        fn_service(move |io: TcpStream| {
             let peer = io.peer_addr().ok();
             ready(Ok::<_, actix_http::error::DispatchError>((
-                ProblemStream::new(io),
+                ProblemStream::with_request_timeout(io, connections.request_timeout),
                 peer,
             )))
         })

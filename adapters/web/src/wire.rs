@@ -20,19 +20,36 @@
 //! an answer. [`ProblemStream`] passes the bytes before the head through
 //! unchanged and never lets part of the head out, so a write that stops
 //! early leaves the whole head for the next one.
+//!
+//! [`ProblemStream`] also holds every request on its connection to the
+//! request timeout, counted from when its first bytes are read: the head and
+//! the body (chunked or not) of the first request and of every later one on
+//! a kept-alive connection (the dispatcher's own head timer covers only the
+//! first request's head, and nothing of it bounds a body). [`Framing`]
+//! follows where each request ends; when one has not completely arrived by
+//! its deadline, the connection answers 408 problem+json (unless something
+//! of an answer was already written) and closes. A request that arrives
+//! whole in one read costs a pass over its head and no clock or timer.
 
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use actix_web::body::MessageBody as _;
 use actix_web::http::StatusCode;
 use actix_web::ResponseError as _;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
 use crate::error::ApiError;
 use crate::hardening::SECURITY_HEADERS;
 use crate::middleware::REQUEST_ID;
+
+mod framing;
+
+use framing::Framing;
 
 /// The statuses the dispatcher answers with a bare head.
 const BARE_STATUSES: [u16; 5] = [400, 408, 413, 431, 500];
@@ -40,22 +57,63 @@ const BARE_STATUSES: [u16; 5] = [400, 408, 413, 431, 500];
 /// searched for one.
 const LONGEST_BARE_HEAD: usize = 256;
 
-/// A connection whose bare framework answers leave as problem+json.
+/// The interim answer to `Expect: 100-continue`: written before a body
+/// arrives, it does not answer the request.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// A connection whose bare framework answers leave as problem+json, and
+/// whose requests must arrive within a deadline.
 #[derive(Debug)]
 pub struct ProblemStream<T> {
     inner: T,
     /// The answer that replaced a bare head, and how much of it is written.
     replacement: Vec<u8>,
     sent: usize,
+    /// The request deadline, when there is one.
+    clock: Option<Box<Clock>>,
+    /// A request missed its deadline: the connection is done.
+    expired: bool,
+}
+
+/// The request timeout's state on one connection.
+#[derive(Debug)]
+struct Clock {
+    timeout: Duration,
+    framing: Framing,
+    /// When the request now arriving has to be complete, once a read ended
+    /// before it did.
+    deadline: Option<Instant>,
+    /// Something was written since that request began.
+    answered: bool,
+    /// Wakes the connection at a deadline; made the first time a request
+    /// has to wait for its bytes.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<T> ProblemStream<T> {
+    /// A connection without a request deadline.
     pub fn new(inner: T) -> Self {
         Self {
             inner,
             replacement: Vec::new(),
             sent: 0,
+            clock: None,
+            expired: false,
         }
+    }
+
+    /// A connection whose every request (head and body) must have arrived
+    /// `timeout` after its first bytes are read.
+    pub fn with_request_timeout(inner: T, timeout: Duration) -> Self {
+        let mut stream = Self::new(inner);
+        stream.clock = Some(Box::new(Clock {
+            timeout,
+            framing: Framing::default(),
+            deadline: None,
+            answered: false,
+            timer: None,
+        }));
+        stream
     }
 
     pub fn get_ref(&self) -> &T {
@@ -80,13 +138,101 @@ impl<T: AsyncWrite + Unpin> ProblemStream<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for ProblemStream<T> {
+impl Clock {
+    /// Follows the bytes just read.
+    fn received(&mut self, bytes: &[u8]) {
+        if self.framing.feed(bytes) {
+            // A new request: its clock starts at this read.
+            self.deadline = None;
+            self.answered = false;
+        }
+        if !self.framing.in_request() {
+            self.deadline = None;
+        } else if self.deadline.is_none() {
+            self.deadline = Some(Instant::now() + self.timeout);
+        }
+    }
+
+    /// Whether the request arriving now missed its deadline; if not, the
+    /// connection is woken at the deadline.
+    fn overdue(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.deadline else {
+            return false;
+        };
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                timer
+            }
+            None => self
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        timer.as_mut().poll(cx).is_ready()
+    }
+
+    /// Notes an answer's bytes.
+    fn wrote(&mut self, bytes: &[u8]) {
+        if self.deadline.is_some() && !CONTINUE.starts_with(bytes) {
+            self.answered = true;
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> ProblemStream<T> {
+    /// A request missed its deadline: a 408 goes out, if nothing of an
+    /// answer did and the socket takes it at once (a client that does not
+    /// read must not hold the connection either), and the connection ends
+    /// with an error, which makes the dispatcher drop it.
+    fn time_out(&mut self, cx: &mut Context<'_>) -> io::Error {
+        let answered = self.clock.as_ref().is_some_and(|c| c.answered);
+        if !self.expired && !answered && self.replacement.is_empty() {
+            self.replacement = problem_answer_for(StatusCode::REQUEST_TIMEOUT, 1, None);
+            self.sent = 0;
+            let _ = self.poll_replacement(cx);
+        }
+        self.expired = true;
+        self.replacement = Vec::new();
+        self.sent = 0;
+        timed_out()
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the request did not arrive within the request timeout",
+    )
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ProblemStream<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        if this.expired {
+            return Poll::Ready(Err(timed_out()));
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let Some(clock) = this.clock.as_mut() else {
+            return polled;
+        };
+        match &polled {
+            Poll::Ready(Ok(())) => clock.received(&buf.filled()[before..]),
+            Poll::Ready(Err(_)) => return polled,
+            Poll::Pending => {}
+        }
+        // The dispatcher reads until a read is pending (or its buffer is
+        // full), so a request still arriving has its timer polled here.
+        if clock.overdue(cx) {
+            return Poll::Ready(Err(this.time_out(cx)));
+        }
+        polled
     }
 }
 
@@ -97,7 +243,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ProblemStream<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.expired {
+            return Poll::Ready(Err(timed_out()));
+        }
         ready!(this.poll_replacement(cx))?;
+        if let Some(clock) = this.clock.as_mut() {
+            clock.wrote(buf);
+        }
         let Some(start) = bare_head_at(buf) else {
             return Pin::new(&mut this.inner).poll_write(cx, buf);
         };
@@ -202,12 +354,18 @@ fn problem_answer(head: &[u8]) -> Vec<u8> {
     let Ok(status) = StatusCode::from_u16(bare.status) else {
         return head.to_vec();
     };
+    problem_answer_for(status, bare.minor_version, bare.date)
+}
+
+/// The problem+json answer for `status`, in HTTP/1.`minor_version`, the
+/// connection closed after it.
+fn problem_answer_for(status: StatusCode, minor_version: u8, date: Option<&[u8]>) -> Vec<u8> {
     let response = problem_for(status).error_response();
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(
         format!(
             "HTTP/1.{} {} {}\r\n",
-            bare.minor_version,
+            minor_version,
             status.as_str(),
             status.canonical_reason().unwrap_or("")
         )
@@ -234,7 +392,7 @@ fn problem_answer(head: &[u8]) -> Vec<u8> {
     let body = response.into_body().try_into_bytes().unwrap_or_default();
     header(b"content-length", body.len().to_string().as_bytes());
     header(b"connection", b"close");
-    if let Some(date) = bare.date {
+    if let Some(date) = date {
         header(b"date", date);
     }
     out.extend_from_slice(b"\r\n");

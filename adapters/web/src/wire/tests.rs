@@ -147,3 +147,121 @@ fn the_applications_own_answers_are_never_rewritten() {
         assert_eq!(through(answer.as_bytes(), usize::MAX), answer);
     }
 }
+
+/// A connection through a [`ProblemStream`] with a 200 ms request timeout:
+/// the client's end and the server's.
+fn connection() -> (
+    std::net::TcpStream,
+    ProblemStream<actix_web::rt::net::TcpStream>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    server.set_nonblocking(true).unwrap();
+    let server = actix_web::rt::net::TcpStream::from_std(server).unwrap();
+    let timeout = std::time::Duration::from_millis(200);
+    (client, ProblemStream::with_request_timeout(server, timeout))
+}
+
+/// Reads as the dispatcher does, until the stream fails (or 2 s pass).
+async fn read_until_error(stream: &mut ProblemStream<actix_web::rt::net::TcpStream>) -> io::Error {
+    let reading = async {
+        let mut buf = [0; 256];
+        loop {
+            let mut read = ReadBuf::new(&mut buf);
+            if let Err(e) = poll_fn(|cx| Pin::new(&mut *stream).poll_read(cx, &mut read)).await {
+                return e;
+            }
+            assert!(
+                !read.filled().is_empty(),
+                "the client never ends the stream"
+            );
+        }
+    };
+    actix_web::rt::time::timeout(std::time::Duration::from_secs(2), reading)
+        .await
+        .expect("the request is timed out")
+}
+
+/// What the client receives until the connection closes.
+fn received(client: &mut std::net::TcpStream) -> String {
+    use std::io::Read as _;
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    String::from_utf8(got).unwrap()
+}
+
+#[actix_web::test]
+async fn a_kept_alive_request_not_arrived_by_its_deadline_gets_a_408_and_ends_the_connection() {
+    use std::io::Write as _;
+    let (mut client, mut stream) = connection();
+    client
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let error = read_until_error(&mut stream).await;
+    assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(190));
+    drop(stream);
+    let answer = received(&mut client);
+    let (head, body) = split(&answer);
+    assert!(
+        head.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{head}"
+    );
+    assert_eq!(header(head, "connection"), Some("close"));
+    assert_eq!(body["code"], "request_timeout");
+}
+
+#[actix_web::test]
+async fn a_request_already_answered_is_cut_off_without_a_second_answer() {
+    use std::io::Write as _;
+    let (mut client, mut stream) = connection();
+    client
+        .write_all(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n",
+        )
+        .unwrap();
+    let mut buf = [0; 256];
+    let mut read = ReadBuf::new(&mut buf);
+    poll_fn(|cx| Pin::new(&mut stream).poll_read(cx, &mut read))
+        .await
+        .unwrap();
+    let n = poll_fn(|cx| Pin::new(&mut stream).poll_write(cx, APP_200.as_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(n, APP_200.len());
+    assert_eq!(
+        read_until_error(&mut stream).await.kind(),
+        io::ErrorKind::TimedOut
+    );
+    drop(stream);
+    assert_eq!(received(&mut client), APP_200);
+}
+
+#[actix_web::test]
+async fn a_request_that_arrived_whole_has_no_deadline() {
+    use std::io::Write as _;
+    let (mut client, mut stream) = connection();
+    client
+        .write_all(b"POST /auth/refresh HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        .unwrap();
+    let mut buf = [0; 256];
+    let mut read = ReadBuf::new(&mut buf);
+    poll_fn(|cx| Pin::new(&mut stream).poll_read(cx, &mut read))
+        .await
+        .unwrap();
+    let mut read = ReadBuf::new(&mut buf);
+    let idle = actix_web::rt::time::timeout(
+        std::time::Duration::from_millis(400),
+        poll_fn(|cx| Pin::new(&mut stream).poll_read(cx, &mut read)),
+    )
+    .await;
+    assert!(
+        idle.is_err(),
+        "still waiting for the next request: {idle:?}"
+    );
+}
