@@ -21,11 +21,11 @@ pub const DEFAULT_BODY_DEADLINE: std::time::Duration = std::time::Duration::from
 
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] without
 /// buffering it, and answering 408 `request_timeout` when it has not
-/// arrived within the [`BodyDeadline`] of the handler's start. On the real
-/// server the connection's own deadline ([`crate::wire`], the same timeout
-/// from the request's first bytes) comes first and ends the connection;
-/// this one bounds the handler wherever there is no such connection (an
-/// in-process app).
+/// arrived within the request's deadline: on a connection that has one
+/// ([`crate::wire::RequestArrival`], the request timeout from the request's
+/// first bytes), that one, which the connection itself enforces only
+/// [`crate::wire::CONNECTION_SLACK`] later; elsewhere (an app without
+/// that listener) the [`BodyDeadline`] from the handler's start.
 ///
 /// When the reading ends, whichever way, the request has arrived: its
 /// dependency deadline starts then ([`crate::deadline::restart`]), so that
@@ -35,9 +35,19 @@ pub async fn read_body(
     req: &HttpRequest,
     payload: &mut actix_web::web::Payload,
 ) -> Result<Vec<u8>, ApiError> {
-    let deadline = req
-        .app_data::<BodyDeadline>()
-        .map_or(DEFAULT_BODY_DEADLINE, |d| d.0);
+    let deadline = match req
+        .conn_data::<crate::wire::RequestArrival>()
+        .and_then(crate::wire::RequestArrival::deadline)
+    {
+        // The connection's deadline for this request (from its first
+        // bytes): answered here first, so that what the handler records
+        // on a refusal (a refresh's audit row) is written before the
+        // connection gives up on it.
+        Some(at) => at.saturating_duration_since(tokio::time::Instant::now()),
+        None => req
+            .app_data::<BodyDeadline>()
+            .map_or(DEFAULT_BODY_DEADLINE, |d| d.0),
+    };
     let body = actix_web::rt::time::timeout(deadline, read_body_unbounded(req, payload))
         .await
         .unwrap_or(Err(ApiError::RequestTimeout));

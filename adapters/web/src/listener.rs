@@ -19,7 +19,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use actix_http::body::MessageBody;
-use actix_http::{HttpService, Request, Response};
+use actix_http::{Extensions, HttpService, Request, Response};
 use actix_service::{
     fn_service, map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt as _,
 };
@@ -86,6 +86,12 @@ where
             .keep_alive(connections.keep_alive)
             .client_request_timeout(connections.request_timeout)
             .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+            // The request's arrival deadline, for the body reader.
+            .on_connect_ext(|io: &ProblemStream<TcpStream>, data: &mut Extensions| {
+                if let Some(arrival) = io.request_arrival() {
+                    data.insert(arrival);
+                }
+            })
             .local_addr(addr)
             .h1(map_config(app, move |()| app_config(addr)));
         fn_service(move |io: TcpStream| {

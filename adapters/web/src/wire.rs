@@ -57,6 +57,37 @@ const BARE_STATUSES: [u16; 5] = [400, 408, 413, 431, 500];
 /// searched for one.
 const LONGEST_BARE_HEAD: usize = 256;
 
+/// How long after a request's deadline the connection gives up on it. The
+/// handler reading the body sees the deadline itself
+/// ([`RequestArrival`]) and answers 408 first, with whatever it records
+/// (a refresh's audit row); the connection's own 408 and close are for
+/// requests no handler reads (a body nobody waits for, a head that never
+/// ends).
+pub const CONNECTION_SLACK: Duration = Duration::from_millis(500);
+
+/// The deadline of the request now arriving on a connection, shared with
+/// the handlers through the connection's data (`HttpRequest::conn_data`):
+/// `timeout` after the request's first bytes, `None` between requests.
+#[derive(Debug, Clone, Default)]
+pub struct RequestArrival(std::sync::Arc<std::sync::Mutex<Option<Instant>>>);
+
+impl RequestArrival {
+    /// When the request now arriving must have arrived.
+    pub fn deadline(&self) -> Option<Instant> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set(&self, deadline: Option<Instant>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = deadline;
+    }
+}
+
 /// The interim answer to `Expect: 100-continue`: written before a body
 /// arrives, it does not answer the request.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -88,6 +119,8 @@ struct Clock {
     /// Wakes the connection at a deadline; made the first time a request
     /// has to wait for its bytes.
     timer: Option<Pin<Box<Sleep>>>,
+    /// The same deadline, for the handlers.
+    shared: RequestArrival,
 }
 
 impl<T> ProblemStream<T> {
@@ -112,8 +145,15 @@ impl<T> ProblemStream<T> {
             deadline: None,
             answered: false,
             timer: None,
+            shared: RequestArrival::default(),
         }));
         stream
+    }
+
+    /// The deadline of the request arriving now, for the handlers; `None`
+    /// without a request timeout.
+    pub fn request_arrival(&self) -> Option<RequestArrival> {
+        self.clock.as_ref().map(|c| c.shared.clone())
     }
 
     pub fn get_ref(&self) -> &T {
@@ -141,6 +181,7 @@ impl<T: AsyncWrite + Unpin> ProblemStream<T> {
 impl Clock {
     /// Follows the bytes just read.
     fn received(&mut self, bytes: &[u8]) {
+        let before = self.deadline;
         if self.framing.feed(bytes) {
             // A new request: its clock starts at this read.
             self.deadline = None;
@@ -151,12 +192,15 @@ impl Clock {
         } else if self.deadline.is_none() {
             self.deadline = Some(Instant::now() + self.timeout);
         }
+        if self.deadline != before {
+            self.shared.set(self.deadline);
+        }
     }
 
     /// Whether the request arriving now missed its deadline; if not, the
     /// connection is woken at the deadline.
     fn overdue(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(deadline) = self.deadline else {
+        let Some(deadline) = self.deadline.map(|d| d + CONNECTION_SLACK) else {
             return false;
         };
         let timer = match &mut self.timer {

@@ -2,6 +2,7 @@
 //! fresh browser profile per test, a screenshot when a test fails.
 
 use std::future::Future;
+use std::os::unix::process::CommandExt as _;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -25,7 +26,9 @@ pub fn screenshot_dir() -> PathBuf {
     dir
 }
 
-/// A chromedriver process and a browser session; both end on drop.
+/// A chromedriver process and a browser session; both end on drop, with
+/// every process Chromium started (they share chromedriver's own process
+/// group; killing chromedriver alone left them running).
 pub struct Chrome {
     pub client: Client,
     driver: Child,
@@ -34,6 +37,12 @@ pub struct Chrome {
 
 impl Drop for Chrome {
     fn drop(&mut self) {
+        // The group's id is chromedriver's pid (`process_group(0)`).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -68,6 +77,8 @@ impl Chrome {
         let port = free_port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            // A group of its own, which Chromium's processes join.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
