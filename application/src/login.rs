@@ -108,7 +108,7 @@ impl TokenWarden {
     /// it was no failed login.
     pub fn abandon_login(&self, admitted: AdmittedLogin) {
         if let Some(key) = &admitted.limit_key {
-            self.login_limiter.release(key);
+            self.login_limiter.release(key, self.ports.clock.now());
         }
     }
 
@@ -130,7 +130,7 @@ impl TokenWarden {
         // reservation is given back.
         let unchecked = |e: Unexpected| {
             if let Some(key) = &limit_key {
-                self.login_limiter.release(key);
+                self.login_limiter.release(key, self.ports.clock.now());
             }
             LoginError::from(e)
         };
@@ -524,7 +524,7 @@ mod tests {
         let mut limiter = admitting();
         limiter
             .expect_release()
-            .withf(|user| user == "alice")
+            .withf(|user, _| user == "alice")
             .times(1)
             .return_const(());
         limiter.expect_reset().never();
@@ -547,7 +547,7 @@ mod tests {
         let mut limiter = admitting();
         limiter
             .expect_release()
-            .withf(|user| user == "alice")
+            .withf(|user, _| user == "alice")
             .times(1)
             .return_const(());
         let warden = limited_by(limiter, Mocks::new());

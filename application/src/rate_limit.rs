@@ -108,7 +108,7 @@ pub trait LoginRateLimiter: Send + Sync + 'static {
     /// Gives back one reservation of `user` whose password was never
     /// checked (the login was refused 503 before its password work ran): it
     /// was no failed login. The address's count keeps the attempt.
-    fn release(&self, user: &str);
+    fn release(&self, user: &str, now: Timestamp);
 }
 
 /// The per-IP budgets besides login.
@@ -207,7 +207,7 @@ impl LoginRateLimiter for Unlimited {
         Admission::Allowed
     }
     fn reset(&self, _: &str) {}
-    fn release(&self, _: &str) {}
+    fn release(&self, _: &str, _: Timestamp) {}
 }
 
 impl IpRateLimiter for Unlimited {

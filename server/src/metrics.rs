@@ -378,7 +378,7 @@ impl LoginRateLimiter for MeteredLimiter {
         self.0.reset(user);
     }
 
-    fn release(&self, user: &str) {
-        self.0.release(user);
+    fn release(&self, user: &str, now: Timestamp) {
+        self.0.release(user, now);
     }
 }

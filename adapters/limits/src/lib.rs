@@ -74,6 +74,14 @@ impl Table {
         Some(window)
     }
 
+    /// Takes back one event counted for `key` in its window still open.
+    fn give_back(&mut self, key: &str, limit: Limit, now: Timestamp) {
+        if let Some(w) = self.open(key, limit, now) {
+            let count = w.count.saturating_sub(1);
+            self.0.insert(key.to_owned(), Window { count, ..w });
+        }
+    }
+
     /// Counts one event and answers the wait when it went over `limit`.
     fn count_over(&mut self, key: &str, limit: Limit, now: Timestamp) -> Duration {
         match self.count(key, limit, now) {
@@ -147,10 +155,10 @@ impl LoginRateLimiter for InProcessLoginLimiter {
         lock(&self.state).users.0.remove(user);
     }
 
-    fn release(&self, user: &str) {
-        if let Some(window) = lock(&self.state).users.0.get_mut(user) {
-            window.count = window.count.saturating_sub(1);
-        }
+    fn release(&self, user: &str, now: Timestamp) {
+        lock(&self.state)
+            .users
+            .give_back(user, self.limits.per_user, now);
     }
 }
 
@@ -185,11 +193,7 @@ impl IpRateLimiter for InProcessIpLimiter {
 
     fn refund(&self, budget: IpBudget, ip: &str, now: Timestamp) {
         let limit = self.limits.of(budget);
-        let mut table = lock(self.table(budget));
-        if let Some(w) = table.open(ip, limit, now) {
-            let count = w.count.saturating_sub(1);
-            table.0.insert(ip.to_owned(), Window { count, ..w });
-        }
+        lock(self.table(budget)).give_back(ip, limit, now);
     }
 }
 

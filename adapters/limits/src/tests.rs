@@ -73,10 +73,10 @@ fn a_success_forgets_the_failures() {
 #[test]
 fn a_released_reservation_gives_back_one_place() {
     let l = limiter(2, 1000);
-    l.release("alice");
+    l.release("alice", at(0));
     l.reserve(Some("alice"), None, at(0));
     l.reserve(Some("alice"), None, at(0));
-    l.release("alice");
+    l.release("alice", at(1));
     assert_eq!(l.reserve(Some("alice"), None, at(1)), Admission::Allowed);
     assert!(matches!(
         l.reserve(Some("alice"), None, at(1)),

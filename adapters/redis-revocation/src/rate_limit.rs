@@ -61,13 +61,6 @@ end
 return 0
 ";
 
-/// Gives back one counted event, if any. KEYS: the counter.
-const RELEASE_SCRIPT: &str = r"
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n > 0 then redis.call('DECR', KEYS[1]) end
-return 0
-";
-
 /// Counts one event. KEYS: the counter. ARGV: limit, window (ms). Returns
 /// the milliseconds to wait when over the limit, else 0.
 const COUNT_SCRIPT: &str = r"
@@ -81,8 +74,9 @@ if n > tonumber(ARGV[1]) then return math.max(ttl, 1) end
 return 0
 ";
 
-/// Gives back one counted event, within the window still open (the key
-/// keeps its expiry). KEYS: the counter. Returns 0.
+/// Gives back one counted event (a failed refresh, a login reservation),
+/// within the window still open (the key keeps its expiry). KEYS: the
+/// counter. Returns 0.
 const REFUND_SCRIPT: &str = r"
 local n = tonumber(redis.call('GET', KEYS[1]) or '0')
 if n > 0 then redis.call('DECR', KEYS[1]) end
@@ -272,11 +266,11 @@ impl LoginRateLimiter for RedisLimiter {
         }
     }
 
-    fn release(&self, user: &str) {
-        self.fallback.login.release(user);
+    fn release(&self, user: &str, now: Timestamp) {
+        self.fallback.login.release(user, now);
         let key = self.key("user", user);
         // A Redis failure is noted by `eval`; nothing else to give back.
-        let _ = self.eval(RELEASE_SCRIPT, &[&key], &[]);
+        let _ = self.eval(REFUND_SCRIPT, &[&key], &[]);
     }
 
     fn reset(&self, user: &str) {

@@ -145,10 +145,10 @@ fn a_released_reservation_gives_back_one_place_on_every_instance() {
     let Some(url) = redis_url() else { return };
     let (a, b) = pair(&url, limits(2, 1000, Duration::from_secs(60)));
     // Nothing to give back: the count does not go below zero.
-    a.release("alice");
+    a.release("alice", T0);
     a.reserve(Some("alice"), None, T0);
     a.reserve(Some("alice"), None, T0);
-    b.release("alice");
+    b.release("alice", T0);
     assert_eq!(a.reserve(Some("alice"), None, T0), Admission::Allowed);
     assert!(matches!(
         b.reserve(Some("alice"), None, T0),

@@ -10,7 +10,7 @@ use application::{
 use domain::{Password, Role, Roles, Username};
 
 use super::refresh_audit::{rejected, rejection_of};
-use super::{blocking, password_work};
+use super::{blocking, password_work, password_work_on};
 use crate::body::{parse_json, parse_optional_json, read_body};
 use crate::client::{check_origin, client_info, is_display_hazard};
 use crate::cookie::{self, Presented};
@@ -172,25 +172,21 @@ pub async fn login(
     // Limits and proof first: a refused login never waits for password work.
     let admit = state.clone();
     let issued = match blocking(move || admit.warden.admit_login(input)).await? {
-        Ok(admitted) => match state.password_queue.turn().await {
-            Ok(turn) => {
-                let work = state.clone();
-                blocking(move || {
-                    let _turn = turn;
-                    work.warden.complete_login(admitted)
-                })
-                .await?
+        Ok(admitted) => {
+            let work = state.clone();
+            match password_work_on(&state, admitted, move |a| work.warden.complete_login(a)).await {
+                Ok(done) => done?,
+                // No password worker in time: the password was never
+                // checked, so the username's reservation is given back (the
+                // address keeps the attempt). Past the request's deadline,
+                // off the async workers all the same (Redis may be asked).
+                Err((busy, admitted)) => {
+                    let giver = state.clone();
+                    let _ = web::block(move || giver.warden.abandon_login(admitted)).await;
+                    return Err(busy);
+                }
             }
-            // No password worker in time: the password was never checked,
-            // so the username's reservation is given back (the address
-            // keeps the attempt). Past the request's deadline, off the
-            // async workers all the same (Redis may be asked).
-            Err(busy) => {
-                let giver = state.clone();
-                let _ = web::block(move || giver.warden.abandon_login(admitted)).await;
-                return Err(busy);
-            }
-        },
+        }
         Err(refused) => Err(refused),
     }
     .map_err(|e| match e {

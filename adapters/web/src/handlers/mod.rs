@@ -60,12 +60,36 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let turn = state.password_queue.turn().await?;
-    blocking(move || {
+    password_work_on(state, (), |()| f())
+        .await
+        .map_err(|(busy, ())| busy)?
+}
+
+/// [`password_work`] on `input`, which comes back with the refusal when no
+/// turn came in time (the work never ran), for the caller to undo what it
+/// stood for (a login's rate-limit reservation).
+///
+/// # Errors
+/// `Err((503, input))` when no turn came; `Ok(Err(_))` as [`blocking`].
+pub async fn password_work_on<I, T, F>(
+    state: &ApiState,
+    input: I,
+    f: F,
+) -> Result<Result<T, ApiError>, (ApiError, I)>
+where
+    I: Send + 'static,
+    F: FnOnce(I) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let turn = match state.password_queue.turn().await {
+        Ok(turn) => turn,
+        Err(busy) => return Err((busy, input)),
+    };
+    Ok(blocking(move || {
         let _turn = turn;
-        f()
+        f(input)
     })
-    .await
+    .await)
 }
 
 /// Unknown routes and methods get a problem body too.
