@@ -76,9 +76,12 @@ impl Table {
 
     /// Takes back one event counted for `key` in its window still open.
     fn give_back(&mut self, key: &str, limit: Limit, now: Timestamp) {
-        if let Some(w) = self.open(key, limit, now) {
-            let count = w.count.saturating_sub(1);
-            self.0.insert(key.to_owned(), Window { count, ..w });
+        if let Some(w) = self
+            .0
+            .get_mut(key)
+            .filter(|w| now < w.opened.plus(limit.window))
+        {
+            w.count = w.count.saturating_sub(1);
         }
     }
 
