@@ -104,8 +104,9 @@ fn register_error(e: RegisterError) -> ApiError {
     tag = "auth",
     description = "Verifies the password and starts a session. The refresh token is set as a cookie, \
                    or returned in the body for `\"token_delivery\": \"body\"`. A refresh cookie \
-                   still present ends its old session once the login succeeds; with several refresh cookies \
-                   (one may be planted) none is ended, the login itself goes ahead. With a valid `DPoP` \
+                   still present ends its old session once the login succeeds (a DPoP-bound one only with this \
+                   login's proof by its key: the password may be another account's); with several refresh \
+                   cookies (one may be planted) none is ended, the login itself goes ahead. With a valid `DPoP` \
                    proof header (RFC 9449: ES256 or EdDSA, `htm` POST, `htu` this URL) the session \
                    is bound to the proof's key: `token_type` is `DPoP`, the access token carries \
                    `cnf.jkt`, and every refresh needs a proof by that key.",
